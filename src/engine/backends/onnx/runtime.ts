@@ -1,0 +1,98 @@
+/**
+ * The one file that knows onnxruntime-node: session creation with the execution provider the
+ * user asked for, and tensor conversion. Everything above it deals in engine Tensors.
+ */
+import * as ort from 'onnxruntime-node';
+import { encodeModel, type OnnxGraph } from '../../graph/onnxProto.js';
+import type { F32 } from '../../tensor/tensor.js';
+
+export type Device = 'auto' | 'cpu' | 'cuda';
+export type ResolvedDevice = 'cpu' | 'cuda';
+
+export interface RuntimeOptions {
+  device?: Device;
+  /** Intra-op threads; default: ORT's choice (all cores). */
+  threads?: number;
+}
+
+export class DeviceUnavailableError extends Error {}
+
+/** True when onnxruntime-node was installed with its CUDA provider (`--onnxruntime-node-install=cuda12`). */
+export function cudaAvailable(): boolean {
+  try {
+    return ort.listSupportedBackends().some((b) => b.name === 'cuda' && b.bundled !== false);
+  } catch {
+    return false;
+  }
+}
+
+export function resolveDevice(device: Device = 'auto'): ResolvedDevice {
+  if (device === 'cpu') return 'cpu';
+  const has = cudaAvailable();
+  if (device === 'cuda' && !has) {
+    throw new DeviceUnavailableError(
+      'device "cuda" was requested but onnxruntime-node has no CUDA provider installed. Reinstall with ' +
+        '`npm ci --onnxruntime-node-install=cuda12` on a machine with CUDA 12 and cuDNN 9, or set the device to "cpu" or "auto".',
+    );
+  }
+  return device === 'cuda' || has ? 'cuda' : 'cpu';
+}
+
+export interface CompiledSession {
+  readonly session: ort.InferenceSession;
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  /** Bytes of the serialised model (≈ weights), for memory accounting. */
+  readonly modelBytes: number;
+}
+
+export class OnnxRuntime {
+  readonly device: ResolvedDevice;
+  private readonly threads: number | undefined;
+
+  constructor(opts: RuntimeOptions = {}) {
+    this.device = resolveDevice(opts.device);
+    this.threads = opts.threads;
+  }
+
+  async compile(graph: OnnxGraph): Promise<CompiledSession> {
+    const bytes = encodeModel(graph);
+    const options: ort.InferenceSession.SessionOptions = {
+      executionProviders: this.device === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
+      graphOptimizationLevel: 'all',
+      // Many sessions exist at once (one per block and variant): idle spinning threads would
+      // steal the cores from the one that runs.
+      extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+      logSeverityLevel: 3,
+    };
+    if (this.threads !== undefined) options.intraOpNumThreads = this.threads;
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(bytes, options);
+    } catch (e) {
+      throw new Error(`onnxruntime could not compile graph ${graph.name}: ${(e as Error).message}`);
+    }
+    return { session, inputNames: session.inputNames, outputNames: session.outputNames, modelBytes: bytes.byteLength };
+  }
+
+  async run(s: CompiledSession, feeds: Record<string, ort.Tensor>, fetch: readonly string[]): Promise<Record<string, F32>> {
+    const missing = s.inputNames.filter((n) => !(n in feeds));
+    if (missing.length) throw new Error(`internal: graph inputs not fed: ${missing.join(', ')}`);
+    const res = await s.session.run(feeds, fetch as string[]);
+    const out: Record<string, F32> = {};
+    for (const name of fetch) {
+      const t = res[name];
+      if (!t) throw new Error(`internal: onnxruntime returned no ${name}`);
+      out[name] = { dtype: 'float32', dims: [...t.dims], data: t.data as Float32Array };
+    }
+    return out;
+  }
+}
+
+export function ortF32(t: { dims: readonly number[]; data: Float32Array }): ort.Tensor {
+  return new ort.Tensor('float32', t.data, t.dims as number[]);
+}
+
+export function ortI64(data: BigInt64Array, dims: readonly number[]): ort.Tensor {
+  return new ort.Tensor('int64', data, dims as number[]);
+}

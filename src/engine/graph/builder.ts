@@ -1,0 +1,113 @@
+/**
+ * A small builder for ONNX graphs whose values carry TransformerLens hook names. Values are
+ * referred to by name; `op` appends a node and returns its (fresh or chosen) output name.
+ */
+import type { F32 } from '../tensor/tensor.js';
+import { OnnxDType, type AttrValue, type OnnxGraph, type OnnxNode, type OnnxTensor, type OnnxValueInfo } from './onnxProto.js';
+
+export type Attrs = Record<string, number | readonly number[] | string | { floats: readonly number[] }>;
+
+function toAttr(v: Attrs[string]): AttrValue {
+  if (typeof v === 'number') return Number.isInteger(v) ? { kind: 'int', v } : { kind: 'float', v };
+  if (typeof v === 'string') return { kind: 'string', v };
+  if (Array.isArray(v)) return { kind: 'ints', v: v as readonly number[] };
+  return { kind: 'floats', v: (v as { floats: readonly number[] }).floats };
+}
+
+export class GraphBuilder {
+  readonly nodes: OnnxNode[] = [];
+  readonly initializers: OnnxTensor[] = [];
+  readonly inputs: OnnxValueInfo[] = [];
+  readonly outputs: OnnxValueInfo[] = [];
+  private counter = 0;
+  private readonly constCache = new Map<string, string>();
+  private readonly names = new Set<string>();
+  private readonly domains = new Set<string>();
+
+  constructor(readonly name: string, readonly opset = 17) {}
+
+  fresh(hint: string): string {
+    let n: string;
+    do n = `${hint}#${this.counter++}`; while (this.names.has(n));
+    this.names.add(n);
+    return n;
+  }
+
+  input(name: string, dtype: OnnxDType, dims: readonly (number | string)[]): string {
+    this.names.add(name);
+    this.inputs.push({ name, dtype, dims });
+    return name;
+  }
+
+  output(name: string, dtype: OnnxDType, dims: readonly (number | string)[]): void {
+    this.outputs.push({ name, dtype, dims });
+  }
+
+  /** A float32 initializer; raw bytes view the tensor's buffer (no copy until encoding). */
+  weight(name: string, t: F32, dims?: readonly number[]): string {
+    this.names.add(name);
+    this.initializers.push({ name, dtype: OnnxDType.FLOAT, dims: dims ?? t.dims, raw: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength) });
+    return name;
+  }
+
+  /** Scalar / small constants, deduplicated. */
+  constF(values: readonly number[], dims: readonly number[] = []): string {
+    const key = `f:${dims.join(',')}:${values.join(',')}`;
+    const hit = this.constCache.get(key);
+    if (hit) return hit;
+    const name = this.fresh('const');
+    const arr = Float32Array.from(values);
+    this.initializers.push({ name, dtype: OnnxDType.FLOAT, dims, raw: new Uint8Array(arr.buffer) });
+    this.constCache.set(key, name);
+    return name;
+  }
+
+  constI64(values: readonly number[], dims: readonly number[] = [values.length]): string {
+    const key = `i:${dims.join(',')}:${values.join(',')}`;
+    const hit = this.constCache.get(key);
+    if (hit) return hit;
+    const name = this.fresh('const');
+    const arr = BigInt64Array.from(values.map((v) => BigInt(v)));
+    this.initializers.push({ name, dtype: OnnxDType.INT64, dims, raw: new Uint8Array(arr.buffer) });
+    this.constCache.set(key, name);
+    return name;
+  }
+
+  constBool(values: readonly boolean[], dims: readonly number[]): string {
+    const name = this.fresh('mask');
+    this.initializers.push({ name, dtype: OnnxDType.BOOL, dims, raw: Uint8Array.from(values.map((b) => (b ? 1 : 0))) });
+    return name;
+  }
+
+  op(op: string, inputs: readonly string[], attrs?: Attrs, out?: string, domain?: string): string {
+    const o = out ?? this.fresh(op);
+    this.names.add(o);
+    const node: OnnxNode = { op, inputs, outputs: [o] };
+    if (attrs) node.attrs = Object.fromEntries(Object.entries(attrs).map(([k, v]) => [k, toAttr(v)]));
+    if (domain) {
+      node.domain = domain;
+      this.domains.add(domain);
+    }
+    this.nodes.push(node);
+    return o;
+  }
+
+  /** A node with several outputs (Split). */
+  opN(op: string, inputs: readonly string[], nOut: number, attrs?: Attrs): string[] {
+    const outs = Array.from({ length: nOut }, () => this.fresh(op));
+    const node: OnnxNode = { op, inputs, outputs: outs };
+    if (attrs) node.attrs = Object.fromEntries(Object.entries(attrs).map(([k, v]) => [k, toAttr(v)]));
+    this.nodes.push(node);
+    return outs;
+  }
+
+  /** Renames a value to a chosen name (Identity), so hooks keep exact TransformerLens names. */
+  alias(value: string, name: string): string {
+    return this.op('Identity', [value], undefined, name);
+  }
+
+  build(): OnnxGraph {
+    const extraOpsets = Object.fromEntries([...this.domains].map((d) => [d, 1]));
+    return { name: this.name, nodes: this.nodes, initializers: this.initializers, inputs: this.inputs, outputs: this.outputs, opset: this.opset, extraOpsets };
+  }
+}

@@ -1,0 +1,316 @@
+/**
+ * The hooked GPT-2 as ONNX graphs, one segment at a time: `embed` (tokens -> residual stream),
+ * one graph per transformer block, and `final` (ln_final + unembed). Chaining per-block
+ * sessions costs ~45 µs per run and means an intervention at layer L only recompiles block L,
+ * and start/stop at a layer is just running a sub-chain.
+ *
+ * Every hook value in a graph is named exactly as TransformerLens names it
+ * (`blocks.3.attn.hook_pattern`) and has TransformerLens's axis order; interventions are applied
+ * to a hook's value before anything downstream reads it, so cached values are post-intervention
+ * (as TransformerLens's cache hooks registered after the intervention hooks would see them).
+ */
+import type { HookedTransformerConfig } from '../model/config.js';
+import { getParam, type Params } from '../model/params.js';
+import { hookAxes, type HookName, type OutputName } from '../hooks/hooks.js';
+import type { InterventionKind } from '../interventions/plan.js';
+import { f32, type F32 } from '../tensor/tensor.js';
+import { GraphBuilder } from './builder.js';
+import { OnnxDType, type OnnxGraph } from './onnxProto.js';
+
+/** The compiled shape of one intervention: which hook, which kind, which axes its mask indexes. */
+export interface InterventionSlot {
+  hook: HookName;
+  kind: InterventionKind;
+  over?: 'batch' | 'supplied';
+  /** For each axis of the hook: true when the mask varies along it (else it is broadcast, size 1). */
+  maskAxes: readonly boolean[];
+}
+
+export type Segment = { kind: 'embed' } | { kind: 'block'; layer: number } | { kind: 'final' };
+
+export interface SegmentVariant {
+  /** Hook values this session returns (subset of the segment's hooks), plus 'logits' for final. */
+  outputs: readonly OutputName[];
+  /** Compute per-head results (attn.hook_result) and sum them, as TransformerLens's use_attn_result. */
+  useAttnResult: boolean;
+  slots: readonly InterventionSlot[];
+}
+
+/** Name of the graph input that carries the residual stream into a block / the final segment. */
+export const RESID_IN = 'resid_in';
+export const RESID_OUT = 'resid_out';
+export const TOKENS = 'tokens';
+
+export function slotInputName(i: number, what: 'mask' | 'source' | 'mean' | 'vector' | 'factor'): string {
+  return `iv${i}.${what}`;
+}
+
+/** Symbolic dims of a hook's axes for graph value_info. */
+function symDims(name: OutputName, cfg: HookedTransformerConfig): (number | string)[] {
+  return hookAxes(name, cfg).map((a) => {
+    switch (a) {
+      case 'batch': return 'batch';
+      case 'pos': return 'pos';
+      case 'query_pos': return 'pos';
+      case 'key_pos': return 'pos';
+      case 'd_model': return cfg.d_model;
+      case 'head_index': return cfg.n_heads;
+      case 'd_head': return cfg.d_head;
+      case 'd_mlp': return cfg.d_mlp ?? 0;
+      case 'd_vocab': return cfg.d_vocab_out;
+      case 'one': return 1;
+    }
+  });
+}
+
+class SegmentBuilder {
+  readonly g: GraphBuilder;
+  private readonly produced = new Set<OutputName>();
+
+  constructor(readonly cfg: HookedTransformerConfig, readonly params: Params, readonly v: SegmentVariant, name: string) {
+    this.g = new GraphBuilder(name);
+  }
+
+  private readonly weights = new Map<string, string>();
+
+  /** A parameter as an initializer, optionally viewed with other dims (same bytes, own name). */
+  w(name: string, dims?: readonly number[]): string {
+    const key = dims ? `${name}[${dims.join(',')}]` : name;
+    const hit = this.weights.get(key);
+    if (hit) return hit;
+    const t = getParam(this.params, name);
+    const v = this.g.weight(key, t, dims);
+    this.weights.set(key, v);
+    return v;
+  }
+
+  /** Applies the variant's interventions at this hook, then names the value after the hook. */
+  hook(name: OutputName, value: string): string {
+    let cur = value;
+    const rank = hookAxes(name, this.cfg).length;
+    this.v.slots.forEach((s, i) => {
+      if (s.hook !== name) return;
+      const g = this.g;
+      const maskDims = s.maskAxes.map((m, ax) => (m ? `m${i}_${ax}` : 1));
+      const mask = g.input(slotInputName(i, 'mask'), OnnxDType.FLOAT, maskDims);
+      let target: string;
+      switch (s.kind) {
+        case 'patch':
+          target = g.input(slotInputName(i, 'source'), OnnxDType.FLOAT, symDims(name, this.cfg));
+          break;
+        case 'zero':
+          target = g.constF([0]);
+          break;
+        case 'mean':
+          target = s.over === 'supplied'
+            ? g.input(slotInputName(i, 'mean'), OnnxDType.FLOAT, symDims(name, this.cfg).slice(1))
+            : g.op('ReduceMean', [cur], { axes: [0], keepdims: 1 });
+          break;
+        case 'add': {
+          const vec = g.input(slotInputName(i, 'vector'), OnnxDType.FLOAT, [symDims(name, this.cfg)[rank - 1]!]);
+          target = g.op('Add', [cur, vec]);
+          break;
+        }
+        case 'scale': {
+          const f = g.input(slotInputName(i, 'factor'), OnnxDType.FLOAT, []);
+          target = g.op('Mul', [cur, f]);
+          break;
+        }
+      }
+      // h' = h + M * (target - h): exact for M in {0, 1}.
+      cur = g.op('Add', [cur, g.op('Mul', [mask, g.op('Sub', [target, cur])])]);
+    });
+    const named = this.g.alias(cur, name);
+    this.produced.add(name);
+    return named;
+  }
+
+  layerNorm(prefix: string, x: string, paramPrefix: string): string {
+    const g = this.g;
+    const cfg = this.cfg;
+    if (cfg.normalization_type === null) return x;
+    // TransformerLens LayerNorm / LayerNormPre: centre, scale = sqrt(mean(x^2) + eps), divide;
+    // LN then applies w and b. hook_scale is [batch, pos, 1].
+    const mean = g.op('ReduceMean', [x], { axes: [-1], keepdims: 1 });
+    const xc = g.op('Sub', [x, mean]);
+    const var_ = g.op('ReduceMean', [g.op('Mul', [xc, xc])], { axes: [-1], keepdims: 1 });
+    const scale = this.hook(`${prefix}.hook_scale` as OutputName, g.op('Sqrt', [g.op('Add', [var_, g.constF([cfg.eps])])]));
+    let y = g.op('Div', [xc, scale]);
+    if (cfg.normalization_type === 'LN') {
+      y = g.op('Add', [g.op('Mul', [y, this.w(`${paramPrefix}.w`)]), this.w(`${paramPrefix}.b`)]);
+    }
+    return this.hook(`${prefix}.hook_normalized` as OutputName, y);
+  }
+
+  /**
+   * The MLP activation. GELUs use onnxruntime's fused contrib kernels (com.microsoft FastGelu is
+   * exactly gelu_new's tanh form; Gelu is the erf form): the same numbers as the element-wise
+   * formula, but one vectorised pass, and it stays fast when hook_pre is also a graph output
+   * (which otherwise blocks onnxruntime's own fusion and costs ~4 ms per GPT-2-small block).
+   */
+  act(x: string): string {
+    const g = this.g;
+    switch (this.cfg.act_fn) {
+      case 'relu':
+        return g.op('Relu', [x]);
+      case 'gelu':
+        return g.op('Gelu', [x], undefined, undefined, 'com.microsoft');
+      case 'gelu_new':
+      case 'gelu_fast':
+      case 'solu_ln':
+        return g.op('FastGelu', [x], undefined, undefined, 'com.microsoft');
+    }
+  }
+
+  finish(extraOutputs: { name: string; dims: (number | string)[] }[]): OnnxGraph {
+    for (const o of this.v.outputs) {
+      if (!this.produced.has(o)) throw new Error(`internal: segment ${this.g.name} does not produce ${o}`);
+      this.g.output(o, OnnxDType.FLOAT, symDims(o, this.cfg));
+    }
+    for (const e of extraOutputs) this.g.output(e.name, OnnxDType.FLOAT, e.dims);
+    return this.g.build();
+  }
+}
+
+export function buildEmbedGraph(cfg: HookedTransformerConfig, params: Params, v: SegmentVariant): OnnxGraph {
+  const b = new SegmentBuilder(cfg, params, v, 'embed');
+  const g = b.g;
+  const tokens = g.input(TOKENS, OnnxDType.INT64, ['batch', 'pos']);
+  // hook_embed [batch, pos, d_model] = W_E[tokens]
+  const embed = b.hook('hook_embed', g.op('Gather', [b.w('embed.W_E'), tokens], { axis: 0 }));
+  let resid = embed;
+  if (cfg.positional_embedding_type === 'standard') {
+    // hook_pos_embed [batch, pos, d_model] = W_pos[0:pos] broadcast over batch
+    const pos = g.op('Slice', [g.op('Shape', [tokens]), g.constI64([1]), g.constI64([2])]);
+    const wpos = g.op('Slice', [b.w('pos_embed.W_pos'), g.constI64([0]), pos, g.constI64([0])]);
+    const posEmbed = b.hook('hook_pos_embed', g.op('Expand', [wpos, g.op('Shape', [embed])]));
+    resid = g.op('Add', [embed, posEmbed]);
+  }
+  g.alias(resid, RESID_OUT);
+  return b.finish([{ name: RESID_OUT, dims: ['batch', 'pos', cfg.d_model] }]);
+}
+
+/** Lower-triangular [n_ctx, n_ctx] mask, sliced to [pos, pos] in the graph. */
+function causalMask(n: number): boolean[] {
+  const m = new Array<boolean>(n * n);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) m[i * n + j] = j <= i;
+  return m;
+}
+
+export function buildBlockGraph(cfg: HookedTransformerConfig, params: Params, layer: number, v: SegmentVariant): OnnxGraph {
+  const b = new SegmentBuilder(cfg, params, v, `block${layer}`);
+  const g = b.g;
+  const P = `blocks.${layer}`;
+  const H = cfg.n_heads;
+  const dh = cfg.d_head;
+  const d = cfg.d_model;
+  const h = (s: string) => `${P}.${s}` as OutputName;
+
+  const residIn = g.input(RESID_IN, OnnxDType.FLOAT, ['batch', 'pos', d]);
+  const residPre = b.hook(h('hook_resid_pre'), g.op('Identity', [residIn]));
+  const x = b.layerNorm(`${P}.ln1`, residPre, `${P}.ln1`);
+
+  // Q, K, V in one GEMM: W_QKV [d_model, 3 * head_index * d_head] built from W_Q/W_K/W_V
+  // [head_index, d_model, d_head]; the result is split and reshaped to [batch, pos, head_index, d_head].
+  const wqkv = packQKV(params, P, cfg);
+  const qkvW = g.weight(`${P}.attn.W_QKV`, wqkv.W);
+  const qkvB = g.weight(`${P}.attn.b_QKV`, wqkv.b);
+  const qkv = g.op('Add', [g.op('MatMul', [x, qkvW]), qkvB]);
+  const [qf, kf, vf] = g.opN('Split', [qkv, g.constI64([H * dh, H * dh, H * dh])], 3, { axis: -1 });
+  const shape4 = g.constI64([0, 0, H, dh]);
+  const q = b.hook(h('attn.hook_q'), g.op('Reshape', [qf!, shape4]));
+  const k = b.hook(h('attn.hook_k'), g.op('Reshape', [kf!, shape4]));
+  const vv = b.hook(h('attn.hook_v'), g.op('Reshape', [vf!, shape4]));
+
+  // scores [batch, head_index, query_pos, key_pos] = q . k / sqrt(d_head), causal mask -> -inf
+  const qT = g.op('Transpose', [q], { perm: [0, 2, 1, 3] });
+  const kT = g.op('Transpose', [k], { perm: [0, 2, 3, 1] });
+  let scores = g.op('MatMul', [qT, kT]);
+  if (cfg.use_attn_scale) scores = g.op('Mul', [scores, g.constF([1 / Math.sqrt(dh)])]);
+  const n = cfg.n_ctx;
+  const posLen = g.op('Slice', [g.op('Shape', [residIn]), g.constI64([1]), g.constI64([2])]);
+  const zero2 = g.constI64([0, 0]);
+  const ends = g.op('Concat', [posLen, posLen], { axis: 0 });
+  const mask = g.op('Slice', [g.constBool(causalMask(n), [n, n]), zero2, ends, g.constI64([0, 1])]);
+  scores = g.op('Where', [mask, scores, g.constF([-Infinity])]);
+  const attnScores = b.hook(h('attn.hook_attn_scores'), scores);
+  const pattern = b.hook(h('attn.hook_pattern'), g.op('Softmax', [attnScores], { axis: -1 }));
+
+  // z [batch, pos, head_index, d_head] = pattern @ v
+  const vT = g.op('Transpose', [vv], { perm: [0, 2, 1, 3] });
+  const zT = g.op('MatMul', [pattern, vT]); // [batch, head_index, pos, d_head]
+  const z = b.hook(h('attn.hook_z'), g.op('Transpose', [zT], { perm: [0, 2, 1, 3] }));
+
+  let attnOut: string;
+  const zFlat = g.op('Reshape', [z, g.constI64([0, 0, H * dh])]);
+  const plainOut = () => g.op('Add', [g.op('MatMul', [zFlat, b.w(`${P}.attn.W_O`, [H * dh, d])]), b.w(`${P}.attn.b_O`)]);
+  if (v.useAttnResult) {
+    // result [batch, pos, head_index, d_model] = z[b,p,h,:] @ W_O[h], computed as head_index GEMMs
+    // of [batch*pos, d_head] x [d_head, d_model] (one per head) rather than batch*head tiny ones.
+    const zH = g.op('Transpose', [g.op('Reshape', [z, g.constI64([-1, H, dh])])], { perm: [1, 0, 2] }); // [head_index, batch*pos, d_head]
+    const resH = g.op('MatMul', [zH, b.w(`${P}.attn.W_O`)]); // [head_index, batch*pos, d_model]
+    const bp = g.op('Slice', [g.op('Shape', [z]), g.constI64([0]), g.constI64([2])]);
+    const shape = g.op('Concat', [bp, g.constI64([H, d])], { axis: 0 });
+    const result = b.hook(h('attn.hook_result'), g.op('Reshape', [g.op('Transpose', [resH], { perm: [1, 0, 2] }), shape]));
+    // TransformerLens sums the per-head results when they are used; we only need to when an
+    // intervention may have changed them, otherwise the single GEMM gives the same attn_out.
+    attnOut = v.slots.some((s) => s.hook === h('attn.hook_result'))
+      ? g.op('Add', [g.op('ReduceSum', [result, g.constI64([2])], { keepdims: 0 }), b.w(`${P}.attn.b_O`)])
+      : plainOut();
+  } else {
+    attnOut = plainOut();
+  }
+  attnOut = b.hook(h('hook_attn_out'), attnOut);
+
+  let residPost: string;
+  if (cfg.attn_only) {
+    residPost = g.op('Add', [residPre, attnOut]);
+  } else {
+    const residMid = b.hook(h('hook_resid_mid'), g.op('Add', [residPre, attnOut]));
+    const x2 = b.layerNorm(`${P}.ln2`, residMid, `${P}.ln2`);
+    const pre = b.hook(h('mlp.hook_pre'), g.op('Add', [g.op('MatMul', [x2, b.w(`${P}.mlp.W_in`)]), b.w(`${P}.mlp.b_in`)]));
+    const post = b.hook(h('mlp.hook_post'), b.act(pre));
+    const mlpOut = b.hook(h('hook_mlp_out'), g.op('Add', [g.op('MatMul', [post, b.w(`${P}.mlp.W_out`)]), b.w(`${P}.mlp.b_out`)]));
+    residPost = g.op('Add', [residMid, mlpOut]);
+  }
+  const out = b.hook(h('hook_resid_post'), residPost);
+  g.alias(out, RESID_OUT);
+  return b.finish([{ name: RESID_OUT, dims: ['batch', 'pos', d] }]);
+}
+
+export function buildFinalGraph(cfg: HookedTransformerConfig, params: Params, v: SegmentVariant): OnnxGraph {
+  const b = new SegmentBuilder(cfg, params, v, 'final');
+  const g = b.g;
+  const residIn = g.input(RESID_IN, OnnxDType.FLOAT, ['batch', 'pos', cfg.d_model]);
+  const x = b.layerNorm('ln_final', residIn, 'ln_final');
+  // logits [batch, pos, d_vocab_out] = x @ W_U + b_U
+  const logits = g.op('Add', [g.op('MatMul', [x, b.w('unembed.W_U')]), b.w('unembed.b_U')], undefined, 'logits');
+  void logits;
+  return b.finish([{ name: 'logits', dims: ['batch', 'pos', cfg.d_vocab_out] }]);
+}
+
+/**
+ * W_Q/W_K/W_V [head_index, d_model, d_head] -> W_QKV [d_model, 3 * head_index * d_head] with
+ * columns ordered (Q|K|V, head, d_head), and b_QKV [3 * head_index * d_head], so one MatMul
+ * computes q, k and v and each third reshapes to [batch, pos, head_index, d_head].
+ */
+export function packQKV(params: Params, P: string, cfg: HookedTransformerConfig): { W: F32; b: F32 } {
+  const H = cfg.n_heads, d = cfg.d_model, dh = cfg.d_head;
+  const cols = 3 * H * dh;
+  const W = new Float32Array(d * cols);
+  const bias = new Float32Array(cols);
+  (['Q', 'K', 'V'] as const).forEach((which, wi) => {
+    const src = getParam(params, `${P}.attn.W_${which}`).data;
+    const bsrc = getParam(params, `${P}.attn.b_${which}`).data;
+    for (let hh = 0; hh < H; hh++) {
+      const colBase = wi * H * dh + hh * dh;
+      for (let r = 0; r < d; r++) {
+        const srcOff = (hh * d + r) * dh;
+        const dstOff = r * cols + colBase;
+        for (let c = 0; c < dh; c++) W[dstOff + c] = src[srcOff + c]!;
+      }
+      for (let c = 0; c < dh; c++) bias[colBase + c] = bsrc[hh * dh + c]!;
+    }
+  });
+  return { W: f32([d, cols], W), b: f32([cols], bias) };
+}

@@ -1,0 +1,145 @@
+/**
+ * Hook names are TransformerLens's names, exactly; this table is the single source of their
+ * shapes (axis names in TransformerLens order). Everything else (graph outputs, caches,
+ * protocol payloads, panels) derives shapes from here.
+ */
+import type { HookedTransformerConfig } from '../model/config.js';
+
+export type BlockHookSuffix =
+  | 'hook_resid_pre'
+  | 'hook_resid_mid'
+  | 'hook_resid_post'
+  | 'hook_attn_out'
+  | 'hook_mlp_out'
+  | 'ln1.hook_scale'
+  | 'ln1.hook_normalized'
+  | 'ln2.hook_scale'
+  | 'ln2.hook_normalized'
+  | 'attn.hook_q'
+  | 'attn.hook_k'
+  | 'attn.hook_v'
+  | 'attn.hook_z'
+  | 'attn.hook_attn_scores'
+  | 'attn.hook_pattern'
+  | 'attn.hook_result'
+  | 'mlp.hook_pre'
+  | 'mlp.hook_post';
+
+export type GlobalHook = 'hook_embed' | 'hook_pos_embed' | 'ln_final.hook_scale' | 'ln_final.hook_normalized';
+export type HookName = GlobalHook | `blocks.${number}.${BlockHookSuffix}`;
+/** Graph values that are not hooks but can be requested like one. */
+export type OutputName = HookName | 'logits';
+
+export type Axis =
+  | 'batch' | 'pos' | 'd_model' | 'head_index' | 'd_head' | 'query_pos' | 'key_pos' | 'd_mlp' | 'd_vocab' | 'one';
+
+const BLOCK_AXES: Record<BlockHookSuffix, readonly Axis[]> = {
+  hook_resid_pre: ['batch', 'pos', 'd_model'],
+  hook_resid_mid: ['batch', 'pos', 'd_model'],
+  hook_resid_post: ['batch', 'pos', 'd_model'],
+  hook_attn_out: ['batch', 'pos', 'd_model'],
+  hook_mlp_out: ['batch', 'pos', 'd_model'],
+  'ln1.hook_scale': ['batch', 'pos', 'one'],
+  'ln1.hook_normalized': ['batch', 'pos', 'd_model'],
+  'ln2.hook_scale': ['batch', 'pos', 'one'],
+  'ln2.hook_normalized': ['batch', 'pos', 'd_model'],
+  'attn.hook_q': ['batch', 'pos', 'head_index', 'd_head'],
+  'attn.hook_k': ['batch', 'pos', 'head_index', 'd_head'],
+  'attn.hook_v': ['batch', 'pos', 'head_index', 'd_head'],
+  'attn.hook_z': ['batch', 'pos', 'head_index', 'd_head'],
+  'attn.hook_attn_scores': ['batch', 'head_index', 'query_pos', 'key_pos'],
+  'attn.hook_pattern': ['batch', 'head_index', 'query_pos', 'key_pos'],
+  'attn.hook_result': ['batch', 'pos', 'head_index', 'd_model'],
+  'mlp.hook_pre': ['batch', 'pos', 'd_mlp'],
+  'mlp.hook_post': ['batch', 'pos', 'd_mlp'],
+};
+const GLOBAL_AXES: Record<GlobalHook | 'logits', readonly Axis[]> = {
+  hook_embed: ['batch', 'pos', 'd_model'],
+  hook_pos_embed: ['batch', 'pos', 'd_model'],
+  'ln_final.hook_scale': ['batch', 'pos', 'one'],
+  'ln_final.hook_normalized': ['batch', 'pos', 'd_model'],
+  logits: ['batch', 'pos', 'd_vocab'],
+};
+
+export const BLOCK_HOOK_SUFFIXES = Object.keys(BLOCK_AXES) as BlockHookSuffix[];
+
+export interface ParsedHook {
+  name: OutputName;
+  layer: number | null;
+  suffix: BlockHookSuffix | GlobalHook | 'logits';
+}
+
+/** Parses a full hook name; null when it is not one (no shorthand like 'q' or 'resid_pre'). */
+export function parseHook(name: string, cfg: Pick<HookedTransformerConfig, 'n_layers'>): ParsedHook | null {
+  if (name in GLOBAL_AXES) return { name: name as OutputName, layer: null, suffix: name as GlobalHook | 'logits' };
+  const m = /^blocks\.(\d+)\.(.+)$/.exec(name);
+  if (!m) return null;
+  const layer = Number(m[1]);
+  const suffix = m[2] as BlockHookSuffix;
+  if (!(suffix in BLOCK_AXES) || layer >= cfg.n_layers || String(layer) !== m[1]) return null;
+  return { name: name as HookName, layer, suffix };
+}
+
+/** Like parseHook but throws a message that names the bad hook and lists valid forms. */
+export function requireHook(name: string, cfg: HookedTransformerConfig): ParsedHook {
+  const p = parseHook(name, cfg);
+  if (p) {
+    if (cfg.attn_only && (p.suffix.startsWith('mlp.') || p.suffix === 'hook_mlp_out' || p.suffix.startsWith('ln2.') || p.suffix === 'hook_resid_mid')) {
+      throw new Error(`hook ${name} does not exist in an attention-only model`);
+    }
+    if (cfg.normalization_type === null && (p.suffix.includes('hook_scale') || p.suffix.includes('hook_normalized'))) {
+      throw new Error(`hook ${name} does not exist in a model without LayerNorm`);
+    }
+    return p;
+  }
+  const m = /^blocks\.(\d+)\./.exec(name);
+  if (m && Number(m[1]) >= cfg.n_layers) {
+    throw new Error(`unknown hook ${JSON.stringify(name)}: the model has ${cfg.n_layers} layers (0..${cfg.n_layers - 1})`);
+  }
+  throw new Error(
+    `unknown hook ${JSON.stringify(name)}: use a full TransformerLens name such as blocks.0.attn.hook_pattern, blocks.0.hook_resid_pre, hook_embed or ln_final.hook_normalized`,
+  );
+}
+
+export function hookAxes(name: OutputName, cfg: Pick<HookedTransformerConfig, 'n_layers'>): readonly Axis[] {
+  const p = parseHook(name, cfg);
+  if (!p) throw new Error(`unknown hook ${JSON.stringify(name)}`);
+  return p.layer === null ? GLOBAL_AXES[p.suffix as GlobalHook | 'logits'] : BLOCK_AXES[p.suffix as BlockHookSuffix];
+}
+
+/** Concrete dims of a hook for a batch of [batch, pos] tokens. */
+export function hookDims(name: OutputName, cfg: HookedTransformerConfig, batch: number, pos: number): number[] {
+  return hookAxes(name, cfg).map((a) => {
+    switch (a) {
+      case 'batch': return batch;
+      case 'pos': case 'query_pos': case 'key_pos': return pos;
+      case 'd_model': return cfg.d_model;
+      case 'head_index': return cfg.n_heads;
+      case 'd_head': return cfg.d_head;
+      case 'd_mlp': return cfg.d_mlp ?? 0;
+      case 'd_vocab': return cfg.d_vocab_out;
+      case 'one': return 1;
+    }
+  });
+}
+
+/** Every hook the model has, in forward order (what `--hooks all` means). */
+export function allHooks(cfg: HookedTransformerConfig): HookName[] {
+  const out: HookName[] = ['hook_embed'];
+  if (cfg.positional_embedding_type === 'standard') out.push('hook_pos_embed');
+  const ln = cfg.normalization_type !== null;
+  for (let l = 0; l < cfg.n_layers; l++) {
+    const b = `blocks.${l}.` as const;
+    out.push(`${b}hook_resid_pre`);
+    if (ln) out.push(`${b}ln1.hook_scale`, `${b}ln1.hook_normalized`);
+    out.push(`${b}attn.hook_q`, `${b}attn.hook_k`, `${b}attn.hook_v`, `${b}attn.hook_attn_scores`, `${b}attn.hook_pattern`, `${b}attn.hook_z`, `${b}attn.hook_result`, `${b}hook_attn_out`);
+    if (!cfg.attn_only) {
+      out.push(`${b}hook_resid_mid`);
+      if (ln) out.push(`${b}ln2.hook_scale`, `${b}ln2.hook_normalized`);
+      out.push(`${b}mlp.hook_pre`, `${b}mlp.hook_post`, `${b}hook_mlp_out`);
+    }
+    out.push(`${b}hook_resid_post`);
+  }
+  if (ln) out.push('ln_final.hook_scale', 'ln_final.hook_normalized');
+  return out;
+}

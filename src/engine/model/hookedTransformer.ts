@@ -1,0 +1,320 @@
+/**
+ * HookedTransformer: the TransformerLens-style API over chained onnxruntime sessions.
+ *
+ *   forward(tokens)                      -> logits [batch, pos, d_vocab]
+ *   runWithCache(tokens, {names, ...})   -> { logits, cache: Map<hook, Tensor> } (only hooks asked for)
+ *   runWithHooks(tokens, interventions)  -> logits with interventions applied
+ *
+ * Tokens are [batch, pos] ids. `startAtLayer: L` replaces tokens with the residual stream entering
+ * block L ([batch, pos, d_model]); `stopAtLayer: L` returns the residual stream entering block L
+ * instead of logits, exactly as TransformerLens's start_at_layer / stop_at_layer.
+ */
+import type * as ort from 'onnxruntime-node';
+import { buildBlockGraph, buildEmbedGraph, buildFinalGraph, RESID_IN, RESID_OUT, slotInputName, TOKENS, type InterventionSlot, type Segment, type SegmentVariant } from '../graph/gpt2.js';
+import { allHooks, hookAxes, hookDims, requireHook, type HookName, type OutputName } from '../hooks/hooks.js';
+import type { Intervention, InterventionIndex } from '../interventions/plan.js';
+import { OnnxRuntime, ortF32, ortI64, type CompiledSession, type RuntimeOptions } from '../backends/onnx/runtime.js';
+import { f32, type F32 } from '../tensor/tensor.js';
+import type { HookedTransformerConfig } from './config.js';
+import type { LoadedModel, Params, Processing } from './params.js';
+
+export type Tokens = readonly (readonly number[])[];
+
+export interface RunOptions {
+  /** Hook names to return; 'all' for every hook. Default none. */
+  names?: readonly OutputName[] | 'all';
+  interventions?: readonly Intervention[];
+  startAtLayer?: number;
+  stopAtLayer?: number;
+  /** Residual stream entering startAtLayer, [batch, pos, d_model]; required when startAtLayer > 0. */
+  residual?: F32;
+  /** Skip the unembedding (no logits), e.g. when only activations are wanted. */
+  noLogits?: boolean;
+}
+
+export interface RunResult {
+  /** [batch, pos, d_vocab_out]; absent with stopAtLayer or noLogits. */
+  logits?: F32;
+  /** The residual stream entering stopAtLayer, [batch, pos, d_model], when stopAtLayer is set. */
+  residual?: F32;
+  cache: Map<OutputName, F32>;
+}
+
+/** Sessions kept per segment; older variants are released (each holds that segment's weights). */
+const MAX_VARIANTS_PER_SEGMENT = 3;
+
+export class HookedTransformer {
+  readonly runtime: OnnxRuntime;
+  private readonly sessions = new Map<string, Map<string, Promise<CompiledSession>>>();
+  private disposed = false;
+
+  constructor(readonly cfg: HookedTransformerConfig, readonly params: Params, readonly processing: Processing, readonly source: string, runtimeOpts: RuntimeOptions = {}) {
+    this.runtime = new OnnxRuntime(runtimeOpts);
+  }
+
+  static fromLoaded(m: LoadedModel, runtimeOpts: RuntimeOptions = {}): HookedTransformer {
+    return new HookedTransformer(m.cfg, m.params, m.processing, m.source, runtimeOpts);
+  }
+
+  async forward(tokens: Tokens, opts: Omit<RunOptions, 'names'> = {}): Promise<F32> {
+    const r = await this.run(tokens, { ...opts, names: [] });
+    if (!r.logits) throw new Error('forward: no logits (stopAtLayer or noLogits was set)');
+    return r.logits;
+  }
+
+  runWithCache(tokens: Tokens | null, opts: RunOptions = {}): Promise<RunResult> {
+    return this.run(tokens, { names: 'all', ...opts });
+  }
+
+  async runWithHooks(tokens: Tokens, interventions: readonly Intervention[], opts: Omit<RunOptions, 'interventions'> = {}): Promise<F32> {
+    const r = await this.run(tokens, { ...opts, interventions });
+    if (!r.logits) throw new Error('runWithHooks: no logits (stopAtLayer or noLogits was set)');
+    return r.logits;
+  }
+
+  /** Validates tokens: rectangular, ids in [0, d_vocab), length <= n_ctx. Returns [batch, pos]. */
+  checkTokens(tokens: Tokens): [number, number] {
+    const B = tokens.length;
+    if (B === 0) throw new Error('tokens: the batch is empty (give at least one sequence)');
+    const P = tokens[0]!.length;
+    if (P === 0) throw new Error('tokens: sequence 0 is empty');
+    if (P > this.cfg.n_ctx) throw new Error(`tokens: sequences have ${P} tokens but the model's context is n_ctx = ${this.cfg.n_ctx}; shorten them`);
+    tokens.forEach((row, b) => {
+      if (row.length !== P) throw new Error(`tokens: sequence ${b} has ${row.length} tokens but sequence 0 has ${P}; pad them to one length`);
+      row.forEach((t, p) => {
+        if (!Number.isInteger(t) || t < 0 || t >= this.cfg.d_vocab) {
+          throw new Error(`tokens: id ${JSON.stringify(t)} at [${b}, ${p}] is out of range; ids must be integers in [0, ${this.cfg.d_vocab - 1}]`);
+        }
+      });
+    });
+    return [B, P];
+  }
+
+  async run(tokens: Tokens | null, opts: RunOptions = {}): Promise<RunResult> {
+    if (this.disposed) throw new Error('the model was disposed');
+    const cfg = this.cfg;
+    const start = opts.startAtLayer ?? 0;
+    const stop = opts.stopAtLayer ?? cfg.n_layers;
+    if (!Number.isInteger(start) || start < 0 || start > cfg.n_layers) throw new Error(`startAtLayer must be in [0, ${cfg.n_layers}], got ${start}`);
+    if (!Number.isInteger(stop) || stop < start || stop > cfg.n_layers) throw new Error(`stopAtLayer must be in [startAtLayer, ${cfg.n_layers}], got ${stop}`);
+    let B: number, P: number;
+    let resid: F32 | undefined;
+    if (start > 0 || opts.residual) {
+      if (!opts.residual) throw new Error(`startAtLayer ${start} needs the residual stream entering that layer ([batch, pos, d_model])`);
+      const r = opts.residual;
+      if (r.dims.length !== 3 || r.dims[2] !== cfg.d_model) throw new Error(`residual must be [batch, pos, ${cfg.d_model}], got [${r.dims.join(', ')}]`);
+      [B, P] = [r.dims[0]!, r.dims[1]!];
+      if (P > cfg.n_ctx) throw new Error(`residual has ${P} positions but n_ctx = ${cfg.n_ctx}`);
+      resid = r;
+    } else {
+      if (!tokens) throw new Error('tokens are required unless startAtLayer and residual are given');
+      [B, P] = this.checkTokens(tokens);
+    }
+
+    const names: OutputName[] = opts.names === 'all' ? this.allOutputs(start, stop) : [...(opts.names ?? [])];
+    for (const n of names) requireHookOrLogits(n, cfg);
+    const ivs = opts.interventions ?? [];
+    ivs.forEach((iv) => this.checkIntervention(iv, B, P));
+
+    const cache = new Map<OutputName, F32>();
+    const wantLogits = stop === cfg.n_layers && !opts.noLogits;
+    const segments: Segment[] = [];
+    if (!resid) segments.push({ kind: 'embed' });
+    for (let l = start; l < stop; l++) segments.push({ kind: 'block', layer: l });
+    if (wantLogits || names.some((n) => n.startsWith('ln_final.'))) segments.push({ kind: 'final' });
+
+    for (const seg of segments) {
+      const segHooks = names.filter((n) => segmentOf(n) === segKey(seg));
+      const segIvs = ivs.map((iv, i) => ({ iv, i })).filter(({ iv }) => segmentOf(iv.hook) === segKey(seg));
+      const slots: InterventionSlot[] = segIvs.map(({ iv }) => toSlot(iv, cfg));
+      const needsResult = segHooks.some((n) => n.endsWith('attn.hook_result')) || slots.some((s) => s.hook.endsWith('attn.hook_result'));
+      const variant: SegmentVariant = { outputs: segHooks.filter((n) => n !== 'logits'), useAttnResult: needsResult, slots };
+      const session = await this.session(seg, variant);
+      const feeds: Record<string, ort.Tensor> = {};
+      if (seg.kind === 'embed') {
+        const flat = new BigInt64Array(B * P);
+        tokens!.forEach((row, b) => row.forEach((t, p) => (flat[b * P + p] = BigInt(t))));
+        feeds[TOKENS] = ortI64(flat, [B, P]);
+      } else {
+        feeds[RESID_IN] = ortF32(resid!);
+      }
+      segIvs.forEach(({ iv }, j) => Object.assign(feeds, slotFeeds(iv, j, cfg, B, P)));
+      const fetch: string[] = [...variant.outputs];
+      if (seg.kind !== 'final') fetch.push(RESID_OUT);
+      else if (wantLogits) fetch.push('logits');
+      const out = await this.runtime.run(session, feeds, fetch);
+      for (const n of variant.outputs) cache.set(n, withAxes(out[n]!, n, cfg));
+      if (seg.kind !== 'final') resid = out[RESID_OUT]!;
+      if (seg.kind === 'final' && wantLogits) cache.set('logits', out['logits']!);
+    }
+
+    const result: RunResult = { cache };
+    if (wantLogits) {
+      result.logits = cache.get('logits');
+      if (!names.includes('logits')) cache.delete('logits');
+    }
+    if (stop < cfg.n_layers) result.residual = resid;
+    return result;
+  }
+
+  private allOutputs(start: number, stop: number): OutputName[] {
+    const all = allHooksOf(this.cfg);
+    return all.filter((n) => {
+      const s = segmentOf(n);
+      if (s === 'embed') return start === 0;
+      if (s === 'final') return stop === this.cfg.n_layers;
+      const l = Number(s.slice(5));
+      return l >= start && l < stop;
+    });
+  }
+
+  private checkIntervention(iv: Intervention, B: number, P: number): void {
+    requireHook(iv.hook, this.cfg);
+    const axes = hookAxes(iv.hook, this.cfg);
+    const dims = hookDims(iv.hook, this.cfg, B, P);
+    if (iv.mask) {
+      if (iv.index) throw new Error(`intervention at ${iv.hook}: give either index or mask, not both`);
+      const md = iv.mask.dims;
+      if (md.length !== dims.length || md.some((d, i) => d !== 1 && d !== dims[i])) {
+        throw new Error(`intervention at ${iv.hook}: mask of shape [${md.join(', ')}] does not broadcast to the hook's [${dims.join(', ')}] (each dim must be 1 or equal)`);
+      }
+    }
+    for (const [ax, idx] of Object.entries(iv.index ?? {})) {
+      if (idx == null) continue;
+      const a = axes.indexOf(ax as never);
+      if (a < 0) throw new Error(`intervention at ${iv.hook}: index axis "${ax}" is not an axis of this hook (axes: ${axes.join(', ')})`);
+      for (const i of idx) {
+        if (!Number.isInteger(i) || i >= dims[a]! || i < -dims[a]!) {
+          throw new Error(`intervention at ${iv.hook}: ${ax} index ${i} is out of range for size ${dims[a]}`);
+        }
+      }
+    }
+    const need = (t: F32, want: number[], what: string) => {
+      if (t.dims.length !== want.length || t.dims.some((d, i) => d !== want[i])) {
+        throw new Error(`intervention at ${iv.hook}: ${what} must have shape [${want.join(', ')}], got [${t.dims.join(', ')}]`);
+      }
+    };
+    if (iv.kind === 'patch') need(iv.source, dims, 'the patch source');
+    if (iv.kind === 'mean' && iv.over === 'supplied') need(iv.mean, dims.slice(1), 'the supplied mean');
+    if (iv.kind === 'add') need(iv.vector, [dims[dims.length - 1]!], 'the added vector');
+    if (iv.kind === 'scale' && !Number.isFinite(iv.factor)) throw new Error(`intervention at ${iv.hook}: scale factor must be a finite number`);
+  }
+
+  private async session(seg: Segment, v: SegmentVariant): Promise<CompiledSession> {
+    const sk = segKey(seg);
+    let per = this.sessions.get(sk);
+    if (!per) this.sessions.set(sk, (per = new Map()));
+    const vk = JSON.stringify(v);
+    const hit = per.get(vk);
+    if (hit) {
+      // LRU: move to the back.
+      per.delete(vk);
+      per.set(vk, hit);
+      return hit;
+    }
+    const graph = seg.kind === 'embed' ? buildEmbedGraph(this.cfg, this.params, v) : seg.kind === 'block' ? buildBlockGraph(this.cfg, this.params, seg.layer, v) : buildFinalGraph(this.cfg, this.params, v);
+    const p = this.runtime.compile(graph);
+    per.set(vk, p);
+    p.catch(() => per!.delete(vk));
+    while (per.size > MAX_VARIANTS_PER_SEGMENT) {
+      const [oldKey, old] = per.entries().next().value as [string, Promise<CompiledSession>];
+      per.delete(oldKey);
+      old.then((s) => s.session.release()).catch(() => undefined);
+    }
+    return p;
+  }
+
+  /** Compiles the plain forward sessions now (so the first forward is fast). */
+  async warmUp(): Promise<void> {
+    const v: SegmentVariant = { outputs: [], useAttnResult: false, slots: [] };
+    await this.session({ kind: 'embed' }, v);
+    for (let l = 0; l < this.cfg.n_layers; l++) await this.session({ kind: 'block', layer: l }, v);
+    await this.session({ kind: 'final' }, v);
+  }
+
+  /** Number of live compiled sessions (for tests and the side view). */
+  sessionCount(): number {
+    let n = 0;
+    for (const m of this.sessions.values()) n += m.size;
+    return n;
+  }
+
+  async dispose(): Promise<void> {
+    this.disposed = true;
+    const all = [...this.sessions.values()].flatMap((m) => [...m.values()]);
+    this.sessions.clear();
+    await Promise.all(all.map((p) => p.then((s) => s.session.release()).catch(() => undefined)));
+  }
+}
+
+function requireHookOrLogits(n: string, cfg: HookedTransformerConfig): void {
+  if (n === 'logits') return;
+  requireHook(n, cfg);
+}
+
+function segKey(s: Segment): string {
+  return s.kind === 'block' ? `block${s.layer}` : s.kind;
+}
+
+function segmentOf(name: OutputName): string {
+  if (name === 'hook_embed' || name === 'hook_pos_embed') return 'embed';
+  if (name === 'logits' || name.startsWith('ln_final.')) return 'final';
+  const m = /^blocks\.(\d+)\./.exec(name);
+  return `block${m![1]}`;
+}
+
+function allHooksOf(cfg: HookedTransformerConfig): OutputName[] {
+  return allHooks(cfg);
+}
+
+function withAxes(t: F32, name: OutputName, cfg: HookedTransformerConfig): F32 {
+  return { ...t, axes: hookAxes(name, cfg) };
+}
+
+function toSlot(iv: Intervention, cfg: HookedTransformerConfig): InterventionSlot {
+  const axes = hookAxes(iv.hook, cfg);
+  const maskAxes = iv.mask ? iv.mask.dims.map((d) => d !== 1) : axes.map((a) => {
+    const idx = iv.index?.[a as keyof InterventionIndex];
+    return idx != null;
+  });
+  const s: InterventionSlot = { hook: iv.hook, kind: iv.kind, maskAxes };
+  if (iv.kind === 'mean') s.over = iv.over;
+  return s;
+}
+
+/** Mask [dims with 1 on unindexed axes] with ones on the cartesian product of the indices. */
+export function buildMask(hook: HookName, index: InterventionIndex | undefined, cfg: HookedTransformerConfig, B: number, P: number): F32 {
+  const axes = hookAxes(hook, cfg);
+  const full = hookDims(hook, cfg, B, P);
+  const sel = axes.map((a, i) => {
+    const idx = index?.[a as keyof InterventionIndex];
+    if (idx == null) return null;
+    return [...new Set(idx.map((v) => (v < 0 ? v + full[i]! : v)))];
+  });
+  const dims = sel.map((s, i) => (s === null ? 1 : full[i]!));
+  const m = f32(dims);
+  const strides = dims.map((_, i) => dims.slice(i + 1).reduce((a, b) => a * b, 1));
+  const lists = sel.map((s) => s ?? [0]);
+  const rec = (ax: number, off: number) => {
+    if (ax === lists.length) {
+      m.data[off] = 1;
+      return;
+    }
+    for (const v of lists[ax]!) rec(ax + 1, off + v * strides[ax]!);
+  };
+  rec(0, 0);
+  return m;
+}
+
+function slotFeeds(iv: Intervention, j: number, cfg: HookedTransformerConfig, B: number, P: number): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = { [slotInputName(j, 'mask')]: ortF32(iv.mask ?? buildMask(iv.hook, iv.index, cfg, B, P)) };
+  switch (iv.kind) {
+    case 'patch': feeds[slotInputName(j, 'source')] = ortF32(iv.source); break;
+    case 'mean': if (iv.over === 'supplied') feeds[slotInputName(j, 'mean')] = ortF32(iv.mean); break;
+    case 'add': feeds[slotInputName(j, 'vector')] = ortF32(iv.vector); break;
+    case 'scale': feeds[slotInputName(j, 'factor')] = ortF32(f32([], [iv.factor])); break;
+    case 'zero': break;
+  }
+  return feeds;
+}
+

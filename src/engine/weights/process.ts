@@ -1,0 +1,424 @@
+/**
+ * Weight processing with TransformerLens's semantics (HookedTransformer.load_and_process_state_dict
+ * and ProcessWeights.process_weights): fold_ln, center_writing_weights, center_unembed,
+ * fold_value_biases and refactor_factored_attn_matrices, applied in that order and each only where
+ * TransformerLens applies it. Every step leaves the model's log-probs unchanged (center_unembed
+ * shifts every logit of a position by the same amount; the others leave logits unchanged) but
+ * makes the weights easier to read: see TransformerLens's docs for why each exists.
+ *
+ * Param names and shapes are those of ../model/params.ts. Inputs are never mutated: a changed
+ * tensor is a new tensor in the returned Map, an unchanged one is shared with the input (treat
+ * params as immutable). Arithmetic is float64 per operation, stored as float32.
+ */
+import type { HookedTransformerConfig } from '../model/config.js';
+import type { Params, Processing } from '../model/params.js';
+import { assertDims, f32, type F32 } from '../tensor/tensor.js';
+import { factoredSvd, mat } from './linalg.js';
+
+/** TransformerLens's flags; an omitted flag takes TransformerLens's default (all true but refactor). */
+export interface ProcessingOptions {
+  /** Fold each LayerNorm's w and b into the weights reading from it; LN becomes LNPre. */
+  fold_ln?: boolean;
+  /** Centre W_E, W_pos, W_O, b_O, W_out, b_out over d_model (LayerNorm models only). */
+  center_writing_weights?: boolean;
+  /** Centre W_U and b_U over the vocabulary. */
+  center_unembed?: boolean;
+  /** Move every head's b_V into the layer's b_O (attention patterns sum to 1). */
+  fold_value_biases?: boolean;
+  /** Re-factor W_Q W_Kᵀ and W_V W_O per head through their SVDs (default false). */
+  refactor_factored_attn_matrices?: boolean;
+}
+
+export interface ProcessedWeights {
+  cfg: HookedTransformerConfig;
+  params: Params;
+  /** Steps asked for but skipped, and why (TransformerLens logs these as warnings). */
+  notes: string[];
+}
+
+/** The flags behind each processing mode ('default' is from_pretrained's defaults). */
+export function processingOptions(mode: Processing): Required<ProcessingOptions> {
+  switch (mode) {
+    case 'none':
+      return { fold_ln: false, center_writing_weights: false, center_unembed: false, fold_value_biases: false, refactor_factored_attn_matrices: false };
+    case 'default':
+      return { fold_ln: true, center_writing_weights: true, center_unembed: true, fold_value_biases: true, refactor_factored_attn_matrices: false };
+    case 'default+refactor':
+      return { fold_ln: true, center_writing_weights: true, center_unembed: true, fold_value_biases: true, refactor_factored_attn_matrices: true };
+    default:
+      throw new Error(`unknown processing mode ${JSON.stringify(mode)}; expected 'none', 'default' or 'default+refactor'`);
+  }
+}
+
+export function applyProcessing(cfg: HookedTransformerConfig, params: Params, mode: Processing): ProcessedWeights {
+  return processWeights(cfg, params, processingOptions(mode));
+}
+
+export function processWeights(cfg: HookedTransformerConfig, params: Params, opts: ProcessingOptions = {}): ProcessedWeights {
+  const o = {
+    fold_ln: opts.fold_ln ?? true,
+    center_writing_weights: opts.center_writing_weights ?? true,
+    center_unembed: opts.center_unembed ?? true,
+    fold_value_biases: opts.fold_value_biases ?? true,
+    refactor_factored_attn_matrices: opts.refactor_factored_attn_matrices ?? false,
+  };
+  const w = new Work(params);
+  const notes: string[] = [];
+  let outCfg: HookedTransformerConfig = { ...cfg };
+  checkShapes(cfg, w);
+  // TransformerLens fills missing biases with zeros before processing (fill_missing_keys), so
+  // every step below can assume them.
+  fillMissingBiases(cfg, w);
+
+  if (o.fold_ln) {
+    const norm = cfg.normalization_type;
+    if (norm !== 'LN' && norm !== 'LNPre') {
+      notes.push('fold_ln skipped: the model has no LayerNorm (normalization_type is null)');
+    } else if (![...w.names()].some((k) => /(^|\.)(ln1|ln2|ln_final)\.w$/.test(k))) {
+      notes.push('fold_ln skipped: no LayerNorm weights in the params (already folded?)');
+    } else {
+      foldLayerNorm(cfg, w);
+      outCfg = { ...outCfg, normalization_type: 'LNPre' };
+    }
+  }
+
+  // Centring writing weights is only harmless when every reader of the residual stream
+  // subtracts its mean first, i.e. behind a LayerNorm (folded or not).
+  const canCentre = outCfg.normalization_type === 'LN' || outCfg.normalization_type === 'LNPre';
+  const centred = o.center_writing_weights && canCentre;
+  if (o.center_writing_weights && !canCentre) {
+    notes.push('center_writing_weights skipped: only valid for LayerNorm models (normalization_type is null)');
+  }
+  if (centred) centerWritingWeights(cfg, w);
+  if (o.center_unembed) centerUnembed(w);
+  if (o.fold_value_biases) {
+    foldValueBiases(cfg, w);
+    // b_O gained sum_h b_V W_O; with W_O centred that sum has zero mean already, but
+    // TransformerLens re-centres b_O here regardless, and so do we.
+    if (centred) {
+      for (let l = 0; l < cfg.n_layers; l++) if (w.has(`blocks.${l}.attn.b_O`)) centerVector(w.mut(`blocks.${l}.attn.b_O`));
+    }
+  }
+  if (o.refactor_factored_attn_matrices) refactorFactoredAttnMatrices(cfg, w);
+  return { cfg: outCfg, params: w.params, notes };
+}
+
+/** The new Map being built; copies an input tensor the first time it is written. */
+class Work {
+  readonly params: Params;
+  private readonly owned = new Set<string>();
+  constructor(input: Params) {
+    this.params = new Map(input);
+  }
+  names(): IterableIterator<string> {
+    return this.params.keys();
+  }
+  has(name: string): boolean {
+    return this.params.has(name);
+  }
+  get(name: string): F32 {
+    const t = this.params.get(name);
+    if (!t) throw new Error(`weight processing needs parameter ${name}, which is missing`);
+    return t;
+  }
+  /** Writable data of `name`, owned by this run (never the caller's array). */
+  mut(name: string): Float32Array {
+    const t = this.get(name);
+    if (this.owned.has(name)) return t.data;
+    const copy = f32(t.dims, Float32Array.from(t.data), t.axes);
+    this.params.set(name, copy);
+    this.owned.add(name);
+    return copy.data;
+  }
+  set(name: string, t: F32): void {
+    this.params.set(name, t);
+    this.owned.add(name);
+  }
+  delete(name: string): void {
+    this.params.delete(name);
+    this.owned.delete(name);
+  }
+}
+
+function expectedDims(cfg: HookedTransformerConfig): Map<string, number[]> {
+  const { n_heads: H, d_model: D, d_head: E, d_vocab: V, d_vocab_out: VO, n_ctx: C } = cfg;
+  const m = new Map<string, number[]>([
+    ['embed.W_E', [V, D]], ['pos_embed.W_pos', [C, D]], ['ln_final.w', [D]], ['ln_final.b', [D]],
+    ['unembed.W_U', [D, VO]], ['unembed.b_U', [VO]],
+  ]);
+  for (let l = 0; l < cfg.n_layers; l++) {
+    const p = `blocks.${l}.`;
+    for (const n of ['ln1.w', 'ln1.b', 'ln2.w', 'ln2.b', 'attn.b_O']) m.set(p + n, [D]);
+    for (const n of ['W_Q', 'W_K', 'W_V']) m.set(`${p}attn.${n}`, [H, D, E]);
+    for (const n of ['b_Q', 'b_K', 'b_V']) m.set(`${p}attn.${n}`, [H, E]);
+    m.set(`${p}attn.W_O`, [H, E, D]);
+    if (cfg.d_mlp !== null) {
+      const M = cfg.d_mlp;
+      m.set(`${p}mlp.W_in`, [D, M]);
+      m.set(`${p}mlp.b_in`, [M]);
+      m.set(`${p}mlp.W_out`, [M, D]);
+      m.set(`${p}mlp.b_out`, [D]);
+      m.set(`${p}mlp.ln.w`, [M]);
+      m.set(`${p}mlp.ln.b`, [M]);
+    }
+  }
+  return m;
+}
+
+/** Fails early, naming the tensor, instead of producing garbage from a mis-shaped checkpoint. */
+function checkShapes(cfg: HookedTransformerConfig, w: Work): void {
+  for (const [name, dims] of expectedDims(cfg)) {
+    const t = w.params.get(name);
+    if (t) assertDims(name, t, dims);
+  }
+}
+
+function fillMissingBiases(cfg: HookedTransformerConfig, w: Work): void {
+  const { n_heads: H, d_model: D, d_head: E } = cfg;
+  const fill = (weight: string, bias: string, dims: number[]): void => {
+    if (w.has(weight) && !w.has(bias)) w.set(bias, f32(dims));
+  };
+  for (let l = 0; l < cfg.n_layers; l++) {
+    const p = `blocks.${l}.`;
+    fill(`${p}attn.W_Q`, `${p}attn.b_Q`, [H, E]);
+    fill(`${p}attn.W_K`, `${p}attn.b_K`, [H, E]);
+    fill(`${p}attn.W_V`, `${p}attn.b_V`, [H, E]);
+    fill(`${p}attn.W_O`, `${p}attn.b_O`, [D]);
+    if (cfg.d_mlp !== null) {
+      fill(`${p}mlp.W_in`, `${p}mlp.b_in`, [cfg.d_mlp]);
+      fill(`${p}mlp.W_out`, `${p}mlp.b_out`, [D]);
+    }
+  }
+  fill('unembed.W_U', 'unembed.b_U', [cfg.d_vocab_out]);
+}
+
+/** v -= mean(v). */
+function centerVector(v: Float32Array): void {
+  let s = 0;
+  for (let i = 0; i < v.length; i++) s += v[i]!;
+  const mean = s / v.length;
+  for (let i = 0; i < v.length; i++) v[i] = v[i]! - mean;
+}
+
+/** For a row-major [rows, cols] block: subtract each row's mean (centre over the last axis). */
+function centerLastAxis(data: Float32Array, cols: number): void {
+  for (let r = 0; r * cols < data.length; r++) {
+    let s = 0;
+    for (let c = 0; c < cols; c++) s += data[r * cols + c]!;
+    const mean = s / cols;
+    for (let c = 0; c < cols; c++) data[r * cols + c] = data[r * cols + c]! - mean;
+  }
+}
+
+/**
+ * For row-major [outer, mid, inner] data: subtract the mean over the middle axis, per
+ * (outer, inner) — e.g. W_Q [head_index, d_model, d_head] over d_model (outer = 1 for 2-D).
+ */
+function centerMiddleAxis(data: Float32Array, mid: number, inner: number): void {
+  const outer = data.length / (mid * inner);
+  for (let o = 0; o < outer; o++) {
+    for (let i = 0; i < inner; i++) {
+      let s = 0;
+      for (let m = 0; m < mid; m++) s += data[(o * mid + m) * inner + i]!;
+      const mean = s / mid;
+      for (let m = 0; m < mid; m++) data[(o * mid + m) * inner + i] = data[(o * mid + m) * inner + i]! - mean;
+    }
+  }
+}
+
+/**
+ * Folds a LayerNorm (x -> normalized * lnW + lnB) into the weights that read its output:
+ * W' = diag(lnW) W and b' = b + lnBᵀ W (with the original W). `W` is [outer, d_in, inner]
+ * row-major (outer = head_index for attention, 1 for MLP/unembed) and `b` is [outer, inner].
+ */
+function foldNormInto(W: Float32Array, b: Float32Array | null, lnW: Float32Array, lnB: Float32Array | null, dIn: number, inner: number): void {
+  const outer = W.length / (dIn * inner);
+  if (b && lnB) {
+    for (let o = 0; o < outer; o++) {
+      for (let i = 0; i < inner; i++) {
+        let s = 0;
+        for (let d = 0; d < dIn; d++) s += W[(o * dIn + d) * inner + i]! * lnB[d]!;
+        b[o * inner + i] = b[o * inner + i]! + s;
+      }
+    }
+  }
+  for (let o = 0; o < outer; o++) {
+    for (let d = 0; d < dIn; d++) {
+      const g = lnW[d]!;
+      const row = (o * dIn + d) * inner;
+      for (let i = 0; i < inner; i++) W[row + i] = W[row + i]! * g;
+    }
+  }
+}
+
+function foldLayerNorm(cfg: HookedTransformerConfig, w: Work): void {
+  const { d_model: D, d_head: E } = cfg;
+  const data = (n: string): Float32Array | null => (w.has(n) ? w.get(n).data : null);
+  for (let l = 0; l < cfg.n_layers; l++) {
+    const p = `blocks.${l}.`;
+    // ln1 -> W_Q, W_K, W_V [head_index, d_model, d_head] and b_Q, b_K, b_V [head_index, d_head].
+    if (w.has(`${p}attn.W_Q`)) {
+      const ln1w = data(`${p}ln1.w`);
+      const ln1b = data(`${p}ln1.b`);
+      for (const x of ['Q', 'K', 'V']) {
+        const W = w.mut(`${p}attn.W_${x}`);
+        if (ln1w) foldNormInto(W, w.mut(`${p}attn.b_${x}`), ln1w, ln1b, D, E);
+        // LNPre's output has zero mean over d_model, so the mean of each reading weight over
+        // d_model contributes nothing: remove it (fold_layer_norm's center_weights).
+        centerMiddleAxis(W, D, E);
+      }
+    }
+    // ln2 -> W_in [d_model, d_mlp], b_in [d_mlp].
+    if (!cfg.attn_only && cfg.d_mlp !== null && w.has(`${p}mlp.W_in`)) {
+      const M = cfg.d_mlp;
+      const W = w.mut(`${p}mlp.W_in`);
+      const ln2w = data(`${p}ln2.w`);
+      if (ln2w) foldNormInto(W, w.mut(`${p}mlp.b_in`), ln2w, data(`${p}ln2.b`), D, M);
+      centerMiddleAxis(W, D, M);
+      // SoLU's LayerNorm over d_mlp -> W_out [d_mlp, d_model], b_out [d_model]; W_out is then
+      // centred over d_mlp, the axis that LayerNorm normalizes.
+      const lnw = data(`${p}mlp.ln.w`);
+      if (cfg.act_fn === 'solu_ln' && lnw && w.has(`${p}mlp.W_out`)) {
+        const Wo = w.mut(`${p}mlp.W_out`);
+        foldNormInto(Wo, w.mut(`${p}mlp.b_out`), lnw, data(`${p}mlp.ln.b`), M, D);
+        centerMiddleAxis(Wo, M, D);
+      }
+    }
+  }
+  // ln_final -> W_U [d_model, d_vocab_out], b_U [d_vocab_out].
+  const lnfw = data('ln_final.w');
+  if (lnfw && w.has('unembed.W_U')) {
+    const W = w.mut('unembed.W_U');
+    foldNormInto(W, w.mut('unembed.b_U'), lnfw, data('ln_final.b'), D, cfg.d_vocab_out);
+    centerMiddleAxis(W, D, cfg.d_vocab_out);
+  }
+  // The model now runs LNPre (no affine): the LayerNorm params no longer exist.
+  for (const k of [...w.names()]) {
+    if (/(^|\.)(ln1|ln2|ln_final|mlp\.ln)\.[wb]$/.test(k)) w.delete(k);
+  }
+}
+
+/**
+ * Everything reading the residual stream sits behind a LayerNorm that subtracts the mean over
+ * d_model, so each writer's mean component is invisible: remove it from W_E, W_pos,
+ * W_O [head_index, d_head, d_model], b_O, W_out [d_mlp, d_model] and b_out.
+ */
+function centerWritingWeights(cfg: HookedTransformerConfig, w: Work): void {
+  const D = cfg.d_model;
+  centerLastAxis(w.mut('embed.W_E'), D);
+  if (w.has('pos_embed.W_pos')) centerLastAxis(w.mut('pos_embed.W_pos'), D);
+  for (let l = 0; l < cfg.n_layers; l++) {
+    const p = `blocks.${l}.`;
+    if (w.has(`${p}attn.W_O`)) {
+      centerLastAxis(w.mut(`${p}attn.W_O`), D);
+      if (w.has(`${p}attn.b_O`)) centerVector(w.mut(`${p}attn.b_O`));
+    }
+    if (!cfg.attn_only && w.has(`${p}mlp.W_out`)) {
+      centerLastAxis(w.mut(`${p}mlp.W_out`), D);
+      if (w.has(`${p}mlp.b_out`)) centerVector(w.mut(`${p}mlp.b_out`));
+    }
+  }
+}
+
+/** Softmax ignores a shift shared by all logits: centre W_U [d_model, d_vocab_out] and b_U over the vocabulary. */
+function centerUnembed(w: Work): void {
+  const W = w.get('unembed.W_U');
+  centerLastAxis(w.mut('unembed.W_U'), W.dims[1]!);
+  if (w.has('unembed.b_U')) centerVector(w.mut('unembed.b_U'));
+}
+
+/**
+ * b_O += sum over (head_index, d_head) of b_V[h, e] W_O[h, e, :], then b_V = 0: attention
+ * patterns sum to 1, so each head's value bias adds the constant b_V W_O to the layer output.
+ */
+function foldValueBiasesInLayer(cfg: HookedTransformerConfig, w: Work, l: number): void {
+  const p = `blocks.${l}.attn.`;
+  if (!w.has(`${p}b_V`) || !w.has(`${p}W_O`)) return;
+  const { n_heads: H, d_head: E, d_model: D } = cfg;
+  const bV = w.get(`${p}b_V`).data;
+  const WO = w.get(`${p}W_O`).data;
+  const acc = new Float64Array(D);
+  for (let h = 0; h < H; h++) {
+    for (let e = 0; e < E; e++) {
+      const b = bV[h * E + e]!;
+      if (b === 0) continue;
+      const row = (h * E + e) * D;
+      for (let d = 0; d < D; d++) acc[d]! += b * WO[row + d]!;
+    }
+  }
+  const bO = w.mut(`${p}b_O`);
+  for (let d = 0; d < D; d++) bO[d] = bO[d]! + acc[d]!;
+  w.set(`${p}b_V`, f32([H, E], undefined, w.get(`${p}b_V`).axes));
+}
+
+function foldValueBiases(cfg: HookedTransformerConfig, w: Work): void {
+  for (let l = 0; l < cfg.n_layers; l++) foldValueBiasesInLayer(cfg, w, l);
+}
+
+/**
+ * Per head, replaces the factorisations of W_QK and W_OV by "even" ones from their SVDs (the
+ * products, hence the model's computation, are unchanged):
+ *  - QK: with the biases as an extra input row, W_Q_eff = [W_Q; b_Q] and W_K_eff = [W_K; b_K]
+ *    ([d_model+1, d_head]), so that (x W_Q + b_Q)(y W_K + b_K)ᵀ = [x,1] W_Q_eff W_K_effᵀ [y,1]ᵀ.
+ *    If W_Q_eff W_K_effᵀ = U S Vᵀ, then W_Q_eff' = U sqrt(S) and W_K_eff' = V sqrt(S).
+ *  - OV: b_O += sum_h b_V W_O and b_V = 0 (as fold_value_biases); then if W_V W_O = U S Vᵀ,
+ *    W_V' = U S [d_model, d_head] and W_O' = Vᵀ [d_head, d_model] (W_O becomes a rotation).
+ * Singular vectors carry a per-component sign of our choosing (see linalg.ts): q, k, v and z
+ * agree with TransformerLens's up to a sign per d_head component; scores, patterns, head
+ * results and everything downstream are unaffected.
+ */
+function refactorFactoredAttnMatrices(cfg: HookedTransformerConfig, w: Work): void {
+  if ((cfg.positional_embedding_type as string) === 'rotary') {
+    throw new Error("refactor_factored_attn_matrices can't be used with rotary embeddings: the QK matrix depends on the positions");
+  }
+  const { n_heads: H, d_model: D, d_head: E } = cfg;
+  if (E > D) throw new Error(`refactor_factored_attn_matrices needs d_head <= d_model (got d_head ${E}, d_model ${D})`);
+  for (let l = 0; l < cfg.n_layers; l++) {
+    const p = `blocks.${l}.attn.`;
+    if (!w.has(`${p}W_Q`)) continue;
+    const WQ = w.mut(`${p}W_Q`);
+    const WK = w.mut(`${p}W_K`);
+    const bQ = w.mut(`${p}b_Q`);
+    const bK = w.mut(`${p}b_K`);
+    for (let h = 0; h < H; h++) {
+      const qEff = mat(D + 1, E); // [d_model+1, d_head]
+      const kEffT = mat(E, D + 1); // [d_head, d_model+1]
+      for (let d = 0; d <= D; d++) {
+        for (let e = 0; e < E; e++) {
+          qEff.data[d * E + e] = d < D ? WQ[(h * D + d) * E + e]! : bQ[h * E + e]!;
+          kEffT.data[e * (D + 1) + d] = d < D ? WK[(h * D + d) * E + e]! : bK[h * E + e]!;
+        }
+      }
+      const { U, S, V } = factoredSvd(qEff, kEffT); // U, V [d_model+1, d_head]
+      for (let d = 0; d <= D; d++) {
+        for (let e = 0; e < E; e++) {
+          const r = Math.sqrt(S[e]!);
+          const q = U.data[d * E + e]! * r;
+          const k = V.data[d * E + e]! * r;
+          if (d < D) {
+            WQ[(h * D + d) * E + e] = q;
+            WK[(h * D + d) * E + e] = k;
+          } else {
+            bQ[h * E + e] = q;
+            bK[h * E + e] = k;
+          }
+        }
+      }
+    }
+
+    foldValueBiasesInLayer(cfg, w, l);
+    const WV = w.mut(`${p}W_V`);
+    const WO = w.mut(`${p}W_O`);
+    for (let h = 0; h < H; h++) {
+      const wv = mat(D, E, WV.subarray(h * D * E, (h + 1) * D * E)); // [d_model, d_head]
+      const wo = mat(E, D, WO.subarray(h * E * D, (h + 1) * E * D)); // [d_head, d_model]
+      const { U, S, V } = factoredSvd(wv, wo); // U, V [d_model, d_head]
+      for (let d = 0; d < D; d++) {
+        for (let e = 0; e < E; e++) {
+          WV[(h * D + d) * E + e] = U.data[d * E + e]! * S[e]!;
+          WO[(h * E + e) * D + d] = V.data[d * E + e]!;
+        }
+      }
+    }
+  }
+}
