@@ -117,8 +117,8 @@ class SegmentBuilder {
           break;
         }
       }
-      // h' = h + M * (target - h): exact for M in {0, 1}.
-      cur = g.op('Add', [cur, g.op('Mul', [mask, g.op('Sub', [target, cur])])]);
+      // h' = M ? target : h (a select, so patched entries are bit-exact copies of the source).
+      cur = g.op('Where', [g.op('Cast', [mask], { to: OnnxDType.BOOL }), target, cur]);
     });
     const named = this.g.alias(cur, name);
     this.produced.add(name);

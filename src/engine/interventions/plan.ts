@@ -6,7 +6,7 @@
  * plan of the same structure (e.g. all cells of a patching sweep).
  *
  * Every intervention edits a hook value h (TransformerLens axis order) as
- *     h' = h + M * (target - h)
+ *     h' = M ? target : h
  * where M is a 0/1 mask broadcast over h selecting the indexed entries, and target is:
  *   patch: the same hook from another run (a cache), supplied as a tensor of h's full shape;
  *   zero:  0;
