@@ -139,6 +139,8 @@ export const EngineRequests = {
   analyze: requestType<AnalyzeParams, AnalyzeResult>('engine/analysis/analyze'),
   /** For tests: a request that runs until cancelled or `ms` elapses. */
   sleep: requestType<{ ms: number }, { slept: number }>('engine/debug/sleep'),
+  /** For tests of crash recovery: the worker throws outside any handler and dies. */
+  crash: requestType<Record<string, never>, never>('engine/debug/crash'),
 } as const;
 
 export const EngineNotifications = {

@@ -1,0 +1,132 @@
+/**
+ * The engine as a service: one loaded model (weights processed, sessions compiled lazily) plus
+ * its tokenizer, and the operations the CLI, the worker and the extension need. Pure Node.
+ */
+import * as path from 'node:path';
+import { loadModel, type LoadProgress } from './model/load.js';
+import { applyProcessing } from './weights/process.js';
+import { HookedTransformer, type Tokens } from './model/hookedTransformer.js';
+import { loadTokenizerForModel, toTokens, toSingleToken, tokensToStrings, type Tokenizer } from './model/tokenizer.js';
+import type { Processing } from './model/params.js';
+import type { Device } from './backends/onnx/runtime.js';
+import { ActivationCache } from './cache/activationCache.js';
+import { headDla, layerDla, logitDiff, logitLens, loss, rankOf, topK } from './analysis/basic.js';
+import { logitDiffMetric, normalizedMetric, patchHeadAllPos, patchResidPreByLayerPos } from './analysis/patching.js';
+import { allHooks, hookAxes } from './hooks/hooks.js';
+import type { AnalyzeResult, ModelInfo, TestPromptResult } from '../protocol/engine.js';
+
+export interface EngineLoadOptions {
+  processing?: Processing;
+  device?: Device;
+  threads?: number;
+  allowDownload?: boolean;
+  onProgress?: (p: LoadProgress) => void;
+  signal?: AbortSignal;
+}
+
+export class LoadedEngine {
+  private constructor(readonly spec: string, readonly model: HookedTransformer, readonly tokenizer: Tokenizer, readonly loadMs: number) {}
+
+  static async load(spec: string, opts: EngineLoadOptions = {}): Promise<LoadedEngine> {
+    const t0 = performance.now();
+    const loaded = await loadModel(spec, { allowDownload: opts.allowDownload ?? true, onProgress: opts.onProgress, signal: opts.signal });
+    const processing = opts.processing ?? 'default';
+    const { cfg, params } = applyProcessing(loaded.cfg, loaded.params, processing);
+    const folder = loaded.files.length ? path.dirname(loaded.files[0]!) : spec;
+    const tokenizer = loadTokenizerForModel(folder, cfg);
+    const model = new HookedTransformer(cfg, params, processing, loaded.source, { device: opts.device ?? 'auto', threads: opts.threads });
+    return new LoadedEngine(spec, model, tokenizer, performance.now() - t0);
+  }
+
+  info(): ModelInfo {
+    const cfg = this.model.cfg;
+    let bytes = 0;
+    for (const t of this.model.params.values()) bytes += t.data.byteLength;
+    return {
+      spec: this.spec,
+      source: this.model.source,
+      cfg: {
+        model_name: cfg.model_name, n_layers: cfg.n_layers, d_model: cfg.d_model, n_heads: cfg.n_heads, d_head: cfg.d_head,
+        d_mlp: cfg.d_mlp, d_vocab: cfg.d_vocab, n_ctx: cfg.n_ctx, act_fn: cfg.act_fn, normalization_type: cfg.normalization_type,
+        positional_embedding_type: cfg.positional_embedding_type,
+      },
+      processing: this.model.processing,
+      device: this.model.runtime.device,
+      tokenizer: this.tokenizer.kind,
+      paramBytes: bytes,
+      hooks: allHooks(cfg).map((name) => ({ name, axes: [...hookAxes(name, cfg)] })),
+      loadMs: this.loadMs,
+    };
+  }
+
+  tokenize(texts: string[], prependBos = true): { tokens: number[][]; strTokens: string[][] } {
+    const tokens = texts.map((t) => toTokens(this.tokenizer, t, { prependBos, nCtx: this.model.cfg.n_ctx, truncate: false }).tokens[0]!);
+    return { tokens, strTokens: tokens.map((row) => tokensToStrings(this.tokenizer, row)) };
+  }
+
+  /** TransformerLens's test_prompt: top-k after the prompt, the answer's rank, per-token loss. */
+  async testPrompt(prompt: string, opts: { answer?: string; prependBos?: boolean; k?: number } = {}): Promise<TestPromptResult> {
+    if (prompt.trim() === '') throw new Error('the prompt is empty: write some text to inspect');
+    const { tokens, strTokens } = this.tokenize([prompt], opts.prependBos ?? true);
+    const row = tokens[0]!;
+    const logits = await this.model.forward([row]);
+    const [, P, V] = logits.dims as [number, number, number];
+    const last = logits.data.subarray((P - 1) * V, P * V);
+    const tk = topK(last, opts.k ?? 10).map((t) => ({ token: t.token, str: tokensToStrings(this.tokenizer, [t.token])[0]!, logit: t.logit, prob: t.prob }));
+    const perTok = P > 1 ? Array.from(loss(logits, [row], { per_token: true }).data) : [];
+    const res: TestPromptResult = { tokens: row, strTokens: strTokens[0]!, topK: tk, perTokenLoss: perTok };
+    if (opts.answer !== undefined) {
+      const id = toSingleToken(this.tokenizer, opts.answer);
+      const probs = softmax(last);
+      res.answer = { token: id, str: opts.answer, rank: rankOf(last, id), logit: last[id]!, prob: probs[id]! };
+    }
+    return res;
+  }
+
+  async analyze(tokens: Tokens, corrupted: Tokens, answers: [number, number][], signal?: AbortSignal): Promise<AnalyzeResult> {
+    return analyzeModel(this.model, tokens, corrupted, answers, signal);
+  }
+
+  dispose(): Promise<void> {
+    return this.model.dispose();
+  }
+}
+
+/** The fields of the reference fixture's expected.json, for one model and processing. */
+export async function analyzeModel(model: HookedTransformer, tokens: Tokens, corrupted: Tokens, answers: [number, number][], signal?: AbortSignal): Promise<AnalyzeResult> {
+  const [B, P] = model.checkTokens(tokens);
+  const [B2, P2] = model.checkTokens(corrupted);
+  if (B !== B2 || P !== P2) throw new Error(`corrupted_tokens are [${B2}, ${P2}] but tokens are [${B}, ${P}]; they must have the same shape`);
+  if (answers.length !== B) throw new Error(`answers has ${answers.length} pairs but there are ${B} prompts`);
+  answers.forEach((a, i) => {
+    if (!Array.isArray(a) || a.length !== 2 || a.some((t) => !Number.isInteger(t) || t < 0 || t >= model.cfg.d_vocab_out)) {
+      throw new Error(`answers[${i}] must be [correct, wrong] token ids in [0, ${model.cfg.d_vocab_out - 1}], got ${JSON.stringify(a)}`);
+    }
+  });
+  const clean = await model.runWithCache(tokens);
+  const cache = new ActivationCache(clean.cache, model.cfg, model.params);
+  const corrLogits = await model.forward(corrupted);
+  const ld = logitDiff(clean.logits!, answers);
+  const cld = logitDiff(corrLogits, answers);
+  const metric = normalizedMetric(logitDiffMetric(answers), ld, cld);
+  return {
+    loss: loss(clean.logits!, tokens),
+    logit_diff: ld,
+    corrupted_logit_diff: cld,
+    head_dla: headDla(cache, answers),
+    layer_dla: layerDla(cache, answers),
+    logit_lens: logitLens(cache, answers),
+    resid_pre_patching: await patchResidPreByLayerPos(model, tokens, corrupted, metric, { signal }),
+    head_z_patching: await patchHeadAllPos(model, tokens, corrupted, metric, 'z', { signal }),
+  };
+}
+
+function softmax(x: Float32Array): Float64Array {
+  let m = -Infinity;
+  for (const v of x) if (v > m) m = v;
+  const out = new Float64Array(x.length);
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += out[i] = Math.exp(x[i]! - m);
+  for (let i = 0; i < x.length; i++) out[i]! /= s;
+  return out;
+}
