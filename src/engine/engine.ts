@@ -4,6 +4,7 @@
  */
 import * as path from 'node:path';
 import { loadModel, type LoadProgress } from './model/load.js';
+import { builtinToy, embeddedModelDir, isBuiltin } from './model/builtin.js';
 import { applyProcessing } from './weights/process.js';
 import { HookedTransformer, type Tokens } from './model/hookedTransformer.js';
 import { loadTokenizerForModel, toTokens, toSingleToken, tokensToStrings, type Tokenizer } from './model/tokenizer.js';
@@ -29,12 +30,20 @@ export class LoadedEngine {
 
   static async load(spec: string, opts: EngineLoadOptions = {}): Promise<LoadedEngine> {
     const t0 = performance.now();
-    const loaded = await loadModel(spec, { allowDownload: opts.allowDownload ?? true, onProgress: opts.onProgress, signal: opts.signal });
     const processing = opts.processing ?? 'default';
+    const rt = { device: opts.device ?? 'auto', threads: opts.threads } as const;
+    const embedded = spec === 'builtin:default' ? embeddedModelDir() : null;
+    if (isBuiltin(spec) && !embedded) {
+      if (spec !== 'builtin:default' && spec !== 'builtin:toy') throw new Error(`unknown built-in model ${JSON.stringify(spec)}: use builtin:default or builtin:toy`);
+      const b = builtinToy();
+      const { cfg, params } = applyProcessing(b.cfg, b.params, processing);
+      return new LoadedEngine(spec, new HookedTransformer(cfg, params, processing, b.source, rt), b.tokenizer, performance.now() - t0);
+    }
+    const loaded = await loadModel(embedded ?? spec, { allowDownload: opts.allowDownload ?? true, onProgress: opts.onProgress, signal: opts.signal });
     const { cfg, params } = applyProcessing(loaded.cfg, loaded.params, processing);
     const folder = loaded.files.length ? path.dirname(loaded.files[0]!) : spec;
     const tokenizer = loadTokenizerForModel(folder, cfg);
-    const model = new HookedTransformer(cfg, params, processing, loaded.source, { device: opts.device ?? 'auto', threads: opts.threads });
+    const model = new HookedTransformer(cfg, params, processing, loaded.source, rt);
     return new LoadedEngine(spec, model, tokenizer, performance.now() - t0);
   }
 

@@ -91,8 +91,10 @@ export function convertGpt2Weights(sd: StateDict, cfg: HookedTransformerConfig):
     problems.push(`${prefix}h.${n_layers}.*: the weights have more layers than the config's n_layers = ${n_layers}`);
   }
   if (problems.length > 0) {
+    // One line: callers such as the CLI show only an error's first line.
     const where = prefix ? ` (keys prefixed "${prefix}")` : '';
-    throw new Error(`cannot convert GPT-2 weights to TransformerLens params${where}; ${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
+    const shown = problems.slice(0, 8).join('; ') + (problems.length > 8 ? `; and ${problems.length - 8} more` : '');
+    throw new Error(`cannot convert GPT-2 weights to TransformerLens params${where}, ${problems.length} problem(s): ${shown}`);
   }
 
   const get = (name: string): F32 => {

@@ -1,0 +1,86 @@
+/**
+ * Built-in models that need no download, so a fresh install shows real panels offline.
+ *
+ * `builtin:default` resolves to the embedded trained model once one ships in models/ (see
+ * docs); until then it is `builtin:toy`: a small character-level GPT-2 whose weights are
+ * generated deterministically from a fixed seed (GPT-2's N(0, 0.02) initialisation). Its numbers
+ * are real forward passes of a real (untrained) transformer; they are not meaningful language
+ * predictions, which the panels say.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { makeConfig, type HookedTransformerConfig } from './config.js';
+import type { Params } from './params.js';
+import { createCharTokenizer, type Tokenizer } from './tokenizer.js';
+import { f32, type F32 } from '../tensor/tensor.js';
+
+/** Printable ASCII plus newline; BOS is an extra token after them. */
+export const TOY_CHARS = '\n' + Array.from({ length: 95 }, (_, i) => String.fromCharCode(32 + i)).join('');
+
+export interface BuiltinModel {
+  cfg: HookedTransformerConfig;
+  params: Params;
+  tokenizer: Tokenizer;
+  source: string;
+}
+
+export function isBuiltin(spec: string): boolean {
+  return spec.startsWith('builtin:');
+}
+
+/** Folder of the embedded trained default model, if the package ships one. */
+export function embeddedModelDir(): string | null {
+  for (const base of [path.join(__dirname, '..', 'models', 'default'), path.join(__dirname, '..', '..', '..', 'models', 'default')]) {
+    if (fs.existsSync(path.join(base, 'config.json')) && fs.existsSync(path.join(base, 'model.safetensors'))) return base;
+  }
+  return null;
+}
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function builtinToy(): BuiltinModel {
+  const tokenizer = createCharTokenizer({ chars: TOY_CHARS, bos_token_id: Array.from(TOY_CHARS).length, bos_token: '<|bos|>' }, 'builtin:toy');
+  const cfg = makeConfig({
+    model_name: 'builtin:toy', n_layers: 2, d_model: 64, n_heads: 4, d_head: 16, d_mlp: 256, d_vocab: tokenizer.vocabSize, n_ctx: 256,
+    act_fn: 'gelu_new', normalization_type: 'LN', tie_word_embeddings: true, bos_token_id: tokenizer.bosTokenId,
+  });
+  const r = rng(20261123);
+  const normal = (dims: number[], std: number): F32 => {
+    const n = dims.reduce((a, b) => a * b, 1);
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(Math.max(r(), 1e-12))) * Math.cos(2 * Math.PI * r()) * std;
+    return f32(dims, out);
+  };
+  const ones = (n: number) => f32([n], new Float32Array(n).fill(1));
+  const zeros = (dims: number[]) => f32(dims);
+  const { d_model: d, n_heads: H, d_head: dh, d_vocab: V, n_ctx } = cfg;
+  const dm = cfg.d_mlp!;
+  const p: Params = new Map();
+  const WE = normal([V, d], 0.02);
+  p.set('embed.W_E', WE);
+  p.set('pos_embed.W_pos', normal([n_ctx, d], 0.01));
+  for (let l = 0; l < cfg.n_layers; l++) {
+    const b = `blocks.${l}`;
+    p.set(`${b}.ln1.w`, ones(d)); p.set(`${b}.ln1.b`, zeros([d]));
+    for (const w of ['Q', 'K', 'V']) { p.set(`${b}.attn.W_${w}`, normal([H, d, dh], 0.02)); p.set(`${b}.attn.b_${w}`, zeros([H, dh])); }
+    p.set(`${b}.attn.W_O`, normal([H, dh, d], 0.02 / Math.sqrt(2 * cfg.n_layers))); p.set(`${b}.attn.b_O`, zeros([d]));
+    p.set(`${b}.ln2.w`, ones(d)); p.set(`${b}.ln2.b`, zeros([d]));
+    p.set(`${b}.mlp.W_in`, normal([d, dm], 0.02)); p.set(`${b}.mlp.b_in`, zeros([dm]));
+    p.set(`${b}.mlp.W_out`, normal([dm, d], 0.02 / Math.sqrt(2 * cfg.n_layers))); p.set(`${b}.mlp.b_out`, zeros([d]));
+  }
+  p.set('ln_final.w', ones(d)); p.set('ln_final.b', zeros([d]));
+  const WU = new Float32Array(d * V);
+  for (let v = 0; v < V; v++) for (let i = 0; i < d; i++) WU[i * V + v] = WE.data[v * d + i]!;
+  p.set('unembed.W_U', f32([d, V], WU));
+  p.set('unembed.b_U', zeros([V]));
+  return { cfg, params: p, tokenizer, source: 'builtin:toy (untrained, deterministic)' };
+}
