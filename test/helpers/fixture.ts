@@ -68,3 +68,44 @@ export function assertClose(actual: F32, expected: F32, atol: number, what: stri
 export function assertNumClose(actual: number, expected: number, atol: number, what: string): void {
   if (!(Math.abs(actual - expected) <= atol)) throw new Error(`${what}: got ${actual}, expected ${expected}, |diff| = ${Math.abs(actual - expected)} > atol ${atol}`);
 }
+
+/**
+ * The reference value of a hook as MechLens defines it, for comparison with our output:
+ *  - 'none' ln*.hook_normalized: the fixture stores the value before the LayerNorm's w, b;
+ *    TransformerLens (and MechLens) hook it after them (`hook_normalized(x * w + b)`), so the
+ *    reference is fixture * w + b.
+ *  - 'default+refactor' attn.hook_q/k/v/z: refactor_factored_attn_matrices sets W_Q, W_K (and
+ *    W_V, W_O) from an SVD, whose singular vectors are unique only up to sign. The fixture's
+ *    signs come from LAPACK's dense SVD; ours from a canonical rule (largest |u| entry positive).
+ *    So each (head, d_head) column is compared up to one sign, which must be the same for q and k
+ *    (and for v and z), since q·k (and z @ W_O) is sign-invariant. `signs` carries the pattern
+ *    found on q (resp. v) to k (resp. z).
+ */
+export function alignedReference(mode: Processing, name: string, got: F32, signs: Map<string, Int8Array>): F32 {
+  const e = expectedHook(mode, name);
+  const ln = /^(blocks\.\d+\.ln[12]|ln_final)\.hook_normalized$/.exec(name);
+  if (mode === 'none' && ln) {
+    const p = fixtureParams('none');
+    const w = p.get(`${ln[1]}.w`)!.data, b = p.get(`${ln[1]}.b`)!.data;
+    return { ...e, data: e.data.map((v, i) => v * w[i % w.length]! + b[i % b.length]!) };
+  }
+  const qkvz = /^blocks\.(\d+)\.attn\.hook_([qkvz])$/.exec(name);
+  if (mode !== 'default+refactor' || !qkvz) return e;
+  const layer = qkvz[1]!;
+  const group = qkvz[2] === 'q' || qkvz[2] === 'k' ? 'qk' : 'vz';
+  const key = `${layer}.${group}`;
+  const [B, P, H, D] = e.dims as [number, number, number, number];
+  let s = signs.get(key);
+  if (!s) {
+    // First of the pair: choose each column's sign from the data.
+    s = new Int8Array(H * D);
+    for (let c = 0; c < H * D; c++) {
+      let dot = 0;
+      for (let r = 0; r < B * P; r++) dot += got.data[r * H * D + c]! * e.data[r * H * D + c]!;
+      s[c] = dot < 0 ? -1 : 1;
+    }
+    signs.set(key, s);
+  }
+  const sign = s;
+  return { ...e, data: e.data.map((v, i) => v * sign[i % (H * D)]!) };
+}

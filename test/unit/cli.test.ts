@@ -6,8 +6,8 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { main } from '../../src/engine/cli.js';
 import { readSafetensors } from '../../src/engine/model/safetensors.js';
-import { FIXTURE_DIR, expectedJson, expectedHook, fixtureParams, spec } from '../helpers/fixture.js';
-import { f32, maxAbsDiff, type F32 } from '../../src/engine/tensor/tensor.js';
+import { FIXTURE_DIR, alignedReference, expectedJson, spec } from '../helpers/fixture.js';
+import { f32, maxAbsDiff } from '../../src/engine/tensor/tensor.js';
 import { PROCESSING_MODES } from '../../src/engine/model/params.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mechlens-cli-'));
@@ -34,16 +34,6 @@ function writeTmp(name: string, content: string | Buffer): string {
   return p;
 }
 
-/** See forward.test.ts: the fixture stores un-folded LN hook_normalized before w, b. */
-function reference(mode: string, name: string): F32 {
-  const e = expectedHook(mode as never, name);
-  const m = /^(blocks\.\d+\.ln[12]|ln_final)\.hook_normalized$/.exec(name);
-  if (mode !== 'none' || !m) return e;
-  const p = fixtureParams('none');
-  const w = p.get(`${m[1]}.w`)!.data, b = p.get(`${m[1]}.b`)!.data;
-  return f32(e.dims, e.data.map((v, i) => v * w[i % w.length]! + b[i % b.length]!));
-}
-
 for (const mode of PROCESSING_MODES) {
   test(`cache writes logits and every hook under its TransformerLens name (${mode})`, async () => {
     const tok = writeTmp('tokens.json', JSON.stringify(spec.tokens));
@@ -53,11 +43,12 @@ for (const mode of PROCESSING_MODES) {
     const got = readSafetensors(out);
     const ref = [...readSafetensors(path.join(FIXTURE_DIR, 'expected.safetensors')).keys()].filter((k) => k.startsWith(`${mode}/`) && !k.includes('/params/'));
     assert.ok(ref.length >= 40);
+    const signs = new Map<string, Int8Array>();
     for (const k of ref) {
       const name = k.slice(mode.length + 1);
       const t = got.get(name);
       assert.ok(t, `output lacks ${name}`);
-      const d = maxAbsDiff(t, reference(mode, name));
+      const d = maxAbsDiff(t, alignedReference(mode, name, t, signs));
       assert.ok(d <= 1e-4, `${mode} ${name}: max |diff| ${d} > 1e-4`);
     }
   });

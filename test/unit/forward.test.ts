@@ -1,35 +1,19 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { HookedTransformer } from '../../src/engine/model/hookedTransformer.js';
-import { assertClose, expectedHook, fixtureConfig, fixtureParams, hookNamesIn, spec } from '../helpers/fixture.js';
-import { makeConfig } from '../../src/engine/model/config.js';
-import { f32, type F32 } from '../../src/engine/tensor/tensor.js';
+import { alignedReference, assertClose, expectedHook, fixtureConfig, fixtureParams, hookNamesIn, spec } from '../helpers/fixture.js';
+import { applyProcessing } from '../../src/engine/weights/process.js';
+import { PROCESSING_MODES } from '../../src/engine/model/params.js';
 
 const ATOL = 1e-4;
 
-/**
- * The fixture stores ln*.hook_normalized of an un-folded LayerNorm *before* its affine w, b
- * (x_centred / scale). TransformerLens's LayerNorm.forward hooks the value *after* them
- * (`self.hook_normalized(x * self.w + self.b)`), and MechLens follows TransformerLens; so for
- * mode 'none' the reference here is the fixture's value times w plus b. (For LNPre, i.e. the
- * folded modes, there is no affine and the fixture is used as is.) See docs/DESIGN.md.
- */
-function referenceHook(mode: 'none' | 'default', n: string): F32 {
-  const e = expectedHook(mode, n);
-  const m = /^(blocks\.\d+\.ln[12]|ln_final)\.hook_normalized$/.exec(n);
-  if (mode !== 'none' || !m) return e;
-  const p = fixtureParams('none');
-  const w = p.get(`${m[1]}.w`)!.data, b = p.get(`${m[1]}.b`)!.data;
-  const out = new Float32Array(e.data.length);
-  for (let i = 0; i < out.length; i++) out[i] = e.data[i]! * w[i % w.length]! + b[i % b.length]!;
-  return f32(e.dims, out);
-}
-
-for (const mode of ['none', 'default'] as const) {
+for (const mode of PROCESSING_MODES) {
   test(`every hook and the logits match the fixture (${mode})`, async () => {
-    const base = fixtureConfig();
-    const cfg = mode === 'none' ? base : makeConfig({ ...base, normalization_type: 'LNPre' });
-    const m = new HookedTransformer(cfg, fixtureParams(mode), mode, 'fixture', { device: 'cpu', threads: 1 });
+    // Process the fixture's unprocessed params ourselves: this also checks weight processing
+    // end to end (for 'default+refactor' the fixture stores no params at all).
+    const { cfg, params } = applyProcessing(fixtureConfig(), fixtureParams('none'), mode);
+    const m = new HookedTransformer(cfg, params, mode, 'fixture', { device: 'cpu', threads: 1 });
+    const signs = new Map<string, Int8Array>();
     try {
       const { logits, cache } = await m.runWithCache(spec.tokens);
       assertClose(logits!, expectedHook(mode, 'logits'), ATOL, `${mode} logits`);
@@ -39,7 +23,7 @@ for (const mode of ['none', 'default'] as const) {
       for (const n of names) {
         const got = cache.get(n as never);
         assert.ok(got, `cache lacks ${n}`);
-        worst = Math.max(worst, assertClose(got, referenceHook(mode, n), ATOL, `${mode} ${n}`));
+        worst = Math.max(worst, assertClose(got, alignedReference(mode, n, got, signs), ATOL, `${mode} ${n}`));
       }
       assert.ok(worst <= ATOL);
     } finally {
@@ -47,3 +31,31 @@ for (const mode of ['none', 'default'] as const) {
     }
   });
 }
+
+test('weight processing leaves log-probs unchanged', async () => {
+  const logProbs = async (mode: (typeof PROCESSING_MODES)[number]) => {
+    const { cfg, params } = applyProcessing(fixtureConfig(), fixtureParams('none'), mode);
+    const m = new HookedTransformer(cfg, params, mode, 'fixture', { device: 'cpu', threads: 1 });
+    try {
+      const l = await m.forward(spec.tokens);
+      const V = l.dims[2]!;
+      const out = new Float64Array(l.data.length);
+      for (let r = 0; r < l.data.length / V; r++) {
+        let mx = -Infinity, s = 0;
+        for (let v = 0; v < V; v++) mx = Math.max(mx, l.data[r * V + v]!);
+        for (let v = 0; v < V; v++) s += Math.exp(l.data[r * V + v]! - mx);
+        for (let v = 0; v < V; v++) out[r * V + v] = l.data[r * V + v]! - mx - Math.log(s);
+      }
+      return out;
+    } finally {
+      await m.dispose();
+    }
+  };
+  const ref = await logProbs('none');
+  for (const mode of ['default', 'default+refactor'] as const) {
+    const lp = await logProbs(mode);
+    let d = 0;
+    lp.forEach((v, i) => (d = Math.max(d, Math.abs(v - ref[i]!))));
+    assert.ok(d < 1e-4, `${mode}: max |log-prob diff| ${d}`);
+  }
+});

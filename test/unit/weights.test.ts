@@ -265,6 +265,7 @@ test("refactored q, k, v, z reproduce the fixture's default+refactor hooks up to
     const mq = matchUpToSign(q, expectedHook('default+refactor', `${p}hook_q`), H, E);
     const mk = matchUpToSign(k, expectedHook('default+refactor', `${p}hook_k`), H, E);
     const mv = matchUpToSign(v, expectedHook('default+refactor', `${p}hook_v`), H, E);
+    t.diagnostic(`layer ${l} max err up to sign: q ${mq.err.toExponential(1)} k ${mk.err.toExponential(1)} v ${mv.err.toExponential(1)}`);
     assert.ok(mq.err <= HOOK_ATOL, `layer ${l}: q differs from the fixture by ${mq.err} even allowing signs`);
     assert.ok(mk.err <= HOOK_ATOL, `layer ${l}: k differs from the fixture by ${mk.err} even allowing signs`);
     assert.ok(mv.err <= HOOK_ATOL, `layer ${l}: v differs from the fixture by ${mv.err} even allowing signs`);

@@ -1,17 +1,19 @@
 /**
  * Small dense float64 linear algebra for weight processing: matrix products and a thin SVD.
  *
- * Weight processing needs the SVD of each head's factored matrices (W_Q W_Kᵀ with the biases as
- * an extra input row, and W_V W_O), exactly as TransformerLens's FactoredMatrix.svd computes it.
- * The matrices are small (at most d_model+1 by d_head per factor), so accuracy matters more than
- * speed: everything here is float64, and the SVD is a one-sided (Hestenes) Jacobi iteration,
- * which computes small singular values to high relative accuracy, preceded by a Householder QR
- * when the matrix is tall so that Jacobi works on a square d_head x d_head factor.
+ * Weight processing needs, per attention head, the SVD of the factored matrices W_Q W_Kᵀ (with
+ * the biases as an extra input row) and W_V W_O, as TransformerLens's FactoredMatrix.svd gives
+ * it. The factors are tall and thin ([d_model(+1), d_head]), so accuracy matters more than
+ * speed, but GPT-2 has 144 heads: everything is float64; tall matrices are first reduced by a
+ * Householder QR; the small square core is diagonalised by one-sided (Hestenes) Jacobi, which is
+ * simple and accurate (small singular values to high relative accuracy). Internally matrices are
+ * arrays of columns so every inner loop runs over contiguous memory.
  *
- * Singular vectors are only defined up to a sign per (u_j, v_j) pair. Every SVD returned here is
- * put in one canonical form: the largest-magnitude entry of each u_j is positive (the first such
- * entry on an exact tie). LAPACK (and so torch / numpy) leave the sign to their algorithm's path;
- * no simple rule reproduces theirs, so results here agree with theirs up to those signs.
+ * Singular vectors are only defined up to a sign per (u_j, v_j) pair (and, for repeated singular
+ * values, up to a rotation within their subspace). Every SVD returned here is put in one
+ * canonical form: the largest-magnitude entry of each u_j is positive (the first such entry on
+ * an exact tie). LAPACK (so torch and numpy) leaves the sign to its algorithm's path, and no
+ * simple rule reproduces it, so results agree with theirs up to those signs.
  */
 
 /** Row-major float64 matrix. */
@@ -76,9 +78,9 @@ export function maxAbsDiffMat(a: Mat, b: Mat): number {
 }
 
 /**
- * Thin SVD: a [m, n] = U [m, k] diag(S) [k] Vᵀ with V [n, k], k = min(m, n), S descending and
- * non-negative, U and V with orthonormal columns (also where a is rank-deficient: the columns for
- * zero singular values complete an orthonormal basis), signs canonical (see the file comment).
+ * Thin SVD: A [m, n] = U [m, k] diag(S) Vᵀ with V [n, k]. U and V have orthonormal columns (also
+ * where A is rank-deficient: the columns for zero singular values complete an orthonormal
+ * basis), S [k] is descending and non-negative, signs are canonical (see the file comment).
  */
 export interface Svd {
   U: Mat;
@@ -86,38 +88,46 @@ export interface Svd {
   V: Mat;
 }
 
+/** Thin SVD of a [m, n], k = min(m, n). */
 export function svd(a: Mat): Svd {
-  if (a.rows < a.cols) {
-    // svd(aᵀ) = V S Uᵀ: work on the tall orientation, then swap the factors back.
-    const t = svdTall(transpose(a));
-    return canonicalizeSigns({ U: t.V, S: t.S, V: t.U });
-  }
-  return canonicalizeSigns(svdTall(a));
+  const tall = a.rows >= a.cols;
+  // svd(Aᵀ) = V S Uᵀ: always work on the tall orientation, then swap the factors back.
+  const cols = tall ? toCols(a) : toCols(transpose(a));
+  const p = tall ? a.rows : a.cols;
+  const { q, r } = thinQr(cols, p);
+  const core = jacobiSvd(r, r.length);
+  const U = fromCols(mulCols(q, core.U, p), p);
+  const V = fromCols(core.V, r.length);
+  return canonicalizeSigns(tall ? { U, S: core.S, V } : { U: V, S: core.S, V: U });
 }
 
 /**
- * SVD of the product a [m, r] @ b [r, n] without forming it, as TransformerLens's
- * FactoredMatrix.svd does: with a = Ua Sa Vaᵀ and b = Ub Sb Vbᵀ, the r x r middle
- * diag(Sa) Vaᵀ Ub diag(Sb) = Um Sm Vmᵀ gives a b = (Ua Um) Sm (Vb Vm)ᵀ. Returns r components
- * (the product has rank <= r). Needs r <= min(m, n), which holds for attention heads
- * (d_head <= d_model); otherwise falls back to the SVD of the formed product.
+ * SVD of the product A [m, r] @ B [r, n] without forming it (TransformerLens's FactoredMatrix):
+ * with A = Qa Ra and Bᵀ = Qb Rb (thin QRs), A B = Qa (Ra Rbᵀ) Qbᵀ, so the SVD of the r x r core
+ * Ra Rbᵀ = Uc S Vcᵀ gives A B = (Qa Uc) S (Qb Vc)ᵀ. Returns r components (the product has rank
+ * at most r). Needs r <= min(m, n), true for attention heads (d_head <= d_model); otherwise it
+ * takes the SVD of the formed product.
  */
 export function factoredSvd(a: Mat, b: Mat): Svd {
   if (a.cols !== b.rows) throw new Error(`factoredSvd: [${a.rows}x${a.cols}] @ [${b.rows}x${b.cols}] do not chain`);
   const r = a.cols;
   if (r > a.rows || r > b.cols) return svd(matmul(a, b));
-  const sa = svd(a); // Ua [m, r], Va [r, r]
-  const sb = svd(b); // Ub [r, r], Vb [n, r]
-  // middle [r, r] = diag(Sa) Vaᵀ Ub diag(Sb); diag(Sa) Vaᵀ is (Va diag(Sa))ᵀ.
-  const middle = matmul(transpose(scaleCols(sa.V, sa.S)), scaleCols(sb.U, sb.S));
-  const sm = svd(middle);
-  return canonicalizeSigns({ U: matmul(sa.U, sm.U), S: sm.S, V: matmul(sb.V, sm.V) });
+  const qa = thinQr(toCols(a), a.rows);
+  const qb = thinQr(toCols(transpose(b)), b.cols);
+  // core [r, r] = Ra Rbᵀ, as columns: core[:, j] = Ra Rbᵀ[:, j] = sum_k Ra[:, k] Rb[j, k].
+  const core = mulCols(qa.r, transposeCols(qb.r, r), r);
+  const c = jacobiSvd(core, r);
+  return canonicalizeSigns({
+    U: fromCols(mulCols(qa.q, c.U, a.rows), a.rows),
+    S: c.S,
+    V: fromCols(mulCols(qb.q, c.V, b.cols), b.cols),
+  });
 }
 
 /**
  * Flips each (u_j, v_j) pair so that the largest-|.| entry of u_j is positive (the first on an
- * exact tie). Any consistent rule would do; this one is independent of how the SVD was computed,
- * so the same matrix always gets the same factors.
+ * exact tie). Any consistent rule would do; this one depends only on the matrix (where its
+ * singular values are distinct), not on how its SVD was computed. Changes the Svd in place.
  */
 export function canonicalizeSigns(s: Svd): Svd {
   const { U, V } = s;
@@ -140,120 +150,229 @@ export function canonicalizeSigns(s: Svd): Svd {
   return s;
 }
 
-const MAX_SWEEPS = 80;
+// ---- column-major internals: a matrix [p, n] is n Float64Arrays of length p ----
 
-/** Thin SVD of a tall (rows >= cols) matrix; signs not yet canonical. */
-function svdTall(a: Mat): Svd {
-  const m = a.rows;
-  const n = a.cols;
-  if (n === 0) return { U: mat(m, 0), S: new Float64Array(0), V: mat(0, 0) };
-  // Jacobi's cost per sweep is n^2/2 column pairs times the column length; a QR first
-  // (a = Q R, R [n, n]) makes that length n instead of m, and U = Q U_R afterwards.
-  const useQr = m > n;
-  const { q, r } = useQr ? householderQr(a) : { q: null, r: a };
-  const jac = jacobi(r);
-  const U = q === null ? jac.U : matmul(q, jac.U);
-  return { U, S: jac.S, V: jac.V };
+type Cols = Float64Array[];
+
+function toCols(a: Mat): Cols {
+  const out: Cols = [];
+  for (let j = 0; j < a.cols; j++) {
+    const c = new Float64Array(a.rows);
+    for (let i = 0; i < a.rows; i++) c[i] = a.data[i * a.cols + j]!;
+    out.push(c);
+  }
+  return out;
+}
+
+function fromCols(c: Cols, rows: number): Mat {
+  const n = c.length;
+  const out = mat(rows, n);
+  for (let j = 0; j < n; j++) {
+    const col = c[j]!;
+    for (let i = 0; i < rows; i++) out.data[i * n + j] = col[i]!;
+  }
+  return out;
+}
+
+function transposeCols(c: Cols, rows: number): Cols {
+  const out: Cols = [];
+  for (let i = 0; i < rows; i++) {
+    const col = new Float64Array(c.length);
+    for (let j = 0; j < c.length; j++) col[j] = c[j]![i]!;
+    out.push(col);
+  }
+  return out;
+}
+
+/** A [p, k] @ B [k, n] -> [p, n], all as columns: out[:, j] = sum_k A[:, k] B[k, j]. */
+function mulCols(a: Cols, b: Cols, p: number): Cols {
+  return b.map((bj) => {
+    const out = new Float64Array(p);
+    for (let k = 0; k < a.length; k++) {
+      const s = bj[k]!;
+      if (s !== 0) axpy(s, a[k]!, out);
+    }
+    return out;
+  });
 }
 
 /**
- * One-sided Jacobi on a square-or-tall a [p, n]: rotates pairs of columns of W = a (and of V,
- * starting from I) until every pair is orthogonal to working precision; then W = U diag(S), and
- * a = W Vᵀ. Columns are held separately (column-major) so each rotation touches two arrays.
+ * sum_{i >= from} a[i] b[i]. Four independent partial sums: a single running sum is bound by
+ * the latency of each add, and these loops are where the SVD spends its time.
  */
-function jacobi(a: Mat): Svd {
-  const p = a.rows;
-  const n = a.cols;
-  const W: Float64Array[] = [];
-  const Vc: Float64Array[] = [];
+function dot(a: Float64Array, b: Float64Array, from = 0): number {
+  const n = a.length;
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let i = from;
+  for (; i + 3 < n; i += 4) {
+    s0 += a[i]! * b[i]!;
+    s1 += a[i + 1]! * b[i + 1]!;
+    s2 += a[i + 2]! * b[i + 2]!;
+    s3 += a[i + 3]! * b[i + 3]!;
+  }
+  for (; i < n; i++) s0 += a[i]! * b[i]!;
+  return s0 + s1 + (s2 + s3);
+}
+
+/** y[i] += s x[i] for i >= from. */
+function axpy(s: number, x: Float64Array, y: Float64Array, from = 0): void {
+  const n = y.length;
+  let i = from;
+  for (; i + 3 < n; i += 4) {
+    y[i] = y[i]! + s * x[i]!;
+    y[i + 1] = y[i + 1]! + s * x[i + 1]!;
+    y[i + 2] = y[i + 2]! + s * x[i + 2]!;
+    y[i + 3] = y[i + 3]! + s * x[i + 3]!;
+  }
+  for (; i < n; i++) y[i] = y[i]! + s * x[i]!;
+}
+
+/**
+ * Thin Householder QR of a tall A [p, n] (p >= n, as columns): Q [p, n] with orthonormal
+ * columns and upper-triangular R [n, n] (as columns), A = Q R. A's columns are overwritten.
+ */
+function thinQr(a: Cols, p: number): { q: Cols; r: Cols } {
+  const n = a.length;
+  const vs: Float64Array[] = [];
+  const betas: number[] = [];
   for (let j = 0; j < n; j++) {
-    const w = new Float64Array(p);
-    for (let i = 0; i < p; i++) w[i] = a.data[i * n + j]!;
-    W.push(w);
+    const x = a[j]!;
+    const norm = Math.sqrt(dot(x, x, j));
+    const v = new Float64Array(p); // zero above row j
+    let beta = 0;
+    if (norm > 0) {
+      // Reflect x[j:] onto -sign(x_j) |x| e_j, so v_j = x_j + sign(x_j) |x| never cancels.
+      const alpha = x[j]! >= 0 ? -norm : norm;
+      for (let i = j; i < p; i++) v[i] = x[i]!;
+      v[j] = x[j]! - alpha;
+      const vv = dot(v, v, j);
+      beta = vv === 0 ? 0 : 2 / vv;
+      for (let c = j; c < n; c++) {
+        const col = a[c]!;
+        const s = beta * dot(v, col, j);
+        if (s !== 0) axpy(-s, v, col, j);
+      }
+    }
+    vs.push(v);
+    betas.push(beta);
+  }
+  const r: Cols = a.map((col, c) => {
+    const out = new Float64Array(n);
+    for (let i = 0; i <= c; i++) out[i] = col[i]!;
+    return out;
+  });
+  // Q = H_0 ... H_{n-1} [I_n; 0]: apply the reflectors, last first, to the first n columns of I.
+  const q: Cols = [];
+  for (let c = 0; c < n; c++) {
+    const col = new Float64Array(p);
+    col[c] = 1;
+    q.push(col);
+  }
+  for (let j = n - 1; j >= 0; j--) {
+    const beta = betas[j]!;
+    if (beta === 0) continue;
+    const v = vs[j]!;
+    for (let c = j; c < n; c++) {
+      const col = q[c]!;
+      const s = beta * dot(v, col, j);
+      if (s !== 0) axpy(-s, v, col, j);
+    }
+  }
+  return { q, r };
+}
+
+const MAX_SWEEPS = 80;
+
+/**
+ * One-sided Jacobi SVD of a square A [n, n] (as columns; overwritten): rotates pairs of columns
+ * of W = A, and of V (from I), until every pair is orthogonal to working precision; then
+ * W = U diag(S) and A = U S Vᵀ. Returns U, V [n, n] as columns and S descending.
+ */
+function jacobiSvd(W: Cols, n: number): { U: Cols; S: Float64Array; V: Cols } {
+  const V: Cols = [];
+  for (let j = 0; j < n; j++) {
     const v = new Float64Array(n);
     v[j] = 1;
-    Vc.push(v);
+    V.push(v);
   }
-  // A pair counts as orthogonal once |cos angle| <= tol; rounding in the dot products is about
-  // p * eps relative, so a tighter tolerance could keep rotating noise forever.
-  const tol = Number.EPSILON * Math.max(p, 4);
+  // A pair counts as orthogonal once |cos angle| <= tol; the dot products' rounding is about
+  // n * eps relative, so a tighter tolerance could keep rotating noise forever.
+  const tol = Number.EPSILON * Math.max(n, 4);
+  const norm2 = new Float64Array(n);
   for (let sweep = 0; sweep < MAX_SWEEPS; sweep++) {
+    // Squared norms are updated through each rotation below; recomputing them once per sweep
+    // keeps that update's rounding from accumulating.
+    for (let j = 0; j < n; j++) norm2[j] = dot(W[j]!, W[j]!);
     let rotated = false;
     for (let i = 0; i < n - 1; i++) {
       const wi = W[i]!;
       for (let j = i + 1; j < n; j++) {
         const wj = W[j]!;
-        let alpha = 0;
-        let beta = 0;
-        let gamma = 0;
-        for (let k = 0; k < p; k++) {
-          const x = wi[k]!;
-          const y = wj[k]!;
-          alpha += x * x;
-          beta += y * y;
-          gamma += x * y;
-        }
+        const alpha = norm2[i]!;
+        const beta = norm2[j]!;
+        const gamma = dot(wi, wj);
         if (gamma === 0 || Math.abs(gamma) <= tol * Math.sqrt(alpha * beta)) continue;
         rotated = true;
-        // Rotation [wi wj] <- [wi wj] [[c, s], [-s, c]] zeroing their inner product; t is the
-        // smaller root of t^2 + 2 zeta t - 1 = 0, so the angle is at most pi/4 (stable).
+        // [wi wj] <- [wi wj] [[c, s], [-s, c]] zeroes their inner product; t is the smaller root
+        // of t^2 + 2 zeta t - 1 = 0, so the angle is at most pi/4 (the stable choice).
         const zeta = (beta - alpha) / (2 * gamma);
         const t = (zeta >= 0 ? 1 : -1) / (Math.abs(zeta) + Math.sqrt(1 + zeta * zeta));
         const c = 1 / Math.sqrt(1 + t * t);
         const s = c * t;
-        for (let k = 0; k < p; k++) {
-          const x = wi[k]!;
-          const y = wj[k]!;
-          wi[k] = c * x - s * y;
-          wj[k] = s * x + c * y;
-        }
-        const vi = Vc[i]!;
-        const vj = Vc[j]!;
-        for (let k = 0; k < n; k++) {
-          const x = vi[k]!;
-          const y = vj[k]!;
-          vi[k] = c * x - s * y;
-          vj[k] = s * x + c * y;
-        }
+        rotate(wi, wj, c, s);
+        rotate(V[i]!, V[j]!, c, s);
+        norm2[i] = alpha - t * gamma;
+        norm2[j] = beta + t * gamma;
       }
     }
     if (!rotated) break;
   }
   const norms = W.map((w) => Math.sqrt(dot(w, w)));
   const order = norms.map((_, j) => j).sort((x, y) => norms[y]! - norms[x]! || x - y);
-  const k = Math.min(p, n);
-  const S = new Float64Array(k);
-  const U = mat(p, k);
-  const V = mat(n, k);
   const sMax = norms[order[0]!] ?? 0;
-  // Below this a column is rounding noise: its direction is meaningless, so it is replaced by a
-  // vector completing the orthonormal basis (its singular value is kept; it is ~0 anyway).
-  const noise = sMax * Number.EPSILON * Math.max(p, n) * 8;
-  const uCols: Float64Array[] = [];
-  for (let jj = 0; jj < k; jj++) {
+  // Columns below this are rounding noise: their direction means nothing, so U gets a vector
+  // completing its orthonormal basis there instead (the singular value, ~0, is kept).
+  const noise = sMax * Number.EPSILON * n * 8;
+  const S = new Float64Array(n);
+  const U: Cols = [];
+  const Vs: Cols = [];
+  for (let jj = 0; jj < n; jj++) {
     const j = order[jj]!;
-    S[jj] = norms[j]!;
-    let u: Float64Array | null = null;
-    if (norms[j]! > noise && norms[j]! > 0) {
-      u = W[j]!.map((x) => x / norms[j]!);
-    }
-    u ??= completeBasis(uCols, p);
-    uCols.push(u);
-    for (let i = 0; i < p; i++) U.data[i * k + jj] = u[i]!;
-    const v = Vc[j]!;
-    for (let i = 0; i < n; i++) V.data[i * k + jj] = v[i]!;
+    const nj = norms[j]!;
+    S[jj] = nj;
+    U.push(nj > noise && nj > 0 ? W[j]!.map((x) => x / nj) : completeBasis(U, n));
+    Vs.push(V[j]!);
   }
-  return { U, S, V };
+  return { U, S, V: Vs };
 }
 
-function dot(a: Float64Array, b: Float64Array): number {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
-  return s;
+/** [x y] <- [x y] [[c, s], [-s, c]]. */
+function rotate(x: Float64Array, y: Float64Array, c: number, s: number): void {
+  const n = x.length;
+  let k = 0;
+  for (; k + 1 < n; k += 2) {
+    const a0 = x[k]!;
+    const b0 = y[k]!;
+    const a1 = x[k + 1]!;
+    const b1 = y[k + 1]!;
+    x[k] = c * a0 - s * b0;
+    y[k] = s * a0 + c * b0;
+    x[k + 1] = c * a1 - s * b1;
+    y[k + 1] = s * a1 + c * b1;
+  }
+  for (; k < n; k++) {
+    const a = x[k]!;
+    const b = y[k]!;
+    x[k] = c * a - s * b;
+    y[k] = s * a + c * b;
+  }
 }
 
 /** A unit vector orthogonal to `basis` (orthonormal vectors of length p), from the standard basis. */
-function completeBasis(basis: readonly Float64Array[], p: number): Float64Array {
+function completeBasis(basis: Cols, p: number): Float64Array {
   let best: Float64Array | null = null;
   let bestNorm = -1;
   for (let e = 0; e < p; e++) {
@@ -271,67 +390,10 @@ function completeBasis(basis: readonly Float64Array[], p: number): Float64Array 
       bestNorm = nrm;
       best = v;
     }
-    // Any e_i keeping half its length is well conditioned; stop searching.
+    // Some e_i keeps at least 1/sqrt(p) of its length; one keeping half is well conditioned.
     if (nrm > 0.5) break;
   }
-  if (best === null || bestNorm === 0) throw new Error('completeBasis: basis already spans the space');
-  return best.map((x) => x / bestNorm);
-}
-
-/**
- * Thin Householder QR of a tall a [m, n] (m >= n): returns Q [m, n] with orthonormal columns and
- * R [n, n] upper triangular, a = Q R.
- */
-function householderQr(a: Mat): { q: Mat; r: Mat } {
-  const m = a.rows;
-  const n = a.cols;
-  const A = Float64Array.from(a.data); // row-major working copy, becomes R in its top n rows
-  const vs: Float64Array[] = [];
-  const betas: number[] = [];
-  for (let j = 0; j < n; j++) {
-    let norm2 = 0;
-    for (let i = j; i < m; i++) norm2 += A[i * n + j]! * A[i * n + j]!;
-    const norm = Math.sqrt(norm2);
-    const v = new Float64Array(m - j);
-    if (norm === 0) {
-      vs.push(v);
-      betas.push(0);
-      continue;
-    }
-    const x0 = A[j * n + j]!;
-    // Reflect onto -sign(x0) |x| e1 so v0 = x0 + sign(x0) |x| never cancels.
-    const alpha = x0 >= 0 ? -norm : norm;
-    v[0] = x0 - alpha;
-    for (let i = j + 1; i < m; i++) v[i - j] = A[i * n + j]!;
-    const vNorm2 = dot(v, v);
-    const beta = vNorm2 === 0 ? 0 : 2 / vNorm2;
-    // A[j:, j:] -= beta v (vᵀ A[j:, j:])
-    for (let c = j; c < n; c++) {
-      let s = 0;
-      for (let i = j; i < m; i++) s += v[i - j]! * A[i * n + c]!;
-      s *= beta;
-      if (s === 0) continue;
-      for (let i = j; i < m; i++) A[i * n + c]! -= s * v[i - j]!;
-    }
-    vs.push(v);
-    betas.push(beta);
-  }
-  const r = mat(n, n);
-  for (let i = 0; i < n; i++) for (let c = i; c < n; c++) r.data[i * n + c] = A[i * n + c]!;
-  // Q = H_0 H_1 ... H_{n-1} applied to the first n columns of I, last reflector first.
-  const q = mat(m, n);
-  for (let i = 0; i < n; i++) q.data[i * n + i] = 1;
-  for (let j = n - 1; j >= 0; j--) {
-    const v = vs[j]!;
-    const beta = betas[j]!;
-    if (beta === 0) continue;
-    for (let c = 0; c < n; c++) {
-      let s = 0;
-      for (let i = j; i < m; i++) s += v[i - j]! * q.data[i * n + c]!;
-      s *= beta;
-      if (s === 0) continue;
-      for (let i = j; i < m; i++) q.data[i * n + c]! -= s * v[i - j]!;
-    }
-  }
-  return { q, r };
+  if (best === null || !(bestNorm > 0)) throw new Error('completeBasis: the basis already spans the space');
+  const inv = 1 / bestNorm;
+  return best.map((x) => x * inv);
 }

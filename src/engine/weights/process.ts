@@ -125,7 +125,7 @@ class Work {
   mut(name: string): Float32Array {
     const t = this.get(name);
     if (this.owned.has(name)) return t.data;
-    const copy = f32(t.dims, Float32Array.from(t.data), t.axes);
+    const copy = f32(t.dims, t.data.slice(), t.axes); // slice: a memcpy, unlike Float32Array.from
     this.params.set(name, copy);
     this.owned.add(name);
     return copy.data;
@@ -211,42 +211,39 @@ function centerLastAxis(data: Float32Array, cols: number): void {
 }
 
 /**
- * For row-major [outer, mid, inner] data: subtract the mean over the middle axis, per
- * (outer, inner) — e.g. W_Q [head_index, d_model, d_head] over d_model (outer = 1 for 2-D).
- */
-function centerMiddleAxis(data: Float32Array, mid: number, inner: number): void {
-  const outer = data.length / (mid * inner);
-  for (let o = 0; o < outer; o++) {
-    for (let i = 0; i < inner; i++) {
-      let s = 0;
-      for (let m = 0; m < mid; m++) s += data[(o * mid + m) * inner + i]!;
-      const mean = s / mid;
-      for (let m = 0; m < mid; m++) data[(o * mid + m) * inner + i] = data[(o * mid + m) * inner + i]! - mean;
-    }
-  }
-}
-
-/**
  * Folds a LayerNorm (x -> normalized * lnW + lnB) into the weights that read its output:
- * W' = diag(lnW) W and b' = b + lnBᵀ W (with the original W). `W` is [outer, d_in, inner]
- * row-major (outer = head_index for attention, 1 for MLP/unembed) and `b` is [outer, inner].
+ * W' = diag(lnW) W and b' = b + lnBᵀ W (with the original W), then, when `centre`, centres W'
+ * over d_in (fold_layer_norm's center_weights: the LayerNorm's output has zero mean over d_in, so
+ * that mean of a reading weight contributes nothing). `W` is [outer, d_in, inner] row-major
+ * (outer = head_index for attention, 1 for MLP/unembed) and `b` is [outer, inner]. `lnW` null
+ * means no LayerNorm weight to fold (centring only). One pass folds and sums, a second centres:
+ * W_U [d_model, d_vocab] is large.
  */
-function foldNormInto(W: Float32Array, b: Float32Array | null, lnW: Float32Array, lnB: Float32Array | null, dIn: number, inner: number): void {
+function foldNormInto(W: Float32Array, b: Float32Array | null, lnW: Float32Array | null, lnB: Float32Array | null, dIn: number, inner: number, centre: boolean): void {
   const outer = W.length / (dIn * inner);
-  if (b && lnB) {
-    for (let o = 0; o < outer; o++) {
+  const acc = new Float64Array(inner);
+  const mean = new Float64Array(inner);
+  const foldBias = b !== null && lnB !== null && lnW !== null;
+  for (let o = 0; o < outer; o++) {
+    acc.fill(0);
+    mean.fill(0);
+    for (let d = 0; d < dIn; d++) {
+      const gb = foldBias ? lnB[d]! : 0;
+      const gw = lnW ? lnW[d]! : 1;
+      const row = (o * dIn + d) * inner;
       for (let i = 0; i < inner; i++) {
-        let s = 0;
-        for (let d = 0; d < dIn; d++) s += W[(o * dIn + d) * inner + i]! * lnB[d]!;
-        b[o * inner + i] = b[o * inner + i]! + s;
+        const x = W[row + i]!;
+        acc[i]! += x * gb;
+        if (lnW) W[row + i] = x * gw;
+        mean[i]! += W[row + i]!; // the stored (float32) value, which is what gets centred
       }
     }
-  }
-  for (let o = 0; o < outer; o++) {
+    if (foldBias) for (let i = 0; i < inner; i++) b[o * inner + i] = b[o * inner + i]! + acc[i]!;
+    if (!centre) continue;
+    for (let i = 0; i < inner; i++) mean[i]! /= dIn;
     for (let d = 0; d < dIn; d++) {
-      const g = lnW[d]!;
       const row = (o * dIn + d) * inner;
-      for (let i = 0; i < inner; i++) W[row + i] = W[row + i]! * g;
+      for (let i = 0; i < inner; i++) W[row + i] = W[row + i]! - mean[i]!;
     }
   }
 }
@@ -261,36 +258,25 @@ function foldLayerNorm(cfg: HookedTransformerConfig, w: Work): void {
       const ln1w = data(`${p}ln1.w`);
       const ln1b = data(`${p}ln1.b`);
       for (const x of ['Q', 'K', 'V']) {
-        const W = w.mut(`${p}attn.W_${x}`);
-        if (ln1w) foldNormInto(W, w.mut(`${p}attn.b_${x}`), ln1w, ln1b, D, E);
-        // LNPre's output has zero mean over d_model, so the mean of each reading weight over
-        // d_model contributes nothing: remove it (fold_layer_norm's center_weights).
-        centerMiddleAxis(W, D, E);
+        foldNormInto(w.mut(`${p}attn.W_${x}`), w.mut(`${p}attn.b_${x}`), ln1w, ln1b, D, E, true);
       }
     }
     // ln2 -> W_in [d_model, d_mlp], b_in [d_mlp].
     if (!cfg.attn_only && cfg.d_mlp !== null && w.has(`${p}mlp.W_in`)) {
       const M = cfg.d_mlp;
-      const W = w.mut(`${p}mlp.W_in`);
-      const ln2w = data(`${p}ln2.w`);
-      if (ln2w) foldNormInto(W, w.mut(`${p}mlp.b_in`), ln2w, data(`${p}ln2.b`), D, M);
-      centerMiddleAxis(W, D, M);
+      foldNormInto(w.mut(`${p}mlp.W_in`), w.mut(`${p}mlp.b_in`), data(`${p}ln2.w`), data(`${p}ln2.b`), D, M, true);
       // SoLU's LayerNorm over d_mlp -> W_out [d_mlp, d_model], b_out [d_model]; W_out is then
       // centred over d_mlp, the axis that LayerNorm normalizes.
       const lnw = data(`${p}mlp.ln.w`);
       if (cfg.act_fn === 'solu_ln' && lnw && w.has(`${p}mlp.W_out`)) {
-        const Wo = w.mut(`${p}mlp.W_out`);
-        foldNormInto(Wo, w.mut(`${p}mlp.b_out`), lnw, data(`${p}mlp.ln.b`), M, D);
-        centerMiddleAxis(Wo, M, D);
+        foldNormInto(w.mut(`${p}mlp.W_out`), w.mut(`${p}mlp.b_out`), lnw, data(`${p}mlp.ln.b`), M, D, true);
       }
     }
   }
   // ln_final -> W_U [d_model, d_vocab_out], b_U [d_vocab_out].
   const lnfw = data('ln_final.w');
   if (lnfw && w.has('unembed.W_U')) {
-    const W = w.mut('unembed.W_U');
-    foldNormInto(W, w.mut('unembed.b_U'), lnfw, data('ln_final.b'), D, cfg.d_vocab_out);
-    centerMiddleAxis(W, D, cfg.d_vocab_out);
+    foldNormInto(w.mut('unembed.W_U'), w.mut('unembed.b_U'), lnfw, data('ln_final.b'), D, cfg.d_vocab_out, true);
   }
   // The model now runs LNPre (no affine): the LayerNorm params no longer exist.
   for (const k of [...w.names()]) {
