@@ -43,10 +43,26 @@ export class GraphBuilder {
     this.outputs.push({ name, dtype, dims });
   }
 
-  /** A float32 initializer; raw bytes view the tensor's buffer (no copy until encoding). */
-  weight(name: string, t: F32, dims?: readonly number[]): string {
+  /**
+   * Weights fed as graph inputs at run time, by input name. onnxruntime-node wraps the caller's
+   * Float32Array without copying, so the engine's one copy of the weights serves every session.
+   */
+  readonly weightInputs = new Map<string, F32>();
+
+  /**
+   * A float32 parameter. As an initializer (`asInput` false) onnxruntime copies it into the
+   * session and may pre-pack it for its GEMM kernels (faster, but a second copy per session);
+   * as an input it is shared with the caller (see weightInputs).
+   */
+  weight(name: string, t: F32, dims?: readonly number[], asInput = false): string {
     this.names.add(name);
-    this.initializers.push({ name, dtype: OnnxDType.FLOAT, dims: dims ?? t.dims, raw: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength) });
+    const d = dims ?? t.dims;
+    if (asInput) {
+      this.inputs.push({ name, dtype: OnnxDType.FLOAT, dims: d });
+      this.weightInputs.set(name, dims ? { ...t, dims: [...dims] } : t);
+    } else {
+      this.initializers.push({ name, dtype: OnnxDType.FLOAT, dims: d, raw: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength) });
+    }
     return name;
   }
 
@@ -106,8 +122,8 @@ export class GraphBuilder {
     return this.op('Identity', [value], undefined, name);
   }
 
-  build(): OnnxGraph {
+  build(): OnnxGraph & { weightInputs: Map<string, F32> } {
     const extraOpsets = Object.fromEntries([...this.domains].map((d) => [d, 1]));
-    return { name: this.name, nodes: this.nodes, initializers: this.initializers, inputs: this.inputs, outputs: this.outputs, opset: this.opset, extraOpsets };
+    return { name: this.name, nodes: this.nodes, initializers: this.initializers, inputs: this.inputs, outputs: this.outputs, opset: this.opset, extraOpsets, weightInputs: this.weightInputs };
   }
 }

@@ -91,8 +91,14 @@ export interface OnnxTensor {
   name: string;
   dtype: OnnxDType;
   dims: readonly number[];
-  /** Little-endian raw bytes of the elements. */
+  /** Little-endian raw bytes of the elements (empty when `external` is set). */
   raw: Uint8Array;
+  /**
+   * Data kept outside the model bytes: onnxruntime reads it from a named in-memory "file"
+   * supplied at session creation (SessionOptions.externalData), so the weights are not copied
+   * into the serialised model.
+   */
+  external?: { location: string; offset: number; length: number };
 }
 
 export type AttrValue =
@@ -134,7 +140,15 @@ function writeTensor(w: Writer, t: OnnxTensor): void {
   for (const d of t.dims) w.int(1, d);
   w.int(2, t.dtype);
   w.string(8, t.name);
-  w.bytes(9, t.raw);
+  if (t.external) {
+    const kv = (k: string, v: string) => w.message(13, (e) => { e.string(1, k); e.string(2, v); });
+    kv('location', t.external.location);
+    kv('offset', String(t.external.offset));
+    kv('length', String(t.external.length));
+    w.int(14, 1); // data_location = EXTERNAL
+  } else {
+    w.bytes(9, t.raw);
+  }
 }
 
 function writeValueInfo(w: Writer, v: OnnxValueInfo): void {

@@ -42,8 +42,10 @@ export interface CompiledSession {
   readonly session: ort.InferenceSession;
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
-  /** Bytes of the serialised model (≈ weights), for memory accounting. */
+  /** Bytes of the serialised model (initializers included), for memory accounting. */
   readonly modelBytes: number;
+  /** Weight inputs, wrapped once (zero-copy views of the engine's arrays) and fed on every run. */
+  readonly weightFeeds: Record<string, ort.Tensor>;
 }
 
 export class OnnxRuntime {
@@ -55,7 +57,7 @@ export class OnnxRuntime {
     this.threads = opts.threads;
   }
 
-  async compile(graph: OnnxGraph): Promise<CompiledSession> {
+  async compile(graph: OnnxGraph & { weightInputs?: Map<string, F32> }): Promise<CompiledSession> {
     const bytes = encodeModel(graph);
     const options: ort.InferenceSession.SessionOptions = {
       executionProviders: this.device === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
@@ -72,13 +74,16 @@ export class OnnxRuntime {
     } catch (e) {
       throw new Error(`onnxruntime could not compile graph ${graph.name}: ${(e as Error).message}`);
     }
-    return { session, inputNames: session.inputNames, outputNames: session.outputNames, modelBytes: bytes.byteLength };
+    const weightFeeds: Record<string, ort.Tensor> = {};
+    for (const [name, t] of graph.weightInputs ?? []) weightFeeds[name] = ortF32(t);
+    return { session, inputNames: session.inputNames, outputNames: session.outputNames, modelBytes: bytes.byteLength, weightFeeds };
   }
 
   async run(s: CompiledSession, feeds: Record<string, ort.Tensor>, fetch: readonly string[]): Promise<Record<string, F32>> {
-    const missing = s.inputNames.filter((n) => !(n in feeds));
+    const all = { ...s.weightFeeds, ...feeds };
+    const missing = s.inputNames.filter((n) => !(n in all));
     if (missing.length) throw new Error(`internal: graph inputs not fed: ${missing.join(', ')}`);
-    const res = await s.session.run(feeds, fetch as string[]);
+    const res = await s.session.run(all, fetch as string[]);
     const out: Record<string, F32> = {};
     for (const name of fetch) {
       const t = res[name];
