@@ -1,0 +1,110 @@
+/**
+ * `npm run bench`: speed and memory of the engine on a GPT-2-small-shaped model with random
+ * weights (124M parameters, tied unembedding), as JSON lines (one per benchmark group), each
+ * with its targets. Speed and memory are checked here, never by timed tests.
+ *
+ * Issue-2 targets (2-core machine): forward 8x8 <= 150 ms; every-hook / plain <= 1.25;
+ * loaded-model memory <= 2x its weights.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as os from 'node:os';
+import { HookedTransformer } from '../src/engine/model/hookedTransformer.js';
+import { applyProcessing } from '../src/engine/weights/process.js';
+import { gpt2SmallConfig, paramBytes, randomParams, randomTokens } from './randomModel.js';
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+async function time(fn: () => Promise<unknown>, reps: number, warm = 2): Promise<number> {
+  for (let i = 0; i < warm; i++) await fn();
+  const ts: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    await fn();
+    ts.push(performance.now() - t0);
+  }
+  return median(ts);
+}
+
+function gc(): void {
+  (globalThis as { gc?: () => void }).gc?.();
+}
+
+async function benchEngine(): Promise<Record<string, number | boolean | string>> {
+  const cfg0 = gpt2SmallConfig();
+  gc();
+  const rssBefore = process.memoryUsage().rss;
+  const raw = randomParams(cfg0);
+  const checkpointBytes = paramBytes(raw); // W_U tied to W_E: stored once, as in GPT-2's checkpoint
+  // As a user loads it: TransformerLens's default processing (fold_ln, centring, ...).
+  const { cfg, params } = applyProcessing(cfg0, raw, 'default');
+  raw.clear();
+  const heldBytes = paramBytes(params, { countTiedUnembed: true }); // after processing W_U is its own tensor
+  const model = new HookedTransformer(cfg, params, 'default', 'random', { device: 'cpu' });
+  const t0 = performance.now();
+  await model.warmUp();
+  const sessionMs = performance.now() - t0;
+  const tok8 = randomTokens(8, 8, cfg.d_vocab);
+  const tok128 = randomTokens(1, 128, cfg.d_vocab);
+  await model.forward(tok8);
+  gc();
+  await new Promise((r) => setTimeout(r, 200));
+  gc();
+  const loadedRss = process.memoryUsage().rss - rssBefore;
+
+  const f8 = await time(() => model.forward(tok8), 15);
+  const f128 = await time(() => model.forward(tok128), 9);
+  const all8 = await time(() => model.runWithCache(tok8), 15);
+  const all128 = await time(() => model.runWithCache(tok128), 9);
+  await model.dispose();
+  return {
+    bench: 'engine',
+    model: 'gpt2-small-shaped random (124M params, tied unembedding), processing default',
+    forward_8x8_ms: round(f8),
+    forward_1x128_ms: round(f128),
+    every_hook_ratio_8x8: round(all8 / f8, 3),
+    every_hook_ratio_1x128: round(all128 / f128, 3),
+    session_creation_ms: round(sessionMs),
+    loaded_rss_mb: round(loadedRss / 1e6),
+    checkpoint_weights_mb: round(checkpointBytes / 1e6),
+    held_params_mb: round(heldBytes / 1e6),
+    memory_ratio_vs_checkpoint: round(loadedRss / checkpointBytes, 3),
+    memory_ratio_vs_held_params: round(loadedRss / heldBytes, 3),
+    target_forward_8x8_ms: 150,
+    target_every_hook_ratio: 1.25,
+    target_memory_ratio: 2,
+    pass: f8 <= 150 && all8 / f8 <= 1.25 && loadedRss / checkpointBytes <= 2,
+  };
+}
+
+function round(x: number, d = 1): number {
+  const f = 10 ** d;
+  return Math.round(x * f) / f;
+}
+
+/** Optional benchmark groups contributed by other modules (experiments, training). */
+async function optional(file: string, fn: string): Promise<Record<string, unknown> | null> {
+  const p = path.join(__dirname, file);
+  if (!fs.existsSync(p)) return null;
+  const mod = (await import(p)) as Record<string, () => Promise<Record<string, unknown>>>;
+  const f = mod[fn];
+  return f ? f() : null;
+}
+
+async function main(): Promise<void> {
+  const only = process.argv.slice(2);
+  const want = (name: string) => only.length === 0 || only.includes(name);
+  const host = { cpus: os.cpus().length, load1: round(os.loadavg()[0]!, 2), node: process.version };
+  const emit = (r: Record<string, unknown> | null) => r && process.stdout.write(JSON.stringify({ ...r, host }) + '\n');
+  if (want('engine')) emit(await benchEngine());
+  if (want('experiments')) emit(await optional('experiments.ts', 'benchExperiments'));
+  if (want('training')) emit(await optional('training.ts', 'benchTraining'));
+}
+
+void main().catch((e: unknown) => {
+  process.stderr.write(`bench failed: ${e instanceof Error ? e.stack : String(e)}\n`);
+  process.exitCode = 1;
+});
