@@ -117,8 +117,20 @@ export class GraphBuilder {
     return outs;
   }
 
-  /** Renames a value to a chosen name (Identity), so hooks keep exact TransformerLens names. */
+  /**
+   * Gives a value a chosen name, so hooks keep exact TransformerLens names. A fresh internal
+   * value that nothing reads yet is renamed in place; otherwise an Identity node is added. The
+   * rename matters for speed: onnxruntime cannot drop an Identity whose output is a graph output,
+   * so with every hook requested each alias would cost a full copy of the activation.
+   */
   alias(value: string, name: string): string {
+    const producer = value.includes('#') ? this.nodes.find((n) => n.outputs.includes(value)) : undefined;
+    const consumed = producer !== undefined && this.nodes.some((n) => n.inputs.includes(value));
+    if (producer && !consumed) {
+      (producer.outputs as string[])[producer.outputs.indexOf(value)] = name;
+      this.names.add(name);
+      return name;
+    }
     return this.op('Identity', [value], undefined, name);
   }
 
