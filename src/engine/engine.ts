@@ -14,7 +14,7 @@ import { ActivationCache } from './cache/activationCache.js';
 import { headDla, layerDla, logitDiff, logitLens, loss, rankOf, topK } from './analysis/basic.js';
 import { logitDiffMetric, normalizedMetric, patchHeadAllPos, patchResidPreByLayerPos } from './analysis/patching.js';
 import { allHooks, hookAxes } from './hooks/hooks.js';
-import type { AnalyzeResult, ModelInfo, TestPromptResult } from '../protocol/engine.js';
+import type { AnalyzeResult, AttributionResult, MeasureTokensResult, ModelInfo, TestPromptResult } from '../protocol/engine.js';
 
 export interface EngineLoadOptions {
   processing?: Processing;
@@ -89,6 +89,87 @@ export class LoadedEngine {
       const probs = softmax(last);
       res.answer = { token: id, str: opts.answer, rank: rankOf(last, id), logit: last[id]!, prob: probs[id]! };
     }
+    return res;
+  }
+
+  /**
+   * Token counts of texts with no context-length limit and no throwing: the editor's diagnostics
+   * need to know *that* a prompt is too long or cannot be tokenized, per text.
+   */
+  measureTokens(texts: string[], prependBos: boolean): MeasureTokensResult {
+    const items = texts.map((t) => {
+      try {
+        const ids = toTokens(this.tokenizer, t, { prependBos, truncate: false }).tokens[0] ?? [];
+        return { count: ids.length, strTokens: tokensToStrings(this.tokenizer, ids) };
+      } catch (e) {
+        return { count: 0, strTokens: [], error: e instanceof Error ? e.message : String(e) };
+      }
+    });
+    return { n_ctx: this.model.cfg.n_ctx, items };
+  }
+
+  /**
+   * Direct logit attribution (per head, per residual component) and the logit lens of one prompt
+   * at its last position, toward the answer's unembedding direction W_U[:, answer] or, with a
+   * wrong answer, W_U[:, answer] - W_U[:, wrong] (TransformerLens's tokens_to_residual_directions;
+   * each component is divided by the cached final LN scale, see analysis/basic.ts). Without an
+   * answer, the model's top prediction is attributed.
+   */
+  async attribution(prompt: string, opts: { answer?: string; wrong?: string; prependBos?: boolean } = {}, signal?: AbortSignal): Promise<AttributionResult> {
+    if (prompt.trim() === '') throw new Error('the prompt is empty: write some text to attribute');
+    const cfg = this.model.cfg;
+    const row = toTokens(this.tokenizer, prompt, { prependBos: opts.prependBos ?? true, truncate: false }).tokens[0]!;
+    if (row.length > cfg.n_ctx) throw new Error(`the prompt is ${row.length} tokens, longer than the model's context of ${cfg.n_ctx} tokens (n_ctx); shorten it`);
+    const single = (s: string | undefined, what: string): number | undefined => {
+      if (s === undefined) return undefined;
+      try {
+        return toSingleToken(this.tokenizer, s);
+      } catch (e) {
+        throw new Error(`the ${what} must be a single token: ${(e as Error).message}`);
+      }
+    };
+    const answerId = single(opts.answer, 'answer');
+    const wrongId = single(opts.wrong, 'wrong answer');
+    if (wrongId !== undefined && answerId === undefined) throw new Error('a wrong answer needs an answer: write -> " answer" | " wrong"');
+    const run = await this.model.runWithCache([row]);
+    if (signal?.aborted) throw new Error('cancelled');
+    const logits = run.logits!;
+    const V = logits.dims[2]!;
+    const last = logits.data.subarray((row.length - 1) * V, row.length * V);
+    const probs = softmax(last);
+    const a = answerId ?? topK(last, 1)[0]!.token;
+    const describe = (id: number) => ({ token: id, str: tokensToStrings(this.tokenizer, [id])[0]!, logit: last[id]!, prob: probs[id]!, rank: rankOf(last, id) });
+    const cache = new ActivationCache(run.cache, cfg, this.model.params);
+    const layerLabels = cache.decomposeResid(-1, { pos_slice: -1 }).labels;
+    let head: number[][];
+    let layer: number[];
+    let lens: { labels: string[]; values: number[] };
+    if (wrongId !== undefined) {
+      const pairs: [number, number][] = [[a, wrongId]];
+      head = headDla(cache, pairs);
+      layer = layerDla(cache, pairs);
+      lens = logitLens(cache, pairs);
+    } else {
+      // One answer: the same decompositions projected on W_U[:, answer] alone (batch of 1).
+      const attrs = (stack: Parameters<ActivationCache['logitAttrs']>[0]) => Array.from(cache.logitAttrs(stack, [a], null, { pos_slice: -1 }).data);
+      const perHead = attrs(cache.stackHeadResults(-1, { pos_slice: -1 }).stack);
+      head = Array.from({ length: cfg.n_layers }, (_, l) => perHead.slice(l * cfg.n_heads, (l + 1) * cfg.n_heads));
+      layer = attrs(cache.decomposeResid(-1, { pos_slice: -1 }).stack);
+      const acc = cache.accumulatedResid(-1, { incl_mid: true, pos_slice: -1 });
+      lens = { labels: acc.labels, values: attrs(acc.stack) };
+    }
+    if (signal?.aborted) throw new Error('cancelled');
+    const res: AttributionResult = {
+      tokens: row,
+      strTokens: tokensToStrings(this.tokenizer, row),
+      answer: { ...describe(a), predicted: answerId === undefined },
+      layerLabels,
+      layerDla: layer,
+      headDla: head,
+      logitLens: lens,
+      total: wrongId !== undefined ? last[a]! - last[wrongId]! : last[a]!,
+    };
+    if (wrongId !== undefined) res.wrong = describe(wrongId);
     return res;
   }
 

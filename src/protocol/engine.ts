@@ -122,6 +122,49 @@ export interface AnalyzeResult {
   head_z_patching: number[][];
 }
 
+/**
+ * Direct logit attribution and logit lens of one prompt toward its answer (the answer's logit,
+ * or the logit difference answer - wrong when a wrong answer is given). With no answer, the
+ * model's top prediction after the prompt is attributed.
+ */
+export interface AttributionParams {
+  prompt: string;
+  /** Single-token answer text, e.g. " Mary". */
+  answer?: string;
+  /** Single-token wrong answer text, e.g. " John". */
+  wrong?: string;
+  prependBos?: boolean;
+}
+export interface AttributionResult {
+  tokens: number[];
+  strTokens: string[];
+  /** The attributed answer; `predicted` when it is the model's top-1 because none was given. */
+  answer: { token: number; str: string; logit: number; prob: number; rank: number; predicted: boolean };
+  wrong?: { token: number; str: string; logit: number; prob: number; rank: number };
+  /** decompose_resid labels: embed, pos_embed, 0_attn_out, 0_mlp_out, ... */
+  layerLabels: string[];
+  /** Per residual component at the last position, [component]. */
+  layerDla: number[];
+  /** Per head at the last position, [layer][head]. */
+  headDla: number[][];
+  /** Accumulated residual streams (0_pre, 0_mid, ..., final_post) projected on the direction. */
+  logitLens: { labels: string[]; values: number[] };
+  /** The answer's logit, or logit(answer) - logit(wrong). */
+  total: number;
+}
+
+/** Token counts without any context-length check (diagnostics measure what would fail). */
+export interface MeasureTokensParams {
+  texts: string[];
+  /** Prepend BOS as to_tokens does (prompts); false for answers. */
+  prependBos: boolean;
+}
+export interface MeasureTokensResult {
+  n_ctx: number;
+  /** Per text: its token count and each token's text, or why it cannot be tokenized (count 0). */
+  items: { count: number; strTokens: string[]; error?: string }[];
+}
+
 export interface ProgressParams {
   /** The request this progress belongs to. */
   requestId: number;
@@ -137,6 +180,8 @@ export const EngineRequests = {
   runWithCache: requestType<RunWithCacheParams, RunWithCacheResult>('engine/run/cache'),
   testPrompt: requestType<TestPromptParams, TestPromptResult>('engine/analysis/testPrompt'),
   analyze: requestType<AnalyzeParams, AnalyzeResult>('engine/analysis/analyze'),
+  attribution: requestType<AttributionParams, AttributionResult>('engine/analysis/attribution'),
+  measureTokens: requestType<MeasureTokensParams, MeasureTokensResult>('engine/tokens/measure'),
   /** For tests: a request that runs until cancelled or `ms` elapses. */
   sleep: requestType<{ ms: number }, { slept: number }>('engine/debug/sleep'),
   /** For tests of crash recovery: the worker throws outside any handler and dies. */

@@ -44,6 +44,11 @@ export function serveEngine(channel: Channel): RpcEndpoint {
     // Warm the plain forward so the first panel is quick; then swap models.
     rpc.notify(EngineNotifications.progress, { requestId: ctx.requestId, message: 'compiling the model' });
     await loaded.model.warmUp();
+    // Cancelled while compiling: keep the previous model (the client believes it is still loaded).
+    if (ctx.signal.aborted) {
+      await loaded.dispose();
+      throw new Error('cancelled');
+    }
     const old = engine;
     engine = loaded;
     loading = null;
@@ -71,6 +76,10 @@ export function serveEngine(channel: Channel): RpcEndpoint {
   });
 
   rpc.onRequest(EngineRequests.testPrompt, (p) => current().testPrompt(p.prompt, { answer: p.answer, prependBos: p.prependBos, k: p.k }));
+
+  rpc.onRequest(EngineRequests.attribution, (p, ctx) => current().attribution(p.prompt, { answer: p.answer, wrong: p.wrong, prependBos: p.prependBos }, ctx.signal));
+
+  rpc.onRequest(EngineRequests.measureTokens, (p) => current().measureTokens(p.texts, p.prependBos));
 
   rpc.onRequest(EngineRequests.analyze, (p, ctx) => current().analyze(p.tokens, p.corrupted_tokens, p.answers, ctx.signal));
 

@@ -1,0 +1,288 @@
+/**
+ * The commands of package.json's "contributes.commands", and the panel tasks behind the first
+ * three: Inspect (test_prompt), Attention (every blocks.L.attn.hook_pattern) and Logit
+ * Attribution (engine/analysis/attribution). Each resolves its prompt(s) from a CodeLens argument
+ * or the active editor's selection / line, opens (or reuses) a panel, and saves the result as a run.
+ */
+import * as vscode from 'vscode';
+import { EngineRequests, type ModelInfo } from '../protocol/engine.js';
+import { newRunId, type RunInputs, type RunKind, type RunRecord } from '../protocol/runs.js';
+import type { PanelState } from '../protocol/webview.js';
+import { entryAtLine } from '../engine/prompts/promptsFile.js';
+import type { EngineHost } from './engineHost.js';
+import type { PanelManager, PanelTaskResult } from './panels.js';
+import type { RunStore } from './runStore.js';
+import { HooksTree, RunsTree } from './treeViews.js';
+import { isPromptLensArg, type PromptsDocuments } from './promptsLanguage.js';
+import { promptsFromSelection, requestFromEntry, type PromptRequest } from './promptTarget.js';
+import { attentionState, attributionState, inspectState, modelLabel, panelTitle, runRecord, sameLengthPrompts, type PanelKind } from './states.js';
+import { DEFAULT_MODEL } from './settings.js';
+import { notifyError } from './notify.js';
+
+export interface Services {
+  host: EngineHost;
+  panels: PanelManager;
+  docs: PromptsDocuments;
+  runStore: () => RunStore | undefined;
+  runsTree: RunsTree;
+  log: vscode.LogOutputChannel;
+  options: () => { prependBos: boolean; topK: number };
+  version: string;
+}
+
+interface Target {
+  prompts: PromptRequest[];
+  file?: string;
+}
+
+/** The prompts a command acts on, or undefined after telling the user why there are none. */
+async function resolveTarget(arg: unknown, s: Services): Promise<Target | undefined> {
+  const fail = (message: string): undefined => {
+    void vscode.window.showWarningMessage(`MechLens: ${message}`);
+    return undefined;
+  };
+  if (isPromptLensArg(arg)) {
+    const uri = vscode.Uri.parse(arg.uri);
+    const doc = await vscode.workspace.openTextDocument(uri);
+    const entry = entryAtLine(s.docs.parse(doc), arg.line);
+    if (!entry) return fail(`line ${arg.line + 1} of ${vscode.workspace.asRelativePath(uri)} no longer holds a prompt`);
+    return { prompts: [requestFromEntry(entry)], file: uri.fsPath };
+  }
+  // From the editor context menu VS Code passes the document's URI; the selection is the editor's.
+  const editor = arg instanceof vscode.Uri ? (vscode.window.visibleTextEditors.find((e) => e.document.uri.toString() === arg.toString()) ?? vscode.window.activeTextEditor) : vscode.window.activeTextEditor;
+  if (!editor) return fail('open a file and select a prompt, or put the cursor on a line of text');
+  const doc = editor.document;
+  const r = promptsFromSelection({ languageId: doc.languageId, text: doc.getText() }, editor.selection, s.docs.parsedIfPrompts(doc));
+  if (!r.ok) return fail(r.message);
+  return { prompts: r.prompts, file: doc.uri.scheme === 'file' ? doc.uri.fsPath : doc.uri.toString() };
+}
+
+function inputsOf(t: Target, prompts: PromptRequest[]): RunInputs {
+  const first = prompts[0]!;
+  const inputs: RunInputs = { prompts: prompts.map((p) => p.prompt) };
+  if (first.answer !== undefined) inputs.answer = first.answer;
+  if (first.wrong !== undefined) inputs.wrong = first.wrong;
+  if (prompts.some((p) => p.corrupted !== undefined)) inputs.corrupted = prompts.map((p) => p.corrupted ?? '');
+  if (t.file) inputs.source = { file: t.file, line: first.line };
+  return inputs;
+}
+
+function saver(s: Services, kind: RunKind, title: string, info: ModelInfo): (state: PanelState, inputs: RunInputs) => Promise<RunRecord | undefined> {
+  return async (state, inputs) => {
+    const store = s.runStore();
+    if (!store) return undefined;
+    const rec = runRecord({ id: newRunId(kind), kind, title, createdAt: new Date(), info, engineVersion: s.version, inputs, state });
+    await store.save(rec);
+    s.runsTree.refresh();
+    return rec;
+  };
+}
+
+async function openPanel(kind: PanelKind, arg: unknown, s: Services): Promise<void> {
+  const t = await resolveTarget(arg, s);
+  if (!t) return;
+  // Inspect and attribution are about one prompt; attention averages several.
+  const prompts = kind === 'attention' ? t.prompts : t.prompts.slice(0, 1);
+  if (kind !== 'attention' && t.prompts.length > 1) {
+    void vscode.window.showInformationMessage(`MechLens: ${t.prompts.length} prompts are selected; showing the first.`);
+  }
+  const title = panelTitle(kind, prompts.map((p) => p.prompt));
+  const key = `${kind}:${JSON.stringify(prompts.map((p) => [p.prompt, p.answer, p.wrong]))}`;
+  const panel = s.panels.open(key, title, { kind: 'loading', title, message: 'Starting…' });
+  const inputs = inputsOf(t, prompts);
+  const task = kind === 'inspect' ? inspectTask : kind === 'attention' ? attentionTask : attributionTask;
+  await panel.run(title, s.host.model ? 'Running the model…' : `Loading ${s.host.settings.model}…`, async (signal) => {
+    const info = await s.host.ensureModel({ interactive: true });
+    const state = await task(s, prompts, info, signal);
+    const save = saver(s, kind, title, info);
+    return { state, run: { inputs, save: (st: PanelState) => save(st, inputs) } } satisfies PanelTaskResult;
+  });
+}
+
+/**
+ * Fails with a message a user can act on when a prompt cannot be tokenized or is longer than the
+ * context (the engine would say so too, in terms of its API).
+ */
+async function checkPrompts(s: Services, texts: string[], info: ModelInfo, signal: AbortSignal): Promise<void> {
+  const m = await s.host.request(EngineRequests.measureTokens, { texts, prependBos: s.options().prependBos }, signal);
+  m.items.forEach((it, i) => {
+    const which = texts.length > 1 ? `prompt ${i + 1} (${JSON.stringify(texts[i]!.slice(0, 30))}…)` : 'the prompt';
+    if (it.error !== undefined) throw new Error(`${info.cfg.model_name} cannot tokenize ${which}: ${it.error}`);
+    if (it.count > m.n_ctx) throw new Error(`${which} is ${it.count} tokens${s.options().prependBos ? ' (BOS included)' : ''}, longer than the context of ${info.cfg.model_name} (n_ctx = ${m.n_ctx} tokens); shorten it`);
+  });
+}
+
+async function inspectTask(s: Services, prompts: PromptRequest[], info: ModelInfo, signal: AbortSignal): Promise<PanelState> {
+  const p = prompts[0]!;
+  const { prependBos, topK } = s.options();
+  await checkPrompts(s, [p.prompt], info, signal);
+  let answer = p.answer;
+  let wrong = p.wrong;
+  if (answer !== undefined) {
+    // A multi-token answer would fail test_prompt as a whole: show the prompt without it instead.
+    const texts = wrong !== undefined ? [answer, wrong] : [answer];
+    const m = await s.host.request(EngineRequests.measureTokens, { texts, prependBos: false }, signal);
+    const bad = m.items.map((it, i) => ({ it, text: texts[i]! })).filter(({ it }) => it.count !== 1);
+    if (bad.length > 0) {
+      const why = bad.map(({ it, text }) => (it.error ? `${JSON.stringify(text)}: ${it.error}` : `${JSON.stringify(text)} is ${it.count} tokens`)).join('; ');
+      void vscode.window.showWarningMessage(`MechLens: the answer is not one token for ${info.cfg.model_name} (${why}); showing the predictions without it.`);
+      answer = undefined;
+      wrong = undefined;
+    }
+  }
+  const base = { prompt: p.prompt, prependBos, k: topK };
+  const result = await s.host.request(EngineRequests.testPrompt, answer !== undefined ? { ...base, answer } : base, signal);
+  let wrongInfo: { token: number; str: string; logit: number } | undefined;
+  if (wrong !== undefined) {
+    const w = await s.host.request(EngineRequests.testPrompt, { ...base, k: 1, answer: wrong }, signal);
+    if (w.answer) wrongInfo = { token: w.answer.token, str: w.answer.str, logit: w.answer.logit };
+  }
+  return inspectState(modelLabel(info), p.prompt, result, wrongInfo);
+}
+
+async function attentionTask(s: Services, prompts: PromptRequest[], info: ModelInfo, signal: AbortSignal): Promise<PanelState> {
+  const texts = prompts.map((p) => p.prompt);
+  await checkPrompts(s, texts, info, signal);
+  const tok = await s.host.request(EngineRequests.tokenize, { texts, prependBos: s.options().prependBos }, signal);
+  const { kept, skipped } = sameLengthPrompts(texts, tok.tokens);
+  if (skipped.length > 0) {
+    void vscode.window.showWarningMessage(
+      `MechLens: the mean attention pattern needs prompts of one token length; ${skipped.length} of ${texts.length} prompts differ from the first (${tok.tokens[0]!.length} tokens) and were left out.`,
+    );
+  }
+  const names = Array.from({ length: info.cfg.n_layers }, (_, l) => `blocks.${l}.attn.hook_pattern`);
+  const r = await s.host.request(EngineRequests.runWithCache, { tokens: kept.map((i) => tok.tokens[i]!), names }, signal);
+  return attentionState(modelLabel(info), kept.map((i) => texts[i]!), tok.strTokens[kept[0]!]!, r.cache, info.cfg.n_layers, info.cfg.n_heads);
+}
+
+async function attributionTask(s: Services, prompts: PromptRequest[], info: ModelInfo, signal: AbortSignal): Promise<PanelState> {
+  const p = prompts[0]!;
+  const params = { prompt: p.prompt, prependBos: s.options().prependBos, ...(p.answer !== undefined ? { answer: p.answer } : {}), ...(p.wrong !== undefined ? { wrong: p.wrong } : {}) };
+  const r = await s.host.request(EngineRequests.attribution, params, signal);
+  return attributionState(modelLabel(info), p.prompt, r);
+}
+
+interface ModelPick extends vscode.QuickPickItem {
+  value?: string;
+  action?: 'folder' | 'enter';
+}
+
+async function selectModel(s: Services): Promise<void> {
+  const current = s.host.settings.model;
+  const known: ModelPick[] = [
+    { label: DEFAULT_MODEL, description: 'built-in model, works offline', value: DEFAULT_MODEL },
+    { label: 'builtin:toy', description: 'tiny untrained character model (for trying the views)', value: 'builtin:toy' },
+    { label: 'gpt2', description: 'GPT-2 small from Hugging Face (downloaded once, about 550 MB)', value: 'gpt2' },
+  ];
+  if (!known.some((k) => k.value === current)) known.unshift({ label: current, description: 'current setting', value: current });
+  for (const k of known) if (k.value === current) k.description = `${k.description ?? ''} (current)`.trim();
+  const items: ModelPick[] = [
+    ...known,
+    { label: '', kind: vscode.QuickPickItemKind.Separator },
+    { label: '$(folder-opened) Choose a local model folder…', action: 'folder' },
+    { label: '$(edit) Enter a Hugging Face id or a path…', action: 'enter' },
+  ];
+  const pick = await vscode.window.showQuickPick(items, { title: 'MechLens: Select Model', placeHolder: `Current: ${current}` });
+  if (!pick) return;
+  let value = pick.value;
+  if (pick.action === 'folder') {
+    const uri = await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, canSelectMany: false, openLabel: 'Use this model folder', title: 'A folder with config.json and model.safetensors' });
+    value = uri?.[0]?.fsPath;
+  } else if (pick.action === 'enter') {
+    value = await vscode.window.showInputBox({
+      title: 'MechLens: model',
+      prompt: 'A Hugging Face id (gpt2, EleutherAI/pythia-70m…), a folder path, or builtin:default',
+      value: current,
+      validateInput: (v) => (v.trim() === '' ? 'Enter a model id or a path' : undefined),
+    });
+  }
+  if (!value) return;
+  const cfg = vscode.workspace.getConfiguration('mechlens');
+  const target = vscode.workspace.workspaceFolders?.length ? vscode.ConfigurationTarget.Workspace : vscode.ConfigurationTarget.Global;
+  await cfg.update('model', value.trim(), target);
+  // Selecting a model is a request to use it: load it now (a settings change alone stays lazy).
+  try {
+    await s.host.ensureModel({ interactive: true });
+  } catch (e) {
+    notifyError('MechLens: Select Model', e, s.log);
+  }
+}
+
+async function loadModel(s: Services): Promise<void> {
+  try {
+    const info = await s.host.reload();
+    void vscode.window.showInformationMessage(
+      `MechLens: ${info.cfg.model_name} is loaded (${info.cfg.n_layers} layers × ${info.cfg.n_heads} heads, ${info.device}, ${(info.loadMs / 1000).toFixed(1)} s).`,
+    );
+  } catch (e) {
+    notifyError('MechLens: Load Model', e, s.log);
+  }
+}
+
+async function openRun(arg: unknown, s: Services): Promise<void> {
+  const id = RunsTree.runId(arg);
+  const store = s.runStore();
+  if (!id || !store) {
+    void vscode.window.showWarningMessage('MechLens: pick a run in the Runs view.');
+    return;
+  }
+  try {
+    s.panels.openRun(await store.read(id));
+  } catch (e) {
+    notifyError('MechLens: Open Run', e, s.log);
+  }
+}
+
+async function deleteRun(arg: unknown, s: Services): Promise<void> {
+  const id = RunsTree.runId(arg);
+  const store = s.runStore();
+  if (!id || !store) return;
+  const ok = await vscode.window.showWarningMessage(`Delete the run ${id} and its folder?`, { modal: true }, 'Delete');
+  if (ok !== 'Delete') return;
+  try {
+    await store.delete(id);
+  } catch (e) {
+    notifyError('MechLens: Delete Run', e, s.log);
+  }
+  s.runsTree.refresh();
+}
+
+async function revealRun(arg: unknown, s: Services): Promise<void> {
+  const id = RunsTree.runId(arg);
+  const store = s.runStore();
+  if (!id || !store) return;
+  await vscode.window.showTextDocument(vscode.Uri.file(store.fileOf(id)), { preview: true });
+}
+
+export function registerCommands(s: Services): vscode.Disposable[] {
+  const reg = (id: string, fn: (...args: unknown[]) => unknown): vscode.Disposable =>
+    vscode.commands.registerCommand(id, async (...args: unknown[]) => {
+      try {
+        return await fn(...args);
+      } catch (e) {
+        notifyError(`MechLens (${id})`, e, s.log);
+        return undefined;
+      }
+    });
+  return [
+    reg('mechlens.inspectPrompt', (arg) => openPanel('inspect', arg, s)),
+    reg('mechlens.showAttention', (arg) => openPanel('attention', arg, s)),
+    reg('mechlens.showAttribution', (arg) => openPanel('attribution', arg, s)),
+    reg('mechlens.loadModel', () => loadModel(s)),
+    reg('mechlens.selectModel', () => selectModel(s)),
+    reg('mechlens.restartEngine', async () => {
+      await vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: 'MechLens: restarting the engine' }, () => s.host.restart());
+    }),
+    reg('mechlens.openRun', (arg) => openRun(arg, s)),
+    reg('mechlens.deleteRun', (arg) => deleteRun(arg, s)),
+    reg('mechlens.revealRun', (arg) => revealRun(arg, s)),
+    reg('mechlens.refreshRuns', () => s.runsTree.refresh()),
+    reg('mechlens.copyHookName', async (arg) => {
+      const name = arg instanceof vscode.TreeItem || (typeof arg === 'object' && arg !== null) ? HooksTree.hookName(arg as vscode.TreeItem) : undefined;
+      if (!name) return;
+      await vscode.env.clipboard.writeText(name);
+      vscode.window.setStatusBarMessage(`Copied ${name}`, 2000);
+    }),
+    reg('mechlens.showLog', () => s.log.show()),
+  ];
+}
