@@ -67,7 +67,7 @@ export class PromptsCodeLensProvider implements vscode.CodeLensProvider {
       lenses.push(
         new vscode.CodeLens(range, { title: 'Inspect', command: 'mechlens.inspectPrompt', arguments: [arg], tooltip: 'Top-k next tokens, the answer\'s rank and per-token loss (test_prompt)' }),
         new vscode.CodeLens(range, { title: 'Attention', command: 'mechlens.showAttention', arguments: [arg], tooltip: 'Attention patterns of every layer and head' }),
-        new vscode.CodeLens(range, { title: 'Logit attribution', command: 'mechlens.showAttribution', arguments: [arg], tooltip: `Direct logit attribution per head and layer, and the logit lens, toward ${target}` }),
+        new vscode.CodeLens(range, { title: 'Logit lens', command: 'mechlens.showAttribution', arguments: [arg], tooltip: `Logit lens over the layers, with direct logit attribution per layer and head, toward ${target}` }),
       );
     }
     return lenses;
