@@ -4,6 +4,8 @@
  *   mechlens cache   --model DIR|ID --tokens-json FILE [--processing MODE] [--hooks all|NAME,...] --out FILE.safetensors
  *   mechlens analyze --model DIR|ID --spec FILE [--processing MODE] --out FILE.json
  *   mechlens info    --model DIR|ID [--processing MODE]
+ *   mechlens run     FILE.experiment.json [--out DIR] [--model DIR|ID] [--processing MODE] [--strict]
+ *   mechlens report  RUN_DIR|run.json|FILE.experiment.json --out report.html
  *
  * Any failure prints one line `mechlens: <what is wrong and how to fix it>` to stderr and exits
  * with status 1 (2 for usage errors); outputs are written atomically, so a failed run never leaves
@@ -17,6 +19,7 @@ import { writeSafetensors } from './model/safetensors.js';
 import { requireHook, type OutputName } from './hooks/hooks.js';
 import type { F32 } from './tensor/tensor.js';
 import type { Device } from './backends/onnx/runtime.js';
+import { cmdReport, cmdRun, DiagnosticsError, ExpectationsError } from './experiments/commands.js';
 
 class UsageError extends Error {}
 
@@ -24,20 +27,30 @@ const USAGE = `usage:
   mechlens cache   --model DIR|HF_ID --tokens-json FILE [--processing none|default|default+refactor] [--hooks all|NAME,...] --out FILE.safetensors
   mechlens analyze --model DIR|HF_ID --spec FILE [--processing none|default|default+refactor] --out FILE.json
   mechlens info    --model DIR|HF_ID [--processing ...]
+  mechlens run     FILE.experiment.json [--out RUN_DIR] [--model DIR|HF_ID] [--processing ...] [--strict]
+  mechlens report  RUN_DIR|run.json|FILE.experiment.json --out report.html
 options: --device auto|cpu|cuda (default cpu), --offline (never download)`;
 
 type Flags = Record<string, string | true>;
 
-function parseArgs(argv: string[]): { cmd: string; flags: Flags } {
+/** Commands that take one positional argument (a file or folder) before their options. */
+const POSITIONAL = new Set(['run', 'report']);
+
+function parseArgs(argv: string[]): { cmd: string; flags: Flags; positional: string[] } {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === '--help' || cmd === '-h') throw new UsageError('no command given');
   const flags: Flags = {};
+  const positional: string[] = [];
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i]!;
+    if (!a.startsWith('--') && POSITIONAL.has(cmd) && positional.length === 0) {
+      positional.push(a);
+      continue;
+    }
     if (!a.startsWith('--')) throw new UsageError(`unexpected argument ${JSON.stringify(a)}`);
     const eq = a.indexOf('=');
     if (eq > 0) flags[a.slice(2, eq)] = a.slice(eq + 1);
-    else if (a === '--offline') flags['offline'] = true;
+    else if (a === '--offline' || a === '--strict') flags[a.slice(2)] = true;
     else {
       const v = rest[i + 1];
       if (v === undefined || v.startsWith('--')) throw new UsageError(`option ${a} needs a value`);
@@ -45,7 +58,7 @@ function parseArgs(argv: string[]): { cmd: string; flags: Flags } {
       i++;
     }
   }
-  return { cmd, flags };
+  return { cmd, flags, positional };
 }
 
 function need(flags: Flags, name: string): string {
@@ -162,13 +175,34 @@ async function cmdInfo(flags: Flags): Promise<void> {
   }
 }
 
-export async function main(argv: string[]): Promise<number> {
+/** Where a command's results go (tests capture them without touching process.stdout). */
+export interface CliIo {
+  out(text: string): void;
+}
+
+export async function main(argv: string[], io: CliIo = { out: (t) => process.stdout.write(t) }): Promise<number> {
   try {
-    const { cmd, flags } = parseArgs(argv);
+    const { cmd, flags, positional } = parseArgs(argv);
     switch (cmd) {
       case 'cache': await cmdCache(flags); break;
       case 'analyze': await cmdAnalyze(flags); break;
       case 'info': await cmdInfo(flags); break;
+      case 'run':
+      case 'report': {
+        const input = positional[0];
+        if (!input) throw new UsageError(cmd === 'run' ? 'missing the experiment file: mechlens run FILE.experiment.json' : 'missing the run: mechlens report RUN_DIR --out report.html');
+        const opts = {
+          out: typeof flags['out'] === 'string' ? flags['out'] : undefined,
+          model: typeof flags['model'] === 'string' ? flags['model'] : undefined,
+          processing: flags['processing'] !== undefined ? processingOf(flags) : undefined,
+          device: flags['device'] !== undefined ? deviceOf(flags) : undefined,
+          offline: flags['offline'] === true,
+          strict: flags['strict'] === true,
+        };
+        if (cmd === 'run') io.out((await cmdRun(input, opts)) + '\n');
+        else await cmdReport(input, need(flags, 'out'), { ...opts, out: undefined });
+        break;
+      }
       default: throw new UsageError(`unknown command ${JSON.stringify(cmd)}`);
     }
     return 0;
@@ -179,6 +213,9 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(USAGE + '\n');
       return 2;
     }
+    // Diagnostics were printed as file:line:col lines before this summary.
+    if (e instanceof DiagnosticsError) return 1;
+    if (e instanceof ExpectationsError) return 3;
     return 1;
   }
 }

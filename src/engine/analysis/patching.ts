@@ -4,145 +4,377 @@
  * usually the normalised logit difference (patched - corrupted) / (clean - corrupted), so that
  * 1 means "this activation restores the clean behaviour" and 0 "no effect".
  *
- * Sweeps are exact but cheap: every cell starts at the patched layer from the cached corrupted
- * residual stream (nothing before it changes), and many cells run as one batch: cell c occupies
- * batch rows [c*B, (c+1)*B) and a dense mask selects what is patched in each row.
+ * The sweeps (TL's get_act_patch_* family) are exact but cheap (see sweep.ts): every cell starts
+ * at the patched layer from the cached corrupted run (nothing before it changes), many cells run
+ * as one batch with a dense mask selecting what each row patches, and only the last-position
+ * logits the metric reads are computed. Where a patch only changes a residual-stream sum
+ * (attn_out, mlp_out, resid_*), the patched residual is formed here with the same float32
+ * addition the graph does, and the run starts after it. Positions before the first token where
+ * clean and corrupted prompts differ are identical in every run: cells that patch only there
+ * take the corrupted run's value, and the other cells reuse the corrupted run's keys and values
+ * there instead of recomputing them (SharedPrefix in sweep.ts).
+ *
+ *   kind 'layer_pos' hook resid_pre|resid_mid|resid_post|attn_out|mlp_out -> [layer, pos]
+ *   kind 'head' activation z|q|k|v|pattern, by 'all_pos'                 -> [layer, head]
+ *   kind 'head' activation z|q|k|v, by 'pos'                              -> [layer, pos, head]
+ *   kind 'head' activation pattern, by 'pos' (destination position)       -> [layer, head, dest_pos]
+ *   kind 'neuron' layer L (blocks.L.mlp.hook_post or hook_pre, all positions) -> [neuron]
  */
 import type { HookedTransformer, Tokens } from '../model/hookedTransformer.js';
+import type { HookedTransformerConfig } from '../model/config.js';
 import type { HookName, OutputName } from '../hooks/hooks.js';
+import type { InterventionIndex } from '../interventions/plan.js';
 import { f32, type F32 } from '../tensor/tensor.js';
+import type { Metric } from './metrics.js';
+import { nest, runGroups, sharedPrefix, sharedPrefixLength, tileBatch, type CellGroup, type CellRun, type SweepOptions } from './sweep.js';
 
-export type Metric = (logits: F32) => number;
+export { logitDiffMetric, normalizedMetric, answerProbMetric, type Metric, type LastPositionReader } from './metrics.js';
+export { tileBatch, SweepAbortedError, type SweepOptions } from './sweep.js';
 
-/** Mean over the batch of logit[correct] - logit[wrong] at the last position. logits [batch, pos, d_vocab]. */
-export function logitDiffMetric(answers: readonly (readonly [number, number])[]): Metric {
-  return (logits) => {
-    const [B, P, V] = logits.dims as [number, number, number];
-    if (answers.length !== B) throw new Error(`answers: got ${answers.length} pairs for a batch of ${B}`);
-    let s = 0;
-    for (let b = 0; b < B; b++) {
-      const off = (b * P + P - 1) * V;
-      s += logits.data[off + answers[b]![0]]! - logits.data[off + answers[b]![1]]!;
+export type ResidComponent = 'resid_pre' | 'resid_mid' | 'resid_post' | 'attn_out' | 'mlp_out';
+export type HeadActivation = 'z' | 'q' | 'k' | 'v' | 'pattern';
+
+/** A patching sweep as plain data (experiment files and the protocol carry it). */
+export type PatchSweepSpec =
+  | { kind: 'layer_pos'; hook: ResidComponent; layers?: readonly number[] }
+  | { kind: 'head'; activation: HeadActivation; by?: 'all_pos' | 'pos'; layers?: readonly number[] }
+  | { kind: 'neuron'; layer: number; hook?: 'post' | 'pre'; neurons?: readonly number[] };
+
+export interface SweepResult {
+  /** Metric per cell, row-major over dims; NaN where a cell was not run. */
+  values: Float64Array;
+  dims: number[];
+  /** Axis names of dims, TransformerLens's order (e.g. ['layer', 'pos', 'head']). */
+  axes: string[];
+  /** Index values along each axis (layers and neurons may be subsets). */
+  coords: number[][];
+  /** The hook patched, with {layer} for the layer: 'blocks.{layer}.attn.hook_z'. */
+  hook: string;
+}
+
+/** One cell of a sweep as a plain intervention: what the naive loop patches. */
+export interface PatchCell {
+  /** Flat index into SweepResult.values. */
+  index: number;
+  layer: number;
+  hook: HookName;
+  /** The entries patched (all batch rows), as InterventionIndex. */
+  select: InterventionIndex;
+}
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+function hookTemplate(spec: PatchSweepSpec): string {
+  switch (spec.kind) {
+    case 'layer_pos': return `blocks.{layer}.hook_${spec.hook}`;
+    case 'head': return `blocks.{layer}.attn.hook_${spec.activation}`;
+    case 'neuron': return `blocks.{layer}.mlp.hook_${spec.hook ?? 'post'}`;
+  }
+}
+
+function hookAt(template: string, layer: number): HookName {
+  return template.replace('{layer}', String(layer)) as HookName;
+}
+
+function checkLayers(cfg: HookedTransformerConfig, layers: readonly number[] | undefined): number[] {
+  const ls = layers ? [...layers] : range(cfg.n_layers);
+  for (const l of ls) if (!Number.isInteger(l) || l < 0 || l >= cfg.n_layers) throw new Error(`layer ${l} is out of range: the model has layers 0..${cfg.n_layers - 1}`);
+  return ls;
+}
+
+/** Shape of a sweep's result and its cells, for a prompt length P. */
+export function sweepLayout(cfg: HookedTransformerConfig, P: number, spec: PatchSweepSpec): { dims: number[]; axes: string[]; coords: number[][]; cells: PatchCell[] } {
+  const t = hookTemplate(spec);
+  const cells: PatchCell[] = [];
+  if (spec.kind === 'layer_pos') {
+    if (cfg.attn_only && (spec.hook === 'resid_mid' || spec.hook === 'mlp_out')) throw new Error(`an attention-only model has no hook_${spec.hook}`);
+    const layers = checkLayers(cfg, spec.layers);
+    layers.forEach((l, li) => range(P).forEach((p) => cells.push({ index: li * P + p, layer: l, hook: hookAt(t, l), select: { pos: [p] } })));
+    return { dims: [layers.length, P], axes: ['layer', 'pos'], coords: [layers, range(P)], cells };
+  }
+  if (spec.kind === 'head') {
+    const layers = checkLayers(cfg, spec.layers);
+    const H = cfg.n_heads;
+    const byPos = spec.by === 'pos';
+    if (!byPos) {
+      layers.forEach((l, li) => range(H).forEach((h) => cells.push({ index: li * H + h, layer: l, hook: hookAt(t, l), select: { head_index: [h] } })));
+      return { dims: [layers.length, H], axes: ['layer', 'head'], coords: [layers, range(H)], cells };
     }
-    return s / B;
+    if (spec.activation === 'pattern') {
+      layers.forEach((l, li) => range(H).forEach((h) => range(P).forEach((p) => cells.push({ index: (li * H + h) * P + p, layer: l, hook: hookAt(t, l), select: { head_index: [h], query_pos: [p] } }))));
+      return { dims: [layers.length, H, P], axes: ['layer', 'head', 'dest_pos'], coords: [layers, range(H), range(P)], cells };
+    }
+    layers.forEach((l, li) => range(P).forEach((p) => range(H).forEach((h) => cells.push({ index: (li * P + p) * H + h, layer: l, hook: hookAt(t, l), select: { pos: [p], head_index: [h] } }))));
+    return { dims: [layers.length, P, H], axes: ['layer', 'pos', 'head'], coords: [layers, range(P), range(H)], cells };
+  }
+  if (cfg.d_mlp === null) throw new Error('an attention-only model has no MLP neurons');
+  checkLayers(cfg, [spec.layer]);
+  const neurons = spec.neurons ? [...spec.neurons] : range(cfg.d_mlp);
+  for (const n of neurons) if (!Number.isInteger(n) || n < 0 || n >= cfg.d_mlp) throw new Error(`neuron ${n} is out of range: layer ${spec.layer} has neurons 0..${cfg.d_mlp - 1}`);
+  neurons.forEach((n, i) => cells.push({ index: i, layer: spec.layer, hook: hookAt(t, spec.layer), select: { d_mlp: [n] } }));
+  return { dims: [neurons.length], axes: ['neuron'], coords: [neurons], cells };
+}
+
+function checkPair(model: HookedTransformer, clean: Tokens, corrupted: Tokens): [number, number] {
+  const [B, P] = model.checkTokens(clean);
+  const [B2, P2] = model.checkTokens(corrupted);
+  if (B !== B2 || P !== P2) throw new Error(`clean tokens are [${B}, ${P}] but corrupted are [${B2}, ${P2}]; they must have the same shape`);
+  return [B, P];
+}
+
+/** resid [n*B, P, d] (a tiled copy): rows of block c, position p, <- value(b) [d] for each prompt b. */
+function setPos(resid: F32, c: number, B: number, P: number, p: number, value: (b: number) => ArrayLike<number>): void {
+  const d = resid.dims[2]!;
+  for (let b = 0; b < B; b++) resid.data.set(value(b), ((c * B + b) * P + p) * d);
+}
+
+/** [batch, pos, d] row (b, p) as a view. */
+function row(t: F32, b: number, p: number): Float32Array {
+  const [, P, d] = t.dims as [number, number, number];
+  return t.data.subarray((b * P + p) * d, (b * P + p + 1) * d);
+}
+
+/** fround(x + y) elementwise: float32 addition, bit-identical to the graph's Add. */
+function add32(x: Float32Array, y: Float32Array): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = x[i]! + y[i]!;
+  return out;
+}
+
+/**
+ * Runs a patching sweep: clean activations patched into the corrupted run, one cell per entry
+ * of the result, scored by `metric` (see the file header for shapes).
+ */
+export async function runPatchSweep(
+  model: HookedTransformer, clean: Tokens, corrupted: Tokens, metric: Metric, spec: PatchSweepSpec, opts: SweepOptions = {},
+): Promise<SweepResult> {
+  const cfg = model.cfg;
+  const [B, P] = checkPair(model, clean, corrupted);
+  const layout = sweepLayout(cfg, P, spec);
+  const template = hookTemplate(spec);
+  const values = new Float64Array(layout.cells.length).fill(NaN);
+  const result: SweepResult = { values, dims: layout.dims, axes: layout.axes, coords: layout.coords, hook: template };
+  const byLayer = new Map<number, PatchCell[]>();
+  for (const c of layout.cells) {
+    const list = byLayer.get(c.layer) ?? [];
+    list.push(c);
+    byLayer.set(c.layer, list);
+  }
+  const layers = [...byLayer.keys()];
+  const d = cfg.d_model;
+  const n = cfg.n_layers;
+
+  // Only what this sweep reads is cached: the patched hook from the clean run and the
+  // residual streams the cells start from in the corrupted run.
+  const cleanNames = new Set<OutputName>();
+  const corrNames = new Set<OutputName>();
+  for (const l of layers) {
+    if (spec.kind === 'layer_pos') {
+      cleanNames.add(hookAt(template, l));
+      const needs: Record<ResidComponent, string[]> = {
+        resid_pre: ['hook_resid_pre'],
+        resid_mid: ['hook_resid_mid'],
+        resid_post: ['hook_resid_post'],
+        attn_out: cfg.attn_only ? ['hook_resid_pre', 'hook_resid_post'] : ['hook_resid_pre', 'hook_resid_mid'],
+        mlp_out: ['hook_resid_mid', 'hook_resid_post'],
+      };
+      for (const s of needs[spec.hook]) corrNames.add(`blocks.${l}.${s}` as HookName);
+    } else if (spec.kind === 'head') {
+      cleanNames.add(hookAt(template, l));
+      corrNames.add(`blocks.${l}.hook_resid_pre` as HookName);
+    } else {
+      // Neurons: a patch of hook_pre or hook_post at neuron n gives the clean post activation
+      // there (the activation function is elementwise), so both read the clean hook_post.
+      cleanNames.add(`blocks.${l}.mlp.hook_post` as HookName);
+      for (const s of ['hook_resid_mid', 'mlp.hook_post', 'hook_mlp_out']) corrNames.add(`blocks.${l}.${s}` as HookName);
+    }
+  }
+  // Positions before the first token where clean and corrupted differ are shared by every run.
+  const prefixLen = opts.noPrefix ? 0 : sharedPrefixLength(clean, corrupted);
+  if (prefixLen > 0) for (let l = 0; l < n; l++) corrNames.add(`blocks.${l}.attn.hook_k` as HookName).add(`blocks.${l}.attn.hook_v` as HookName);
+  const cleanActs = (await model.run(clean, { names: [...cleanNames], noLogits: true, stopAtLayer: Math.max(...layers) + 1 })).cache;
+  const corrActs = (await model.run(corrupted, { names: [...corrNames], noLogits: true, stopAtLayer: prefixLen > 0 ? n : Math.max(...layers) + 1 })).cache;
+  const prefix = prefixLen > 0 && prefixLen < P ? sharedPrefix(model, prefixLen, corrActs) : null;
+  const get = (m: Map<OutputName, F32>, name: string) => m.get(name as OutputName)!;
+
+  const groups: CellGroup[] = [];
+  const unchanged: number[] = [];
+  for (const l of layers) {
+    const cells = byLayer.get(l)!;
+    const hook = hookAt(template, l);
+    if (spec.kind === 'neuron') {
+      groups.push(neuronGroup(model, cells, B, P, l, get(cleanActs, `blocks.${l}.mlp.hook_post`), get(corrActs, `blocks.${l}.hook_resid_mid`), get(corrActs, `blocks.${l}.mlp.hook_post`), get(corrActs, `blocks.${l}.hook_mlp_out`)));
+      continue;
+    }
+    const src = get(cleanActs, hook);
+    if (spec.kind === 'layer_pos') {
+      // The residual the cells start from, and how the patched position's value is formed.
+      let startLayer = l;
+      let fromMid = false;
+      let base: F32;
+      let patched: (b: number, p: number) => Float32Array;
+      const pre = () => get(corrActs, `blocks.${l}.hook_resid_pre`);
+      const mid = () => get(corrActs, `blocks.${l}.hook_resid_mid`);
+      const post = () => get(corrActs, `blocks.${l}.hook_resid_post`);
+      switch (spec.hook) {
+        case 'resid_pre': base = pre(); patched = (b, p) => row(src, b, p); break;
+        case 'resid_mid': base = mid(); fromMid = true; patched = (b, p) => row(src, b, p); break;
+        case 'resid_post': base = post(); startLayer = l + 1; patched = (b, p) => row(src, b, p); break;
+        case 'attn_out':
+          // resid_mid (resid_post when attention-only) = resid_pre + attn_out, at the patched position.
+          if (cfg.attn_only) { base = post(); startLayer = l + 1; } else { base = mid(); fromMid = true; }
+          patched = (b, p) => add32(row(pre(), b, p), row(src, b, p));
+          break;
+        case 'mlp_out':
+          base = post(); startLayer = l + 1;
+          patched = (b, p) => add32(row(mid(), b, p), row(src, b, p));
+          break;
+      }
+      // A cell whose patched rows equal the corrupted ones (positions before the first token
+      // where clean and corrupted differ: a causal model computes them identically) *is* the
+      // corrupted run: it takes the corrupted run's value instead of being run again.
+      const run: PatchCell[] = [];
+      for (const c of cells) {
+        const p = c.select.pos![0]!;
+        let same = true;
+        for (let b = 0; b < B && same; b++) {
+          const a = patched(b, p);
+          const o = row(base!, b, p);
+          for (let i = 0; i < d && same; i++) same = a[i] === o[i];
+        }
+        if (same) unchanged.push(c.index);
+        else run.push(c);
+      }
+      if (run.length === 0) continue;
+      const runCells = run;
+      groups.push({
+        cells: runCells.map((c) => c.index),
+        bytesPerCell: 4 * B * P * d,
+        build: (chunk): CellRun => {
+          const cells = runCells;
+          const resid = tileBatch(base, chunk.length);
+          chunk.forEach((ci, c) => {
+            const p = cells[ci]!.select.pos![0]!;
+            setPos(resid, c, B, P, p, (b) => patched(b, p));
+          });
+          return { startLayer: Math.min(startLayer, n), fromMid, residual: resid, interventions: [] };
+        },
+      });
+    } else {
+      const start = get(corrActs, `blocks.${l}.hook_resid_pre`);
+      const axes = spec.activation === 'pattern' ? ['batch', 'head_index', 'query_pos', 'key_pos'] : ['batch', 'pos', 'head_index', 'd_head'];
+      // Mask [cells*B, ...]: size 1 on axes no cell indexes, so it broadcasts.
+      const indexed = new Set(Object.keys(cells[0]!.select));
+      const maskDimsOf = (rows: number) => src.dims.map((s, i) => (i === 0 ? rows : indexed.has(axes[i]!) ? s : 1));
+      const srcBytes = 4 * src.data.length;
+      groups.push({
+        cells: cells.map((c) => c.index),
+        bytesPerCell: 4 * B * P * d + srcBytes * 2,
+        build: (chunk): CellRun => {
+          const md = maskDimsOf(chunk.length * B);
+          const mask = f32(md);
+          const strides = md.map((_, i) => md.slice(i + 1).reduce((a, b) => a * b, 1));
+          chunk.forEach((ci, c) => {
+            const sel = cells[ci]!.select;
+            for (let b = 0; b < B; b++) {
+              let off = (c * B + b) * strides[0]!;
+              axes.forEach((a, i) => {
+                const idx = sel[a as keyof InterventionIndex];
+                if (i > 0 && idx) off += idx[0]! * strides[i]!;
+              });
+              mask.data[off] = 1;
+            }
+          });
+          return {
+            startLayer: l,
+            residual: tileBatch(start, chunk.length),
+            interventions: [{ kind: 'patch', hook, mask, source: tileBatch(src, chunk.length) }],
+          };
+        },
+      });
+    }
+  }
+  if (unchanged.length > 0) {
+    const v = await corruptedValue(model, corrupted, metric);
+    for (const i of unchanged) values[i] = v;
+  }
+  await runGroups(model, groups, B, P, metric, values, opts, () => result, prefix);
+  return result;
+}
+
+/** The metric of the unpatched corrupted run (computed the way the cells are: last-position logits). */
+async function corruptedValue(model: HookedTransformer, corrupted: Tokens, metric: Metric): Promise<number> {
+  const lp = metric.lastPosition;
+  const r = await model.run(corrupted, { lastPositionOnly: lp !== undefined, vocab: lp?.vocab ?? undefined });
+  const logits = r.logits!;
+  return lp ? lp.score(f32([logits.dims[0]!, logits.dims[2]!], logits.data)) : metric(logits);
+}
+
+/**
+ * Single-neuron patches of layer L (all positions): the MLP output is linear in hook_post, so
+ * patching neuron n changes it by (post_clean[.., n] - post_corr[.., n]) * W_out[n, :] and the
+ * cells start at layer L+1 from
+ *   resid_post' = resid_mid + (mlp_out + delta_n (x) W_out[n])      [batch, pos, d_model]
+ * instead of recomputing the layer's 2 x d_model x d_mlp MLP per cell. This equals the naive
+ * loop up to float32 rounding of the sum (the naive GEMM adds the same terms in another order).
+ */
+function neuronGroup(model: HookedTransformer, cells: readonly PatchCell[], B: number, P: number, layer: number, cleanPost: F32, residMid: F32, corrPost: F32, mlpOut: F32): CellGroup {
+  const cfg = model.cfg;
+  const d = cfg.d_model;
+  const N = cfg.d_mlp!;
+  const Wout = model.params.get(`blocks.${layer}.mlp.W_out`)!.data; // [d_mlp, d_model]
+  return {
+    cells: cells.map((c) => c.index),
+    bytesPerCell: 4 * B * P * d,
+    build: (chunk): CellRun => {
+      const resid = f32([chunk.length * B, P, d]);
+      chunk.forEach((ci, c) => {
+        const n = cells[ci]!.select.d_mlp![0]!;
+        const w = Wout.subarray(n * d, (n + 1) * d);
+        for (let b = 0; b < B; b++) {
+          for (let p = 0; p < P; p++) {
+            const r = b * P + p;
+            const delta = cleanPost.data[r * N + n]! - corrPost.data[r * N + n]!;
+            const o = ((c * B + b) * P + p) * d;
+            for (let j = 0; j < d; j++) {
+              const mlp = Math.fround(mlpOut.data[r * d + j]! + delta * w[j]!);
+              resid.data[o + j] = residMid.data[r * d + j]! + mlp;
+            }
+          }
+        }
+      });
+      return { startLayer: layer + 1, residual: resid, interventions: [] };
+    },
   };
 }
 
-/** (patched - corrupted) / (clean - corrupted). */
-export function normalizedMetric(metric: Metric, clean: number, corrupted: number): Metric {
-  const denom = clean - corrupted;
-  return (logits) => (metric(logits) - corrupted) / denom;
-}
-
-export interface SweepOptions {
-  /** Stops between chunks; partial results stay in the returned array (NaN where not run). */
-  signal?: AbortSignal;
-  onProgress?: (done: number, total: number) => void;
-  /** Batch rows per run (cells x prompts); bounds memory. */
-  maxBatchRows?: number;
-}
-
-/** Splits a batch of logits [cells*B, pos, V] into per-cell views [B, pos, V]. */
-function cellLogits(logits: F32, cell: number, B: number): F32 {
-  const [, P, V] = logits.dims as [number, number, number];
-  const n = B * P * V;
-  return f32([B, P, V], logits.data.subarray(cell * n, (cell + 1) * n));
-}
-
-/** Repeats a tensor [B, ...] n times along the batch axis -> [n*B, ...]. */
-export function tileBatch(t: F32, n: number): F32 {
-  const out = new Float32Array(t.data.length * n);
-  for (let i = 0; i < n; i++) out.set(t.data, i * t.data.length);
-  return f32([t.dims[0]! * n, ...t.dims.slice(1)], out);
-}
-
-function checkAborted(signal?: AbortSignal): void {
-  if (signal?.aborted) throw new DOMException('cancelled', 'AbortError');
+/**
+ * The reference the sweeps are tested against: one full forward per cell with the clean
+ * activation patched in (TransformerLens's generic_activation_patch loop). Returns the metric.
+ */
+export async function naivePatchCell(model: HookedTransformer, cleanCache: ReadonlyMap<string, F32>, corrupted: Tokens, metric: Metric, cell: PatchCell): Promise<number> {
+  const source = cleanCache.get(cell.hook);
+  if (!source) throw new Error(`naivePatchCell: the clean cache lacks ${cell.hook}`);
+  const logits = await model.runWithHooks(corrupted, [{ kind: 'patch', hook: cell.hook, index: cell.select, source }]);
+  return metric(logits);
 }
 
 /**
  * Patch clean blocks.L.hook_resid_pre at each (layer, position) into the corrupted run.
- * Returns [layer, pos] metric values.
+ * Returns [layer][pos] metric values (TL get_act_patch_resid_pre).
  */
-export async function patchResidPreByLayerPos(
-  model: HookedTransformer, clean: Tokens, corrupted: Tokens, metric: Metric, opts: SweepOptions = {},
-): Promise<number[][]> {
-  const cfg = model.cfg;
-  const [B, P] = model.checkTokens(clean);
-  const [B2, P2] = model.checkTokens(corrupted);
-  if (B !== B2 || P !== P2) throw new Error(`clean tokens are [${B}, ${P}] but corrupted are [${B2}, ${P2}]; they must have the same shape`);
-  const names = Array.from({ length: cfg.n_layers }, (_, l) => `blocks.${l}.hook_resid_pre` as HookName);
-  const cleanRun = await model.run(clean, { names, noLogits: true });
-  const corrRun = await model.run(corrupted, { names, noLogits: true });
-  const out = Array.from({ length: cfg.n_layers }, () => new Array<number>(P).fill(NaN));
-  const d = cfg.d_model;
-  const rowsPerCell = B;
-  const maxCells = Math.max(1, Math.floor((opts.maxBatchRows ?? 256) / rowsPerCell));
-  let done = 0;
-  const total = cfg.n_layers * P;
-  for (let l = 0; l < cfg.n_layers; l++) {
-    const cr = cleanRun.cache.get(names[l]!)!; // [batch, pos, d_model]
-    const co = corrRun.cache.get(names[l]!)!;
-    for (let p0 = 0; p0 < P; p0 += maxCells) {
-      checkAborted(opts.signal);
-      const cells = Math.min(maxCells, P - p0);
-      // residual [cells*B, pos, d_model]: the corrupted residual with position p0+c taken from clean.
-      const resid = tileBatch(co, cells);
-      for (let c = 0; c < cells; c++) {
-        const p = p0 + c;
-        for (let b = 0; b < B; b++) {
-          const src = (b * P + p) * d;
-          resid.data.set(cr.data.subarray(src, src + d), ((c * B + b) * P + p) * d);
-        }
-      }
-      const r = await model.run(null, { residual: resid, startAtLayer: l, names: [] });
-      for (let c = 0; c < cells; c++) out[l]![p0 + c] = metric(cellLogits(r.logits!, c, B));
-      done += cells;
-      opts.onProgress?.(done, total);
-    }
-  }
-  return out;
+export async function patchResidPreByLayerPos(model: HookedTransformer, clean: Tokens, corrupted: Tokens, metric: Metric, opts: SweepOptions = {}): Promise<number[][]> {
+  const r = await runPatchSweep(model, clean, corrupted, metric, { kind: 'layer_pos', hook: 'resid_pre' }, opts);
+  return nest(r.values, r.dims) as number[][];
 }
 
 /**
  * Patch one head's clean activation (all positions) at `blocks.L.attn.hook_<which>` into the
- * corrupted run, for every layer and head. Returns [layer, head_index].
+ * corrupted run, for every layer and head. Returns [layer][head_index] (TL get_act_patch_attn_head_*_all_pos).
  */
 export async function patchHeadAllPos(
-  model: HookedTransformer, clean: Tokens, corrupted: Tokens, metric: Metric, which: 'z' | 'q' | 'k' | 'v' | 'pattern' = 'z', opts: SweepOptions = {},
+  model: HookedTransformer, clean: Tokens, corrupted: Tokens, metric: Metric, which: HeadActivation = 'z', opts: SweepOptions = {},
 ): Promise<number[][]> {
-  const cfg = model.cfg;
-  const [B, P] = model.checkTokens(clean);
-  const [B2, P2] = model.checkTokens(corrupted);
-  if (B !== B2 || P !== P2) throw new Error(`clean tokens are [${B}, ${P}] but corrupted are [${B2}, ${P2}]; they must have the same shape`);
-  const H = cfg.n_heads;
-  const hookOf = (l: number) => `blocks.${l}.attn.hook_${which}` as HookName;
-  const residNames = Array.from({ length: cfg.n_layers }, (_, l) => `blocks.${l}.hook_resid_pre` as OutputName);
-  const cleanRun = await model.run(clean, { names: Array.from({ length: cfg.n_layers }, (_, l) => hookOf(l)), noLogits: true });
-  const corrRun = await model.run(corrupted, { names: residNames, noLogits: true });
-  const out = Array.from({ length: cfg.n_layers }, () => new Array<number>(H).fill(NaN));
-  const headAxis = which === 'pattern' ? 1 : 2; // pattern [batch, head, q, k]; q/k/v/z [batch, pos, head, d_head]
-  const maxCells = Math.max(1, Math.floor((opts.maxBatchRows ?? 256) / B));
-  let done = 0;
-  const total = cfg.n_layers * H;
-  for (let l = 0; l < cfg.n_layers; l++) {
-    const src = cleanRun.cache.get(hookOf(l))!;
-    const co = corrRun.cache.get(residNames[l]!)!;
-    for (let h0 = 0; h0 < H; h0 += maxCells) {
-      checkAborted(opts.signal);
-      const cells = Math.min(maxCells, H - h0);
-      // mask [cells*B, 1, head, 1] (or [cells*B, head, 1, 1] for pattern): row block c patches head h0+c.
-      const mdims = src.dims.map((_, i) => (i === 0 ? cells * B : i === headAxis ? H : 1));
-      const mask = f32(mdims);
-      for (let c = 0; c < cells; c++) for (let b = 0; b < B; b++) mask.data[(c * B + b) * H + h0 + c] = 1;
-      const r = await model.run(null, {
-        residual: tileBatch(co, cells), startAtLayer: l, names: [],
-        interventions: [{ kind: 'patch', hook: hookOf(l), mask, source: tileBatch(src, cells) }],
-      });
-      for (let c = 0; c < cells; c++) out[l]![h0 + c] = metric(cellLogits(r.logits!, c, B));
-      done += cells;
-      opts.onProgress?.(done, total);
-    }
-  }
-  return out;
+  const r = await runPatchSweep(model, clean, corrupted, metric, { kind: 'head', activation: which, by: 'all_pos' }, opts);
+  return nest(r.values, r.dims) as number[][];
 }

@@ -134,6 +134,23 @@ export class GraphBuilder {
     return this.op('Identity', [value], undefined, name);
   }
 
+  /**
+   * A builder that continues an already built graph (e.g. to append gradient nodes to a segment
+   * graph from gpt2.ts): its values, nodes, inputs, outputs and weight inputs are taken over, and
+   * fresh names never collide with them.
+   */
+  static from(graph: OnnxGraph & { weightInputs?: Map<string, F32> }): GraphBuilder {
+    const g = new GraphBuilder(graph.name, graph.opset);
+    g.nodes.push(...graph.nodes.map((n) => ({ ...n, inputs: [...n.inputs], outputs: [...n.outputs] })));
+    g.initializers.push(...graph.initializers);
+    g.inputs.push(...graph.inputs);
+    g.outputs.push(...graph.outputs);
+    for (const [k, v] of graph.weightInputs ?? []) g.weightInputs.set(k, v);
+    for (const d of Object.keys(graph.extraOpsets ?? {})) g.domains.add(d);
+    for (const v of [...graph.inputs.map((i) => i.name), ...graph.initializers.map((t) => t.name), ...graph.nodes.flatMap((n) => n.outputs)]) g.names.add(v);
+    return g;
+  }
+
   build(): OnnxGraph & { weightInputs: Map<string, F32> } {
     const extraOpsets = Object.fromEntries([...this.domains].map((d) => [d, 1]));
     return { name: this.name, nodes: this.nodes, initializers: this.initializers, inputs: this.inputs, outputs: this.outputs, opset: this.opset, extraOpsets, weightInputs: this.weightInputs };

@@ -47,6 +47,24 @@ export interface SegmentVariant {
   /** Compute per-head results (attn.hook_result) and sum them, as TransformerLens's use_attn_result. */
   useAttnResult: boolean;
   slots: readonly InterventionSlot[];
+  /**
+   * Only the last position's output is computed (the patching metrics read nothing else): in a
+   * block, its query row, attention and MLP (keys and values still cover every position), giving
+   * resid_out [batch, 1, d_model]; in `final`, ln_final and the unembedding of that position,
+   * giving logits [batch, 1, ...]. Such a variant has no hook outputs or interventions after
+   * the slice.
+   */
+  lastPos?: boolean;
+  /** final only: logits for the token ids fed as VOCAB_IDS [K] instead of all of d_vocab_out. */
+  vocab?: boolean;
+  /** block only: the input is blocks.L.hook_resid_mid and only the MLP half runs. */
+  fromMid?: boolean;
+  /**
+   * block only: the input holds only the positions after a prefix whose keys and values are fed
+   * as PAST_K / PAST_V [batch, prefix, head_index, d_head] (a prefix that every patched run shares
+   * with the cached corrupted run, so it is not recomputed). No hook outputs or interventions.
+   */
+  prefix?: boolean;
 }
 
 /** A segment's ONNX graph plus the weights it expects as inputs. */
@@ -56,6 +74,14 @@ export type SegmentGraph = OnnxGraph & { weightInputs: Map<string, F32> };
 export const RESID_IN = 'resid_in';
 export const RESID_OUT = 'resid_out';
 export const TOKENS = 'tokens';
+/** Keys and values of the positions before the input, for `prefix` blocks. */
+export const PAST_K = 'past_k';
+export const PAST_V = 'past_v';
+/** int64 [K]: the token ids whose logits a `vocab` final segment computes. */
+export const VOCAB_IDS = 'vocab_ids';
+
+/** End index meaning "to the end" in an ONNX Slice. */
+const SLICE_END = Number.MAX_SAFE_INTEGER;
 
 export function slotInputName(i: number, what: 'mask' | 'source' | 'mean' | 'vector' | 'factor'): string {
   return `iv${i}.${what}`;
@@ -140,7 +166,8 @@ class SegmentBuilder {
     return named;
   }
 
-  layerNorm(prefix: string, x: string, paramPrefix: string): string {
+  /** `plain`: the same computation without naming hooks (values after a lastPos slice). */
+  layerNorm(prefix: string, x: string, paramPrefix: string, plain = false): string {
     const g = this.g;
     const cfg = this.cfg;
     if (cfg.normalization_type === null) return x;
@@ -149,12 +176,13 @@ class SegmentBuilder {
     const mean = g.op('ReduceMean', [x], { axes: [-1], keepdims: 1 });
     const xc = g.op('Sub', [x, mean]);
     const var_ = g.op('ReduceMean', [g.op('Mul', [xc, xc])], { axes: [-1], keepdims: 1 });
-    const scale = this.hook(`${prefix}.hook_scale` as OutputName, g.op('Sqrt', [g.op('Add', [var_, g.constF([cfg.eps])])]));
+    const sq = g.op('Sqrt', [g.op('Add', [var_, g.constF([cfg.eps])])]);
+    const scale = plain ? sq : this.hook(`${prefix}.hook_scale` as OutputName, sq);
     let y = g.op('Div', [xc, scale]);
     if (cfg.normalization_type === 'LN') {
       y = g.op('Add', [g.op('Mul', [y, this.w(`${paramPrefix}.w`)]), this.w(`${paramPrefix}.b`)]);
     }
-    return this.hook(`${prefix}.hook_normalized` as OutputName, y);
+    return plain ? y : this.hook(`${prefix}.hook_normalized` as OutputName, y);
   }
 
   /**
@@ -222,89 +250,154 @@ export function buildBlockGraph(cfg: HookedTransformerConfig, params: Params, la
   const h = (s: string) => `${P}.${s}` as OutputName;
 
   const residIn = g.input(RESID_IN, OnnxDType.FLOAT, ['batch', 'pos', d]);
-  const residPre = b.hook(h('hook_resid_pre'), g.op('Identity', [residIn]));
-  const x = b.layerNorm(`${P}.ln1`, residPre, `${P}.ln1`);
-
-  // Q, K, V in one GEMM: W_QKV [d_model, 3 * head_index * d_head] built from W_Q/W_K/W_V
-  // [head_index, d_model, d_head]; the result is split and reshaped to [batch, pos, head_index, d_head].
-  let derived = derivedCache.get(params);
-  if (!derived) derivedCache.set(params, (derived = new Map()));
-  let wqkv = derived.get(P);
-  if (!wqkv) derived.set(P, (wqkv = packQKV(params, P, cfg)));
-  const qkvW = b.w(`${P}.attn.W_QKV`, undefined, wqkv.W);
-  const qkvB = b.w(`${P}.attn.b_QKV`, undefined, wqkv.b);
-  const qkv = g.op('Add', [g.op('MatMul', [x, qkvW]), qkvB]);
-  const [qf, kf, vf] = g.opN('Split', [qkv, g.constI64([H * dh, H * dh, H * dh])], 3, { axis: -1 });
-  const shape4 = g.constI64([0, 0, H, dh]);
-  const q = b.hook(h('attn.hook_q'), g.op('Reshape', [qf!, shape4]));
-  const k = b.hook(h('attn.hook_k'), g.op('Reshape', [kf!, shape4]));
-  const vv = b.hook(h('attn.hook_v'), g.op('Reshape', [vf!, shape4]));
-
-  // scores [batch, head_index, query_pos, key_pos] = q . k / sqrt(d_head), causal mask -> -inf
-  const qT = g.op('Transpose', [q], { perm: [0, 2, 1, 3] });
-  const kT = g.op('Transpose', [k], { perm: [0, 2, 3, 1] });
-  let scores = g.op('MatMul', [qT, kT]);
-  if (cfg.use_attn_scale) scores = g.op('Mul', [scores, g.constF([1 / Math.sqrt(dh)])]);
-  const n = cfg.n_ctx;
-  const posLen = g.op('Slice', [g.op('Shape', [residIn]), g.constI64([1]), g.constI64([2])]);
-  const zero2 = g.constI64([0, 0]);
-  const ends = g.op('Concat', [posLen, posLen], { axis: 0 });
-  const mask = g.op('Slice', [g.constBool(causalMask(n), [n, n]), zero2, ends, g.constI64([0, 1])]);
-  scores = g.op('Where', [mask, scores, g.constF([-Infinity])]);
-  const attnScores = b.hook(h('attn.hook_attn_scores'), scores);
-  const pattern = b.hook(h('attn.hook_pattern'), g.op('Softmax', [attnScores], { axis: -1 }));
-
-  // z [batch, pos, head_index, d_head] = pattern @ v
-  const vT = g.op('Transpose', [vv], { perm: [0, 2, 1, 3] });
-  const zT = g.op('MatMul', [pattern, vT]); // [batch, head_index, pos, d_head]
-  const z = b.hook(h('attn.hook_z'), g.op('Transpose', [zT], { perm: [0, 2, 1, 3] }));
-
-  let attnOut: string;
-  const zFlat = g.op('Reshape', [z, g.constI64([0, 0, H * dh])]);
-  const plainOut = () => g.op('Add', [g.op('MatMul', [zFlat, b.w(`${P}.attn.W_O`, [H * dh, d])]), b.w(`${P}.attn.b_O`)]);
-  if (v.useAttnResult) {
-    // result [batch, pos, head_index, d_model] = z[b,p,h,:] @ W_O[h], computed as head_index GEMMs
-    // of [batch*pos, d_head] x [d_head, d_model] (one per head) rather than batch*head tiny ones.
-    const zH = g.op('Transpose', [g.op('Reshape', [z, g.constI64([-1, H, dh])])], { perm: [1, 0, 2] }); // [head_index, batch*pos, d_head]
-    const resH = g.op('MatMul', [zH, b.w(`${P}.attn.W_O`)]); // [head_index, batch*pos, d_model]
-    const bp = g.op('Slice', [g.op('Shape', [z]), g.constI64([0]), g.constI64([2])]);
-    const shape = g.op('Concat', [bp, g.constI64([H, d])], { axis: 0 });
-    const result = b.hook(h('attn.hook_result'), g.op('Reshape', [g.op('Transpose', [resH], { perm: [1, 0, 2] }), shape]));
-    // TransformerLens sums the per-head results when they are used; we only need to when an
-    // intervention may have changed them, otherwise the single GEMM gives the same attn_out.
-    attnOut = v.slots.some((s) => s.hook === h('attn.hook_result'))
-      ? g.op('Add', [g.op('ReduceSum', [result, g.constI64([2])], { keepdims: 0 }), b.w(`${P}.attn.b_O`)])
-      : plainOut();
-  } else {
-    attnOut = plainOut();
+  if ((v.lastPos || v.prefix) && (v.outputs.length > 0 || v.slots.length > 0)) {
+    throw new Error(`internal: a lastPos / prefix variant of block ${layer} cannot have hook outputs or interventions`);
   }
-  attnOut = b.hook(h('hook_attn_out'), attnOut);
+  if (v.prefix && v.fromMid) throw new Error('internal: a block cannot both start at resid_mid and take a prefix');
+  if (v.fromMid) {
+    if (cfg.attn_only) throw new Error('internal: an attention-only block has no resid_mid to start from');
+    const mlpHooks = new Set(['hook_resid_mid', 'ln2.hook_scale', 'ln2.hook_normalized', 'mlp.hook_pre', 'mlp.hook_post', 'hook_mlp_out', 'hook_resid_post'].map(h));
+    const bad = [...v.outputs, ...v.slots.map((s) => s.hook)].find((n) => !mlpHooks.has(n));
+    if (bad) throw new Error(`internal: block ${layer} starts at resid_mid, so ${bad} is not computed`);
+  }
+  // [batch, pos, ...] -> [batch, 1, ...]: the last position (lastPos variants).
+  const lastOf = (x: string) => g.op('Slice', [x, g.constI64([-1]), g.constI64([SLICE_END]), g.constI64([1])]);
 
   let residPost: string;
-  if (cfg.attn_only) {
-    residPost = g.op('Add', [residPre, attnOut]);
+  if (v.fromMid) {
+    // resid_mid [batch, pos, d_model] is given: only ln2 and the MLP run.
+    const residMid = v.lastPos ? lastOf(residIn) : b.hook(h('hook_resid_mid'), g.op('Identity', [residIn]));
+    residPost = mlpHalf(b, P, residMid, v.lastPos === true);
   } else {
-    const residMid = b.hook(h('hook_resid_mid'), g.op('Add', [residPre, attnOut]));
-    const x2 = b.layerNorm(`${P}.ln2`, residMid, `${P}.ln2`);
-    const pre = b.hook(h('mlp.hook_pre'), g.op('Add', [g.op('MatMul', [x2, b.w(`${P}.mlp.W_in`)]), b.w(`${P}.mlp.b_in`)]));
-    const post = b.hook(h('mlp.hook_post'), b.act(pre));
-    const mlpOut = b.hook(h('hook_mlp_out'), g.op('Add', [g.op('MatMul', [post, b.w(`${P}.mlp.W_out`)]), b.w(`${P}.mlp.b_out`)]));
-    residPost = g.op('Add', [residMid, mlpOut]);
+    const residPre = b.hook(h('hook_resid_pre'), g.op('Identity', [residIn]));
+    const x = b.layerNorm(`${P}.ln1`, residPre, `${P}.ln1`);
+
+    // Q, K, V in one GEMM: W_QKV [d_model, 3 * head_index * d_head] built from W_Q/W_K/W_V
+    // [head_index, d_model, d_head]; the result is split and reshaped to [batch, pos, head_index, d_head].
+    let derived = derivedCache.get(params);
+    if (!derived) derivedCache.set(params, (derived = new Map()));
+    let wqkv = derived.get(P);
+    if (!wqkv) derived.set(P, (wqkv = packQKV(params, P, cfg)));
+    const qkvW = b.w(`${P}.attn.W_QKV`, undefined, wqkv.W);
+    const qkvB = b.w(`${P}.attn.b_QKV`, undefined, wqkv.b);
+    const qkv = g.op('Add', [g.op('MatMul', [x, qkvW]), qkvB]);
+    const [qf, kf, vf] = g.opN('Split', [qkv, g.constI64([H * dh, H * dh, H * dh])], 3, { axis: -1 });
+    const shape4 = g.constI64([0, 0, H, dh]);
+    const q = b.hook(h('attn.hook_q'), g.op('Reshape', [qf!, shape4]));
+    let k = b.hook(h('attn.hook_k'), g.op('Reshape', [kf!, shape4]));
+    let vv = b.hook(h('attn.hook_v'), g.op('Reshape', [vf!, shape4]));
+    // prefix: keys / values of the earlier positions come in, [batch, past + pos, head_index, d_head].
+    let past: string | null = null;
+    if (v.prefix) {
+      const pk = g.input(PAST_K, OnnxDType.FLOAT, ['batch', 'past', H, dh]);
+      const pv = g.input(PAST_V, OnnxDType.FLOAT, ['batch', 'past', H, dh]);
+      past = g.op('Slice', [g.op('Shape', [pk]), g.constI64([1]), g.constI64([2])]);
+      k = g.op('Concat', [pk, k], { axis: 1 });
+      vv = g.op('Concat', [pv, vv], { axis: 1 });
+    }
+
+    // scores [batch, head_index, query_pos, key_pos] = q . k / sqrt(d_head), causal mask -> -inf.
+    // lastPos: one query row [batch, head_index, 1, key_pos]; the last query sees every key, so no mask.
+    const qT = g.op('Transpose', [v.lastPos ? lastOf(q) : q], { perm: [0, 2, 1, 3] });
+    const kT = g.op('Transpose', [k], { perm: [0, 2, 3, 1] });
+    let scores = g.op('MatMul', [qT, kT]);
+    if (cfg.use_attn_scale) scores = g.op('Mul', [scores, g.constF([1 / Math.sqrt(dh)])]);
+    if (!v.lastPos) {
+      // Rows [past, past + pos) and columns [0, past + pos) of the causal mask.
+      const n = cfg.n_ctx;
+      const posLen = g.op('Slice', [g.op('Shape', [residIn]), g.constI64([1]), g.constI64([2])]);
+      const first = past ?? g.constI64([0]);
+      const total = past ? g.op('Add', [past, posLen]) : posLen;
+      const starts = g.op('Concat', [first, g.constI64([0])], { axis: 0 });
+      const ends = g.op('Concat', [total, total], { axis: 0 });
+      const mask = g.op('Slice', [g.constBool(causalMask(n), [n, n]), starts, ends, g.constI64([0, 1])]);
+      scores = g.op('Where', [mask, scores, g.constF([-Infinity])]);
+    }
+    // Values after the lastPos slice have one position, so they are not hooks (and never outputs).
+    const hk = (name: string, value: string) => (v.lastPos ? value : b.hook(h(name), value));
+    const attnScores = hk('attn.hook_attn_scores', scores);
+    const pattern = hk('attn.hook_pattern', g.op('Softmax', [attnScores], { axis: -1 }));
+
+    // z [batch, pos, head_index, d_head] = pattern @ v
+    const vT = g.op('Transpose', [vv], { perm: [0, 2, 1, 3] });
+    const zT = g.op('MatMul', [pattern, vT]); // [batch, head_index, pos, d_head]
+    const z = hk('attn.hook_z', g.op('Transpose', [zT], { perm: [0, 2, 1, 3] }));
+
+    let attnOut: string;
+    const zFlat = g.op('Reshape', [z, g.constI64([0, 0, H * dh])]);
+    const plainOut = () => g.op('Add', [g.op('MatMul', [zFlat, b.w(`${P}.attn.W_O`, [H * dh, d])]), b.w(`${P}.attn.b_O`)]);
+    if (v.useAttnResult && !v.lastPos) {
+      // result [batch, pos, head_index, d_model] = z[b,p,h,:] @ W_O[h], computed as head_index GEMMs
+      // of [batch*pos, d_head] x [d_head, d_model] (one per head) rather than batch*head tiny ones.
+      const zH = g.op('Transpose', [g.op('Reshape', [z, g.constI64([-1, H, dh])])], { perm: [1, 0, 2] }); // [head_index, batch*pos, d_head]
+      const resH = g.op('MatMul', [zH, b.w(`${P}.attn.W_O`)]); // [head_index, batch*pos, d_model]
+      const bp = g.op('Slice', [g.op('Shape', [z]), g.constI64([0]), g.constI64([2])]);
+      const shape = g.op('Concat', [bp, g.constI64([H, d])], { axis: 0 });
+      const result = b.hook(h('attn.hook_result'), g.op('Reshape', [g.op('Transpose', [resH], { perm: [1, 0, 2] }), shape]));
+      // TransformerLens sums the per-head results when they are used; we only need to when an
+      // intervention may have changed them, otherwise the single GEMM gives the same attn_out.
+      attnOut = v.slots.some((s) => s.hook === h('attn.hook_result'))
+        ? g.op('Add', [g.op('ReduceSum', [result, g.constI64([2])], { keepdims: 0 }), b.w(`${P}.attn.b_O`)])
+        : plainOut();
+    } else {
+      attnOut = plainOut();
+    }
+    attnOut = hk('hook_attn_out', attnOut);
+
+    const residPreOut = v.lastPos ? lastOf(residPre) : residPre;
+    if (cfg.attn_only) {
+      residPost = g.op('Add', [residPreOut, attnOut]);
+    } else {
+      residPost = mlpHalf(b, P, hk('hook_resid_mid', g.op('Add', [residPreOut, attnOut])), v.lastPos === true);
+    }
   }
-  const out = b.hook(h('hook_resid_post'), residPost);
+  const out = v.lastPos ? residPost : b.hook(h('hook_resid_post'), residPost);
   g.alias(out, RESID_OUT);
-  return b.finish([{ name: RESID_OUT, dims: ['batch', 'pos', d] }]);
+  return b.finish([{ name: RESID_OUT, dims: ['batch', v.lastPos ? 1 : 'pos', d] }]);
+}
+
+/**
+ * ln2, the MLP and the residual add of block `P` on resid_mid [batch, pos, d_model]; returns
+ * resid_post. `plain` values are not hooks (lastPos / fromMid variants have none).
+ */
+function mlpHalf(b: SegmentBuilder, P: string, residMid: string, plain: boolean): string {
+  const g = b.g;
+  const h = (s: string) => `${P}.${s}` as OutputName;
+  const hk = (name: string, value: string) => (plain ? value : b.hook(h(name), value));
+  const x2 = b.layerNorm(`${P}.ln2`, residMid, `${P}.ln2`, plain);
+  const pre = hk('mlp.hook_pre', g.op('Add', [g.op('MatMul', [x2, b.w(`${P}.mlp.W_in`)]), b.w(`${P}.mlp.b_in`)]));
+  const post = hk('mlp.hook_post', b.act(pre));
+  const mlpOut = hk('hook_mlp_out', g.op('Add', [g.op('MatMul', [post, b.w(`${P}.mlp.W_out`)]), b.w(`${P}.mlp.b_out`)]));
+  return g.op('Add', [residMid, mlpOut]);
 }
 
 export function buildFinalGraph(cfg: HookedTransformerConfig, params: Params, v: SegmentVariant): SegmentGraph {
   const b = new SegmentBuilder(cfg, params, v, 'final');
   const g = b.g;
+  if (v.lastPos && (v.outputs.length > 0 || v.slots.length > 0)) throw new Error('internal: a lastPos final segment cannot have hook outputs or interventions');
   const residIn = g.input(RESID_IN, OnnxDType.FLOAT, ['batch', 'pos', cfg.d_model]);
-  const x = b.layerNorm('ln_final', residIn, 'ln_final');
-  // logits [batch, pos, d_vocab_out] = x @ W_U + b_U
-  const logits = g.op('Add', [g.op('MatMul', [x, b.w('unembed.W_U')]), b.w('unembed.b_U')], undefined, 'logits');
-  void logits;
-  return b.finish([{ name: 'logits', dims: ['batch', 'pos', cfg.d_vocab_out] }]);
+  // lastPos: [batch, pos, d_model] -> [batch, 1, d_model] (a no-op when the last block already sliced).
+  const resid = v.lastPos ? g.op('Slice', [residIn, g.constI64([-1]), g.constI64([SLICE_END]), g.constI64([1])]) : residIn;
+  const x = b.layerNorm('ln_final', resid, 'ln_final', v.lastPos === true);
+  let WU: string, bU: string;
+  if (v.vocab || v.lastPos) {
+    // Patching sweeps read a few rows of logits: W_U stays a zero-copy input (not another
+    // pre-packed copy of the largest matrix), and `vocab` gathers only the K columns needed:
+    // W_U[:, ids] [d_model, K], b_U[ids] [K].
+    WU = g.weight('unembed.W_U', getParam(params, 'unembed.W_U'), undefined, true);
+    bU = b.w('unembed.b_U');
+    if (v.vocab) {
+      const ids = g.input(VOCAB_IDS, OnnxDType.INT64, ['K']);
+      WU = g.op('Gather', [WU, ids], { axis: 1 });
+      bU = g.op('Gather', [bU, ids], { axis: 0 });
+    }
+  } else {
+    WU = b.w('unembed.W_U');
+    bU = b.w('unembed.b_U');
+  }
+  // logits [batch, pos, d_vocab_out] (pos = 1 with lastPos, d_vocab_out = K with vocab) = x @ W_U + b_U
+  g.op('Add', [g.op('MatMul', [x, WU]), bU], undefined, 'logits');
+  return b.finish([{ name: 'logits', dims: ['batch', v.lastPos ? 1 : 'pos', v.vocab ? 'K' : cfg.d_vocab_out] }]);
 }
 
 /**

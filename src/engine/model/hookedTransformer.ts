@@ -10,7 +10,7 @@
  * instead of logits, exactly as TransformerLens's start_at_layer / stop_at_layer.
  */
 import type * as ort from 'onnxruntime-node';
-import { buildBlockGraph, buildEmbedGraph, buildFinalGraph, RESID_IN, RESID_OUT, slotInputName, TOKENS, type InterventionSlot, type Segment, type SegmentVariant } from '../graph/gpt2.js';
+import { buildBlockGraph, buildEmbedGraph, buildFinalGraph, PAST_K, PAST_V, RESID_IN, RESID_OUT, slotInputName, TOKENS, VOCAB_IDS, type InterventionSlot, type Segment, type SegmentVariant } from '../graph/gpt2.js';
 import { allHooks, hookAxes, hookDims, requireHook, type HookName, type OutputName } from '../hooks/hooks.js';
 import type { Intervention, InterventionIndex } from '../interventions/plan.js';
 import { OnnxRuntime, ortF32, ortI64, type CompiledSession, type RuntimeOptions } from '../backends/onnx/runtime.js';
@@ -30,6 +30,28 @@ export interface RunOptions {
   residual?: F32;
   /** Skip the unembedding (no logits), e.g. when only activations are wanted. */
   noLogits?: boolean;
+  /**
+   * Logits of the last position only, [batch, 1, d_vocab_out]: the final segment, and the last
+   * block when nothing is hooked or intervened on in it, compute just that row (patching
+   * metrics read nothing else). Not with ln_final hooks as outputs.
+   */
+  lastPositionOnly?: boolean;
+  /** Logits of these token ids only, in this order: [batch, pos, K] (or [batch, 1, K]). */
+  vocab?: readonly number[];
+  /**
+   * With startAtLayer L < n_layers: `residual` is blocks.L.hook_resid_mid ([batch, pos, d_model])
+   * and block L runs only ln2 and its MLP (hooks and interventions of its attention half are
+   * not available).
+   */
+  startAtResidMid?: boolean;
+  /**
+   * The residual covers only the positions after a prefix of `length` positions whose keys and
+   * values at every layer run are given (keys[l], values[l]: blocks.l.attn.hook_k / hook_v of
+   * those positions, [batch, length, head_index, d_head]), e.g. a prefix shared with a cached
+   * run. Logits are for the given positions only. No hook outputs or interventions. With
+   * startAtResidMid the first block runs its MLP on the given positions alone.
+   */
+  prefix?: { keys: readonly (F32 | undefined)[]; values: readonly (F32 | undefined)[] };
 }
 
 export interface RunResult {
@@ -111,7 +133,29 @@ export class HookedTransformer {
       [B, P] = this.checkTokens(tokens);
     }
 
+    const fromMid = opts.startAtResidMid === true;
+    if (fromMid) {
+      if (!opts.residual || start >= cfg.n_layers) throw new Error(`startAtResidMid needs startAtLayer < ${cfg.n_layers} and the residual stream blocks.L.hook_resid_mid`);
+      if (cfg.attn_only) throw new Error('startAtResidMid: an attention-only model has no resid_mid');
+    }
+    if (opts.vocab) {
+      if (opts.vocab.length === 0) throw new Error('vocab: give at least one token id');
+      for (const t of opts.vocab) if (!Number.isInteger(t) || t < 0 || t >= cfg.d_vocab_out) throw new Error(`vocab: token id ${t} is out of range [0, ${cfg.d_vocab_out - 1}]`);
+    }
+    if (opts.prefix) {
+      if (!resid) throw new Error('prefix needs startAtLayer and the residual stream of the positions after the prefix');
+      if ((opts.names && opts.names !== 'all' && opts.names.length > 0) || opts.names === 'all' || (opts.interventions?.length ?? 0) > 0) throw new Error('prefix runs cannot return hooks or take interventions');
+      // A block that starts at resid_mid runs only its MLP, which needs no other position.
+      for (let l = fromMid ? start + 1 : start; l < stop; l++) {
+        for (const t of [opts.prefix.keys[l], opts.prefix.values[l]]) {
+          if (!t || t.dims.length !== 4 || t.dims[0] !== B || t.dims[2] !== cfg.n_heads || t.dims[3] !== cfg.d_head || t.dims[1]! + P > cfg.n_ctx) {
+            throw new Error(`prefix: layer ${l} needs keys and values [${B}, length, ${cfg.n_heads}, ${cfg.d_head}] with length + ${P} <= n_ctx`);
+          }
+        }
+      }
+    }
     const names: OutputName[] = opts.names === 'all' ? this.allOutputs(start, stop) : [...(opts.names ?? [])];
+    if (opts.lastPositionOnly && names.some((n) => n.startsWith('ln_final.'))) throw new Error('lastPositionOnly cannot return ln_final hooks (they would cover one position)');
     for (const n of names) requireHookOrLogits(n, cfg);
     const ivs = opts.interventions ?? [];
     ivs.forEach((iv) => this.checkIntervention(iv, B, P));
@@ -129,6 +173,13 @@ export class HookedTransformer {
       const slots: InterventionSlot[] = segIvs.map(({ iv }) => toSlot(iv, cfg));
       const needsResult = segHooks.some((n) => n.endsWith('attn.hook_result')) || slots.some((s) => s.hook.endsWith('attn.hook_result'));
       const variant: SegmentVariant = { outputs: segHooks.filter((n) => n !== 'logits'), useAttnResult: needsResult, slots };
+      if (seg.kind === 'block' && seg.layer === start && fromMid) variant.fromMid = true;
+      // Only the last block can skip the other positions: every earlier block feeds them as keys.
+      if (opts.lastPositionOnly && wantLogits && ((seg.kind === 'block' && seg.layer === cfg.n_layers - 1 && variant.outputs.length === 0 && slots.length === 0) || seg.kind === 'final')) {
+        variant.lastPos = true;
+      }
+      if (seg.kind === 'final' && opts.vocab) variant.vocab = true;
+      if (seg.kind === 'block' && opts.prefix && !variant.fromMid) variant.prefix = true;
       const session = await this.session(seg, variant);
       const feeds: Record<string, ort.Tensor> = {};
       if (seg.kind === 'embed') {
@@ -138,6 +189,11 @@ export class HookedTransformer {
       } else {
         feeds[RESID_IN] = ortF32(resid!);
       }
+      if (variant.prefix && seg.kind === 'block') {
+        feeds[PAST_K] = ortF32(opts.prefix!.keys[seg.layer]!);
+        feeds[PAST_V] = ortF32(opts.prefix!.values[seg.layer]!);
+      }
+      if (variant.vocab) feeds[VOCAB_IDS] = ortI64(BigInt64Array.from(opts.vocab!.map((t) => BigInt(t))), [opts.vocab!.length]);
       segIvs.forEach(({ iv }, j) => Object.assign(feeds, slotFeeds(iv, j, cfg, B, P)));
       const fetch: string[] = [...variant.outputs];
       if (seg.kind !== 'final') fetch.push(RESID_OUT);

@@ -26,6 +26,7 @@ import { configFromHfGpt2, type HookedTransformerConfig } from './config.js';
 import { convertGpt2Weights, type StateDict } from './hf.js';
 import type { Params } from './params.js';
 import { SafetensorsFile } from './safetensors.js';
+import { isTransformerLensConfigJson, readTransformerLensFolder } from '../training/tlFormat.js';
 
 export interface LoadProgress {
   /** Repo-relative file name, e.g. 'model.safetensors'. */
@@ -263,6 +264,15 @@ export function loadModelFolder(dir: string, modelName?: string): LoadResult {
   const hfConfig = readJson(configPath, 'model config');
   if (typeof hfConfig !== 'object' || hfConfig === null || Array.isArray(hfConfig)) {
     throw new ModelLoadError(`${configPath} is not a JSON object`);
+  }
+  if (isTransformerLensConfigJson(hfConfig)) {
+    // A TransformerLens-layout folder (written by training/, see training/tlFormat.ts); it keeps
+    // its config's model_name.
+    try {
+      return { ...readTransformerLensFolder(folder, hfConfig, modelName), source: folder, files };
+    } catch (e) {
+      throw new ModelLoadError(`${folder}: ${(e as Error).message}`);
+    }
   }
   let cfg: HookedTransformerConfig;
   try {

@@ -1,0 +1,184 @@
+/**
+ * Causal tracing as in ROME (Meng et al. 2022, experiments/causal_trace.py): the prompt is run
+ * once clean and `samples` times with Gaussian noise added to the token embeddings of the
+ * subject (hook_embed, before the positional embedding is added). Then, for every token t and
+ * layer L, one hidden state of the clean run is restored in the corrupted runs and the answer's
+ * probability at the last position is measured (mean over the noisy samples):
+ *
+ *   kind 'resid': the output of block L (blocks.L.hook_resid_post) at token t;
+ *   kind 'mlp' / 'attn': hook_mlp_out / hook_attn_out at token t for a window of `window`
+ *     layers around L, [max(0, L - window/2), min(n_layers, L + ceil(window/2))).
+ *
+ * The answer is the clean run's top prediction unless given. As in ROME the noise is drawn once
+ * (a fixed seed) and reused for every restored state, so cells differ only in what is restored;
+ * here that lets every cell start at the first layer it restores, from the cached noisy run,
+ * with all tokens of one layer (window) batched together. Results are [token][layer] tables.
+ */
+import type { HookedTransformer } from '../model/hookedTransformer.js';
+import type { HookName, OutputName } from '../hooks/hooks.js';
+import type { Intervention } from '../interventions/plan.js';
+import { getParam } from '../model/params.js';
+import { f32 } from '../tensor/tensor.js';
+import { answerProbMetric } from './metrics.js';
+import { runGroups, tileBatch, type CellGroup, type SweepOptions } from './sweep.js';
+
+export type TraceKind = 'resid' | 'mlp' | 'attn';
+
+export interface CausalTraceOptions extends SweepOptions {
+  /** Token positions [start, end) of the subject whose embeddings are noised (BOS counted). */
+  subject: [number, number];
+  /** Noisy runs averaged (ROME: 10). */
+  samples?: number;
+  /** Standard deviation of the noise; default 3 x the standard deviation of W_E's entries (ROME: 3 x the embeddings' std). */
+  noise?: number;
+  /** Layers restored together for 'mlp' / 'attn' (ROME: 10). */
+  window?: number;
+  kinds?: readonly TraceKind[];
+  /** Token whose probability is measured; default the clean top prediction. */
+  answer?: number;
+  seed?: number;
+}
+
+export interface CausalTraceResult {
+  answer: number;
+  /** Clean probability of the answer. */
+  highScore: number;
+  /** Probability with the subject noised and nothing restored. */
+  lowScore: number;
+  noise: number;
+  window: number;
+  subject: [number, number];
+  /** scores[kind][token][layer]: probability of the answer with that state restored. */
+  scores: Partial<Record<TraceKind, number[][]>>;
+}
+
+/** N(0, 1) samples (mulberry32 + Box-Muller), deterministic for a seed. */
+export function gaussian(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const u = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const r = Math.sqrt(-2 * Math.log(Math.max(u(), 1e-300)));
+    const a = 2 * Math.PI * u();
+    out[i] = r * Math.cos(a);
+    if (i + 1 < n) out[i + 1] = r * Math.sin(a);
+  }
+  return out;
+}
+
+/** Standard deviation of all entries of W_E. */
+export function embeddingStd(model: HookedTransformer): number {
+  const w = getParam(model.params, 'embed.W_E').data;
+  let s = 0, s2 = 0;
+  for (const x of w) {
+    s += x;
+    s2 += x * x;
+  }
+  const m = s / w.length;
+  return Math.sqrt(Math.max(0, s2 / w.length - m * m));
+}
+
+/** ROME's window of layers around `layer`. */
+export function traceWindow(layer: number, window: number, nLayers: number): number[] {
+  const lo = Math.max(0, layer - Math.floor(window / 2));
+  const hi = Math.min(nLayers, layer + Math.ceil(window / 2));
+  return Array.from({ length: hi - lo }, (_, i) => lo + i);
+}
+
+export async function causalTrace(model: HookedTransformer, tokens: readonly number[], opts: CausalTraceOptions): Promise<CausalTraceResult> {
+  const cfg = model.cfg;
+  const [, P] = model.checkTokens([tokens]);
+  const [s0, s1] = opts.subject;
+  if (!(Number.isInteger(s0) && Number.isInteger(s1) && 0 <= s0 && s0 < s1 && s1 <= P)) throw new Error(`subject [${s0}, ${s1}) must be a non-empty token range within the prompt's ${P} tokens`);
+  const S = opts.samples ?? 10;
+  const window = opts.window ?? 10;
+  const kinds = opts.kinds ?? ['resid', 'mlp', 'attn'];
+  if (cfg.attn_only && kinds.includes('mlp')) throw new Error('an attention-only model has no MLP to restore');
+  const noise = opts.noise ?? 3 * embeddingStd(model);
+  const n = cfg.n_layers;
+  const d = cfg.d_model;
+
+  // Clean run: the states to restore and the answer.
+  const names: OutputName[] = ['hook_embed'];
+  for (let l = 0; l < n; l++) {
+    names.push(`blocks.${l}.hook_resid_post` as HookName, `blocks.${l}.hook_attn_out` as HookName);
+    if (!cfg.attn_only) names.push(`blocks.${l}.hook_mlp_out` as HookName);
+  }
+  const clean = await model.run([tokens], { names });
+  const V = clean.logits!.dims[2]!;
+  const last = clean.logits!.data.subarray((P - 1) * V, P * V);
+  let answer = opts.answer ?? 0;
+  if (opts.answer === undefined) for (let v = 1; v < V; v++) if (last[v]! > last[answer]!) answer = v;
+  const metric = answerProbMetric(new Array<number>(S).fill(answer));
+  const highScore = answerProbMetric([answer])(clean.logits!);
+
+  // Noisy embeddings [samples, pos, d_model]: the clean embedding plus noise on the subject.
+  const embed = clean.cache.get('hook_embed')!;
+  const noisy = tileBatch(embed, S);
+  const z = gaussian(S * (s1 - s0) * d, opts.seed ?? 1);
+  for (let s = 0; s < S; s++) for (let p = s0; p < s1; p++) for (let i = 0; i < d; i++) noisy.data[(s * P + p) * d + i]! += noise * z[(s * (s1 - s0) + p - s0) * d + i]!;
+  const rows = Array.from({ length: S }, () => tokens);
+  const corrNames = Array.from({ length: n }, (_, l) => `blocks.${l}.hook_resid_pre` as OutputName);
+  corrNames.push(`blocks.${n - 1}.hook_resid_post` as OutputName);
+  const noiseIv: Intervention = { kind: 'patch', hook: 'hook_embed', source: noisy };
+  const corr = await model.run(rows, { names: corrNames, interventions: [noiseIv] });
+  const lowScore = metric(corr.logits!);
+  const residIn = (l: number) => (l < n ? corr.cache.get(`blocks.${l}.hook_resid_pre` as OutputName)! : corr.cache.get(`blocks.${n - 1}.hook_resid_post` as OutputName)!);
+  const cleanAt = (hook: string) => clean.cache.get(hook as OutputName)!;
+
+  // One flat output, [kind, token, layer].
+  const all = new Float64Array(kinds.length * P * n).fill(NaN);
+  const groups: CellGroup[] = [];
+  kinds.forEach((kind, ki) => {
+    for (let L = 0; L < n; L++) {
+      const cells = Array.from({ length: P }, (_, t) => (ki * P + t) * n + L);
+      if (kind === 'resid') {
+        // Restoring block L's output at t = the residual entering L + 1 with row t clean.
+        const base = residIn(L + 1);
+        const src = cleanAt(`blocks.${L}.hook_resid_post`);
+        groups.push({
+          cells,
+          bytesPerCell: 4 * S * P * d,
+          build: (chunk) => {
+            const resid = tileBatch(base, chunk.length);
+            chunk.forEach((t, c) => {
+              for (let s = 0; s < S; s++) resid.data.set(src.data.subarray(t * d, (t + 1) * d), ((c * S + s) * P + t) * d);
+            });
+            return { startLayer: L + 1, residual: resid, interventions: [] };
+          },
+        });
+      } else {
+        const layers = traceWindow(L, window, n);
+        const hook = kind === 'mlp' ? 'hook_mlp_out' : 'hook_attn_out';
+        groups.push({
+          cells,
+          bytesPerCell: 4 * S * P * d * (1 + layers.length),
+          build: (chunk) => {
+            // mask [cells*S, pos, 1]: row block c restores token chunk[c] at every layer of the window.
+            const mask = f32([chunk.length * S, P, 1]);
+            chunk.forEach((t, c) => {
+              for (let s = 0; s < S; s++) mask.data[(c * S + s) * P + t] = 1;
+            });
+            const ivs: Intervention[] = layers.map((k) => ({ kind: 'patch', hook: `blocks.${k}.${hook}` as HookName, mask, source: tileBatch(cleanAt(`blocks.${k}.${hook}`), chunk.length * S) }));
+            return { startLayer: layers[0]!, residual: tileBatch(residIn(layers[0]!), chunk.length), interventions: ivs };
+          },
+        });
+      }
+    }
+  });
+  const result = (): CausalTraceResult => {
+    const scores: Partial<Record<TraceKind, number[][]>> = {};
+    kinds.forEach((k, ki) => {
+      scores[k] = Array.from({ length: P }, (_, t) => Array.from(all.subarray((ki * P + t) * n, (ki * P + t + 1) * n)));
+    });
+    return { answer, highScore, lowScore, noise, window, subject: [s0, s1], scores };
+  };
+  await runGroups(model, groups, S, P, metric, all, opts, result);
+  return result();
+}

@@ -1,0 +1,468 @@
+/**
+ * Reading an experiment file: JSON syntax, the schema, prompts (inline or from a .prompts file)
+ * and the checks that need no model; then, with a loaded model, the checks that need its
+ * tokenizer and shape (answers of one token, clean and corrupted prompts of the same length,
+ * layers / heads / neurons / hooks that exist). Every problem is a diagnostic with the file and
+ * range of the offending text; an experiment with an error is never run.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { LineIndex, nodeAt, parseJsonWithPositions, JsonSyntaxError, toValue, type JsonNode, type JsonPath, type Range } from './json.js';
+import { experimentSchema, ANSWER_KINDS, PATCHING_KINDS, type AnalysisSpec, type ExperimentFile, type GroupExpectation, type PromptSource } from './schema.js';
+import { validate } from './validate.js';
+import { parsePromptsFile, splitLines } from '../prompts/promptsFile.js';
+import type { HookedTransformerConfig } from '../model/config.js';
+import { requireHook } from '../hooks/hooks.js';
+import { toSingleToken, toTokens, tokensToStrings, type Tokenizer } from '../model/tokenizer.js';
+import type { Processing } from '../model/params.js';
+import type { Device } from '../backends/onnx/runtime.js';
+
+export interface Diagnostic {
+  /** Absolute path of the file the range is in (the experiment, or a .prompts / text file it names). */
+  file: string;
+  range: Range;
+  severity: 'error' | 'warning';
+  message: string;
+  code: string;
+}
+
+/** A place in a file. */
+export interface Location {
+  file: string;
+  range: Range;
+}
+
+export interface ResolvedPrompt {
+  prompt: string;
+  corrupted?: string;
+  answer?: string;
+  wrong?: string;
+  /** Where each field is written (inline in the experiment, or on a line of a .prompts file). */
+  at: { prompt: Location; corrupted?: Location; answer?: Location; wrong?: Location };
+}
+
+export interface ResolvedGroup {
+  /** null for an experiment with a single "prompts" list. */
+  name: string | null;
+  expect?: GroupExpectation;
+  prompts: ResolvedPrompt[];
+  at: Location;
+}
+
+export interface ResolvedAnalysis {
+  index: number;
+  spec: AnalysisSpec;
+  at: Location;
+}
+
+export interface ResolvedExperiment {
+  file: string;
+  dir: string;
+  spec: ExperimentFile;
+  title: string;
+  model: { name: string; spec: string; processing: Processing; device: Device; offline: boolean; at: Location };
+  prependBos: boolean;
+  metric: 'logit_diff' | 'answer_prob' | 'answer_logprob';
+  normalize: boolean;
+  groups: ResolvedGroup[];
+  analyses: ResolvedAnalysis[];
+  /** Where a value of the experiment file is written (path of keys / indices from the root). */
+  locate(path: JsonPath): Location;
+}
+
+export interface ParseResult {
+  experiment?: ResolvedExperiment;
+  diagnostics: Diagnostic[];
+}
+
+/** Reads files for the parser (tests replace it). */
+export interface FileReader {
+  read(file: string): string | null;
+}
+
+const fsReader: FileReader = {
+  read: (f) => {
+    try {
+      return fs.readFileSync(f, 'utf8');
+    } catch {
+      return null;
+    }
+  },
+};
+
+const ZERO: Range = { start: { line: 0, character: 0 }, end: { line: 0, character: 1 } };
+
+export function hasErrors(ds: readonly Diagnostic[]): boolean {
+  return ds.some((d) => d.severity === 'error');
+}
+
+/** "file:line:col: error: message" with 1-based line and column, as compilers print. */
+export function formatDiagnostic(d: Diagnostic, cwd = process.cwd()): string {
+  const rel = path.relative(cwd, d.file) || d.file;
+  return `${rel}:${d.range.start.line + 1}:${d.range.start.character + 1}: ${d.severity}: ${d.message}`;
+}
+
+/** Parses "L7H11". */
+export function parseHead(s: string): { layer: number; head: number } | null {
+  const m = /^L(\d+)H(\d+)$/.exec(s);
+  return m ? { layer: Number(m[1]), head: Number(m[2]) } : null;
+}
+
+/**
+ * Parses and statically checks an experiment file's text. `file` is its path (prompts and text
+ * files are resolved against its folder).
+ */
+export function parseExperiment(text: string, file: string, reader: FileReader = fsReader): ParseResult {
+  const absFile = path.resolve(file);
+  const dir = path.dirname(absFile);
+  const lines = new LineIndex(text);
+  const diagnostics: Diagnostic[] = [];
+  let root: JsonNode;
+  try {
+    root = parseJsonWithPositions(text);
+  } catch (e) {
+    if (!(e instanceof JsonSyntaxError)) throw e;
+    return { diagnostics: [{ file: absFile, range: lines.range(e.offset, 1), severity: 'error', message: `JSON syntax: ${e.message}`, code: 'json-syntax' }] };
+  }
+  const where = (p: JsonPath, atKey = false): Location => {
+    const r = nodeAt(root, p);
+    if (atKey && r.exact && r.key) return { file: absFile, range: lines.range(r.key.offset, r.key.length) };
+    return { file: absFile, range: lines.range(r.node.offset, r.exact || r.node.type !== 'object' ? r.node.length : 1) };
+  };
+  const err = (loc: Location, message: string, code: string) => diagnostics.push({ ...loc, severity: 'error', message, code });
+
+  for (const p of validate(root, experimentSchema)) err(where(p.path, p.atKey), p.message, 'schema');
+  if (hasErrors(diagnostics)) return { diagnostics };
+  const spec = toValue(root) as ExperimentFile;
+
+  // Prompts.
+  const groups: ResolvedGroup[] = [];
+  if (spec.prompts && spec.groups) err(where(['groups'], true), 'give either "prompts" or "groups", not both', 'prompts');
+  else if (!spec.prompts && !spec.groups) err(where([]), 'missing "prompts" (or "groups"): the experiment needs prompts to run on', 'prompts');
+  else if (spec.prompts) {
+    const ps = resolvePrompts(spec.prompts, ['prompts'], dir, where, reader, diagnostics);
+    if (ps) groups.push({ name: null, prompts: ps, at: where(['prompts']) });
+  } else {
+    const names = new Set<string>();
+    spec.groups!.forEach((g, i) => {
+      if (names.has(g.name)) err(where(['groups', i, 'name']), `two groups are named ${JSON.stringify(g.name)}; names must differ`, 'groups');
+      names.add(g.name);
+      const ps = resolvePrompts(g.prompts, ['groups', i, 'prompts'], dir, where, reader, diagnostics);
+      if (ps) groups.push({ name: g.name, prompts: ps, at: where(['groups', i]), ...(g.expect ? { expect: g.expect } : {}) });
+    });
+  }
+
+  const metric = spec.metric ?? 'logit_diff';
+  const analyses: ResolvedAnalysis[] = spec.analyses.map((a, index) => ({ index, spec: a, at: where(['analyses', index]) }));
+  for (const a of analyses) {
+    const kindAt = where(['analyses', a.index, 'kind']);
+    for (const g of groups) {
+      const gname = g.name === null ? '' : ` of group ${JSON.stringify(g.name)}`;
+      if (PATCHING_KINDS.has(a.spec.kind)) {
+        const missing = g.prompts.findIndex((p) => p.corrupted === undefined);
+        if (missing >= 0) err(kindAt, `${a.spec.kind} patches clean activations into corrupted runs, but prompt ${missing + 1}${gname} has no corrupted prompt (write CLEAN => CORRUPTED, or "corrupted": ...)`, 'needs-corrupted');
+      }
+      if (ANSWER_KINDS.has(a.spec.kind)) {
+        const needWrong = metric === 'logit_diff' || ['logit_diff', 'layer_dla', 'head_dla', 'neuron_dla', 'logit_lens'].includes(a.spec.kind);
+        const bad = g.prompts.findIndex((p) => p.answer === undefined || (needWrong && p.wrong === undefined));
+        if (bad >= 0) {
+          err(kindAt, `${a.spec.kind} needs ${needWrong ? 'an answer and a wrong answer' : 'an answer'} for every prompt, but prompt ${bad + 1}${gname} has ${g.prompts[bad]!.answer === undefined ? 'none' : 'no wrong answer'} (write -> " answer" | " wrong")`, 'needs-answers');
+        }
+      }
+      const idx = 'prompt' in a.spec && !('text' in a.spec && a.spec.text !== undefined) ? a.spec.prompt : undefined;
+      if (idx !== undefined && idx >= g.prompts.length) err(where(['analyses', a.index, 'prompt']), `prompt ${idx} does not exist${gname}: there are ${g.prompts.length} prompts (0-based)`, 'range');
+    }
+    if (a.spec.kind === 'neuron_activations' && a.spec.file !== undefined && reader.read(path.resolve(dir, a.spec.file)) === null) {
+      err(where(['analyses', a.index, 'file']), `cannot read ${path.resolve(dir, a.spec.file)}`, 'file');
+    }
+    if (a.spec.kind === 'causal_trace' && Array.isArray(a.spec.subject) && a.spec.subject[0] >= a.spec.subject[1]) {
+      err(where(['analyses', a.index, 'subject']), 'subject [start, end) must have start < end', 'range');
+    }
+  }
+  if (hasErrors(diagnostics)) return { diagnostics };
+
+  const m = typeof spec.model === 'string' ? { name: spec.model } : spec.model;
+  const local = path.resolve(dir, m.name);
+  const isFolder = !m.name.startsWith('builtin:') && (m.name.startsWith('.') || m.name.startsWith('/') || fs.existsSync(local));
+  const experiment: ResolvedExperiment = {
+    file: absFile,
+    dir,
+    spec,
+    title: spec.title ?? path.basename(absFile).replace(/\.experiment\.json$/, ''),
+    model: { name: m.name, spec: isFolder ? local : m.name, processing: m.processing ?? 'default', device: m.device ?? 'cpu', offline: m.offline ?? false, at: where(['model']) },
+    prependBos: spec.prependBos ?? true,
+    metric,
+    normalize: spec.normalize ?? true,
+    groups,
+    analyses,
+    locate: (p) => where(p),
+  };
+  return { experiment, diagnostics };
+}
+
+function resolvePrompts(src: PromptSource, at: JsonPath, dir: string, where: (p: JsonPath, atKey?: boolean) => Location, reader: FileReader, out: Diagnostic[]): ResolvedPrompt[] | null {
+  if (Array.isArray(src)) {
+    return src.map((p, i) => {
+      const r: ResolvedPrompt = { prompt: p.prompt, at: { prompt: where([...at, i, 'prompt']) } };
+      for (const k of ['corrupted', 'answer', 'wrong'] as const) {
+        if (p[k] !== undefined) {
+          r[k] = p[k];
+          r.at[k] = where([...at, i, k]);
+        }
+      }
+      return r;
+    });
+  }
+  const file = path.resolve(dir, src.file);
+  const text = reader.read(file);
+  if (text === null) {
+    out.push({ ...where([...at, 'file']), severity: 'error', message: `cannot read the prompts file ${file}`, code: 'prompts-file' });
+    return null;
+  }
+  const parsed = parsePromptsFile(text);
+  const span = (s: { line: number; start: number; end: number }): Location => ({ file, range: { start: { line: s.line, character: s.start }, end: { line: s.line, character: s.end } } });
+  let lo = 0;
+  let hi = Number.MAX_SAFE_INTEGER;
+  if (src.lines) {
+    [lo, hi] = [src.lines[0] - 1, src.lines[1] - 1];
+    if (lo > hi) out.push({ ...where([...at, 'lines']), severity: 'error', message: `lines [${src.lines[0]}, ${src.lines[1]}] is empty: the first line comes first`, code: 'prompts-lines' });
+  }
+  if (src.section !== undefined) {
+    const ls = splitLines(text);
+    const header = (l: string) => /^\s*##\s*(.*?)\s*$/.exec(l)?.[1];
+    const start = ls.findIndex((l) => header(l) === src.section);
+    if (start < 0) {
+      const names = ls.map(header).filter((x): x is string => x !== undefined);
+      out.push({ ...where([...at, 'section']), severity: 'error', message: `no section "## ${src.section}" in ${file}${names.length ? `; its sections are ${names.map((n) => JSON.stringify(n)).join(', ')}` : ''}`, code: 'prompts-section' });
+      return null;
+    }
+    let end = ls.findIndex((l, i) => i > start && header(l) !== undefined);
+    if (end < 0) end = ls.length;
+    lo = Math.max(lo, start + 1);
+    hi = Math.min(hi, end - 1);
+  }
+  // Problems of the selected lines are reported in the prompts file itself.
+  for (const p of parsed.problems) {
+    if (p.span.line >= lo && p.span.line <= hi) out.push({ ...span(p.span), severity: p.severity, message: p.message, code: `prompts-${p.code}` });
+  }
+  const entries = parsed.prompts.filter((e) => e.line >= lo && e.line <= hi);
+  if (entries.length === 0) {
+    out.push({ ...where(at), severity: 'error', message: `no prompts selected from ${file}`, code: 'prompts-empty' });
+    return null;
+  }
+  return entries.map((e) => {
+    const r: ResolvedPrompt = { prompt: e.prompt.text, at: { prompt: span(e.prompt.span) } };
+    for (const k of ['corrupted', 'answer', 'wrong'] as const) {
+      const t = e[k];
+      if (t) {
+        r[k] = t.text;
+        r.at[k] = span(t.span);
+      }
+    }
+    return r;
+  });
+}
+
+/** Token ids of one group, after the model checks. */
+export interface GroupTokens {
+  clean: number[][];
+  corrupted: number[][] | null;
+  /** [correct, wrong] per prompt (wrong = -1 when not given), null when some prompt has no answer. */
+  answers: [number, number][] | null;
+  strTokens: string[];
+}
+
+/**
+ * The checks that need the model: tokenization (answers of one token, prompts within n_ctx,
+ * equal lengths), and layer / head / neuron / hook references. Returns the tokens of every
+ * group (in order) when there is no error.
+ */
+export function checkWithModel(x: ResolvedExperiment, cfg: HookedTransformerConfig, tok: Tokenizer): { diagnostics: Diagnostic[]; tokens: GroupTokens[] } {
+  const diagnostics: Diagnostic[] = [];
+  const err = (loc: Location, message: string, code: string) => diagnostics.push({ ...loc, severity: 'error', message, code });
+  const tokens: GroupTokens[] = [];
+  const name = x.model.name;
+  for (const g of x.groups) {
+    const gname = g.name === null ? '' : ` in group ${JSON.stringify(g.name)}`;
+    const enc = (text: string, loc: Location, what: string): number[] | null => {
+      try {
+        const ids = toTokens(tok, text, { prependBos: x.prependBos, truncate: false }).tokens[0]!;
+        if (ids.length > cfg.n_ctx) {
+          err(loc, `this ${what} is ${ids.length} tokens, longer than ${name}'s context of ${cfg.n_ctx} tokens (n_ctx)`, 'too-long');
+          return null;
+        }
+        return ids;
+      } catch (e) {
+        err(loc, `${name} cannot tokenize this ${what}: ${(e as Error).message}`, 'tokenize');
+        return null;
+      }
+    };
+    const single = (text: string, loc: Location, what: string): number | null => {
+      try {
+        return toSingleToken(tok, text);
+      } catch {
+        let shown = '';
+        try {
+          shown = tokensToStrings(tok, tok.encode(text)).map((s) => JSON.stringify(s)).join(', ');
+        } catch { /* not tokenizable at all */ }
+        err(loc, `the ${what} ${JSON.stringify(text)} must be a single token for ${name}, but it is ${shown ? `[${shown}]` : 'not tokenizable'}`, 'multi-token-answer');
+        return null;
+      }
+    };
+    const clean: number[][] = [];
+    const corr: number[][] = [];
+    const answers: [number, number][] = [];
+    let allAnswers = true;
+    let ok = true;
+    g.prompts.forEach((p, i) => {
+      const c = enc(p.prompt, p.at.prompt, 'prompt');
+      const k = p.corrupted !== undefined ? enc(p.corrupted, p.at.corrupted!, 'corrupted prompt') : null;
+      if (!c || (p.corrupted !== undefined && !k)) ok = false;
+      if (c && k && c.length !== k.length) {
+        err(p.at.corrupted!, `the clean prompt is ${c.length} tokens and the corrupted one ${k.length} for ${name}: patching compares position by position, so both need the same number of tokens`, 'length-mismatch');
+        ok = false;
+      }
+      if (c && clean.length > 0 && c.length !== clean[0]!.length) {
+        err(p.at.prompt, `prompt ${i + 1}${gname} is ${c.length} tokens but prompt 1 is ${clean[0]!.length}: the prompts of a group run as one batch and need the same number of tokens`, 'length-mismatch');
+        ok = false;
+      }
+      if (c) clean.push(c);
+      if (k) corr.push(k);
+      const a = p.answer !== undefined ? single(p.answer, p.at.answer!, 'answer') : null;
+      const w = p.wrong !== undefined ? single(p.wrong, p.at.wrong!, 'wrong answer') : null;
+      if ((p.answer !== undefined && a === null) || (p.wrong !== undefined && w === null)) ok = false;
+      if (a === null) allAnswers = false;
+      answers.push([a ?? -1, w ?? -1]);
+    });
+    if (ok) {
+      tokens.push({
+        clean,
+        corrupted: corr.length === clean.length ? corr : null,
+        answers: allAnswers ? answers : null,
+        strTokens: tokensToStrings(tok, clean[0]!),
+      });
+    }
+  }
+
+  const L = cfg.n_layers, H = cfg.n_heads;
+  for (const a of x.analyses) {
+    const s = a.spec;
+    const at = (...p: (string | number)[]): Location => locateIn(x, a, p);
+    const layerOk = (l: number, p: (string | number)[]) => {
+      if (l >= L) err(at(...p), `layer ${l} does not exist: ${name} has layers 0..${L - 1}`, 'range');
+      return l < L;
+    };
+    const headOk = (h: string, p: (string | number)[]) => {
+      const r = parseHead(h)!;
+      if (r.layer >= L || r.head >= H) err(at(...p), `head ${h} does not exist: ${name} has layers 0..${L - 1} with heads 0..${H - 1}`, 'range');
+    };
+    const mlpOk = () => {
+      if (cfg.d_mlp === null) err(at('kind'), `${s.kind} needs MLP layers, but ${name} is attention-only`, 'attn-only');
+      return cfg.d_mlp !== null;
+    };
+    switch (s.kind) {
+      case 'test_prompt':
+        if (s.text !== undefined) {
+          try {
+            const n = toTokens(tok, s.text, { prependBos: x.prependBos, truncate: false }).tokens[0]!.length;
+            if (n > cfg.n_ctx) err(at('text'), `this prompt is ${n} tokens, longer than ${name}'s context of ${cfg.n_ctx} tokens`, 'too-long');
+          } catch (e) {
+            err(at('text'), `${name} cannot tokenize this prompt: ${(e as Error).message}`, 'tokenize');
+          }
+        }
+        if (s.answer !== undefined) {
+          try {
+            toSingleToken(tok, s.answer);
+          } catch (e) {
+            err(at('answer'), `the answer must be a single token for ${name}: ${(e as Error).message}`, 'multi-token-answer');
+          }
+        }
+        break;
+      case 'neuron_dla':
+        if (mlpOk()) layerOk(s.layer, ['layer']);
+        break;
+      case 'patch_neurons':
+        if (mlpOk() && layerOk(s.layer, ['layer'])) s.neurons?.forEach((n, i) => n >= cfg.d_mlp! && err(at('neurons', i), `neuron ${n} does not exist: layers have neurons 0..${cfg.d_mlp! - 1}`, 'range'));
+        break;
+      case 'neuron_activations':
+        if (mlpOk() && layerOk(s.layer, ['layer']) && s.neuron >= cfg.d_mlp!) err(at('neuron'), `neuron ${s.neuron} does not exist: layers have neurons 0..${cfg.d_mlp! - 1}`, 'range');
+        break;
+      case 'patch':
+        if ((s.hook === 'mlp_out' || s.hook === 'resid_mid') && cfg.attn_only) err(at('hook'), `${name} is attention-only: it has no hook_${s.hook}`, 'attn-only');
+        s.layers?.forEach((l, i) => layerOk(l, ['layers', i]));
+        break;
+      case 'patch_heads':
+        s.layers?.forEach((l, i) => layerOk(l, ['layers', i]));
+        break;
+      case 'attention':
+        if (Array.isArray(s.heads)) s.heads.forEach((h, i) => headOk(h, ['heads', i]));
+        break;
+      case 'circuits':
+        s.heads.forEach((h, i) => headOk(h, ['heads', i]));
+        break;
+      case 'path_patch':
+        if (Array.isArray(s.receivers)) {
+          s.receivers.forEach((h, i) => headOk(h, ['receivers', i]));
+          if (s.receivers.every((h) => parseHead(h)!.layer === 0)) err(at('receivers'), 'receivers in layer 0 have no earlier sender heads', 'range');
+        }
+        break;
+      case 'ablation':
+        s.hooks?.forEach((h, i) => {
+          try {
+            requireHook(h, cfg);
+          } catch (e) {
+            err(at('hooks', i), (e as Error).message, 'unknown-hook');
+          }
+        });
+        break;
+      case 'head_scores': {
+        const len = 2 * (s.seqLen ?? 50) + (s.prependBos ? 1 : 0);
+        if (len > cfg.n_ctx) err(at('seqLen'), `2 x seqLen${s.prependBos ? ' + 1' : ''} = ${len} tokens exceeds ${name}'s context of ${cfg.n_ctx}`, 'range');
+        if (s.tokenRange && (s.tokenRange[0] >= s.tokenRange[1] || s.tokenRange[1] > cfg.d_vocab)) err(at('tokenRange'), `tokenRange must be [lo, hi) with lo < hi <= d_vocab = ${cfg.d_vocab}`, 'range');
+        break;
+      }
+      case 'causal_trace': {
+        for (const [gi, g] of tokens.entries()) {
+          const row = g.clean[s.prompt ?? 0];
+          if (!row) continue;
+          if (Array.isArray(s.subject)) {
+            if (s.subject[1] > row.length) err(at('subject'), `subject [${s.subject[0]}, ${s.subject[1]}) goes past the prompt's ${row.length} tokens`, 'range');
+          } else if (findSubject(tok, row, s.subject) === null) {
+            err(at('subject'), `the subject ${JSON.stringify(s.subject)} is not a run of whole tokens of prompt ${s.prompt ?? 0}${x.groups[gi]?.name ? ` of group ${JSON.stringify(x.groups[gi]!.name)}` : ''}`, 'subject');
+          }
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  return { diagnostics, tokens };
+}
+
+function locateIn(x: ResolvedExperiment, a: ResolvedAnalysis, p: (string | number)[]): Location {
+  return x.locate(['analyses', a.index, ...p]);
+}
+
+/**
+ * ROME's find_token_range: the token positions [start, end) whose decoded text contains the
+ * subject (the shortest run of tokens ending where the subject ends), or null.
+ */
+export function findSubject(tok: Tokenizer, row: readonly number[], subject: string): [number, number] | null {
+  // Character offsets where each token's text ends, from decoding growing prefixes (so a
+  // tokenizer that joins tokens with spaces, like integer ids, is handled too).
+  const ends = row.map((_, i) => tok.decode(row.slice(0, i + 1)).length);
+  const whole = tok.decode([...row]);
+  const at = whole.indexOf(subject);
+  if (at < 0) return null;
+  const start = ends.findIndex((e) => e > at);
+  const end = ends.findIndex((e) => e >= at + subject.length);
+  return start < 0 || end < 0 ? null : [start, end + 1];
+}
+
+/** Reads and parses an experiment file from disk. */
+export function readExperiment(file: string, reader: FileReader = fsReader): ParseResult {
+  const text = reader.read(path.resolve(file));
+  if (text === null) return { diagnostics: [{ file: path.resolve(file), range: ZERO, severity: 'error', message: `cannot read ${path.resolve(file)}`, code: 'file' }] };
+  return parseExperiment(text, file, reader);
+}

@@ -1,0 +1,516 @@
+/**
+ * Runs a checked experiment: every analysis on every prompt group, with progress and
+ * cancellation. Each result carries its numbers as plain JSON, heatmaps in the panels' format
+ * (HeatmapData: rows x columns, labelled axes, values; the report and the webview draw the same
+ * data), optional colored-token views and tables, large tensors for safetensors, and the checks
+ * of any `expect` block. A cancelled run keeps the results (and partial sweep) computed so far.
+ */
+import type { HookedTransformer } from '../model/hookedTransformer.js';
+import type { Tokenizer } from '../model/tokenizer.js';
+import { toSingleToken, toTokens, tokensToStrings } from '../model/tokenizer.js';
+import type { HeatmapData } from '../../protocol/webview.js';
+import type { TestPromptResult } from '../../protocol/engine.js';
+import { f32, type F32 } from '../tensor/tensor.js';
+import { ActivationCache } from '../cache/activationCache.js';
+import { headDla, layerDla, logitDiffs, logitLens, rankOf, topK } from '../analysis/basic.js';
+import { answerProbMetric, logitDiffMetric, normalizedMetric, type Metric } from '../analysis/metrics.js';
+import { runPatchSweep, type PatchSweepSpec, type SweepResult } from '../analysis/patching.js';
+import { SweepAbortedError } from '../analysis/sweep.js';
+import { attentionPatterns, detectHeads, repeatedTokenHeadScores } from '../analysis/heads.js';
+import { compositionScores, copyingScore, fullOvCircuit, fullQkCircuit, ovCopyingScores } from '../analysis/circuits.js';
+import { maxActivatingLines, neuronActivations, neuronDla } from '../analysis/neurons.js';
+import { ablateEveryHook } from '../analysis/ablation.js';
+import { causalTrace } from '../analysis/tracing.js';
+import { pathPatch } from '../analysis/pathPatching.js';
+import type { HookName } from '../hooks/hooks.js';
+import { findSubject, parseHead, type GroupTokens, type ResolvedAnalysis, type ResolvedExperiment } from './parse.js';
+import type { AnalysisKind, GroupExpectation } from './schema.js';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export interface Check {
+  what: string;
+  expected: number;
+  actual: number;
+  tolerance: number;
+  ok: boolean;
+}
+
+export interface TokenView {
+  title: string;
+  tokens: string[];
+  values: number[];
+}
+
+export interface Table {
+  title: string;
+  columns: string[];
+  rows: (string | number)[][];
+}
+
+export interface AnalysisResult {
+  /** Index of the analysis in the file. */
+  index: number;
+  kind: AnalysisKind;
+  group: string | null;
+  title: string;
+  /** The result's numbers (plain JSON). */
+  data: Record<string, unknown>;
+  heatmaps: HeatmapData[];
+  tokenViews?: TokenView[];
+  tables?: Table[];
+  checks?: Check[];
+  /** Large tensors, stored in tensors.safetensors as `<index>/<group>/<name>`. */
+  tensors?: Record<string, F32>;
+  /** The analysis was cancelled part-way: NaN marks cells not computed. */
+  partial?: boolean;
+  elapsedMs: number;
+}
+
+export interface ExperimentResults {
+  results: AnalysisResult[];
+  cancelled: boolean;
+  elapsedMs: number;
+}
+
+export interface RunProgress {
+  /** 'start' of an analysis, 'progress' within it (with fraction), 'done' when it finished. */
+  phase: 'start' | 'progress' | 'done';
+  /** Analyses finished, and in all. */
+  done: number;
+  total: number;
+  message: string;
+  /** Progress within the current analysis, 0..1, when it reports one. */
+  fraction?: number;
+}
+
+export interface RunOptions {
+  signal?: AbortSignal;
+  onProgress?: (p: RunProgress) => void;
+}
+
+const DEFAULT_TITLES: Record<AnalysisKind, string> = {
+  test_prompt: 'Top predictions',
+  logit_diff: 'Logit difference',
+  layer_dla: 'Logit difference from each layer (direct logit attribution)',
+  head_dla: 'Logit difference from each head (direct logit attribution)',
+  neuron_dla: 'Direct logit attribution of neurons',
+  logit_lens: 'Logit difference from the accumulated residual stream (logit lens)',
+  attention: 'Attention patterns',
+  head_scores: 'Head scores on repeated random tokens',
+  detect_heads: 'Head detector',
+  circuits: 'QK and OV circuits',
+  copying_scores: 'Copying scores of the full OV circuits',
+  composition: 'Composition scores',
+  neuron_activations: 'Neuron activations',
+  ablation: 'Loss with each hook ablated',
+  patch: 'Activation patching',
+  patch_heads: 'Activation patching of heads',
+  patch_neurons: 'Activation patching of neurons',
+  causal_trace: 'Causal tracing',
+  path_patch: 'Path patching',
+};
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+const headLabels = (L: number, H: number) => range(L * H).map((i) => `L${Math.floor(i / H)}H${i % H}`);
+
+function heatmap(title: string, rowAxis: string, colAxis: string, rowLabels: string[], colLabels: string[], values: number[][], valueLabel: string): HeatmapData {
+  return { title, rowAxis, colAxis, rowLabels, colLabels, values, valueLabel };
+}
+
+function rows2d(values: ArrayLike<number>, nRows: number, nCols: number): number[][] {
+  return range(nRows).map((r) => Array.from({ length: nCols }, (_, c) => values[r * nCols + c]!));
+}
+
+function check(what: string, expected: number, actual: number, tolerance: number): Check {
+  return { what, expected, actual, tolerance, ok: Math.abs(actual - expected) <= tolerance };
+}
+
+/** torch.topk of a flat list: indices and values, largest first. */
+function topIndices(values: readonly number[], k: number, by: (v: number) => number = (v) => v): number[] {
+  return range(values.length).filter((i) => !Number.isNaN(values[i]!)).sort((a, b) => by(values[b]!) - by(values[a]!) || a - b).slice(0, k);
+}
+
+interface GroupContext {
+  name: string | null;
+  texts: { clean: string[]; corrupted: string[] | null };
+  tokens: GroupTokens;
+  /** Position labels `${token}_${i}` of the first prompt (the seeds' x axis). */
+  posLabels: string[];
+  metric: Metric | null;
+  expect?: GroupExpectation;
+  /** Clean and corrupted metric values, when both exist. */
+  clean?: number;
+  corrupted?: number;
+}
+
+export async function runExperiment(x: ResolvedExperiment, model: HookedTransformer, tok: Tokenizer, groupTokens: GroupTokens[], opts: RunOptions = {}): Promise<ExperimentResults> {
+  const t0 = performance.now();
+  const results: AnalysisResult[] = [];
+  const total = x.groups.length * x.analyses.length;
+  let done = 0;
+  for (const [gi, g] of x.groups.entries()) {
+    const gt = groupTokens[gi]!;
+    const ctx: GroupContext = {
+      name: g.name,
+      texts: { clean: g.prompts.map((p) => p.prompt), corrupted: gt.corrupted ? g.prompts.map((p) => p.corrupted!) : null },
+      tokens: gt,
+      posLabels: gt.strTokens.map((s, i) => `${s}_${i}`),
+      metric: null,
+      expect: g.expect,
+    };
+    if (gt.answers && gt.answers.every((a) => a[0] >= 0)) {
+      const base = x.metric === 'logit_diff' ? (gt.answers.every((a) => a[1] >= 0) ? logitDiffMetric(gt.answers) : null) : answerProbMetric(gt.answers.map((a) => a[0]), { log: x.metric === 'answer_logprob' });
+      if (base) {
+        ctx.clean = base(await model.forward(gt.clean));
+        if (gt.corrupted) ctx.corrupted = base(await model.forward(gt.corrupted));
+        ctx.metric = x.normalize && ctx.corrupted !== undefined && ctx.clean !== ctx.corrupted ? normalizedMetric(base, ctx.clean, ctx.corrupted) : base;
+      }
+    }
+    for (const a of x.analyses) {
+      if (opts.signal?.aborted) return { results, cancelled: true, elapsedMs: performance.now() - t0 };
+      const title = `${g.name !== null ? `${g.name}: ` : ''}${a.spec.title ?? DEFAULT_TITLES[a.spec.kind]}`;
+      opts.onProgress?.({ phase: 'start', done, total, message: title });
+      const ta = performance.now();
+      const res: AnalysisResult = { index: a.index, kind: a.spec.kind, group: g.name, title, data: {}, heatmaps: [], elapsedMs: 0 };
+      const progress = (d: number, t: number) => opts.onProgress?.({ phase: 'progress', done, total, message: title, fraction: d / t });
+      try {
+        await runAnalysis(a, res, ctx, x, model, tok, { signal: opts.signal, onProgress: progress });
+      } catch (e) {
+        if (!(e instanceof SweepAbortedError)) throw e;
+        res.partial = true;
+        fillFromPartial(res, e.partial, ctx, model);
+        res.elapsedMs = performance.now() - ta;
+        results.push(res);
+        return { results, cancelled: true, elapsedMs: performance.now() - t0 };
+      }
+      res.elapsedMs = performance.now() - ta;
+      results.push(res);
+      done++;
+      opts.onProgress?.({ phase: 'done', done, total, message: res.title });
+    }
+  }
+  return { results, cancelled: false, elapsedMs: performance.now() - t0 };
+}
+
+function metricLabel(x: ResolvedExperiment, ctx: GroupContext): string {
+  const base = x.metric === 'logit_diff' ? 'logit diff' : x.metric === 'answer_prob' ? 'answer prob' : 'answer log-prob';
+  return x.normalize && ctx.corrupted !== undefined ? `normalised ${base}` : base;
+}
+
+/** Heatmap of a patching sweep result, in the seeds' layouts. */
+function sweepHeatmaps(r: SweepResult, title: string, ctx: GroupContext, model: HookedTransformer, valueLabel: string): HeatmapData[] {
+  const H = model.cfg.n_heads;
+  const [A, B, C] = r.dims;
+  const layerLabels = r.coords[0]!.map(String);
+  switch (r.axes.join(',')) {
+    case 'layer,pos': return [heatmap(title, 'layer', 'position', layerLabels, ctx.posLabels, rows2d(r.values, A!, B!), valueLabel)];
+    case 'layer,head': return [heatmap(title, 'layer', 'head', layerLabels, range(H).map(String), rows2d(r.values, A!, B!), valueLabel)];
+    case 'layer,pos,head': {
+      // Rows = heads (L{l}H{h}), columns = positions.
+      const rows = r.coords[0]!.flatMap((l) => range(H).map((h) => `L${l}H${h}`));
+      const vals = range(A! * C!).map((i) => range(B!).map((p) => r.values[(Math.floor(i / C!) * B! + p) * C! + (i % C!)]!));
+      return [heatmap(title, 'head', 'position', rows, ctx.posLabels, vals, valueLabel)];
+    }
+    case 'layer,head,dest_pos': {
+      const rows = r.coords[0]!.flatMap((l) => range(H).map((h) => `L${l}H${h}`));
+      return [heatmap(title, 'head', 'destination position', rows, ctx.posLabels, rows2d(r.values, A! * B!, C!), valueLabel)];
+    }
+    default: return [heatmap(title, r.axes[0]!, 'neuron', [title], r.coords[0]!.map((n) => `N${n}`), [Array.from(r.values)], valueLabel)];
+  }
+}
+
+function cellChecks(r: SweepResult, expect: { cells?: { at: number[]; value: number }[]; tolerance?: number } | undefined): Check[] | undefined {
+  if (!expect?.cells) return undefined;
+  const tol = expect.tolerance ?? 1e-3;
+  return expect.cells.map((c) => {
+    // `at` names coordinates (layer numbers, neuron ids), mapped to indices of the result.
+    let flat = 0;
+    let ok = c.at.length === r.dims.length;
+    c.at.forEach((v, i) => {
+      const k = r.coords[i]?.indexOf(v) ?? -1;
+      if (k < 0) ok = false;
+      flat = flat * (r.dims[i] ?? 1) + Math.max(0, k);
+    });
+    const actual = ok ? r.values[flat]! : NaN;
+    return { ...check(`${r.axes.join(', ')} = [${c.at.join(', ')}]`, c.value, actual, tol), ok: ok && Math.abs(actual - c.value) <= tol };
+  });
+}
+
+function fillFromPartial(res: AnalysisResult, partial: unknown, ctx: GroupContext, model: HookedTransformer): void {
+  const p = partial as Partial<SweepResult>;
+  if (p && p.values instanceof Float64Array && p.dims && p.axes && p.coords) {
+    res.data = { dims: p.dims, axes: p.axes, coords: p.coords, values: Array.from(p.values) };
+    res.heatmaps = sweepHeatmaps(p as SweepResult, `${res.title} (cancelled: partial)`, ctx, model, 'metric');
+  } else {
+    res.data = { partial };
+  }
+}
+
+async function runAnalysis(
+  a: ResolvedAnalysis, res: AnalysisResult, ctx: GroupContext, x: ResolvedExperiment, model: HookedTransformer, tok: Tokenizer,
+  sweepOpts: { signal?: AbortSignal; onProgress: (d: number, t: number) => void },
+): Promise<void> {
+  const s = a.spec;
+  const cfg = model.cfg;
+  const L = cfg.n_layers, H = cfg.n_heads;
+  const gt = ctx.tokens;
+  const answers = gt.answers;
+  const title = res.title;
+  const valueLabel = metricLabel(x, ctx);
+  const needMetric = (): Metric => {
+    if (!ctx.metric) throw new Error(`${s.kind} needs answers for every prompt`);
+    return ctx.metric;
+  };
+  const cache = async () => new ActivationCache((await model.runWithCache(gt.clean)).cache, cfg, model.params);
+
+  switch (s.kind) {
+    case 'test_prompt': {
+      const i = s.prompt ?? 0;
+      const promptText = s.text ?? ctx.texts.clean[i]!;
+      const row = s.text !== undefined ? toTokens(tok, s.text, { prependBos: x.prependBos, truncate: false }).tokens[0]! : gt.clean[i]!;
+      const logits = await model.forward([row]);
+      const V = logits.dims[2]!;
+      const last = logits.data.subarray((row.length - 1) * V, row.length * V);
+      const top = topK(last, s.topK ?? 10).map((t) => ({ token: t.token, str: tokensToStrings(tok, [t.token])[0]!, logit: t.logit, prob: t.prob }));
+      const result: TestPromptResult = { tokens: row, strTokens: tokensToStrings(tok, row), topK: top, perTokenLoss: [] };
+      const ans = s.answer !== undefined ? toSingleToken(tok, s.answer) : s.text === undefined ? answers?.[i]?.[0] : undefined;
+      if (ans !== undefined && ans >= 0) {
+        let m = -Infinity;
+        for (const v of last) if (v > m) m = v;
+        let z = 0;
+        for (const v of last) z += Math.exp(v - m);
+        result.answer = { token: ans, str: tokensToStrings(tok, [ans])[0]!, rank: rankOf(last, ans), logit: last[ans]!, prob: Math.exp(last[ans]! - m) / z };
+      }
+      res.data = { ...result };
+      res.tables = [{
+        title: `${JSON.stringify(promptText)}${result.answer ? ` (answer ${JSON.stringify(result.answer.str)}: rank ${result.answer.rank}, logit ${result.answer.logit.toFixed(2)}, prob ${(100 * result.answer.prob).toFixed(2)}%)` : ''}`,
+        columns: ['rank', 'token', 'logit', 'prob'],
+        rows: top.map((t, k) => [k, JSON.stringify(t.str), Number(t.logit.toFixed(4)), Number(t.prob.toFixed(6))]),
+      }];
+      return;
+    }
+    case 'logit_diff': {
+      const a2 = answers!;
+      const clean = logitDiffs(await model.forward(gt.clean), a2);
+      const mean = (v: number[]) => v.reduce((p, q) => p + q, 0) / v.length;
+      const data: Record<string, unknown> = { clean: { perPrompt: clean, mean: mean(clean) } };
+      const rows: (string | number)[][] = clean.map((v, i) => [i, ctx.texts.clean[i]!, Number(v.toFixed(4))]);
+      let corr: number[] | null = null;
+      if (gt.corrupted) {
+        corr = logitDiffs(await model.forward(gt.corrupted), a2);
+        data['corrupted'] = { perPrompt: corr, mean: mean(corr) };
+        rows.forEach((r, i) => r.push(ctx.texts.corrupted![i]!, Number(corr![i]!.toFixed(4))));
+      }
+      res.data = data;
+      res.tables = [{ title: `Average logit difference: clean ${mean(clean).toFixed(4)}${corr ? `, corrupted ${mean(corr).toFixed(4)}` : ''}`, columns: corr ? ['#', 'clean prompt', 'clean', 'corrupted prompt', 'corrupted'] : ['#', 'prompt', 'logit diff'], rows }];
+      res.heatmaps = [heatmap(title, 'run', 'prompt', corr ? ['clean', 'corrupted'] : ['clean'], range(clean.length).map(String), corr ? [clean, corr] : [clean], 'logit diff')];
+      const g = ctx.expect;
+      const e = { ...(g ? { clean: g.logitDiff, corrupted: g.corrupted, perPrompt: g.perPrompt, tolerance: g.tolerance } : {}), ...s.expect };
+      const tol = e.tolerance ?? 5e-4;
+      const checks: Check[] = [];
+      if (e.clean !== undefined) checks.push(check('average clean logit difference', e.clean, mean(clean), tol));
+      if (e.corrupted !== undefined) checks.push(check('average corrupted logit difference', e.corrupted, corr ? mean(corr) : NaN, tol));
+      e.perPrompt?.forEach((v, i) => checks.push(check(`clean logit difference of prompt ${i}`, v, clean[i] ?? NaN, tol)));
+      if (checks.length) res.checks = checks;
+      return;
+    }
+    case 'layer_dla': {
+      const c = await cache();
+      const values = layerDla(c, answers!);
+      const labels = c.decomposeResid(-1, { pos_slice: -1 }).labels;
+      res.data = { labels, values };
+      res.heatmaps = [heatmap(title, 'metric', 'component', ['logit diff'], labels, [values], 'logit diff')];
+      return;
+    }
+    case 'head_dla': {
+      const values = headDla(await cache(), answers!);
+      const flat = values.flat();
+      const top = topIndices(flat, s.top ?? 3);
+      const bottom = topIndices(flat, s.top ?? 3, (v) => -v);
+      res.data = { values, top: top.map((i) => ({ head: `L${Math.floor(i / H)}H${i % H}`, value: flat[i] })), bottom: bottom.map((i) => ({ head: `L${Math.floor(i / H)}H${i % H}`, value: flat[i] })) };
+      res.heatmaps = [heatmap(title, 'layer', 'head', range(L).map(String), range(H).map(String), values, 'logit diff')];
+      res.tables = [{ title: 'Top heads', columns: ['head', 'logit diff'], rows: [...top, ...bottom].map((i) => [`L${Math.floor(i / H)}H${i % H}`, Number(flat[i]!.toFixed(4))]) }];
+      const want = s.expect?.top ?? ctx.expect?.headDlaTop;
+      if (want) {
+        const tol = s.expect?.tolerance ?? ctx.expect?.tolerance ?? 5e-4;
+        const order = topIndices(flat, want.length);
+        res.checks = want.map((v, k) => check(`top ${k + 1} head attribution (${order[k] !== undefined ? `L${Math.floor(order[k]! / H)}H${order[k]! % H}` : '-'})`, v, order[k] !== undefined ? flat[order[k]!]! : NaN, tol));
+      }
+      return;
+    }
+    case 'neuron_dla': {
+      const values = await neuronDla(model, gt.clean, answers!, s.layer);
+      const top = topIndices(values, s.top ?? 10, Math.abs);
+      res.data = { layer: s.layer, values, top: top.map((n) => ({ neuron: n, value: values[n] })) };
+      res.heatmaps = [heatmap(title, 'layer', 'neuron', [`L${s.layer}`], range(values.length).map((n) => `N${n}`), [values], 'logit diff')];
+      res.tables = [{ title: `Neurons of layer ${s.layer} with the largest |attribution|`, columns: ['neuron', 'logit diff'], rows: top.map((n) => [`L${s.layer}N${n}`, Number(values[n]!.toFixed(4))]) }];
+      return;
+    }
+    case 'logit_lens': {
+      const r = logitLens(await cache(), answers!);
+      res.data = r;
+      res.heatmaps = [heatmap(title, 'metric', 'residual stream', ['logit diff'], r.labels, [r.values], 'logit diff')];
+      return;
+    }
+    case 'attention': {
+      const pats = await attentionPatterns(model, gt.clean); // [layer, head, q, k]
+      let heads: { layer: number; head: number }[];
+      if (Array.isArray(s.heads)) heads = s.heads.map((h) => parseHead(h)!);
+      else {
+        const dla = answers && answers.every((p) => p[1] >= 0) ? headDla(await cache(), answers).flat() : null;
+        if (!dla) throw new Error('attention with heads "top_dla" needs answers and wrong answers; list the heads instead');
+        const k = s.top ?? 3;
+        heads = [...topIndices(dla, k), ...topIndices(dla, k, (v) => -v)].map((i) => ({ layer: Math.floor(i / H), head: i % H }));
+      }
+      const P = gt.clean[0]!.length;
+      const labels = gt.strTokens.map((t, i) => `${t}_${i}`);
+      res.heatmaps = heads.map(({ layer, head }) => {
+        const o = (layer * H + head) * P * P;
+        return heatmap(`${title}: L${layer}H${head}${gt.clean.length > 1 ? ` (mean over ${gt.clean.length} prompts)` : ''}`, 'query position', 'key position', labels, labels, rows2d(pats.data.subarray(o, o + P * P), P, P), 'attention');
+      });
+      res.data = { heads: heads.map((h) => `L${h.layer}H${h.head}`), strTokens: gt.strTokens };
+      res.tensors = { pattern: pats };
+      return;
+    }
+    case 'head_scores': {
+      const r = await repeatedTokenHeadScores(model, { seqLen: s.seqLen, batch: s.batch, seed: s.seed, prependBos: s.prependBos, tokenRange: s.tokenRange, errorMeasure: s.errorMeasure, excludeBos: s.excludeBos, excludeCurrentToken: s.excludeCurrentToken });
+      const hm = (t: string, v: number[][]) => heatmap(`${title}: ${t}`, 'layer', 'head', range(L).map(String), range(H).map(String), v, 'score');
+      res.data = { seqLen: r.seqLen, inductionStripe: r.inductionStripe, detector: r.detector, lossByPosition: r.lossByPosition };
+      res.heatmaps = [
+        hm('induction score (attention to the token after the previous occurrence)', r.inductionStripe),
+        hm('previous-token head score', r.detector.previous_token_head),
+        hm('duplicate-token head score', r.detector.duplicate_token_head),
+        hm('induction head score (head_detector)', r.detector.induction_head),
+        heatmap(`${title}: loss by position on repeated random tokens`, 'metric', 'position', ['loss'], range(r.lossByPosition.length).map(String), [r.lossByPosition], 'loss'),
+      ];
+      return;
+    }
+    case 'detect_heads': {
+      const v = await detectHeads(model, gt.clean, s.pattern, { errorMeasure: s.errorMeasure, excludeBos: s.excludeBos, excludeCurrentToken: s.excludeCurrentToken });
+      res.data = { pattern: s.pattern, values: v };
+      res.heatmaps = [heatmap(`${title}: ${s.pattern}`, 'layer', 'head', range(L).map(String), range(H).map(String), v, 'score')];
+      return;
+    }
+    case 'circuits': {
+      const row = gt.clean[0]!;
+      const ids = [...new Set(row)];
+      const labels = tokensToStrings(tok, ids).map((t) => JSON.stringify(t));
+      const data: Record<string, unknown>[] = [];
+      for (const hs of s.heads) {
+        const { layer, head } = parseHead(hs)!;
+        const qk = await fullQkCircuit(model, layer, head);
+        const ov = await fullOvCircuit(model, layer, head);
+        const qkM = qk.materialize(ids, ids);
+        const ovM = ov.materialize(ids, ids);
+        const cs = copyingScore(ov.eigenvalues());
+        data.push({ head: hs, tokens: ids, qk: rows2d(qkM.data, ids.length, ids.length), ov: rows2d(ovM.data, ids.length, ids.length), copyingScore: cs, qkNorm: qk.norm(), ovNorm: ov.norm() });
+        res.heatmaps.push(
+          heatmap(`${title}: ${hs} full QK circuit W_E W_Q W_Kᵀ W_Eᵀ`, 'query token', 'key token', labels, labels, rows2d(qkM.data, ids.length, ids.length), 'attention score'),
+          heatmap(`${title}: ${hs} full OV circuit W_E W_V W_O W_U (copying score ${cs.toFixed(3)})`, 'source token', 'output logit', labels, labels, rows2d(ovM.data, ids.length, ids.length), 'logit'),
+        );
+      }
+      res.data = { heads: data };
+      return;
+    }
+    case 'copying_scores': {
+      const v = await ovCopyingScores(model);
+      res.data = { values: v };
+      res.heatmaps = [heatmap(title, 'layer', 'head', range(L).map(String), range(H).map(String), v, 'copying score')];
+      return;
+    }
+    case 'composition': {
+      const t = await compositionScores(model, s.mode);
+      const names = headLabels(L, H);
+      res.heatmaps = [heatmap(`${title}: ${s.mode}-composition`, 'earlier head (OV)', `later head (${s.mode === 'V' ? 'OV' : s.mode === 'Q' ? 'QK' : 'QKᵀ'})`, names, names, rows2d(t.data, L * H, L * H), 'composition score')];
+      res.data = { mode: s.mode, axes: ['layer', 'head', 'layer', 'head'], shape: t.dims };
+      res.tensors = { scores: t };
+      return;
+    }
+    case 'neuron_activations': {
+      const views: { title: string; tokens: string[]; values: number[] }[] = [];
+      if (s.file !== undefined) {
+        const file = path.resolve(x.dir, s.file);
+        const lines = fs.readFileSync(file, 'utf8').split(/\r\n|\r|\n/);
+        const rows = lines.map((l) => (l.trim() === '' ? [] : toTokens(tok, l, { prependBos: x.prependBos, nCtx: cfg.n_ctx, truncate: true }).tokens[0]!));
+        const top = await maxActivatingLines(model, rows, s.layer, s.neuron, s.top ?? 10, { signal: sweepOpts.signal, onProgress: sweepOpts.onProgress });
+        for (const t of top) views.push({ title: `${path.basename(file)}:${t.line + 1} (max ${t.max.toFixed(3)})`, tokens: tokensToStrings(tok, t.tokens), values: t.acts });
+        res.data = { layer: s.layer, neuron: s.neuron, file, lines: top.map((t) => ({ line: t.line + 1, max: t.max, acts: t.acts, tokens: t.tokens })) };
+      } else {
+        const rows = s.text !== undefined ? [toTokens(tok, s.text, { prependBos: x.prependBos, truncate: false }).tokens[0]!] : gt.clean;
+        const acts = await neuronActivations(model, rows, s.layer, s.neuron);
+        acts.forEach((t, i) => views.push({ title: s.text ?? ctx.texts.clean[i]!, tokens: tokensToStrings(tok, t.tokens), values: t.acts }));
+        res.data = { layer: s.layer, neuron: s.neuron, texts: acts.map((t) => ({ tokens: t.tokens, acts: t.acts, max: t.max, min: t.min })) };
+        if (s.expect) {
+          const tol = s.expect.tolerance ?? 5e-4;
+          res.checks = [];
+          if (s.expect.max !== undefined) res.checks.push(check(`largest activation of L${s.layer}N${s.neuron}`, s.expect.max, acts[0]!.max, tol));
+          if (s.expect.min !== undefined) res.checks.push(check(`smallest activation of L${s.layer}N${s.neuron}`, s.expect.min, acts[0]!.min, tol));
+        }
+      }
+      res.tokenViews = views.map((v) => ({ ...v, title: `L${s.layer}N${s.neuron}: ${v.title}` }));
+      return;
+    }
+    case 'ablation': {
+      const r = await ablateEveryHook(model, gt.clean, { kind: s.ablation ?? 'mean', loss: s.loss, hooks: s.hooks as HookName[] | undefined, signal: sweepOpts.signal, onProgress: sweepOpts.onProgress });
+      const deltas = r.losses.map((l) => l - r.baseline);
+      res.data = { kind: r.kind, baseline: r.baseline, hooks: r.hooks, losses: r.losses, deltas };
+      res.heatmaps = [heatmap(`${title} (${r.kind}; baseline loss ${r.baseline.toFixed(4)})`, 'metric', 'hook', ['loss - baseline'], r.hooks, [deltas], 'loss change')];
+      res.tables = [{ title: `Loss with each hook ${r.kind}-ablated (baseline ${r.baseline.toFixed(4)})`, columns: ['hook', 'loss', 'change'], rows: r.hooks.map((h, i) => [h, Number(r.losses[i]!.toFixed(4)), Number(deltas[i]!.toFixed(4))]) }];
+      return;
+    }
+    case 'patch':
+    case 'patch_heads':
+    case 'patch_neurons': {
+      const sweep: PatchSweepSpec = s.kind === 'patch'
+        ? { kind: 'layer_pos', hook: s.hook, layers: s.layers }
+        : s.kind === 'patch_heads'
+          ? { kind: 'head', activation: s.activation, by: s.by, layers: s.layers }
+          : { kind: 'neuron', layer: s.layer, hook: s.hook, neurons: s.neurons };
+      const r = await runPatchSweep(model, gt.clean, gt.corrupted!, needMetric(), sweep, sweepOpts);
+      const what = s.kind === 'patch' ? `blocks.L.hook_${s.hook}` : s.kind === 'patch_heads' ? `blocks.L.attn.hook_${s.activation}${s.by === 'pos' ? ' by position' : ''}` : `blocks.${s.layer}.mlp.hook_${s.hook ?? 'post'}`;
+      res.title = s.title ? title : `${title}: ${what}`;
+      res.data = { hook: r.hook, dims: r.dims, axes: r.axes, coords: r.coords, values: Array.from(r.values), clean: ctx.clean, corrupted: ctx.corrupted };
+      res.heatmaps = sweepHeatmaps(r, res.title, ctx, model, valueLabel);
+      res.checks = cellChecks(r, s.expect);
+      if (s.kind === 'patch_neurons') {
+        const vals = Array.from(r.values);
+        const top = topIndices(vals, s.top ?? 10, Math.abs);
+        res.tables = [{ title: `Neurons with the largest |effect|`, columns: ['neuron', valueLabel], rows: top.map((i) => [`L${s.layer}N${r.coords[0]![i]}`, Number(vals[i]!.toFixed(5))]) }];
+      }
+      return;
+    }
+    case 'causal_trace': {
+      const i = s.prompt ?? 0;
+      const row = gt.clean[i]!;
+      const subject = Array.isArray(s.subject) ? (s.subject as [number, number]) : findSubject(tok, row, s.subject)!;
+      const r = await causalTrace(model, row, { subject, samples: s.samples, noise: s.noise, window: s.window, kinds: s.kinds, seed: s.seed, ...sweepOpts });
+      const labels = gt.strTokens.map((t, p) => (p >= subject[0] && p < subject[1] ? `${t}*` : t));
+      const ans = tokensToStrings(tok, [r.answer])[0]!;
+      res.data = { ...r, answerStr: ans, prompt: ctx.texts.clean[i] };
+      const names: Record<string, string> = { resid: 'single restored layer (hidden state)', mlp: `MLP outputs, window of ${r.window}`, attn: `attention outputs, window of ${r.window}` };
+      for (const [k, table] of Object.entries(r.scores)) {
+        res.heatmaps.push(heatmap(`${title}: restoring ${names[k]} (p(${JSON.stringify(ans)}): clean ${r.highScore.toFixed(4)}, noised ${r.lowScore.toFixed(4)})`, 'token', 'layer', labels, range(L).map(String), table!, `p(${ans})`));
+      }
+      return;
+    }
+    case 'path_patch': {
+      const denoise = (s.direction ?? 'denoise') === 'denoise';
+      const [base, source] = denoise ? [gt.corrupted!, gt.clean] : [gt.clean, gt.corrupted!];
+      const receivers = s.receivers === 'logits' ? 'logits' as const : { heads: s.receivers.map((h) => parseHead(h)!), input: s.input ?? 'v' };
+      const r = await pathPatch(model, base, source, needMetric(), { receivers }, sweepOpts);
+      const to = s.receivers === 'logits' ? 'the logits' : `${s.receivers.join(', ')} (${s.input ?? 'v'})`;
+      res.title = s.title ? title : `${title}: sender heads -> ${to}${denoise ? '' : ' (noising)'}`;
+      res.data = { values: r.values, senderLayers: r.senderLayers, direction: denoise ? 'denoise' : 'noise' };
+      res.heatmaps = [heatmap(res.title, 'sender layer', 'sender head', range(r.values.length).map(String), range(H).map(String), r.values, valueLabel)];
+      return;
+    }
+  }
+}
+
+/** All tensors of the results, keyed `<index>/<group>/<name>` for safetensors. */
+export function resultTensors(results: readonly AnalysisResult[]): Map<string, F32> {
+  const out = new Map<string, F32>();
+  for (const r of results) for (const [k, t] of Object.entries(r.tensors ?? {})) out.set(`${r.index}/${r.group ?? '_'}/${k}`, f32(t.dims, t.data));
+  return out;
+}

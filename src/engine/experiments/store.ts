@@ -1,0 +1,136 @@
+/**
+ * The results store: one folder per run, `.mechlens/runs/<id>/`, holding
+ *   run.json             the RunRecord shared with the extension (src/protocol/runs.ts): inputs,
+ *                        model, engine version, created time, and a 'heatmap' panel state with
+ *                        every heatmap of the run, so the Runs view reopens it without recomputing;
+ *   results.json         every number of every analysis (ExperimentResults, tensors excluded);
+ *   tensors.safetensors  large tensors (attention patterns, composition scores), when any;
+ *   experiment.json      a copy of the experiment file as it was run.
+ * Files are written atomically (temporary name, then rename).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { newRunId, RUN_FILE, RUNS_DIR, runRecordProblem, type RunRecord } from '../../protocol/runs.js';
+import type { HeatmapState } from '../../protocol/webview.js';
+import { writeSafetensors } from '../model/safetensors.js';
+import type { ResolvedExperiment } from './parse.js';
+import { resultTensors, type ExperimentResults } from './run.js';
+
+export const RESULTS_FILE = 'results.json';
+export const TENSORS_FILE = 'tensors.safetensors';
+export const EXPERIMENT_COPY = 'experiment.json';
+
+let cachedVersion: string | undefined;
+
+/** The version in MechLens's package.json (found upward from this module), for run records. */
+export function engineVersion(): string {
+  if (cachedVersion) return cachedVersion;
+  let dir = __dirname;
+  for (let i = 0; i < 6; i++) {
+    const p = path.join(dir, 'package.json');
+    try {
+      const j = JSON.parse(fs.readFileSync(p, 'utf8')) as { name?: string; version?: string };
+      if (j.name === 'mechlens' && typeof j.version === 'string') return (cachedVersion = j.version);
+    } catch { /* not here */ }
+    dir = path.dirname(dir);
+  }
+  return (cachedVersion = '0.0.0');
+}
+
+/** JSON with NaN / ±Infinity written as null (JSON has no such numbers). */
+export function toJson(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 1) + '\n';
+}
+
+function writeAtomic(file: string, data: string): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, data);
+  fs.renameSync(tmp, file);
+}
+
+export interface SavedRun {
+  dir: string;
+  record: RunRecord;
+}
+
+export interface SaveOptions {
+  /** The run folder itself; default <cwd>/.mechlens/runs/<id>. Must be empty or absent. */
+  outDir?: string;
+  /** Folder that holds .mechlens (default: process.cwd()). */
+  workspace?: string;
+  /** The model as loaded: cfg.model_name. */
+  modelName: string;
+  now?: Date;
+}
+
+export function saveRun(x: ResolvedExperiment, res: ExperimentResults, opts: SaveOptions): SavedRun {
+  const now = opts.now ?? new Date();
+  const id = newRunId('experiment', now);
+  const dir = path.resolve(opts.outDir ?? path.join(opts.workspace ?? process.cwd(), RUNS_DIR, id));
+  if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0) throw new Error(`output folder ${dir} is not empty; give a new or empty folder`);
+  fs.mkdirSync(dir, { recursive: true });
+  const first = x.groups[0]!;
+  const state: HeatmapState = {
+    kind: 'heatmap',
+    model: x.model.name,
+    heatmaps: res.results.flatMap((r) => r.heatmaps),
+    description: `${x.spec.description ? `${x.spec.description}\n` : ''}${res.cancelled ? 'Cancelled: partial results.\n' : ''}Metric: ${x.metric}${x.normalize ? ' (patching normalised: (patched - corrupted) / (clean - corrupted))' : ''}.`,
+  };
+  const record: RunRecord = {
+    id,
+    kind: 'experiment',
+    title: x.title,
+    createdAt: now.toISOString(),
+    model: { spec: x.model.spec, name: opts.modelName, processing: x.model.processing },
+    engineVersion: engineVersion(),
+    inputs: {
+      prompts: first.prompts.map((p) => p.prompt),
+      ...(first.prompts.every((p) => p.corrupted !== undefined) ? { corrupted: first.prompts.map((p) => p.corrupted!) } : {}),
+      experiment: x.file,
+      groups: x.groups.map((g) => ({ name: g.name, prompts: g.prompts.map((p) => ({ prompt: p.prompt, corrupted: p.corrupted, answer: p.answer, wrong: p.wrong })) })),
+      metric: x.metric,
+      normalize: x.normalize,
+      prependBos: x.prependBos,
+      analyses: x.analyses.map((a) => a.spec),
+      cancelled: res.cancelled,
+    },
+    state,
+  };
+  const problem = runRecordProblem(JSON.parse(toJson(record)));
+  if (problem) throw new Error(`internal: the run record is invalid: ${problem}`);
+  const tensors = resultTensors(res.results);
+  if (tensors.size > 0) writeSafetensors(path.join(dir, TENSORS_FILE), tensors, { run: id });
+  const plain = { ...res, results: res.results.map(({ tensors: t, ...r }) => ({ ...r, tensors: t ? Object.fromEntries(Object.entries(t).map(([k, v]) => [k, { dims: v.dims, file: TENSORS_FILE, key: `${r.index}/${r.group ?? '_'}/${k}` }])) : undefined })) };
+  writeAtomic(path.join(dir, RESULTS_FILE), toJson(plain));
+  try {
+    fs.copyFileSync(x.file, path.join(dir, EXPERIMENT_COPY));
+  } catch { /* parsed from an unsaved buffer: nothing to copy */ }
+  // run.json last: a folder with run.json is a complete run.
+  writeAtomic(path.join(dir, RUN_FILE), toJson(record));
+  return { dir, record };
+}
+
+export interface LoadedRun {
+  dir: string;
+  record: RunRecord;
+  results: ExperimentResults | null;
+}
+
+/** Reads a run folder (or its run.json). */
+export function loadRun(dirOrFile: string): LoadedRun {
+  const p = path.resolve(dirOrFile);
+  const dir = fs.existsSync(p) && fs.statSync(p).isDirectory() ? p : path.dirname(p);
+  const runFile = path.join(dir, RUN_FILE);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fs.readFileSync(runFile, 'utf8'));
+  } catch (e) {
+    throw new Error(`cannot read ${runFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const problem = runRecordProblem(raw);
+  if (problem) throw new Error(`${runFile} is not a MechLens run: ${problem}`);
+  let results: ExperimentResults | null = null;
+  const rf = path.join(dir, RESULTS_FILE);
+  if (fs.existsSync(rf)) results = JSON.parse(fs.readFileSync(rf, 'utf8')) as ExperimentResults;
+  return { dir, record: raw as RunRecord, results };
+}
