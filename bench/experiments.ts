@@ -77,6 +77,8 @@ export async function benchExperiments(): Promise<Record<string, number>> {
         naiveMs += performance.now() - t1;
         worstDiff = Math.max(worstDiff, Math.abs(v - r.values[c.index]!));
       }
+      // As the experiment runner does between analyses: drop this sweep's session variants.
+      await model.releaseVariants();
       const naivePerCell = naiveMs / sample.length;
       const naiveEst = naivePerCell * cells.length;
       out[`${s.name}_ms`] = round(ms);

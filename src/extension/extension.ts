@@ -25,6 +25,8 @@ import { readSettings } from './settings.js';
 import { registerCommands } from './commands.js';
 import { PROMPTS_LANGUAGE_ID } from './promptTarget.js';
 import { notifyError } from './notify.js';
+import { registerExperiments } from './experiments.js';
+import { registerTraining } from './training.js';
 
 export interface MechLensApi {
   engine: {
@@ -116,6 +118,8 @@ export function activate(context: vscode.ExtensionContext): MechLensApi {
 
   context.subscriptions.push(new ModelStatusBar(host));
   context.subscriptions.push(...registerCommands({ host, panels, docs, runStore, runsTree, log, options, version }));
+  context.subscriptions.push(...registerExperiments({ host, panels, docs, runsTree, log, extensionUri: context.extensionUri, prependBos: () => options().prependBos }));
+  context.subscriptions.push(registerTraining({ context, log, version, runsDir }));
 
   context.subscriptions.push(
     vscode.workspace.onDidChangeConfiguration((e) => {

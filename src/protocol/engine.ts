@@ -171,6 +171,227 @@ export interface ProgressParams {
   message: string;
   /** 0..1 when known. */
   fraction?: number;
+  /** Training requests (engine/training/start) report each step here. */
+  training?: TrainingProgress;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Training toy transformers (src/engine/training) and the analyses run on a trained checkpoint.
+// Shapes mirror src/engine/training/trainer.ts's TrainConfig (plain data, so the protocol does
+// not import the engine); field names are TransformerLens's.
+
+/** The model of a training run, in HookedTransformerConfig field names. */
+export interface TrainModelPayload {
+  n_layers: number;
+  d_model: number;
+  n_heads: number;
+  d_head?: number;
+  d_mlp?: number;
+  attn_only?: boolean;
+  d_vocab: number;
+  n_ctx: number;
+  act_fn?: 'gelu_new' | 'gelu' | 'relu' | 'gelu_fast';
+  normalization_type?: 'LN' | 'LNPre' | null;
+  positional_embedding_type?: 'standard' | 'none';
+  bos_token_id?: number | null;
+  model_name?: string;
+}
+
+export type TrainTaskPayload =
+  | { kind: 'previous_token'; bos_token_id?: number }
+  | { kind: 'induction'; bos_token_id?: number; loss_on?: 'all' | 'repeated' }
+  | { kind: 'text'; file: string; tokenizer: 'gpt2' | 'char' };
+
+/** Everything that determines a run (TrainConfig of the engine). */
+export interface TrainConfigPayload {
+  model: TrainModelPayload;
+  task: TrainTaskPayload;
+  zero_pos_embed: boolean;
+  max_steps: number;
+  batch_size: number;
+  lr: number;
+  betas: [number, number];
+  eps: number;
+  weight_decay: number;
+  decay_params: 'all' | 'matrices';
+  max_grad_norm: number | null;
+  warmup_steps: number;
+  seed: number;
+  save_every: number | null;
+  keep_checkpoints: number;
+}
+
+export interface TrainStartParams {
+  config: TrainConfigPayload;
+  /** Checkpoint folder (step-NNNNNN folders and a `latest` pointer). */
+  saveDir: string;
+  /** Continue from saveDir's latest checkpoint (its step, data stream and optimizer state). */
+  resume: boolean;
+  /** Stop (and checkpoint) after this many completed steps; default max_steps. */
+  untilStep?: number;
+  /** onnxruntime intra-op threads (default: all cores). */
+  threads?: number;
+}
+
+/** One training step, as the trainer reports it. */
+export interface TrainingStepPayload {
+  step: number;
+  maxSteps: number;
+  loss: number;
+  gradNorm: number;
+  lr: number;
+  stepMs: number;
+  /** Smoothed over recent steps. */
+  tokensPerSec: number;
+  etaSec: number;
+  /** Mean loss at each position of this step's batch, [pos] (0 where nothing is scored). */
+  posLoss: number[];
+}
+
+export type TrainingProgress =
+  | {
+      kind: 'started';
+      /** Completed steps (0 for a fresh run; the checkpoint's step when resuming). */
+      step: number;
+      maxSteps: number;
+      /** Loss of every completed step so far (a resumed run's history). */
+      losses: number[];
+      /** Trainable parameters. */
+      params: number;
+      tokensPerStep: number;
+      resumedFrom: string | null;
+      /** Differences between the file's settings and a resumed checkpoint's, and the like. */
+      notes: string[];
+    }
+  | ({ kind: 'step' } & TrainingStepPayload)
+  | { kind: 'checkpoint'; step: number; path: string };
+
+export interface TrainStartResult {
+  status: 'completed' | 'stopped';
+  step: number;
+  maxSteps: number;
+  /** The last checkpoint written (a model folder), or null. */
+  checkpoint: string | null;
+  /** Loss of every completed step (including a resumed run's earlier steps). */
+  losses: number[];
+}
+
+/** Analyses run on a trained checkpoint (the train experiment's "analyses"). */
+export type TrainAnalysisSpec = { title?: string } & (
+  | { kind: 'loss'; sequences?: number }
+  | { kind: 'attention_patterns'; sequences?: number }
+  | { kind: 'logit_contributions'; sequence?: number }
+  | { kind: 'fold_ln'; sequences?: number }
+  | { kind: 'qk_circuit'; layers?: number[]; heads?: number[]; weights?: 'raw' | 'folded'; tokens?: number }
+  | { kind: 'ov_circuit'; layers?: number[]; heads?: number[]; into?: 'mlp_in' | 'unembed'; mlp_layer?: number; weights?: 'raw' | 'folded'; tokens?: number }
+  | { kind: 'mlp_activations'; layers?: number[]; sequences?: number; sequence?: number }
+  | { kind: 'ablation'; ablation?: 'mean' | 'zero'; sequences?: number; hooks?: string[] }
+);
+
+export type TrainAnalysisKind = TrainAnalysisSpec['kind'];
+
+export interface TrainAnalyseParams {
+  /** A checkpoint folder (step-NNNNNN) or a checkpoint folder's parent with a `latest` pointer. */
+  checkpoint: string;
+  task: TrainTaskPayload;
+  analyses: TrainAnalysisSpec[];
+  /** Seed of the fresh evaluation sequences (independent of the training data stream). */
+  seed: number;
+  threads?: number;
+}
+
+/** Per analysis; matrices are [row][col], circuits over at most `tokens` vocabulary rows. */
+export type TrainAnalysisResult = { index: number; title: string; /** Time this analysis took (for several results of one analysis, all of it). */ elapsedMs?: number } & (
+  | { kind: 'loss'; sequences: number; loss: number; posLoss: number[] }
+  | { kind: 'attention_patterns'; sequences: number; nHeads: number; patterns: number[][][] }
+  | { kind: 'logit_contributions'; sequence: number; tokens: number[]; positions: number[]; targets: number[]; components: string[]; values: number[][] }
+  | { kind: 'fold_ln'; sequences: number; steps: string[]; notes: string[]; normalization: string; maxLogProbDiff: number; wPosNorm: number | null }
+  | { kind: 'qk_circuit'; layer: number; head: number; weights: 'raw' | 'folded'; tokens: number; values: number[][] }
+  | { kind: 'ov_circuit'; layer: number; head: number; weights: 'raw' | 'folded'; into: 'mlp_in' | 'unembed'; mlpLayer: number | null; tokens: number; values: number[][] }
+  | { kind: 'mlp_activations'; layer: number; sequence: number; sequences: number; example: number[][]; mean: number[][]; firing: number[][]; firingRate: number }
+  | { kind: 'ablation'; ablation: 'mean' | 'zero'; sequences: number; baseline: number; hooks: string[]; losses: number[] }
+);
+
+export interface TrainAnalyseResult {
+  /** The step folder analysed. */
+  checkpoint: string;
+  step: number;
+  cfg: ModelConfigInfo;
+  results: TrainAnalysisResult[];
+  elapsedMs: number;
+}
+
+/**
+ * A problem of an experiment file (src/engine/experiments/parse.ts's Diagnostic): the file it is
+ * in (the experiment, or a .prompts / text file it names), 0-based line and UTF-16 column.
+ */
+export interface ExperimentDiagnostic {
+  file: string;
+  range: { start: { line: number; character: number }; end: { line: number; character: number } };
+  severity: 'error' | 'warning';
+  message: string;
+  code: string;
+}
+
+export interface ExperimentCheckParams {
+  /** Absolute path of the *.experiment.json (prompts files and model folders resolve against it). */
+  file: string;
+  /** The text to check (an editor's unsaved buffer); default: the file on disk. */
+  text?: string;
+  /**
+   * false: only the checks that need no model (JSON, schema, prompts files), at once. true: also
+   * the tokenizer- and shape-aware ones, loading the experiment's model without downloading it.
+   */
+  withModel: boolean;
+  /** Whether a run may download the model (decides how a model missing from the HF cache is reported). */
+  allowDownload: boolean;
+}
+export interface ExperimentCheckResult {
+  diagnostics: ExperimentDiagnostic[];
+  /** The experiment's model, once the file parses. */
+  model?: { name: string; spec: string; processing: ProcessingMode };
+  /** With withModel: whether the model-aware checks ran (false when the model is not available). */
+  modelChecked: boolean;
+}
+
+export interface ExperimentRunParams {
+  file: string;
+  /** The text to run (an unsaved buffer, or an experiment built in memory); default: the file on disk. */
+  text?: string;
+  /** Indices into "analyses" to run; default all. */
+  only?: number[];
+  /** The folder holding .mechlens/runs (the workspace folder). */
+  workspace: string;
+  /** May the model be downloaded from the Hugging Face hub (also subject to the file's "offline"). */
+  allowDownload: boolean;
+  /** Names this run for engine/experiment/progress; progress notifications are sent as well. */
+  token?: string;
+}
+export interface ExperimentRunResult {
+  /** Every problem found; when one is an error nothing ran and `run` is absent. */
+  diagnostics: ExperimentDiagnostic[];
+  run?: {
+    id: string;
+    /** The run folder, <workspace>/.mechlens/runs/<id>. */
+    dir: string;
+    /** Stopped by cancellation: the folder holds the results computed so far. */
+    cancelled: boolean;
+    checks: { met: number; total: number };
+    elapsedMs: number;
+    modelName: string;
+  };
+}
+
+/** The latest progress of a running experiment (polled by clients that cannot route notifications). */
+export interface ExperimentProgress {
+  token: string;
+  message: string;
+  /** Analyses finished, and in all (0 of 0 while the model loads). */
+  done: number;
+  total: number;
+  /** 0..1 over the whole run, when known. */
+  fraction?: number;
+  finished: boolean;
 }
 
 export const EngineRequests = {
@@ -182,6 +403,16 @@ export const EngineRequests = {
   analyze: requestType<AnalyzeParams, AnalyzeResult>('engine/analysis/analyze'),
   attribution: requestType<AttributionParams, AttributionResult>('engine/analysis/attribution'),
   measureTokens: requestType<MeasureTokensParams, MeasureTokensResult>('engine/tokens/measure'),
+  /** Diagnostics of an experiment file (see ExperimentCheckParams.withModel). */
+  experimentCheck: requestType<ExperimentCheckParams, ExperimentCheckResult>('engine/experiment/check'),
+  /** Checks, runs and saves an experiment (its own model, loaded and cached in the worker); cancellable, keeps partial results. */
+  experimentRun: requestType<ExperimentRunParams, ExperimentRunResult>('engine/experiment/run'),
+  /** The latest progress of the run named `token`, or null when there is none. */
+  experimentProgress: requestType<{ token: string }, ExperimentProgress | null>('engine/experiment/progress'),
+  /** Trains (or resumes) a toy transformer; a `training` progress per step; cancel = stop after the current step and checkpoint. */
+  trainStart: requestType<TrainStartParams, TrainStartResult>('engine/training/start'),
+  /** Runs a train experiment's analyses on a checkpoint (progress notifications with fractions). */
+  trainAnalyse: requestType<TrainAnalyseParams, TrainAnalyseResult>('engine/training/analyse'),
   /** For tests: a request that runs until cancelled or `ms` elapses. */
   sleep: requestType<{ ms: number }, { slept: number }>('engine/debug/sleep'),
   /** For tests of crash recovery: the worker throws outside any handler and dies. */

@@ -5,7 +5,7 @@
  * JSON-compatible data with documented shapes (axis names in TransformerLens order).
  */
 import { notificationType, requestType } from './ipc.js';
-import type { TestPromptResult } from './engine.js';
+import type { TestPromptResult, TopKEntry } from './engine.js';
 
 /** A dense matrix for heatmaps: values[row][col]; labels per axis. */
 export interface HeatmapData {
@@ -93,7 +93,113 @@ export interface LoadingState {
   message: string;
 }
 
-export type PanelState = InspectState | AttentionState | AttributionState | HeatmapState | TopKViewState | ErrorState | LoadingState;
+/** One number of an experiment's `expect` block, reported as met or not. */
+export interface ExperimentCheck {
+  what: string;
+  expected: number;
+  /** null when the result has no such number (e.g. a cell outside the sweep). */
+  actual: number | null;
+  tolerance: number;
+  ok: boolean;
+}
+
+/**
+ * A piece of an experiment result, drawn with the shared components. Numbers are raw (the view
+ * formats them); NaN, or null after a JSON round trip through run.json, marks a missing value.
+ */
+export type ExperimentBlock =
+  /** A matrix: patching sweeps (layer × position `tok_i`, layer × head), DLA per head, attention, scores, circuits. */
+  | { type: 'heatmap'; data: HeatmapData; scale?: 'diverging' | 'sequential'; square?: boolean; valueFormat?: 'number' | 'percent' }
+  /** An exact sweep beside its attribution-patching estimate (same layout and colour range). */
+  | { type: 'compare'; exact: HeatmapData; estimate: HeatmapData; correlation: number | null; maxAbsDiff: number | null }
+  /** Signed bars, one per label (DLA per component, loss change per ablated hook). */
+  | { type: 'bars'; title: string; labels: string[]; values: (number | null)[]; valueLabel: string }
+  /** A line over categories (logit lens, loss by position). */
+  | { type: 'line'; title: string; labels: string[]; values: (number | null)[]; xAxis: string; yAxis: string; reference?: { value: number; label: string } }
+  /** test_prompt: the prompt's tokens, the top-k next tokens and the answer's rank. */
+  | { type: 'topk'; title: string; strTokens: string[]; entries: TopKEntry[]; answer?: { token: number; str: string; rank: number; logit: number; prob: number } }
+  | { type: 'table'; title: string; columns: string[]; rows: (string | number | null)[][] }
+  /** Tokens coloured by a value each (neuron activations, neuroscope style), diverging around 0. */
+  | { type: 'tokens'; title: string; tokens: string[]; values: (number | null)[]; valueLabel: string }
+  | { type: 'stats'; items: { label: string; value: number | string | null; format?: 'sig' | 'signed' | 'percent' | 'text'; title?: string }[] }
+  /** A matrix too large to put in the panel state: where the run folder holds it, and a summary. */
+  | { type: 'ref'; title: string; rowAxis: string; colAxis: string; valueLabel: string; rows: number; cols: number; file: string; path: string; summary: { min: number | null; max: number | null; top: { row: string; col: string; value: number }[] } };
+
+/** One analysis (of one prompt group) of an experiment run. */
+export interface ExperimentSection {
+  /** Index of the analysis in the file's "analyses". */
+  index: number;
+  kind: string;
+  group: string | null;
+  title: string;
+  /** Cancelled part-way: missing cells are NaN. */
+  partial?: boolean;
+  elapsedMs: number;
+  checks?: ExperimentCheck[];
+  blocks: ExperimentBlock[];
+  /** Why a part is missing or approximate (e.g. attribution patching not available for this sweep). */
+  notes?: string[];
+}
+
+/** The results panel of an experiment run (also what run.json of an editor run holds). */
+export interface ExperimentState {
+  kind: 'experiment';
+  title: string;
+  model: string;
+  description: string;
+  /** What the patching numbers mean, e.g. 'logit_diff, normalised: (patched − corrupted) / (clean − corrupted)'. */
+  metric: string;
+  /** The experiment file (absolute path), when it came from one. */
+  file?: string;
+  run?: { id: string; dir: string; createdAt: string; elapsedMs: number; cancelled: boolean };
+  sections: ExperimentSection[];
+}
+
+/**
+ * A training run (a "kind": "train" experiment file): its status, the loss curve so far and the
+ * numbers of the latest step. Pushed as complete snapshots a few times a second while training.
+ */
+export interface TrainingState {
+  kind: 'training';
+  title: string;
+  /** The experiment file (absolute path). */
+  file: string;
+  /** The architecture in a few words, e.g. '2L × 1H, d_model 64, d_mlp 256, LN, relu, W_pos zeroed and frozen'. */
+  model: string;
+  status: 'starting' | 'running' | 'stopping' | 'stopped' | 'completed' | 'failed';
+  /** Why it failed (NaN loss, an unwritable checkpoint folder, …) or a note (resumed with other settings). */
+  message?: string;
+  /** Completed steps, and the run's total. */
+  step: number;
+  maxSteps: number;
+  /** The step this session started from (0, or the checkpoint's when resumed). */
+  startStep: number;
+  /** Loss per step, at most ~2000 points (means of equal runs of steps when longer); step[i] is the last step of point i. */
+  curve: { step: number[]; loss: number[] };
+  /** The latest step's numbers (null before the first step of this session). */
+  last: { loss: number; lr: number; gradNorm: number; stepMs: number } | null;
+  tokensPerSec: number | null;
+  stepsPerSec: number | null;
+  etaSec: number | null;
+  /** Seconds of training in this session. */
+  elapsedSec: number;
+  /** Mean loss at each position of the latest step's batch (0 where nothing is scored). */
+  posLoss: { step: number; values: number[] } | null;
+  tokensPerStep: number;
+  params: number;
+  /** The checkpoint folder (step-N folders and `latest`) and the newest checkpoint in it. */
+  checkpointDir: string;
+  checkpoint: string | null;
+  /** The panel's buttons (false in a saved run re-opened from the Runs view). */
+  actions: { stop: boolean; resume: boolean; analyse: boolean };
+}
+
+export type PanelState = InspectState | AttentionState | AttributionState | HeatmapState | ExperimentState | TrainingState | TopKViewState | ErrorState | LoadingState;
+
+/** A button of a panel that asks the host to act (the training panel's Stop / Resume / Analyse). */
+export interface PanelActionParams {
+  action: 'training.stop' | 'training.resume' | 'training.analyse' | 'training.revealCheckpoint';
+}
 
 export interface SaveFileParams {
   /** Suggested file name, e.g. 'attention-L0H3.png'. */
@@ -111,6 +217,8 @@ export const WebviewRequests = {
   saveFile: requestType<SaveFileParams, string | null>('webview/file/save'),
   /** Webview -> host: copy text to the clipboard. */
   copyText: requestType<{ text: string }, void>('webview/clipboard/copy'),
+  /** Webview -> host: a panel button (panels that have none answer with an error). */
+  panelAction: requestType<PanelActionParams, void>('webview/panel/action'),
 } as const;
 
 export const WebviewNotifications = {

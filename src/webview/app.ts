@@ -79,6 +79,7 @@ export class App {
       saveFile: (p) => this.rpc.request(WebviewRequests.saveFile, p),
       copyText: (text) => this.rpc.request(WebviewRequests.copyText, { text }),
       selectHead: (layer, head) => this.rpc.notify(WebviewNotifications.selectHead, { layer, head }),
+      panelAction: (action) => this.rpc.request(WebviewRequests.panelAction, { action }),
     };
     this.ui = {
       get: (k) => this.persisted.ui[k],

@@ -4,7 +4,7 @@
  * theme of the moment and a place to register cleanups. Views never touch globals, so tests
  * can pass a jsdom Document and fakes.
  */
-import type { SaveFileParams } from '../protocol/webview.js';
+import type { PanelActionParams, SaveFileParams } from '../protocol/webview.js';
 import type { ChartTheme } from './colors.js';
 import type { Disposables } from './dom.js';
 
@@ -15,6 +15,8 @@ export interface HostActions {
   copyText(text: string): Promise<void>;
   /** `webview/head/select` notification (e.g. clicking a head in the DLA map). */
   selectHead(layer: number, head: number): void;
+  /** `webview/panel/action`: a panel's button (training Stop / Resume / Analyse). Absent where the host has none. */
+  panelAction?(action: PanelActionParams['action']): Promise<void>;
 }
 
 /**
@@ -33,6 +35,8 @@ export interface UiState {
   };
   /** Per figure (keyed by title): show values in cells. */
   annotate?: Record<string, boolean>;
+  /** Training panel: loss on a log scale; the per-position loss shown. */
+  training?: { logScale: boolean; byPosition: boolean };
 }
 
 export interface UiStore {

@@ -84,3 +84,37 @@ test('a prefix run (keys and values of the first positions given) equals the ful
     await m.dispose();
   }
 });
+
+test('releaseVariants keeps the plain forward sessions and frees the rest', async () => {
+  const m = model('none');
+  try {
+    const plain = await m.forward(spec.tokens);
+    await m.run(spec.tokens, { interventions: [{ kind: 'zero', hook: 'blocks.1.attn.hook_z' }], lastPositionOnly: true });
+    const before = m.sessionCount();
+    const dropped = await m.releaseVariants();
+    assert.ok(dropped >= 2, `dropped ${dropped}`);
+    assert.equal(m.sessionCount(), before - dropped);
+    assert.equal(m.sessionCount(), 4); // embed, 2 blocks, final
+    assert.ok(maxDiff((await m.forward(spec.tokens)).data, plain.data) === 0);
+  } finally {
+    await m.dispose();
+  }
+});
+
+test('a variant dropped while a run uses it is released after that run', async () => {
+  const m = model('none');
+  try {
+    // Runs and releases interleaved: no run may find its session released under it.
+    const runs: Promise<unknown>[] = [];
+    for (let i = 0; i < 12; i++) {
+      runs.push(m.run(spec.tokens, { interventions: [{ kind: 'scale', hook: `blocks.${i % 2}.hook_resid_pre`, factor: 1 + i }] }));
+      await new Promise((r) => setImmediate(r));
+      runs.push(m.releaseVariants());
+    }
+    await Promise.all(runs);
+    await m.releaseVariants();
+    assert.ok(m.sessionCount() <= 4);
+  } finally {
+    await m.dispose();
+  }
+});

@@ -66,7 +66,12 @@ test('mechlens run writes a run folder with the fixture\'s numbers, and report a
   assert.equal(record.kind, 'experiment');
   assert.equal(record.engineVersion, (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version);
   assert.equal(record.inputs.prompts[0], spec.tokens[0]!.join(' '));
-  assert.equal(record.state.kind, 'heatmap');
+  assert.equal(record.state.kind, 'experiment');
+  if (record.state.kind === 'experiment') {
+    assert.equal(record.state.sections.length, 7);
+    assert.equal(record.state.run!.dir, out);
+    assert.equal(record.state.sections[2]!.checks![0]!.ok, true);
+  }
   assert.ok(!Number.isNaN(Date.parse(record.createdAt)));
 
   const { results } = loadRun(out);
@@ -123,7 +128,7 @@ test('the toy tour sample runs every analysis kind on builtin:toy', async () => 
   const kinds = new Set(results!.results.map((x) => x.kind));
   assert.equal(kinds.size, 19);
   for (const res of results!.results) {
-    assert.ok(res.heatmaps.length + (res.tables?.length ?? 0) + (res.tokenViews?.length ?? 0) > 0, `${res.title} shows something`);
+    assert.ok(res.blocks.length > 0, `${res.title} shows something`);
   }
   const html = path.join(tmp, 'toy.html');
   assert.equal((await cli(['report', out, '--out', html])).code, 0);
@@ -174,7 +179,8 @@ test("seed 004's contraction sample runs end to end on a GPT-2-vocabulary model 
   assert.deepEqual(neurons.map((x) => (x.data['values'] as number[]).length), [4, 4]);
   const mlp = results!.results.find((x) => x.kind === 'patch' && x.title.includes('mlp_out'))!;
   assert.deepEqual(mlp.data['dims'], [12, 8]);
-  assert.equal(mlp.heatmaps[0]!.colLabels[2], "'re_2");
+  const block = mlp.blocks[0]!;
+  assert.ok(block.type === 'heatmap' && block.data.colLabels[2] === "'re_2");
 });
 
 test('a cancelled run keeps the results so far and the partial sweep', async () => {

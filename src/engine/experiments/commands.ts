@@ -102,7 +102,7 @@ export async function cmdReport(input: string, out: string, opts: RunCommandOpti
   let runDir = input;
   if (/\.experiment\.json$/.test(input)) runDir = (await runExperimentFile(input, opts)).saved.dir;
   const run = loadRun(runDir);
-  const html = renderReport(run.record, run.results);
+  const html = renderReport(run.record);
   const tmp = `${out}.tmp-${process.pid}`;
   fs.writeFileSync(tmp, html);
   fs.renameSync(tmp, out);

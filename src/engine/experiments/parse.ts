@@ -8,8 +8,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LineIndex, nodeAt, parseJsonWithPositions, JsonSyntaxError, toValue, type JsonNode, type JsonPath, type Range } from './json.js';
-import { experimentSchema, ANSWER_KINDS, PATCHING_KINDS, type AnalysisSpec, type ExperimentFile, type GroupExpectation, type PromptSource } from './schema.js';
+import { analysisExperimentSchema, ANSWER_KINDS, PATCHING_KINDS, type AnalysisSpec, type ExperimentFile, type GroupExpectation, type PromptSource } from './schema.js';
 import { validate } from './validate.js';
+import { isTrainRoot, resolveTrainExperiment, type ResolvedTrainExperiment } from './trainParse.js';
 import { parsePromptsFile, splitLines } from '../prompts/promptsFile.js';
 import type { HookedTransformerConfig } from '../model/config.js';
 import { requireHook } from '../hooks/hooks.js';
@@ -72,6 +73,8 @@ export interface ResolvedExperiment {
 
 export interface ParseResult {
   experiment?: ResolvedExperiment;
+  /** Set instead of `experiment` for a `"kind": "train"` file (trainParse.ts). */
+  train?: ResolvedTrainExperiment;
   diagnostics: Diagnostic[];
 }
 
@@ -131,7 +134,9 @@ export function parseExperiment(text: string, file: string, reader: FileReader =
   };
   const err = (loc: Location, message: string, code: string) => diagnostics.push({ ...loc, severity: 'error', message, code });
 
-  for (const p of validate(root, experimentSchema)) err(where(p.path, p.atKey), p.message, 'schema');
+  // A train experiment has a schema and checks of its own.
+  if (isTrainRoot(root)) return resolveTrainExperiment(root, lines, absFile, reader);
+  for (const p of validate(root, analysisExperimentSchema)) err(where(p.path, p.atKey), p.message, 'schema');
   if (hasErrors(diagnostics)) return { diagnostics };
   const spec = toValue(root) as ExperimentFile;
 
@@ -162,11 +167,12 @@ export function parseExperiment(text: string, file: string, reader: FileReader =
         const missing = g.prompts.findIndex((p) => p.corrupted === undefined);
         if (missing >= 0) err(kindAt, `${a.spec.kind} patches clean activations into corrupted runs, but prompt ${missing + 1}${gname} has no corrupted prompt (write CLEAN => CORRUPTED, or "corrupted": ...)`, 'needs-corrupted');
       }
-      if (ANSWER_KINDS.has(a.spec.kind)) {
-        const needWrong = metric === 'logit_diff' || ['logit_diff', 'layer_dla', 'head_dla', 'neuron_dla', 'logit_lens'].includes(a.spec.kind);
+      const topDla = a.spec.kind === 'attention' && (a.spec.heads === undefined || a.spec.heads === 'top_dla');
+      if (ANSWER_KINDS.has(a.spec.kind) || topDla) {
+        const needWrong = metric === 'logit_diff' || topDla || ['logit_diff', 'layer_dla', 'head_dla', 'neuron_dla', 'logit_lens'].includes(a.spec.kind);
         const bad = g.prompts.findIndex((p) => p.answer === undefined || (needWrong && p.wrong === undefined));
         if (bad >= 0) {
-          err(kindAt, `${a.spec.kind} needs ${needWrong ? 'an answer and a wrong answer' : 'an answer'} for every prompt, but prompt ${bad + 1}${gname} has ${g.prompts[bad]!.answer === undefined ? 'none' : 'no wrong answer'} (write -> " answer" | " wrong")`, 'needs-answers');
+          err(kindAt, `${a.spec.kind}${topDla ? ' of the top-DLA heads (list "heads" instead to show any)' : ''} needs ${needWrong ? 'an answer and a wrong answer' : 'an answer'} for every prompt, but prompt ${bad + 1}${gname} has ${g.prompts[bad]!.answer === undefined ? 'none' : 'no wrong answer'} (write -> " answer" | " wrong")`, 'needs-answers');
         }
       }
       const idx = 'prompt' in a.spec && !('text' in a.spec && a.spec.text !== undefined) ? a.spec.prompt : undefined;

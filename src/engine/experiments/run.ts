@@ -8,7 +8,7 @@
 import type { HookedTransformer } from '../model/hookedTransformer.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import { toSingleToken, toTokens, tokensToStrings } from '../model/tokenizer.js';
-import type { HeatmapData } from '../../protocol/webview.js';
+import type { ExperimentBlock, HeatmapData } from '../../protocol/webview.js';
 import type { TestPromptResult } from '../../protocol/engine.js';
 import { f32, type F32 } from '../tensor/tensor.js';
 import { ActivationCache } from '../cache/activationCache.js';
@@ -22,9 +22,10 @@ import { maxActivatingLines, neuronActivations, neuronDla } from '../analysis/ne
 import { ablateEveryHook } from '../analysis/ablation.js';
 import { causalTrace } from '../analysis/tracing.js';
 import { pathPatch } from '../analysis/pathPatching.js';
+import { attributionPatching, type AttributionResult } from '../analysis/attribution.js';
 import type { HookName } from '../hooks/hooks.js';
 import { findSubject, parseHead, type GroupTokens, type ResolvedAnalysis, type ResolvedExperiment } from './parse.js';
-import type { AnalysisKind, GroupExpectation } from './schema.js';
+import type { AnalysisKind, AnalysisSpec, GroupExpectation } from './schema.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -36,18 +37,6 @@ export interface Check {
   ok: boolean;
 }
 
-export interface TokenView {
-  title: string;
-  tokens: string[];
-  values: number[];
-}
-
-export interface Table {
-  title: string;
-  columns: string[];
-  rows: (string | number)[][];
-}
-
 export interface AnalysisResult {
   /** Index of the analysis in the file. */
   index: number;
@@ -56,14 +45,14 @@ export interface AnalysisResult {
   title: string;
   /** The result's numbers (plain JSON). */
   data: Record<string, unknown>;
-  heatmaps: HeatmapData[];
-  tokenViews?: TokenView[];
-  tables?: Table[];
+  /** What the panel and the report draw (the panels' ExperimentBlock format). */
+  blocks: ExperimentBlock[];
   checks?: Check[];
   /** Large tensors, stored in tensors.safetensors as `<index>/<group>/<name>`. */
   tensors?: Record<string, F32>;
   /** The analysis was cancelled part-way: NaN marks cells not computed. */
   partial?: boolean;
+  notes?: string[];
   elapsedMs: number;
 }
 
@@ -118,6 +107,11 @@ function heatmap(title: string, rowAxis: string, colAxis: string, rowLabels: str
   return { title, rowAxis, colAxis, rowLabels, colLabels, values, valueLabel };
 }
 
+const heat = (data: HeatmapData, scale: 'diverging' | 'sequential' = 'diverging', square = false): ExperimentBlock => ({ type: 'heatmap', data, scale, ...(square ? { square } : {}) });
+const bars = (title: string, labels: string[], values: number[], valueLabel: string): ExperimentBlock => ({ type: 'bars', title, labels, values, valueLabel });
+const line = (title: string, labels: string[], values: number[], xAxis: string, yAxis: string, reference?: { value: number; label: string }): ExperimentBlock => ({ type: 'line', title, labels, values, xAxis, yAxis, ...(reference ? { reference } : {}) });
+const table = (title: string, columns: string[], rows: (string | number | null)[][]): ExperimentBlock => ({ type: 'table', title, columns, rows });
+
 function rows2d(values: ArrayLike<number>, nRows: number, nCols: number): number[][] {
   return range(nRows).map((r) => Array.from({ length: nCols }, (_, c) => values[r * nCols + c]!));
 }
@@ -142,6 +136,8 @@ interface GroupContext {
   /** Clean and corrupted metric values, when both exist. */
   clean?: number;
   corrupted?: number;
+  /** Attribution patching of the group, computed once for every sweep that asks for it. */
+  attribution?: Promise<AttributionResult>;
 }
 
 export async function runExperiment(x: ResolvedExperiment, model: HookedTransformer, tok: Tokenizer, groupTokens: GroupTokens[], opts: RunOptions = {}): Promise<ExperimentResults> {
@@ -172,7 +168,7 @@ export async function runExperiment(x: ResolvedExperiment, model: HookedTransfor
       const title = `${g.name !== null ? `${g.name}: ` : ''}${a.spec.title ?? DEFAULT_TITLES[a.spec.kind]}`;
       opts.onProgress?.({ phase: 'start', done, total, message: title });
       const ta = performance.now();
-      const res: AnalysisResult = { index: a.index, kind: a.spec.kind, group: g.name, title, data: {}, heatmaps: [], elapsedMs: 0 };
+      const res: AnalysisResult = { index: a.index, kind: a.spec.kind, group: g.name, title, data: {}, blocks: [], elapsedMs: 0 };
       const progress = (d: number, t: number) => opts.onProgress?.({ phase: 'progress', done, total, message: title, fraction: d / t });
       try {
         await runAnalysis(a, res, ctx, x, model, tok, { signal: opts.signal, onProgress: progress });
@@ -186,6 +182,8 @@ export async function runExperiment(x: ResolvedExperiment, model: HookedTransfor
       }
       res.elapsedMs = performance.now() - ta;
       results.push(res);
+      // The analysis's session variants (and their memory arenas) are not needed by the next one.
+      await model.releaseVariants();
       done++;
       opts.onProgress?.({ phase: 'done', done, total, message: res.title });
     }
@@ -241,7 +239,7 @@ function fillFromPartial(res: AnalysisResult, partial: unknown, ctx: GroupContex
   const p = partial as Partial<SweepResult>;
   if (p && p.values instanceof Float64Array && p.dims && p.axes && p.coords) {
     res.data = { dims: p.dims, axes: p.axes, coords: p.coords, values: Array.from(p.values) };
-    res.heatmaps = sweepHeatmaps(p as SweepResult, `${res.title} (cancelled: partial)`, ctx, model, 'metric');
+    res.blocks = sweepHeatmaps(p as SweepResult, `${res.title} (cancelled: partial)`, ctx, model, 'metric').map((h) => heat(h));
   } else {
     res.data = { partial };
   }
@@ -283,11 +281,7 @@ async function runAnalysis(
         result.answer = { token: ans, str: tokensToStrings(tok, [ans])[0]!, rank: rankOf(last, ans), logit: last[ans]!, prob: Math.exp(last[ans]! - m) / z };
       }
       res.data = { ...result };
-      res.tables = [{
-        title: `${JSON.stringify(promptText)}${result.answer ? ` (answer ${JSON.stringify(result.answer.str)}: rank ${result.answer.rank}, logit ${result.answer.logit.toFixed(2)}, prob ${(100 * result.answer.prob).toFixed(2)}%)` : ''}`,
-        columns: ['rank', 'token', 'logit', 'prob'],
-        rows: top.map((t, k) => [k, JSON.stringify(t.str), Number(t.logit.toFixed(4)), Number(t.prob.toFixed(6))]),
-      }];
+      res.blocks = [{ type: 'topk', title: JSON.stringify(promptText), strTokens: result.strTokens, entries: top, ...(result.answer ? { answer: result.answer } : {}) }];
       return;
     }
     case 'logit_diff': {
@@ -303,8 +297,10 @@ async function runAnalysis(
         rows.forEach((r, i) => r.push(ctx.texts.corrupted![i]!, Number(corr![i]!.toFixed(4))));
       }
       res.data = data;
-      res.tables = [{ title: `Average logit difference: clean ${mean(clean).toFixed(4)}${corr ? `, corrupted ${mean(corr).toFixed(4)}` : ''}`, columns: corr ? ['#', 'clean prompt', 'clean', 'corrupted prompt', 'corrupted'] : ['#', 'prompt', 'logit diff'], rows }];
-      res.heatmaps = [heatmap(title, 'run', 'prompt', corr ? ['clean', 'corrupted'] : ['clean'], range(clean.length).map(String), corr ? [clean, corr] : [clean], 'logit diff')];
+      res.blocks = [
+        { type: 'stats', items: [{ label: 'clean', value: mean(clean), format: 'signed', title: 'average clean logit difference' }, ...(corr ? [{ label: 'corrupted', value: mean(corr), format: 'signed' as const, title: 'average corrupted logit difference' }] : [])] },
+        table('Per prompt', corr ? ['#', 'clean prompt', 'clean', 'corrupted prompt', 'corrupted'] : ['#', 'prompt', 'logit diff'], rows),
+      ];
       const g = ctx.expect;
       const e = { ...(g ? { clean: g.logitDiff, corrupted: g.corrupted, perPrompt: g.perPrompt, tolerance: g.tolerance } : {}), ...s.expect };
       const tol = e.tolerance ?? 5e-4;
@@ -320,7 +316,7 @@ async function runAnalysis(
       const values = layerDla(c, answers!);
       const labels = c.decomposeResid(-1, { pos_slice: -1 }).labels;
       res.data = { labels, values };
-      res.heatmaps = [heatmap(title, 'metric', 'component', ['logit diff'], labels, [values], 'logit diff')];
+      res.blocks = [bars(title, labels, values, 'logit diff')];
       return;
     }
     case 'head_dla': {
@@ -329,8 +325,7 @@ async function runAnalysis(
       const top = topIndices(flat, s.top ?? 3);
       const bottom = topIndices(flat, s.top ?? 3, (v) => -v);
       res.data = { values, top: top.map((i) => ({ head: `L${Math.floor(i / H)}H${i % H}`, value: flat[i] })), bottom: bottom.map((i) => ({ head: `L${Math.floor(i / H)}H${i % H}`, value: flat[i] })) };
-      res.heatmaps = [heatmap(title, 'layer', 'head', range(L).map(String), range(H).map(String), values, 'logit diff')];
-      res.tables = [{ title: 'Top heads', columns: ['head', 'logit diff'], rows: [...top, ...bottom].map((i) => [`L${Math.floor(i / H)}H${i % H}`, Number(flat[i]!.toFixed(4))]) }];
+      res.blocks = [heat(heatmap(title, 'layer', 'head', range(L).map(String), range(H).map(String), values, 'logit diff')), table('Top and bottom heads', ['head', 'logit diff'], [...top, ...bottom].map((i) => [`L${Math.floor(i / H)}H${i % H}`, flat[i]!]))];
       const want = s.expect?.top ?? ctx.expect?.headDlaTop;
       if (want) {
         const tol = s.expect?.tolerance ?? ctx.expect?.tolerance ?? 5e-4;
@@ -343,14 +338,13 @@ async function runAnalysis(
       const values = await neuronDla(model, gt.clean, answers!, s.layer);
       const top = topIndices(values, s.top ?? 10, Math.abs);
       res.data = { layer: s.layer, values, top: top.map((n) => ({ neuron: n, value: values[n] })) };
-      res.heatmaps = [heatmap(title, 'layer', 'neuron', [`L${s.layer}`], range(values.length).map((n) => `N${n}`), [values], 'logit diff')];
-      res.tables = [{ title: `Neurons of layer ${s.layer} with the largest |attribution|`, columns: ['neuron', 'logit diff'], rows: top.map((n) => [`L${s.layer}N${n}`, Number(values[n]!.toFixed(4))]) }];
+      res.blocks = [line(title, range(values.length).map((n) => `N${n}`), values, 'neuron', 'logit diff'), table(`Neurons of layer ${s.layer} with the largest |attribution|`, ['neuron', 'logit diff'], top.map((n) => [`L${s.layer}N${n}`, values[n]!]))];
       return;
     }
     case 'logit_lens': {
       const r = logitLens(await cache(), answers!);
       res.data = r;
-      res.heatmaps = [heatmap(title, 'metric', 'residual stream', ['logit diff'], r.labels, [r.values], 'logit diff')];
+      res.blocks = [line(title, r.labels, r.values, 'accumulated residual stream', 'logit diff')];
       return;
     }
     case 'attention': {
@@ -365,9 +359,9 @@ async function runAnalysis(
       }
       const P = gt.clean[0]!.length;
       const labels = gt.strTokens.map((t, i) => `${t}_${i}`);
-      res.heatmaps = heads.map(({ layer, head }) => {
+      res.blocks = heads.map(({ layer, head }) => {
         const o = (layer * H + head) * P * P;
-        return heatmap(`${title}: L${layer}H${head}${gt.clean.length > 1 ? ` (mean over ${gt.clean.length} prompts)` : ''}`, 'query position', 'key position', labels, labels, rows2d(pats.data.subarray(o, o + P * P), P, P), 'attention');
+        return heat(heatmap(`${title}: L${layer}H${head}${gt.clean.length > 1 ? ` (mean over ${gt.clean.length} prompts)` : ''}`, 'query position', 'key position', labels, labels, rows2d(pats.data.subarray(o, o + P * P), P, P), 'attention'), 'sequential', true);
       });
       res.data = { heads: heads.map((h) => `L${h.layer}H${h.head}`), strTokens: gt.strTokens };
       res.tensors = { pattern: pats };
@@ -377,19 +371,19 @@ async function runAnalysis(
       const r = await repeatedTokenHeadScores(model, { seqLen: s.seqLen, batch: s.batch, seed: s.seed, prependBos: s.prependBos, tokenRange: s.tokenRange, errorMeasure: s.errorMeasure, excludeBos: s.excludeBos, excludeCurrentToken: s.excludeCurrentToken });
       const hm = (t: string, v: number[][]) => heatmap(`${title}: ${t}`, 'layer', 'head', range(L).map(String), range(H).map(String), v, 'score');
       res.data = { seqLen: r.seqLen, inductionStripe: r.inductionStripe, detector: r.detector, lossByPosition: r.lossByPosition };
-      res.heatmaps = [
-        hm('induction score (attention to the token after the previous occurrence)', r.inductionStripe),
-        hm('previous-token head score', r.detector.previous_token_head),
-        hm('duplicate-token head score', r.detector.duplicate_token_head),
-        hm('induction head score (head_detector)', r.detector.induction_head),
-        heatmap(`${title}: loss by position on repeated random tokens`, 'metric', 'position', ['loss'], range(r.lossByPosition.length).map(String), [r.lossByPosition], 'loss'),
+      res.blocks = [
+        heat(hm('induction score (attention to the token after the previous occurrence)', r.inductionStripe), 'sequential'),
+        heat(hm('previous-token head score', r.detector.previous_token_head), 'sequential'),
+        heat(hm('duplicate-token head score', r.detector.duplicate_token_head), 'sequential'),
+        heat(hm('induction head score (head_detector)', r.detector.induction_head), 'sequential'),
+        line(`${title}: loss by position on repeated random tokens`, range(r.lossByPosition.length).map(String), r.lossByPosition, 'position', 'loss', { value: r.seqLen - 0.5, label: 'repeat starts' }),
       ];
       return;
     }
     case 'detect_heads': {
       const v = await detectHeads(model, gt.clean, s.pattern, { errorMeasure: s.errorMeasure, excludeBos: s.excludeBos, excludeCurrentToken: s.excludeCurrentToken });
       res.data = { pattern: s.pattern, values: v };
-      res.heatmaps = [heatmap(`${title}: ${s.pattern}`, 'layer', 'head', range(L).map(String), range(H).map(String), v, 'score')];
+      res.blocks = [heat(heatmap(`${title}: ${s.pattern}`, 'layer', 'head', range(L).map(String), range(H).map(String), v, 'score'), 'sequential')];
       return;
     }
     case 'circuits': {
@@ -405,9 +399,10 @@ async function runAnalysis(
         const ovM = ov.materialize(ids, ids);
         const cs = copyingScore(ov.eigenvalues());
         data.push({ head: hs, tokens: ids, qk: rows2d(qkM.data, ids.length, ids.length), ov: rows2d(ovM.data, ids.length, ids.length), copyingScore: cs, qkNorm: qk.norm(), ovNorm: ov.norm() });
-        res.heatmaps.push(
-          heatmap(`${title}: ${hs} full QK circuit W_E W_Q W_Kᵀ W_Eᵀ`, 'query token', 'key token', labels, labels, rows2d(qkM.data, ids.length, ids.length), 'attention score'),
-          heatmap(`${title}: ${hs} full OV circuit W_E W_V W_O W_U (copying score ${cs.toFixed(3)})`, 'source token', 'output logit', labels, labels, rows2d(ovM.data, ids.length, ids.length), 'logit'),
+        res.blocks.push(
+          { type: 'stats', items: [{ label: `${hs} copying score`, value: cs, format: 'signed', title: 'Σλ / Σ|λ| of the full OV circuit' }, { label: '‖full QK‖', value: qk.norm(), format: 'sig' }, { label: '‖full OV‖', value: ov.norm(), format: 'sig' }] },
+          heat(heatmap(`${title}: ${hs} full QK circuit W_E W_Q W_Kᵀ W_Eᵀ`, 'query token', 'key token', labels, labels, rows2d(qkM.data, ids.length, ids.length), 'attention score')),
+          heat(heatmap(`${title}: ${hs} full OV circuit W_E W_V W_O W_U`, 'source token', 'output logit', labels, labels, rows2d(ovM.data, ids.length, ids.length), 'logit')),
         );
       }
       res.data = { heads: data };
@@ -416,13 +411,13 @@ async function runAnalysis(
     case 'copying_scores': {
       const v = await ovCopyingScores(model);
       res.data = { values: v };
-      res.heatmaps = [heatmap(title, 'layer', 'head', range(L).map(String), range(H).map(String), v, 'copying score')];
+      res.blocks = [heat(heatmap(title, 'layer', 'head', range(L).map(String), range(H).map(String), v, 'copying score'))];
       return;
     }
     case 'composition': {
       const t = await compositionScores(model, s.mode);
       const names = headLabels(L, H);
-      res.heatmaps = [heatmap(`${title}: ${s.mode}-composition`, 'earlier head (OV)', `later head (${s.mode === 'V' ? 'OV' : s.mode === 'Q' ? 'QK' : 'QKᵀ'})`, names, names, rows2d(t.data, L * H, L * H), 'composition score')];
+      res.blocks = [heat(heatmap(`${title}: ${s.mode}-composition`, 'earlier head (OV)', `later head (${s.mode === 'V' ? 'OV' : s.mode === 'Q' ? 'QK' : 'QKᵀ'})`, names, names, rows2d(t.data, L * H, L * H), 'composition score'), 'sequential')];
       res.data = { mode: s.mode, axes: ['layer', 'head', 'layer', 'head'], shape: t.dims };
       res.tensors = { scores: t };
       return;
@@ -448,15 +443,18 @@ async function runAnalysis(
           if (s.expect.min !== undefined) res.checks.push(check(`smallest activation of L${s.layer}N${s.neuron}`, s.expect.min, acts[0]!.min, tol));
         }
       }
-      res.tokenViews = views.map((v) => ({ ...v, title: `L${s.layer}N${s.neuron}: ${v.title}` }));
+      res.blocks = views.map((v) => ({ type: 'tokens', title: `L${s.layer}N${s.neuron}: ${v.title}`, tokens: v.tokens, values: v.values, valueLabel: `blocks.${s.layer}.mlp.hook_post[${s.neuron}]` }));
       return;
     }
     case 'ablation': {
       const r = await ablateEveryHook(model, gt.clean, { kind: s.ablation ?? 'mean', loss: s.loss, hooks: s.hooks as HookName[] | undefined, signal: sweepOpts.signal, onProgress: sweepOpts.onProgress });
       const deltas = r.losses.map((l) => l - r.baseline);
       res.data = { kind: r.kind, baseline: r.baseline, hooks: r.hooks, losses: r.losses, deltas };
-      res.heatmaps = [heatmap(`${title} (${r.kind}; baseline loss ${r.baseline.toFixed(4)})`, 'metric', 'hook', ['loss - baseline'], r.hooks, [deltas], 'loss change')];
-      res.tables = [{ title: `Loss with each hook ${r.kind}-ablated (baseline ${r.baseline.toFixed(4)})`, columns: ['hook', 'loss', 'change'], rows: r.hooks.map((h, i) => [h, Number(r.losses[i]!.toFixed(4)), Number(deltas[i]!.toFixed(4))]) }];
+      res.blocks = [
+        { type: 'stats', items: [{ label: 'baseline loss', value: r.baseline, format: 'sig' }, { label: 'ablation', value: r.kind, format: 'text' }] },
+        bars(`${title} (${r.kind}): loss change`, r.hooks, deltas, 'loss - baseline'),
+        table(`Loss with each hook ${r.kind}-ablated (baseline ${r.baseline.toFixed(4)})`, ['hook', 'loss', 'change'], r.hooks.map((h, i) => [h, r.losses[i]!, deltas[i]!])),
+      ];
       return;
     }
     case 'patch':
@@ -471,13 +469,18 @@ async function runAnalysis(
       const what = s.kind === 'patch' ? `blocks.L.hook_${s.hook}` : s.kind === 'patch_heads' ? `blocks.L.attn.hook_${s.activation}${s.by === 'pos' ? ' by position' : ''}` : `blocks.${s.layer}.mlp.hook_${s.hook ?? 'post'}`;
       res.title = s.title ? title : `${title}: ${what}`;
       res.data = { hook: r.hook, dims: r.dims, axes: r.axes, coords: r.coords, values: Array.from(r.values), clean: ctx.clean, corrupted: ctx.corrupted };
-      res.heatmaps = sweepHeatmaps(r, res.title, ctx, model, valueLabel);
       res.checks = cellChecks(r, s.expect);
       if (s.kind === 'patch_neurons') {
         const vals = Array.from(r.values);
         const top = topIndices(vals, s.top ?? 10, Math.abs);
-        res.tables = [{ title: `Neurons with the largest |effect|`, columns: ['neuron', valueLabel], rows: top.map((i) => [`L${s.layer}N${r.coords[0]![i]}`, Number(vals[i]!.toFixed(5))]) }];
+        res.blocks = [
+          line(res.title, r.coords[0]!.map((n) => `N${n}`), vals, 'neuron', valueLabel),
+          table('Neurons with the largest |effect|', ['neuron', valueLabel], top.map((i) => [`L${s.layer}N${r.coords[0]![i]}`, vals[i]!])),
+        ];
+      } else {
+        res.blocks = sweepHeatmaps(r, res.title, ctx, model, valueLabel).map((h) => heat(h));
       }
+      if (s.attribution) await addAttribution(res, r, s, ctx, x, model, sweepOpts.signal);
       return;
     }
     case 'causal_trace': {
@@ -490,7 +493,7 @@ async function runAnalysis(
       res.data = { ...r, answerStr: ans, prompt: ctx.texts.clean[i] };
       const names: Record<string, string> = { resid: 'single restored layer (hidden state)', mlp: `MLP outputs, window of ${r.window}`, attn: `attention outputs, window of ${r.window}` };
       for (const [k, table] of Object.entries(r.scores)) {
-        res.heatmaps.push(heatmap(`${title}: restoring ${names[k]} (p(${JSON.stringify(ans)}): clean ${r.highScore.toFixed(4)}, noised ${r.lowScore.toFixed(4)})`, 'token', 'layer', labels, range(L).map(String), table!, `p(${ans})`));
+        res.blocks.push(heat(heatmap(`${title}: restoring ${names[k]} (p(${JSON.stringify(ans)}): clean ${r.highScore.toFixed(4)}, noised ${r.lowScore.toFixed(4)})`, 'token', 'layer', labels, range(L).map(String), table!, `p(${ans})`), 'sequential'));
       }
       return;
     }
@@ -502,10 +505,58 @@ async function runAnalysis(
       const to = s.receivers === 'logits' ? 'the logits' : `${s.receivers.join(', ')} (${s.input ?? 'v'})`;
       res.title = s.title ? title : `${title}: sender heads -> ${to}${denoise ? '' : ' (noising)'}`;
       res.data = { values: r.values, senderLayers: r.senderLayers, direction: denoise ? 'denoise' : 'noise' };
-      res.heatmaps = [heatmap(res.title, 'sender layer', 'sender head', range(r.values.length).map(String), range(H).map(String), r.values, valueLabel)];
+      res.blocks = [heat(heatmap(res.title, 'sender layer', 'sender head', range(r.values.length).map(String), range(H).map(String), r.values, valueLabel))];
       return;
     }
   }
+}
+
+/**
+ * `"attribution": true` on a patching analysis: the same cells estimated by attribution patching
+ * (analysis/attribution.ts), added as a second heatmap of the same layout, with the Pearson
+ * correlation and largest difference to the exact sweep in data.attribution. Attribution patching
+ * measures the mean logit difference, so other metrics (and sweeps it does not cover) say why
+ * there is no estimate instead.
+ */
+async function addAttribution(res: AnalysisResult, r: SweepResult, s: Extract<AnalysisSpec, { kind: 'patch' | 'patch_heads' | 'patch_neurons' }>, ctx: GroupContext, x: ResolvedExperiment, model: HookedTransformer, signal?: AbortSignal): Promise<void> {
+  const skip = (reason: string) => void (res.data['attribution'] = { skipped: reason });
+  if (x.metric !== 'logit_diff') return skip(`attribution patching estimates the logit difference; this experiment's metric is ${x.metric}`);
+  if (s.kind === 'patch' && !['resid_pre', 'attn_out', 'mlp_out'].includes(s.hook)) return skip(`attribution patching covers resid_pre, attn_out and mlp_out, not ${s.hook}`);
+  if (s.kind === 'patch_heads' && (s.by ?? 'all_pos') !== 'all_pos') return skip('attribution patching of heads covers all positions together (by: "all_pos")');
+  if (s.kind === 'patch_neurons' && (s.hook ?? 'post') !== 'post') return skip('attribution patching of neurons covers hook_post');
+  let a: AttributionResult;
+  try {
+    a = await (ctx.attribution ??= attributionPatching(model, ctx.tokens.clean, ctx.tokens.corrupted!, ctx.tokens.answers!, { signal }));
+  } catch (e) {
+    return skip(`attribution patching failed: ${(e as Error).message}`);
+  }
+  // Rows per layer of the sweep's own layout ([layer, pos], [layer, head] or [neuron]).
+  const table = s.kind === 'patch' ? (s.hook === 'resid_pre' ? a.residPre : s.hook === 'attn_out' ? a.attnOut : a.mlpOut) : s.kind === 'patch_heads' ? a.heads[s.activation] : null;
+  const flat = s.kind === 'patch_neurons' ? r.coords[0]!.map((n) => a.neurons[s.layer]![n]!) : r.coords[0]!.flatMap((l) => table![l]!);
+  // Normalised (patched - corrupted) / (clean - corrupted); back to logit differences when the experiment is not normalised.
+  const values = Float64Array.from(flat, (v) => (x.normalize ? v : v * (a.cleanMetric - a.corruptedMetric) + a.corruptedMetric));
+  const pairs = Array.from(values, (v, i) => [r.values[i]!, v] as const).filter(([p, q]) => Number.isFinite(p) && Number.isFinite(q));
+  const n = pairs.length;
+  const mean = (k: 0 | 1) => pairs.reduce((t, p) => t + p[k], 0) / n;
+  const [mx, my] = [mean(0), mean(1)];
+  let sxy = 0, sxx = 0, syy = 0, maxAbsDiff = 0;
+  for (const [p, q] of pairs) {
+    sxy += (p - mx) * (q - my);
+    sxx += (p - mx) ** 2;
+    syy += (q - my) ** 2;
+    maxAbsDiff = Math.max(maxAbsDiff, Math.abs(p - q));
+  }
+  const correlation = n > 1 && sxx > 0 && syy > 0 ? sxy / Math.sqrt(sxx * syy) : NaN;
+  res.data['attribution'] = { values: Array.from(values), correlation, maxAbsDiff, cleanMetric: a.cleanMetric, corruptedMetric: a.corruptedMetric };
+  const title = `${res.title}: attribution patching (r = ${Number.isFinite(correlation) ? correlation.toFixed(3) : 'n/a'} with the exact sweep)`;
+  // The exact sweep and its estimate side by side, in the same layout ('compare' block).
+  const exact = sweepHeatmaps(r, res.title, ctx, model, metricLabel(x, ctx));
+  const estimate = sweepHeatmaps({ ...r, values }, title, ctx, model, 'attribution estimate');
+  const compares: ExperimentBlock[] = exact.map((e, i) => ({ type: 'compare', exact: e, estimate: estimate[i]!, correlation: Number.isFinite(correlation) ? correlation : null, maxAbsDiff: Number.isFinite(maxAbsDiff) ? maxAbsDiff : null }));
+  // The pair replaces the exact sweep's own heatmaps (it shows them), keeping their place.
+  const at = res.blocks.findIndex((b) => b.type === 'heatmap');
+  if (at < 0) res.blocks.push(...compares);
+  else res.blocks = [...res.blocks.slice(0, at).filter((b) => b.type !== 'heatmap'), ...compares, ...res.blocks.slice(at).filter((b) => b.type !== 'heatmap')];
 }
 
 /** All tensors of the results, keyed `<index>/<group>/<name>` for safetensors. */

@@ -5,6 +5,7 @@
  * hover, and the parser validates files against this object, so the editor and `mechlens run`
  * agree on what is valid.
  */
+import { trainExperimentSchema } from './trainSchema.js';
 
 export type ModelRef = string | { name: string; processing?: 'none' | 'default' | 'default+refactor'; device?: 'auto' | 'cpu' | 'cuda'; offline?: boolean };
 
@@ -54,9 +55,9 @@ export type AnalysisSpec = { title?: string } & (
   | { kind: 'composition'; mode: 'Q' | 'K' | 'V' }
   | { kind: 'neuron_activations'; layer: number; neuron: number; text?: string; file?: string; top?: number; expect?: { max?: number; min?: number; tolerance?: number } }
   | { kind: 'ablation'; ablation?: 'mean' | 'zero'; loss?: 'next_token' | 'previous_token'; hooks?: string[] }
-  | { kind: 'patch'; hook: 'resid_pre' | 'resid_mid' | 'resid_post' | 'attn_out' | 'mlp_out'; layers?: number[]; expect?: CellExpectation }
-  | { kind: 'patch_heads'; activation: 'z' | 'q' | 'k' | 'v' | 'pattern'; by?: 'all_pos' | 'pos'; layers?: number[]; expect?: CellExpectation }
-  | { kind: 'patch_neurons'; layer: number; hook?: 'post' | 'pre'; neurons?: number[]; top?: number; expect?: CellExpectation }
+  | { kind: 'patch'; hook: 'resid_pre' | 'resid_mid' | 'resid_post' | 'attn_out' | 'mlp_out'; layers?: number[]; attribution?: boolean; expect?: CellExpectation }
+  | { kind: 'patch_heads'; activation: 'z' | 'q' | 'k' | 'v' | 'pattern'; by?: 'all_pos' | 'pos'; layers?: number[]; attribution?: boolean; expect?: CellExpectation }
+  | { kind: 'patch_neurons'; layer: number; hook?: 'post' | 'pre'; neurons?: number[]; top?: number; attribution?: boolean; expect?: CellExpectation }
   | { kind: 'causal_trace'; prompt?: number; subject: string | [number, number]; samples?: number; noise?: number; window?: number; kinds?: ('resid' | 'mlp' | 'attn')[]; seed?: number }
   | { kind: 'path_patch'; receivers: HeadName[] | 'logits'; input?: 'q' | 'k' | 'v'; direction?: 'denoise' | 'noise' }
 );
@@ -65,6 +66,7 @@ export type AnalysisKind = AnalysisSpec['kind'];
 
 export interface ExperimentFile {
   $schema?: string;
+  kind?: 'analysis';
   title?: string;
   description?: string;
   model: ModelRef;
@@ -103,6 +105,10 @@ export interface Schema {
   examples?: unknown[];
   definitions?: Record<string, Schema>;
   $ref?: string;
+  /** Draft-07 conditionals, for editors only: parse.ts picks the experiment kind itself. */
+  if?: Schema;
+  then?: Schema;
+  else?: Schema;
 }
 
 const int = (description: string, minimum = 0, extra: Partial<Schema> = {}): Schema => ({ type: 'integer', minimum, description, ...extra });
@@ -176,9 +182,14 @@ const promptSource: Schema = {
   ],
 };
 
+// Attribution patching (analysis/attribution.ts) estimates the same cells from one backward pass;
+// it covers resid_pre / attn_out / mlp_out, heads across all positions and neurons' hook_post.
+const attribution = bool('Also estimate this sweep with attribution patching (one forward and one backward pass, a linear approximation) and show it beside the exact result with their correlation. For resid_pre / attn_out / mlp_out, heads over all positions and hook_post neurons, with metric logit_diff.', false);
+
 const layers: Schema = { type: 'array', items: { type: 'integer', minimum: 0 }, minItems: 1, description: 'Only these layers (default: every layer).' };
 
-export const experimentSchema: Schema = {
+/** An analysis experiment (every file without "kind": "train"). */
+export const analysisExperimentSchema: Schema = {
   $schema: 'http://json-schema.org/draft-07/schema#',
   $id: 'https://mechlens.dev/schemas/experiment.schema.json',
   title: 'MechLens experiment',
@@ -186,6 +197,7 @@ export const experimentSchema: Schema = {
   type: 'object',
   properties: {
     $schema: { type: 'string', description: 'Path or URL of this schema, for editors.' },
+    kind: { enum: ['analysis', 'train'], default: 'analysis', description: "'analysis' (the default): analyses of a model on prompts; 'train': train a toy transformer, then analyse it." },
     title: { type: 'string', description: 'Title of the experiment (shown in the runs list and the report).' },
     description: { type: 'string', description: 'What the experiment tests and where its prompts come from.' },
     model: {
@@ -344,12 +356,14 @@ const analyses: Schema[] = [
   analysis('patch', 'Activation patching of a residual-stream component by layer and position: clean values patched into the corrupted run (TransformerLens get_act_patch_resid_pre / attn_out / mlp_out).', {
     hook: { enum: ['resid_pre', 'resid_mid', 'resid_post', 'attn_out', 'mlp_out'], description: 'The component patched: blocks.L.hook_<hook>.' },
     layers,
+    attribution,
     expect: cellExpect,
   }, ['hook']),
   analysis('patch_heads', "Activation patching of each head's z (output), q, k, v or attention pattern, across all positions or by position.", {
     activation: { enum: ['z', 'q', 'k', 'v', 'pattern'], description: 'blocks.L.attn.hook_<activation>.' },
     by: { enum: ['all_pos', 'pos'], default: 'all_pos', description: "'all_pos': one cell per head ([layer, head]); 'pos': per position ([layer, pos, head]; for pattern per destination position [layer, head, dest_pos])." },
     layers,
+    attribution,
     expect: cellExpect,
   }, ['activation']),
   analysis('patch_neurons', 'Activation patching of single MLP neurons of one layer, all positions (seed 004: layers 8 and 10).', {
@@ -357,6 +371,7 @@ const analyses: Schema[] = [
     hook: { enum: ['post', 'pre'], default: 'post', description: 'blocks.L.mlp.hook_<hook>.' },
     neurons: { type: 'array', minItems: 1, items: { type: 'integer', minimum: 0 }, description: 'Only these neurons (default: all).' },
     top: int('How many neurons with the largest |effect| to list.', 1, { default: 10 }),
+    attribution,
     expect: cellExpect,
   }, ['layer']),
   analysis('causal_trace', "Causal tracing in ROME's style: noise on the subject's token embeddings, then restore each layer's hidden state (and windows of MLP / attention outputs) at each token.", {
@@ -386,9 +401,34 @@ const analyses: Schema[] = [
     direction: { enum: ['denoise', 'noise'], default: 'denoise', description: "'denoise': senders from the clean run into the corrupted run (like the other patching analyses); 'noise': senders from the corrupted run into the clean run (ARENA's convention)." },
   }, ['receivers']),
 ];
-(experimentSchema.properties!['analyses']!.items as Schema).anyOf = analyses;
+(analysisExperimentSchema.properties!['analyses']!.items as Schema).anyOf = analyses;
 
 /** Kinds that patch clean activations into corrupted runs (they need corrupted prompts). */
 export const PATCHING_KINDS: ReadonlySet<AnalysisKind> = new Set(['patch', 'patch_heads', 'patch_neurons', 'path_patch']);
 /** Kinds that need answers (a logit difference or the answer's probability). */
 export const ANSWER_KINDS: ReadonlySet<AnalysisKind> = new Set(['logit_diff', 'layer_dla', 'head_dla', 'neuron_dla', 'logit_lens', 'patch', 'patch_heads', 'patch_neurons', 'path_patch']);
+
+/**
+ * schemas/experiment.schema.json: both kinds of experiment file, chosen by "kind" ("train", or
+ * absent / "analysis"). Editors read the draft-07 if/then/else; parse.ts validates a file against
+ * the one definition its "kind" names, so messages concern that kind only.
+ */
+export const experimentSchema: Schema = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  $id: analysisExperimentSchema.$id!,
+  title: 'MechLens experiment',
+  description: 'A MechLens experiment file: analyses of a model on prompts (the default), or "kind": "train" to train a toy transformer and analyse it. Results go to .mechlens/runs/<id>/.',
+  type: 'object',
+  properties: {
+    kind: analysisExperimentSchema.properties!['kind']!,
+    title: { type: 'string', description: 'Title of the experiment.' },
+    description: { type: 'string', description: 'What the experiment does.' },
+  },
+  if: { properties: { kind: { const: 'train' } }, required: ['kind'] },
+  then: { $ref: '#/definitions/train' },
+  else: { $ref: '#/definitions/analysis' },
+  definitions: {
+    analysis: Object.fromEntries(Object.entries(analysisExperimentSchema).filter(([k]) => k !== '$schema' && k !== '$id')) as Schema,
+    train: trainExperimentSchema,
+  },
+};

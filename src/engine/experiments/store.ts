@@ -1,8 +1,8 @@
 /**
  * The results store: one folder per run, `.mechlens/runs/<id>/`, holding
  *   run.json             the RunRecord shared with the extension (src/protocol/runs.ts): inputs,
- *                        model, engine version, created time, and a 'heatmap' panel state with
- *                        every heatmap of the run, so the Runs view reopens it without recomputing;
+ *                        model, engine version, created time, and the 'experiment' panel state
+ *                        (every section and block), so the Runs view reopens it without recomputing;
  *   results.json         every number of every analysis (ExperimentResults, tensors excluded);
  *   tensors.safetensors  large tensors (attention patterns, composition scores), when any;
  *   experiment.json      a copy of the experiment file as it was run.
@@ -11,7 +11,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { newRunId, RUN_FILE, RUNS_DIR, runRecordProblem, type RunRecord } from '../../protocol/runs.js';
-import type { HeatmapState } from '../../protocol/webview.js';
+import type { ExperimentCheck, ExperimentSection, ExperimentState } from '../../protocol/webview.js';
 import { writeSafetensors } from '../model/safetensors.js';
 import type { ResolvedExperiment } from './parse.js';
 import { resultTensors, type ExperimentResults } from './run.js';
@@ -70,12 +70,7 @@ export function saveRun(x: ResolvedExperiment, res: ExperimentResults, opts: Sav
   if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0) throw new Error(`output folder ${dir} is not empty; give a new or empty folder`);
   fs.mkdirSync(dir, { recursive: true });
   const first = x.groups[0]!;
-  const state: HeatmapState = {
-    kind: 'heatmap',
-    model: x.model.name,
-    heatmaps: res.results.flatMap((r) => r.heatmaps),
-    description: `${x.spec.description ? `${x.spec.description}\n` : ''}${res.cancelled ? 'Cancelled: partial results.\n' : ''}Metric: ${x.metric}${x.normalize ? ' (patching normalised: (patched - corrupted) / (clean - corrupted))' : ''}.`,
-  };
+  const state = experimentState(x, res, { id, dir, createdAt: now.toISOString() });
   const record: RunRecord = {
     id,
     kind: 'experiment',
@@ -108,6 +103,33 @@ export function saveRun(x: ResolvedExperiment, res: ExperimentResults, opts: Sav
   // run.json last: a folder with run.json is a complete run.
   writeAtomic(path.join(dir, RUN_FILE), toJson(record));
   return { dir, record };
+}
+
+/** What the patching numbers mean, for the panel and the report. */
+export function metricDescription(x: ResolvedExperiment): string {
+  const base = x.metric === 'logit_diff' ? 'logit difference logit(answer) − logit(wrong) at the last position, mean over prompts' : x.metric === 'answer_prob' ? "the answer's probability at the last position, mean over prompts" : "the answer's log-probability at the last position, mean over prompts";
+  return `${base}${x.normalize ? '; patching normalised: (patched − corrupted) / (clean − corrupted)' : ''}`;
+}
+
+/** The run as the experiment panel's state (what run.json holds; NaN becomes null in JSON). */
+export function experimentState(x: ResolvedExperiment, res: ExperimentResults, run: { id: string; dir: string; createdAt: string }): ExperimentState {
+  const sections: ExperimentSection[] = res.results.map((r) => {
+    const sec: ExperimentSection = { index: r.index, kind: r.kind, group: r.group, title: r.title, elapsedMs: r.elapsedMs, blocks: r.blocks };
+    if (r.partial) sec.partial = true;
+    if (r.checks) sec.checks = r.checks.map((c): ExperimentCheck => ({ ...c, actual: Number.isFinite(c.actual) ? c.actual : null }));
+    if (r.notes) sec.notes = r.notes;
+    return sec;
+  });
+  return {
+    kind: 'experiment',
+    title: x.title,
+    model: x.model.name,
+    description: `${x.spec.description ?? ''}${res.cancelled ? `${x.spec.description ? '\n' : ''}Cancelled: partial results.` : ''}`,
+    metric: metricDescription(x),
+    file: x.file,
+    run: { id: run.id, dir: run.dir, createdAt: run.createdAt, elapsedMs: res.elapsedMs, cancelled: res.cancelled },
+    sections,
+  };
 }
 
 export interface LoadedRun {

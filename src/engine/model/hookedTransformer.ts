@@ -69,6 +69,9 @@ export class HookedTransformer {
   readonly runtime: OnnxRuntime;
   private readonly sessions = new Map<string, Map<string, Promise<CompiledSession>>>();
   private disposed = false;
+  /** Runs in flight per session, so a session dropped from the cache is released only when idle. */
+  private readonly inUse = new Map<Promise<CompiledSession>, number>();
+  private readonly releaseWhenIdle = new Set<Promise<CompiledSession>>();
 
   constructor(readonly cfg: HookedTransformerConfig, readonly params: Params, readonly processing: Processing, readonly source: string, runtimeOpts: RuntimeOptions = {}) {
     this.runtime = new OnnxRuntime(runtimeOpts);
@@ -180,25 +183,38 @@ export class HookedTransformer {
       }
       if (seg.kind === 'final' && opts.vocab) variant.vocab = true;
       if (seg.kind === 'block' && opts.prefix && !variant.fromMid) variant.prefix = true;
-      const session = await this.session(seg, variant);
-      const feeds: Record<string, ort.Tensor> = {};
-      if (seg.kind === 'embed') {
-        const flat = new BigInt64Array(B * P);
-        tokens!.forEach((row, b) => row.forEach((t, p) => (flat[b * P + p] = BigInt(t))));
-        feeds[TOKENS] = ortI64(flat, [B, P]);
-      } else {
-        feeds[RESID_IN] = ortF32(resid!);
+      // Held from before the await: a release in the meantime waits for this run.
+      const sp = this.session(seg, variant);
+      this.inUse.set(sp, (this.inUse.get(sp) ?? 0) + 1);
+      let out: Record<string, F32>;
+      try {
+        const session = await sp;
+        const feeds: Record<string, ort.Tensor> = {};
+        if (seg.kind === 'embed') {
+          const flat = new BigInt64Array(B * P);
+          tokens!.forEach((row, b) => row.forEach((t, p) => (flat[b * P + p] = BigInt(t))));
+          feeds[TOKENS] = ortI64(flat, [B, P]);
+        } else {
+          feeds[RESID_IN] = ortF32(resid!);
+        }
+        if (variant.prefix && seg.kind === 'block') {
+          feeds[PAST_K] = ortF32(opts.prefix!.keys[seg.layer]!);
+          feeds[PAST_V] = ortF32(opts.prefix!.values[seg.layer]!);
+        }
+        if (variant.vocab) feeds[VOCAB_IDS] = ortI64(BigInt64Array.from(opts.vocab!.map((t) => BigInt(t))), [opts.vocab!.length]);
+        segIvs.forEach(({ iv }, j) => Object.assign(feeds, slotFeeds(iv, j, cfg, B, P)));
+        const fetch: string[] = [...variant.outputs];
+        if (seg.kind !== 'final') fetch.push(RESID_OUT);
+        else if (wantLogits) fetch.push('logits');
+        out = await this.runtime.run(session, feeds, fetch);
+      } finally {
+        const left = this.inUse.get(sp)! - 1;
+        if (left > 0) this.inUse.set(sp, left);
+        else {
+          this.inUse.delete(sp);
+          if (this.releaseWhenIdle.delete(sp)) await sp.then((x) => x.session.release()).catch(() => undefined);
+        }
       }
-      if (variant.prefix && seg.kind === 'block') {
-        feeds[PAST_K] = ortF32(opts.prefix!.keys[seg.layer]!);
-        feeds[PAST_V] = ortF32(opts.prefix!.values[seg.layer]!);
-      }
-      if (variant.vocab) feeds[VOCAB_IDS] = ortI64(BigInt64Array.from(opts.vocab!.map((t) => BigInt(t))), [opts.vocab!.length]);
-      segIvs.forEach(({ iv }, j) => Object.assign(feeds, slotFeeds(iv, j, cfg, B, P)));
-      const fetch: string[] = [...variant.outputs];
-      if (seg.kind !== 'final') fetch.push(RESID_OUT);
-      else if (wantLogits) fetch.push('logits');
-      const out = await this.runtime.run(session, feeds, fetch);
       for (const n of variant.outputs) cache.set(n, withAxes(out[n]!, n, cfg));
       if (seg.kind !== 'final') resid = out[RESID_OUT]!;
       if (seg.kind === 'final' && wantLogits) cache.set('logits', out['logits']!);
@@ -256,7 +272,7 @@ export class HookedTransformer {
     if (iv.kind === 'scale' && !Number.isFinite(iv.factor)) throw new Error(`intervention at ${iv.hook}: scale factor must be a finite number`);
   }
 
-  private async session(seg: Segment, v: SegmentVariant): Promise<CompiledSession> {
+  private session(seg: Segment, v: SegmentVariant): Promise<CompiledSession> {
     const sk = segKey(seg);
     let per = this.sessions.get(sk);
     if (!per) this.sessions.set(sk, (per = new Map()));
@@ -275,7 +291,7 @@ export class HookedTransformer {
     while (per.size > MAX_VARIANTS_PER_SEGMENT) {
       const [oldKey, old] = per.entries().next().value as [string, Promise<CompiledSession>];
       per.delete(oldKey);
-      old.then((s) => s.session.release()).catch(() => undefined);
+      void this.release(old);
     }
     return p;
   }
@@ -286,6 +302,32 @@ export class HookedTransformer {
     await this.session({ kind: 'embed' }, v);
     for (let l = 0; l < this.cfg.n_layers; l++) await this.session({ kind: 'block', layer: l }, v);
     await this.session({ kind: 'final' }, v);
+  }
+
+  /**
+   * Releases every compiled session except the plain forward of each segment. Sweeps compile
+   * many variants (an intervention at each layer, last-position and prefix blocks), each with
+   * onnxruntime's memory arena sized for its batches; after a sweep they are dead weight. A
+   * session still running is released when its runs finish.
+   */
+  async releaseVariants(): Promise<number> {
+    const plain = JSON.stringify({ outputs: [], useAttnResult: false, slots: [] } satisfies SegmentVariant);
+    const drop: Promise<CompiledSession>[] = [];
+    for (const per of this.sessions.values()) {
+      for (const [k, p] of [...per]) {
+        if (k === plain) continue;
+        per.delete(k);
+        drop.push(p);
+      }
+    }
+    await Promise.all(drop.map((p) => this.release(p)));
+    return drop.length;
+  }
+
+  /** Releases a session now, or after the runs that are using it finish. */
+  private async release(p: Promise<CompiledSession>): Promise<void> {
+    if (this.inUse.has(p)) this.releaseWhenIdle.add(p);
+    else await p.then((s) => s.session.release()).catch(() => undefined);
   }
 
   /** Number of live compiled sessions (for tests and the side view). */

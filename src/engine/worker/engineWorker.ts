@@ -12,6 +12,8 @@ import type { Intervention } from '../interventions/plan.js';
 import { requireHook, type OutputName } from '../hooks/hooks.js';
 import { f32 } from '../tensor/tensor.js';
 import type { WireMessage } from '../../protocol/ipc.js';
+import { registerTrainingHandlers } from './trainingService.js';
+import { registerExperimentHandlers } from '../../extension/experimentsWorker.js';
 
 export function serveEngine(channel: Channel): RpcEndpoint {
   const rpc = new RpcEndpoint(channel);
@@ -83,6 +85,9 @@ export function serveEngine(channel: Channel): RpcEndpoint {
 
   rpc.onRequest(EngineRequests.analyze, (p, ctx) => current().analyze(p.tokens, p.corrupted_tokens, p.answers, ctx.signal));
 
+  // engine/experiment/*: experiment files, each with its own model (the settings' one reused when the same).
+  registerExperimentHandlers(rpc, () => engine);
+
   rpc.onRequest(EngineRequests.sleep, (p, ctx) =>
     new Promise((resolve, reject) => {
       const t0 = Date.now();
@@ -101,6 +106,9 @@ export function serveEngine(channel: Channel): RpcEndpoint {
       }, 0);
     }),
   );
+
+  // Training and the analyses of trained checkpoints (they never replace the loaded model).
+  registerTrainingHandlers(rpc);
 
   void loading;
   return rpc;

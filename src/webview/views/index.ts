@@ -3,10 +3,12 @@ import type { PanelState } from '../../protocol/webview.js';
 import type { ViewContext } from '../context.js';
 import { renderAttention } from './attention.js';
 import { renderAttribution } from './attribution.js';
+import { renderExperiment } from './experiment.js';
 import { renderHeatmapPanel } from './heatmapPanel.js';
 import { renderInspect } from './inspect.js';
 import { renderError, renderLoading } from './status.js';
 import { renderTopK } from './topkView.js';
+import { renderTraining } from './training.js';
 
 export function renderState(st: PanelState, ctx: ViewContext): HTMLElement {
   switch (st.kind) {
@@ -18,6 +20,10 @@ export function renderState(st: PanelState, ctx: ViewContext): HTMLElement {
       return renderAttribution(st, ctx);
     case 'heatmap':
       return renderHeatmapPanel(st, ctx);
+    case 'experiment':
+      return renderExperiment(st, ctx);
+    case 'training':
+      return renderTraining(st, ctx);
     case 'topk':
       return renderTopK(st, ctx);
     case 'error':

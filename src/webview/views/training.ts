@@ -1,0 +1,169 @@
+/**
+ * Training panel: a "kind": "train" experiment being trained (or a saved run of one). The status
+ * and the buttons that act on it (Stop, Resume, Analyse: `webview/panel/action` requests), the
+ * numbers of the latest step (loss, learning rate, gradient norm, throughput, ETA), the loss curve
+ * (linear or log scale, kept across snapshots), the loss by position of the latest batch, and
+ * where the checkpoints are. Snapshots arrive a few times a second while training; each replaces
+ * the view, so everything shown is a function of the state alone.
+ */
+import type { PanelActionParams, TrainingState } from '../../protocol/webview.js';
+import type { ViewContext } from '../context.js';
+import { Disposables, h, setChildren } from '../dom.js';
+import { formatSig } from '../format.js';
+import { button, checkbox } from '../ui/controls.js';
+import { panelHeader, section, stat } from './common.js';
+import { StepChart } from './trainingChart.js';
+
+const STATUS_TEXT: Record<TrainingState['status'], string> = {
+  starting: 'starting',
+  running: 'training',
+  stopping: 'stopping after this step',
+  stopped: 'stopped',
+  completed: 'completed',
+  failed: 'failed',
+};
+
+/** "1 h 02 min", "3 min 05 s", "42 s". */
+export function formatDuration(sec: number | null): string {
+  if (sec === null || !Number.isFinite(sec)) return '—';
+  const s = Math.max(0, Math.round(sec));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s`;
+  return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')} min`;
+}
+
+/** 12800 -> "12.8 k", 1.2e6 -> "1.2 M". */
+export function formatCount(n: number | null): string {
+  if (n === null || !Number.isFinite(n)) return '—';
+  if (n >= 1e6) return `${formatSig(n / 1e6, 3)} M`;
+  if (n >= 1e3) return `${formatSig(n / 1e3, 3)} k`;
+  return formatSig(n, 3);
+}
+
+export function validateTraining(st: TrainingState): void {
+  if (st.curve.step.length !== st.curve.loss.length) throw new Error(`training state: ${st.curve.step.length} curve steps for ${st.curve.loss.length} losses`);
+  if (!(st.maxSteps > 0)) throw new Error(`training state: maxSteps must be positive, got ${st.maxSteps}`);
+}
+
+export function renderTraining(st: TrainingState, ctx: ViewContext): HTMLElement {
+  validateTraining(st);
+  const { doc } = ctx;
+  const ui = { ...(ctx.ui.get('training') ?? { logScale: false, byPosition: true }) };
+  const setUi = (v: Partial<typeof ui>) => ctx.ui.set('training', { ...ui, ...v });
+
+  // Buttons: only where the host can act (a live panel; not a run re-opened from disk).
+  const status = h(doc, 'span', { class: 'ml-status', role: 'status' });
+  const act = (action: PanelActionParams['action'], label: string, title: string, primary = false): HTMLElement | null => {
+    const run = ctx.host.panelAction;
+    if (!run) return null;
+    const b = button(doc, {
+      label,
+      title,
+      appearance: primary ? 'primary' : 'secondary',
+      onClick: () => {
+        b.setAttribute('disabled', '');
+        status.textContent = '';
+        // Usable again once the host has taken the action (Analyse opens its own panel; Stop and
+        // Resume change the status, and the next snapshot redraws the buttons anyway).
+        run(action).then(
+          () => b.removeAttribute('disabled'),
+          (e: unknown) => {
+            b.removeAttribute('disabled');
+            status.textContent = e instanceof Error ? e.message : String(e);
+          },
+        );
+      },
+    });
+    b.dataset.action = action;
+    return b;
+  };
+  const live = st.status === 'starting' || st.status === 'running';
+  const buttons = [
+    live && st.actions.stop ? act('training.stop', 'Stop', 'Stop after the current step and save a checkpoint') : null,
+    st.actions.resume ? act('training.resume', 'Resume', `Continue from the checkpoint at step ${st.step}`, true) : null,
+    st.actions.analyse ? act('training.analyse', 'Analyse', "Run the experiment's analyses on the latest checkpoint", !st.actions.resume) : null,
+  ];
+
+  const badge = h(doc, 'span', { class: `ml-badge${st.status === 'failed' ? ' ml-bad' : st.status === 'completed' ? ' ml-good' : ''}`, 'data-status': st.status }, STATUS_TEXT[st.status]);
+  const header = panelHeader(doc, `Training — ${st.title}`, null, badge, ...buttons, status);
+
+  const message = st.message
+    ? h(doc, 'p', { class: st.status === 'failed' ? 'ml-message ml-bad ml-training-message' : 'ml-note ml-training-message', role: st.status === 'failed' ? 'alert' : null }, st.message)
+    : null;
+
+  const last = st.last;
+  const stepText = h(doc, 'span', { class: 'ml-training-step', 'data-step': st.step, 'data-max-steps': st.maxSteps }, `${st.step.toLocaleString('en-US')} / ${st.maxSteps.toLocaleString('en-US')}`);
+  const progress = h(doc, 'progress', { class: 'ml-training-progress', max: st.maxSteps, value: st.step, title: `${((st.step / st.maxSteps) * 100).toFixed(1)} %` });
+  // The stylesheet has no rule for it; CSSOM styles are allowed by the CSP (attributes are not).
+  progress.style.width = '100%';
+  const stats = h(
+    doc,
+    'div',
+    { class: 'ml-stats ml-training-stats' },
+    stat(doc, 'step', stepText, st.startStep > 0 ? `resumed at step ${st.startStep}` : undefined),
+    stat(doc, 'loss', last ? formatSig(last.loss, 4) : '—', last ? String(last.loss) : undefined),
+    stat(doc, 'lr', last ? formatSig(last.lr, 3) : '—', 'learning rate of the latest step (after warm-up scaling)'),
+    stat(doc, 'grad norm', last ? formatSig(last.gradNorm, 3) : '—', 'gradient norm before clipping'),
+    stat(doc, 'tokens/s', formatCount(st.tokensPerSec), `${st.tokensPerStep.toLocaleString('en-US')} tokens per step`),
+    stat(doc, 'steps/s', st.stepsPerSec === null ? '—' : formatSig(st.stepsPerSec, 3)),
+    stat(doc, live ? 'ETA' : 'time', live ? formatDuration(st.etaSec) : formatDuration(st.elapsedSec), live ? `elapsed ${formatDuration(st.elapsedSec)}` : 'training time of this session'),
+  );
+
+  // A toggle redraws its chart in place: after the run ends no new snapshot would do it.
+  const chartSlot = (draw: (d: Disposables) => HTMLElement | null): { el: HTMLElement; redraw: () => void } => {
+    const el = h(doc, 'div', { class: 'ml-training-chart' });
+    let own = new Disposables();
+    const redraw = () => {
+      own.dispose();
+      own = new Disposables();
+      setChildren(el, draw(own));
+    };
+    ctx.disposables.add(() => own.dispose());
+    redraw();
+    return { el, redraw };
+  };
+  const curveNote = `${st.curve.step.length < st.step ? `${st.curve.step.length} points, each the mean of consecutive steps · ` : ''}${formatCount(st.params)} trainable parameters · ${st.model}`;
+  const curve = chartSlot((d) =>
+    st.curve.step.length
+      ? new StepChart(doc, { x: st.curve.step, y: st.curve.loss, xAxis: 'step', yAxis: 'loss', log: ui.logScale }, d).el
+      : h(doc, 'p', { class: 'ml-empty' }, st.status === 'failed' ? 'No step completed.' : 'Waiting for the first step…'),
+  );
+  const logBox = checkbox(doc, {
+    label: 'log scale',
+    checked: ui.logScale,
+    title: 'Loss on a logarithmic axis',
+    onChange: (v) => {
+      setUi({ logScale: v });
+      ui.logScale = v;
+      curve.redraw();
+    },
+  });
+  const curveSection = section(doc, 'Loss', curveNote, h(doc, 'div', { class: 'ml-toolbar' }, logBox), curve.el);
+
+  let posSection: HTMLElement | null = null;
+  if (st.posLoss) {
+    const pl = st.posLoss;
+    const x = pl.values.map((_, i) => i);
+    const chart = chartSlot((d) => (ui.byPosition ? new StepChart(doc, { x, y: pl.values, xAxis: 'position', yAxis: 'loss', log: false, height: 160 }, d).el : null));
+    const posBox = checkbox(doc, {
+      label: 'show',
+      checked: ui.byPosition,
+      title: 'Mean loss at each position of the latest batch',
+      onChange: (v) => {
+        setUi({ byPosition: v });
+        ui.byPosition = v;
+        chart.redraw();
+      },
+    });
+    posSection = section(doc, 'Loss by position', `mean over the batch of step ${pl.step}; positions without a target (e.g. BOS) show 0`, h(doc, 'div', { class: 'ml-toolbar' }, posBox), chart.el);
+  }
+
+  const where = section(
+    doc,
+    'Checkpoints',
+    null,
+    h(doc, 'div', { class: 'ml-mono ml-training-checkpoint', title: 'model folders loadable as models (config.json + model.safetensors), with optimizer and trainer state' }, st.checkpoint ?? `${st.checkpointDir} (none yet)`),
+  );
+
+  return h(doc, 'div', { class: 'ml-view ml-training', 'data-status': st.status }, header, message, stats, progress, curveSection, posSection, where);
+}
