@@ -143,6 +143,11 @@ describe('Training', function () {
     const a = await api();
     const saved = await waitFor(() => runsOf(a.runsDir!, 'training').find((r) => r.state.kind === 'training' && r.state.step === stoppedAt), 10_000, 'the stopped run saved');
     assert.equal(saved.state.kind === 'training' && saved.state.status, 'stopped');
+    // The Runs view re-opens it as it was, without buttons (a record, not a live run).
+    await vscode.commands.executeCommand('mechlens.openRun', saved.id);
+    const reopened = await waitFor(() => a.panels.find((p) => p.runId === saved.id), 10_000, 'the re-opened training run');
+    assert.equal(reopened.kind, 'training');
+    assert.ok(reopened.state.kind === 'training' && reopened.state.step === stoppedAt && !reopened.state.actions.resume);
     note(`stopped at step ${stoppedAt}; checkpoint ${vscode.workspace.asRelativePath(checkpoint)}`);
   });
 

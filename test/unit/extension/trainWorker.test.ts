@@ -45,7 +45,7 @@ test('train: a progress notification per step; Stop (cancel) checkpoints; Resume
   try {
     const seen: TrainingProgress[] = [];
     const ac = new AbortController();
-    const first = await c.requestWithProgress(EngineRequests.trainStart, { config: tiny(), saveDir, resume: false, threads: 1 }, (p) => {
+    const first = await c.requestWithProgress(EngineRequests.trainStart, { config: tiny({ max_steps: 400 }), saveDir, resume: false, threads: 1 }, (p) => {
       if (!p.training) return;
       seen.push(p.training);
       if (p.training.kind === 'step' && p.training.step === 12) ac.abort();
@@ -56,7 +56,9 @@ test('train: a progress notification per step; Stop (cancel) checkpoints; Resume
     assert.equal(steps[0]!.posLoss.length, 8);
     assert.equal(steps[0]!.posLoss[0], 0, 'BOS predicts nothing');
     assert.equal(first.status, 'stopped');
-    assert.ok(first.step >= 12 && first.step <= 13, `stopped after the step in progress, at ${first.step}`);
+    // The worker stops at its next step boundary after the cancel arrives (notifications and the
+    // cancel cross the thread boundary while it keeps training).
+    assert.ok(first.step >= 12 && first.step < 400, `stopped mid-run, at ${first.step}`);
     assert.equal(first.checkpoint, path.join(saveDir, `step-${String(first.step).padStart(6, '0')}`));
     assert.equal(first.losses.length, first.step);
     // The checkpoint is a model folder.
@@ -65,7 +67,7 @@ test('train: a progress notification per step; Stop (cancel) checkpoints; Resume
     assert.ok(m.params.get('pos_embed.W_pos')!.data.every((x) => x === 0));
 
     const resumed: TrainingProgress[] = [];
-    const second = await c.requestWithProgress(EngineRequests.trainStart, { config: tiny(), saveDir, resume: true, threads: 1 }, (p) => p.training && resumed.push(p.training));
+    const second = await c.requestWithProgress(EngineRequests.trainStart, { config: tiny({ max_steps: 400 }), saveDir, resume: true, threads: 1 }, (p) => p.training && resumed.push(p.training));
     const started = resumed[0]!;
     assert.ok(started.kind === 'started');
     assert.equal(started.step, first.step);
@@ -74,13 +76,13 @@ test('train: a progress notification per step; Stop (cancel) checkpoints; Resume
     const s2 = resumed.filter((p) => p.kind === 'step');
     assert.equal(s2[0]!.kind === 'step' && s2[0]!.step, first.step + 1);
     assert.equal(second.status, 'completed');
-    assert.equal(second.step, 40);
-    assert.equal(second.losses.length, 40);
-    assert.equal(fs.readFileSync(path.join(saveDir, 'latest'), 'utf8').trim(), 'step-000040');
+    assert.equal(second.step, 400);
+    assert.equal(second.losses.length, 400);
+    assert.equal(fs.readFileSync(path.join(saveDir, 'latest'), 'utf8').trim(), 'step-000400');
 
     // A resume whose file changed the maths says the checkpoint's settings are kept.
     const notes: string[] = [];
-    await c.requestWithProgress(EngineRequests.trainStart, { config: tiny({ max_steps: 42, lr: 1e-3 }), saveDir, resume: true, threads: 1 }, (p) => p.training?.kind === 'started' && notes.push(...p.training.notes));
+    await c.requestWithProgress(EngineRequests.trainStart, { config: tiny({ max_steps: 402, lr: 1e-3 }), saveDir, resume: true, threads: 1 }, (p) => p.training?.kind === 'started' && notes.push(...p.training.notes));
     assert.match(notes.join(' '), /keeps the checkpoint's \(lr: file 0.001, checkpoint 0.003\)/);
 
     // Training from scratch replaces the earlier run's checkpoints.
