@@ -67,7 +67,7 @@ export const RECIPE: Omit<TrainConfig, 'task'> = {
  * training characters are a stream of segments of random characters (uniform over the book's
  * character vocabulary), each written twice in a row, with lengths uniform in [minLen, maxLen].
  */
-export const REPEATS = { fraction: 0.25, minLen: 8, maxLen: 100, seed: 7 };
+export const REPEATS = { fraction: 0.25, minLen: 2, maxLen: 100, lengths: 'log-uniform' as 'uniform' | 'log-uniform', seed: 7 };
 
 /** Evaluation settings (seeds differ from the unit test's, which re-measures on fresh tokens). */
 export const EVAL = {
@@ -103,16 +103,17 @@ function sectionText(s: Section): string {
  * The stream of repeated random segments: `n` characters (the last segment cut short), drawn from
  * `chars` with heads.ts's seeded randomInts (mulberry32).
  */
-export function repeatedSegments(chars: string, n: number, opts: { minLen: number; maxLen: number; seed: number } = REPEATS): string {
+export function repeatedSegments(chars: string, n: number, opts: { minLen: number; maxLen: number; lengths: 'uniform' | 'log-uniform'; seed: number } = REPEATS): string {
   const cs = Array.from(chars);
   // One stream of uniform integers, consumed in order: a length, then that many characters.
   const draws = randomInts(2 * n + 16, 0, 1 << 30, opts.seed);
   let k = 0;
   const next = (lo: number, hi: number) => lo + (draws[k++]! % (hi - lo));
+  const logLen = () => Math.min(opts.maxLen, Math.floor(Math.exp(Math.log(opts.minLen) + (draws[k++]! / (1 << 30)) * (Math.log(opts.maxLen + 1) - Math.log(opts.minLen)))));
   const parts: string[] = [];
   let len = 0;
   while (len < n) {
-    const m = next(opts.minLen, opts.maxLen + 1);
+    const m = opts.lengths === 'uniform' ? next(opts.minLen, opts.maxLen + 1) : logLen();
     const seg = Array.from({ length: m }, () => cs[next(0, cs.length)]!).join('');
     parts.push(seg, seg);
     len += 2 * m;

@@ -28,13 +28,14 @@ export interface InterventionSlot {
 
 /**
  * Parameters compiled into sessions as initializers, which onnxruntime copies and pre-packs.
- * Everything else is a graph input fed from the engine's own arrays (zero-copy), so the loaded
- * model costs about one copy of its weights and intervention variants of a block add no weight
- * memory. The unembedding is the exception: it is the largest GEMM of a forward (d_model x
- * d_vocab) and pre-packing it saves about a third of its time (measured 27.6 vs 40.8 ms for
- * 64 tokens of GPT-2 small on 2 cores).
+ * By default none: every weight is a graph input fed from the engine's own arrays (zero-copy),
+ * so the loaded model costs about one copy of its weights and intervention variants of a block
+ * add no weight memory. Pre-packing the unembedding (the largest GEMM of a forward, d_model x
+ * d_vocab) saves ~13 ms per 64-token GPT-2-small forward (27.6 vs 40.8 ms measured) but keeps a
+ * second 154 MB copy, which breaks the "loaded model <= 2x its weights" budget; set
+ * MECHLENS_PREPACK_UNEMBED=1 to trade that memory for the speed.
  */
-const PREPACKED = new Set(['unembed.W_U']);
+const PREPACKED = new Set(process.env['MECHLENS_PREPACK_UNEMBED'] === '1' ? ['unembed.W_U'] : []);
 
 /** Derived tensors (packed W_QKV) cached per params map, so they exist once, not per session. */
 const derivedCache = new WeakMap<Params, Map<string, { W: F32; b: F32 }>>();
