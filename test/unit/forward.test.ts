@@ -59,3 +59,29 @@ test('weight processing leaves log-probs unchanged', async () => {
     assert.ok(d < 1e-4, `${mode}: max |log-prob diff| ${d}`);
   }
 });
+
+test('the one-session chain (runs without interventions) equals the per-segment chain', async () => {
+  const { cfg, params } = applyProcessing(fixtureConfig(), fixtureParams('none'), 'default');
+  const m = new HookedTransformer(cfg, params, 'default', 'fixture', { device: 'cpu', threads: 1 });
+  try {
+    const fused = await m.runWithCache(spec.tokens);
+    // A scale-by-1 intervention changes nothing but sends the run through per-segment sessions.
+    const chained = await m.runWithCache(spec.tokens, { interventions: [{ hook: 'hook_embed', kind: 'scale', factor: 1 }] });
+    assert.equal(fused.cache.size, chained.cache.size);
+    let worst = assertClose(fused.logits!, chained.logits!, 1e-5, 'logits');
+    for (const [n, t] of fused.cache) worst = Math.max(worst, assertClose(t, chained.cache.get(n)!, 1e-5, n));
+    assert.ok(worst <= 1e-5, `max difference ${worst}`);
+    // Partial hook sets, lastPositionOnly and vocab also take the one-session path.
+    const last = await m.forward(spec.tokens, { lastPositionOnly: true, vocab: [3, 5] });
+    const P = spec.tokens[0]!.length, V = cfg.d_vocab_out;
+    assert.deepEqual(last.dims, [spec.tokens.length, 1, 2]);
+    spec.tokens.forEach((_, b) => [3, 5].forEach((id, k) => {
+      assert.ok(Math.abs(last.data[b * 2 + k]! - fused.logits!.data[(b * P + P - 1) * V + id]!) < 1e-4);
+    }));
+    const some = await m.runWithCache(spec.tokens, { names: ['blocks.1.attn.hook_pattern'] });
+    assert.deepEqual([...some.cache.keys()], ['blocks.1.attn.hook_pattern']);
+    assertClose(some.cache.get('blocks.1.attn.hook_pattern')!, fused.cache.get('blocks.1.attn.hook_pattern')!, 1e-6, 'pattern');
+  } finally {
+    await m.dispose();
+  }
+});

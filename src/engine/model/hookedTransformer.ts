@@ -10,7 +10,7 @@
  * instead of logits, exactly as TransformerLens's start_at_layer / stop_at_layer.
  */
 import type * as ort from 'onnxruntime-node';
-import { buildBlockGraph, buildEmbedGraph, buildFinalGraph, PAST_K, PAST_V, RESID_IN, RESID_OUT, slotInputName, TOKENS, VOCAB_IDS, type InterventionSlot, type Segment, type SegmentVariant } from '../graph/gpt2.js';
+import { buildBlockGraph, buildEmbedGraph, buildFinalGraph, fuseSegments, fusedInputName, PAST_K, PAST_V, RESID_IN, RESID_OUT, slotInputName, TOKENS, VOCAB_IDS, type InterventionSlot, type Segment, type SegmentGraph, type SegmentVariant } from '../graph/gpt2.js';
 import { allHooks, hookAxes, hookDims, requireHook, type HookName, type OutputName } from '../hooks/hooks.js';
 import type { Intervention, InterventionIndex } from '../interventions/plan.js';
 import { OnnxRuntime, ortF32, ortI64, type CompiledSession, type RuntimeOptions } from '../backends/onnx/runtime.js';
@@ -64,6 +64,9 @@ export interface RunResult {
 
 /** Sessions kept per segment; older variants are released (each holds that segment's weights). */
 const MAX_VARIANTS_PER_SEGMENT = 3;
+/** Whole-chain sessions kept (one per distinct hook set asked for without interventions). */
+const MAX_FUSED_PLANS = 4;
+const FUSED = 'fused';
 
 export class HookedTransformer {
   readonly runtime: OnnxRuntime;
@@ -170,10 +173,10 @@ export class HookedTransformer {
     for (let l = start; l < stop; l++) segments.push({ kind: 'block', layer: l });
     if (wantLogits || names.some((n) => n.startsWith('ln_final.'))) segments.push({ kind: 'final' });
 
-    for (const seg of segments) {
+    const plan = segments.map((seg) => {
       const segHooks = names.filter((n) => segmentOf(n) === segKey(seg));
-      const segIvs = ivs.map((iv, i) => ({ iv, i })).filter(({ iv }) => segmentOf(iv.hook) === segKey(seg));
-      const slots: InterventionSlot[] = segIvs.map(({ iv }) => toSlot(iv, cfg));
+      const segIvs = ivs.filter((iv) => segmentOf(iv.hook) === segKey(seg));
+      const slots: InterventionSlot[] = segIvs.map((iv) => toSlot(iv, cfg));
       const needsResult = segHooks.some((n) => n.endsWith('attn.hook_result')) || slots.some((s) => s.hook.endsWith('attn.hook_result'));
       const variant: SegmentVariant = { outputs: segHooks.filter((n) => n !== 'logits'), useAttnResult: needsResult, slots };
       if (seg.kind === 'block' && seg.layer === start && fromMid) variant.fromMid = true;
@@ -183,41 +186,58 @@ export class HookedTransformer {
       }
       if (seg.kind === 'final' && opts.vocab) variant.vocab = true;
       if (seg.kind === 'block' && opts.prefix && !variant.fromMid) variant.prefix = true;
-      // Held from before the await: a release in the meantime waits for this run.
-      const sp = this.session(seg, variant);
-      this.inUse.set(sp, (this.inUse.get(sp) ?? 0) + 1);
-      let out: Record<string, F32>;
-      try {
-        const session = await sp;
-        const feeds: Record<string, ort.Tensor> = {};
-        if (seg.kind === 'embed') {
-          const flat = new BigInt64Array(B * P);
-          tokens!.forEach((row, b) => row.forEach((t, p) => (flat[b * P + p] = BigInt(t))));
-          feeds[TOKENS] = ortI64(flat, [B, P]);
-        } else {
-          feeds[RESID_IN] = ortF32(resid!);
-        }
-        if (variant.prefix && seg.kind === 'block') {
-          feeds[PAST_K] = ortF32(opts.prefix!.keys[seg.layer]!);
-          feeds[PAST_V] = ortF32(opts.prefix!.values[seg.layer]!);
-        }
-        if (variant.vocab) feeds[VOCAB_IDS] = ortI64(BigInt64Array.from(opts.vocab!.map((t) => BigInt(t))), [opts.vocab!.length]);
-        segIvs.forEach(({ iv }, j) => Object.assign(feeds, slotFeeds(iv, j, cfg, B, P)));
+      return { seg, variant, segIvs };
+    });
+    /** The segment's own inputs (not the residual from the previous segment). */
+    const localFeeds = ({ seg, variant, segIvs }: (typeof plan)[number]): Record<string, ort.Tensor> => {
+      const feeds: Record<string, ort.Tensor> = {};
+      if (seg.kind === 'embed') {
+        const flat = new BigInt64Array(B * P);
+        tokens!.forEach((row, b) => row.forEach((t, p) => (flat[b * P + p] = BigInt(t))));
+        feeds[TOKENS] = ortI64(flat, [B, P]);
+      }
+      if (variant.prefix && seg.kind === 'block') {
+        feeds[PAST_K] = ortF32(opts.prefix!.keys[seg.layer]!);
+        feeds[PAST_V] = ortF32(opts.prefix!.values[seg.layer]!);
+      }
+      if (variant.vocab) feeds[VOCAB_IDS] = ortI64(BigInt64Array.from(opts.vocab!.map((t) => BigInt(t))), [opts.vocab!.length]);
+      segIvs.forEach((iv, j) => Object.assign(feeds, slotFeeds(iv, j, cfg, B, P)));
+      return feeds;
+    };
+    const collect = (seg: Segment, variant: SegmentVariant, out: Record<string, F32>) => {
+      for (const n of variant.outputs) cache.set(n, withAxes(out[n]!, n, cfg));
+      if (seg.kind === 'final' && wantLogits) cache.set('logits', out['logits']!);
+    };
+
+    // A run from tokens without interventions is one session over the whole chain (see
+    // fuseSegments: it saves the hand-over between per-segment sessions' threads); runs with
+    // interventions, a residual or a prefix chain per-segment sessions, so a new intervention
+    // compiles only its own block.
+    if (!resid && ivs.length === 0 && !opts.prefix && plan.length > 1) {
+      const feeds: Record<string, ort.Tensor> = {};
+      plan.forEach((step, k) => {
+        for (const [n, t] of Object.entries(localFeeds(step))) feeds[fusedInputName(k, n)] = t;
+      });
+      const last = plan[plan.length - 1]!;
+      const fetch: string[] = plan.flatMap((p) => [...p.variant.outputs]);
+      if (last.seg.kind === 'final') {
+        if (wantLogits) fetch.push('logits');
+      } else fetch.push(RESID_OUT);
+      const out = await this.runSession(this.fusedSession(plan.map((p) => ({ seg: p.seg, variant: p.variant }))), feeds, fetch);
+      for (const p of plan) collect(p.seg, p.variant, out);
+      if (last.seg.kind !== 'final') resid = out[RESID_OUT]!;
+    } else {
+      for (const step of plan) {
+        const { seg, variant } = step;
+        const feeds = localFeeds(step);
+        if (seg.kind !== 'embed') feeds[RESID_IN] = ortF32(resid!);
         const fetch: string[] = [...variant.outputs];
         if (seg.kind !== 'final') fetch.push(RESID_OUT);
         else if (wantLogits) fetch.push('logits');
-        out = await this.runtime.run(session, feeds, fetch);
-      } finally {
-        const left = this.inUse.get(sp)! - 1;
-        if (left > 0) this.inUse.set(sp, left);
-        else {
-          this.inUse.delete(sp);
-          if (this.releaseWhenIdle.delete(sp)) await sp.then((x) => x.session.release()).catch(() => undefined);
-        }
+        const out = await this.runSession(this.session(seg, variant), feeds, fetch);
+        collect(seg, variant, out);
+        if (seg.kind !== 'final') resid = out[RESID_OUT]!;
       }
-      for (const n of variant.outputs) cache.set(n, withAxes(out[n]!, n, cfg));
-      if (seg.kind !== 'final') resid = out[RESID_OUT]!;
-      if (seg.kind === 'final' && wantLogits) cache.set('logits', out['logits']!);
     }
 
     const result: RunResult = { cache };
@@ -227,6 +247,32 @@ export class HookedTransformer {
     }
     if (stop < cfg.n_layers) result.residual = resid;
     return result;
+  }
+
+  /** Runs a cached session, holding it so that a release in the meantime waits for this run. */
+  private async runSession(sp: Promise<CompiledSession>, feeds: Record<string, ort.Tensor>, fetch: readonly string[]): Promise<Record<string, F32>> {
+    this.inUse.set(sp, (this.inUse.get(sp) ?? 0) + 1);
+    try {
+      return await this.runtime.run(await sp, feeds, fetch);
+    } finally {
+      const left = this.inUse.get(sp)! - 1;
+      if (left > 0) this.inUse.set(sp, left);
+      else {
+        this.inUse.delete(sp);
+        if (this.releaseWhenIdle.delete(sp)) await sp.then((x) => x.session.release()).catch(() => undefined);
+      }
+    }
+  }
+
+  /** The one-session version of a chain of segment variants (LRU-cached like the segments). */
+  private fusedSession(chain: readonly { seg: Segment; variant: SegmentVariant }[]): Promise<CompiledSession> {
+    return this.cached(FUSED, JSON.stringify(chain), MAX_FUSED_PLANS, true, () =>
+      fuseSegments(chain.map(({ seg, variant }) => this.segmentGraph(seg, variant)), `chain_${chain.map((c) => segKey(c.seg)).join('_')}`),
+    );
+  }
+
+  private segmentGraph(seg: Segment, v: SegmentVariant): SegmentGraph {
+    return seg.kind === 'embed' ? buildEmbedGraph(this.cfg, this.params, v) : seg.kind === 'block' ? buildBlockGraph(this.cfg, this.params, seg.layer, v) : buildFinalGraph(this.cfg, this.params, v);
   }
 
   private allOutputs(start: number, stop: number): OutputName[] {
@@ -273,22 +319,24 @@ export class HookedTransformer {
   }
 
   private session(seg: Segment, v: SegmentVariant): Promise<CompiledSession> {
-    const sk = segKey(seg);
-    let per = this.sessions.get(sk);
-    if (!per) this.sessions.set(sk, (per = new Map()));
-    const vk = JSON.stringify(v);
-    const hit = per.get(vk);
+    return this.cached(segKey(seg), JSON.stringify(v), MAX_VARIANTS_PER_SEGMENT, false, () => this.segmentGraph(seg, v));
+  }
+
+  /** A compiled session from the per-group LRU cache (`group`: a segment, or FUSED). */
+  private cached(group: string, key: string, max: number, arena: boolean, build: () => SegmentGraph): Promise<CompiledSession> {
+    let per = this.sessions.get(group);
+    if (!per) this.sessions.set(group, (per = new Map()));
+    const hit = per.get(key);
     if (hit) {
       // LRU: move to the back.
-      per.delete(vk);
-      per.set(vk, hit);
+      per.delete(key);
+      per.set(key, hit);
       return hit;
     }
-    const graph = seg.kind === 'embed' ? buildEmbedGraph(this.cfg, this.params, v) : seg.kind === 'block' ? buildBlockGraph(this.cfg, this.params, seg.layer, v) : buildFinalGraph(this.cfg, this.params, v);
-    const p = this.runtime.compile(graph);
-    per.set(vk, p);
-    p.catch(() => per!.delete(vk));
-    while (per.size > MAX_VARIANTS_PER_SEGMENT) {
+    const p = this.runtime.compile(build(), { arena });
+    per.set(key, p);
+    p.catch(() => per!.delete(key));
+    while (per.size > max) {
       const [oldKey, old] = per.entries().next().value as [string, Promise<CompiledSession>];
       per.delete(oldKey);
       void this.release(old);
@@ -299,9 +347,9 @@ export class HookedTransformer {
   /** Compiles the plain forward sessions now (so the first forward is fast). */
   async warmUp(): Promise<void> {
     const v: SegmentVariant = { outputs: [], useAttnResult: false, slots: [] };
-    await this.session({ kind: 'embed' }, v);
-    for (let l = 0; l < this.cfg.n_layers; l++) await this.session({ kind: 'block', layer: l }, v);
-    await this.session({ kind: 'final' }, v);
+    const chain: Segment[] = [{ kind: 'embed' }, ...Array.from({ length: this.cfg.n_layers }, (_, layer) => ({ kind: 'block' as const, layer })), { kind: 'final' }];
+    await this.fusedSession(chain.map((seg) => ({ seg, variant: v })));
+    for (const seg of chain) await this.session(seg, v);
   }
 
   /**
@@ -312,10 +360,12 @@ export class HookedTransformer {
    */
   async releaseVariants(): Promise<number> {
     const plain = JSON.stringify({ outputs: [], useAttnResult: false, slots: [] } satisfies SegmentVariant);
+    const v: SegmentVariant = { outputs: [], useAttnResult: false, slots: [] };
+    const plainChain = JSON.stringify([{ seg: { kind: 'embed' }, variant: v }, ...Array.from({ length: this.cfg.n_layers }, (_, layer) => ({ seg: { kind: 'block', layer }, variant: v })), { seg: { kind: 'final' }, variant: v }]);
     const drop: Promise<CompiledSession>[] = [];
     for (const per of this.sessions.values()) {
       for (const [k, p] of [...per]) {
-        if (k === plain) continue;
+        if (k === plain || k === plainChain) continue;
         per.delete(k);
         drop.push(p);
       }

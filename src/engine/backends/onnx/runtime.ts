@@ -57,7 +57,7 @@ export class OnnxRuntime {
     this.threads = opts.threads;
   }
 
-  async compile(graph: OnnxGraph & { weightInputs?: Map<string, F32> }): Promise<CompiledSession> {
+  async compile(graph: OnnxGraph & { weightInputs?: Map<string, F32> }, opts: { arena?: boolean } = {}): Promise<CompiledSession> {
     const bytes = encodeModel(graph);
     const options: ort.InferenceSession.SessionOptions = {
       executionProviders: this.device === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
@@ -66,7 +66,13 @@ export class OnnxRuntime {
       // steal the cores from the one that runs.
       extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
       logSeverityLevel: 3,
+      // A memory arena keeps a session's peak allocation for good but lets runs reuse their
+      // buffers: worth it for the few sessions that return many hooks (every-hook run of GPT-2
+      // small at 8x8: 1.20x the plain forward with it, 1.28-1.34x without, measured), not for
+      // the dozens of per-segment variants a sweep compiles.
+      enableCpuMemArena: opts.arena ?? false,
     };
+
     if (this.threads !== undefined) options.intraOpNumThreads = this.threads;
     let session: ort.InferenceSession;
     try {
