@@ -56,7 +56,7 @@ export class LoadedEngine {
       source: this.model.source,
       cfg: {
         model_name: cfg.model_name, n_layers: cfg.n_layers, d_model: cfg.d_model, n_heads: cfg.n_heads, d_head: cfg.d_head,
-        d_mlp: cfg.d_mlp, d_vocab: cfg.d_vocab, n_ctx: cfg.n_ctx, act_fn: cfg.act_fn, normalization_type: cfg.normalization_type,
+        d_mlp: cfg.d_mlp, attn_only: cfg.attn_only === true, d_vocab: cfg.d_vocab, n_ctx: cfg.n_ctx, act_fn: cfg.act_fn, normalization_type: cfg.normalization_type,
         positional_embedding_type: cfg.positional_embedding_type,
       },
       processing: this.model.processing,
@@ -155,7 +155,7 @@ export class LoadedEngine {
       const perHead = attrs(cache.stackHeadResults(-1, { pos_slice: -1 }).stack);
       head = Array.from({ length: cfg.n_layers }, (_, l) => perHead.slice(l * cfg.n_heads, (l + 1) * cfg.n_heads));
       layer = attrs(cache.decomposeResid(-1, { pos_slice: -1 }).stack);
-      const acc = cache.accumulatedResid(-1, { incl_mid: true, pos_slice: -1 });
+      const acc = cache.accumulatedResid(-1, { incl_mid: !cfg.attn_only, pos_slice: -1 });
       lens = { labels: acc.labels, values: attrs(acc.stack) };
     }
     if (signal?.aborted) throw new Error('cancelled');

@@ -519,10 +519,14 @@ async function runOnPrompt(runner: ExperimentRunner, s: ExperimentServices, edit
   const input = await askInput(pick.choice, prompts);
   if (input === null) return undefined;
   const st = s.host.settings;
+  // The model's shape decides which sweeps exist (no mlp_out in an attention-only model); a model
+  // that fails to load is reported by the run itself.
+  const info = s.host.model ?? (await s.host.ensureModel({ interactive: true }).catch(() => undefined));
   let json: Record<string, unknown>;
   try {
     json = promptExperiment(pick.choice, prompts, { name: st.resolvedModel, processing: st.processing, device: st.device, offline: !st.allowDownload }, {
       prependBos: s.prependBos(),
+      ...(info?.cfg.attn_only ? { attnOnly: true } : {}),
       ...(input !== undefined ? { input } : {}),
       source: `${vscode.workspace.asRelativePath(doc.uri)}:${prompts[0]!.line + 1}`,
     });

@@ -147,7 +147,7 @@ export interface AdhocModel {
  * The experiment (as the JSON of an *.experiment.json) that runs `choice` on `prompts` with the
  * settings' model. `input` is the answer to the choice's question (head, neuron, subject).
  */
-export function promptExperiment(choice: PromptAnalysisChoice, prompts: readonly PromptLike[], model: AdhocModel, opts: { prependBos: boolean; input?: string; source?: string }): Record<string, unknown> {
+export function promptExperiment(choice: PromptAnalysisChoice, prompts: readonly PromptLike[], model: AdhocModel, opts: { prependBos: boolean; input?: string; source?: string; attnOnly?: boolean }): Record<string, unknown> {
   const answers = prompts.every((p) => p.answer !== undefined && p.wrong !== undefined);
   const heads = (): string[] => {
     const r = parseHeads(opts.input ?? '');
@@ -174,7 +174,8 @@ export function promptExperiment(choice: PromptAnalysisChoice, prompts: readonly
       analyses = [
         { kind: 'patch', hook: 'resid_pre', attribution: true },
         { kind: 'patch', hook: 'attn_out', attribution: true },
-        { kind: 'patch', hook: 'mlp_out', attribution: true },
+        // An attention-only model (the built-in one) has no MLPs to patch.
+        ...(opts.attnOnly ? [] : [{ kind: 'patch', hook: 'mlp_out', attribution: true }]),
         { kind: 'patch_heads', activation: 'z', attribution: true },
       ];
       break;

@@ -50,8 +50,11 @@ export function inspectState(model: string, prompt: string, result: TestPromptRe
   return s;
 }
 
-/** Rounds to 6 decimals: attention weights are shown, not recomputed, and run.json stays small. */
-const round6 = (v: number): number => Math.round(v * 1e6) / 1e6;
+/**
+ * Rounds to 6 significant digits: attention weights are shown, not recomputed, and run.json stays
+ * small. Significant digits, not decimals: a sharp head's 1e-7 weights must not show as 0%.
+ */
+const round6 = (v: number): number => (v === 0 || !Number.isFinite(v) ? v : Number(v.toPrecision(6)));
 
 /**
  * patterns[layer][head][query_pos][key_pos], the mean over the batch, from the cached

@@ -15,6 +15,8 @@ export interface ModelConfigInfo {
   n_heads: number;
   d_head: number;
   d_mlp: number | null;
+  /** No MLPs (blocks are resid_pre + attn_out): no mlp or resid_mid hooks. */
+  attn_only: boolean;
   d_vocab: number;
   n_ctx: number;
   act_fn: string;

@@ -200,7 +200,9 @@ describe('Experiments', function () {
     assert.ok(r.ran, `nothing ran: ${r.message}`);
     const p = await waitForPanel(a, (x) => x.kind === 'experiment' && x.runId === r.runId, 'the prompt analysis panel');
     const st = p.state as ExperimentState;
-    assert.deepEqual(st.sections.map((x) => x.kind), ['patch', 'patch', 'patch', 'patch_heads']);
+    // resid_pre, attn_out (and mlp_out unless the model is attention-only, as builtin:default is), heads.
+    const attnOnly = (await a.engine.ensureModel()).cfg.attn_only;
+    assert.deepEqual(st.sections.map((x) => x.kind), attnOnly ? ['patch', 'patch', 'patch_heads'] : ['patch', 'patch', 'patch', 'patch_heads']);
     const tok = (texts: string[], bos: boolean) => a.engine.request(EngineRequests.tokenize, { texts, prependBos: bos });
     const [clean, corr, ans] = await Promise.all([tok([entry.prompt.text], true), tok([entry.corrupted!.text], true), tok([entry.answer!.text, entry.wrong!.text], false)]);
     const ref = await a.engine.request(EngineRequests.analyze, { tokens: clean.tokens, corrupted_tokens: corr.tokens, answers: [[ans.tokens[0]![0]!, ans.tokens[1]![0]!]] });

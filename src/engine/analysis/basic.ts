@@ -185,7 +185,7 @@ export function layerDla(cache: ActivationCache, answers: AnswerPairs): number[]
 /**
  * Logit lens on the logit difference: for every accumulated residual stream
  * (cache.accumulatedResid(-1, {incl_mid: true, pos_slice: -1}); labels '0_pre', '0_mid', '1_pre',
- * '1_mid', ..., 'final_post'), normalised with the *cached* final LN scale (TransformerLens 2.x
+ * '1_mid', ..., 'final_post'; no '_mid' labels for an attention-only model), normalised with the *cached* final LN scale (TransformerLens 2.x
  * accumulated_resid(apply_ln=True)) and dotted with W_U[:, correct] - W_U[:, wrong], averaged
  * over the batch:
  *   values[i] = mean_b ((x_i - mean(x_i)) / ln_final.hook_scale[b, -1]) . (W_U[:, correct_b] - W_U[:, wrong_b])
@@ -193,7 +193,8 @@ export function layerDla(cache: ActivationCache, answers: AnswerPairs): number[]
  */
 export function logitLens(cache: ActivationCache, answers: AnswerPairs): { labels: string[]; values: number[] } {
   const { correct, wrong } = checkAnswers(cache, answers, 'logitLens');
-  const { stack, labels } = cache.accumulatedResid(-1, { incl_mid: true, pos_slice: -1 });
+  // An attention-only model has no resid_mid (its blocks are resid_pre + attn_out).
+  const { stack, labels } = cache.accumulatedResid(-1, { incl_mid: !cache.cfg.attn_only, pos_slice: -1 });
   return { labels, values: meanOverBatch(cache.logitAttrs(stack, correct, wrong, { pos_slice: -1 })) };
 }
 

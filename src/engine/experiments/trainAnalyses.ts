@@ -94,7 +94,7 @@ const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 function cfgInfo(cfg: HookedTransformerConfig): ModelConfigInfo {
   return {
-    model_name: cfg.model_name, n_layers: cfg.n_layers, d_model: cfg.d_model, n_heads: cfg.n_heads, d_head: cfg.d_head, d_mlp: cfg.d_mlp,
+    model_name: cfg.model_name, n_layers: cfg.n_layers, d_model: cfg.d_model, n_heads: cfg.n_heads, d_head: cfg.d_head, d_mlp: cfg.d_mlp, attn_only: cfg.attn_only === true,
     d_vocab: cfg.d_vocab, n_ctx: cfg.n_ctx, act_fn: cfg.act_fn, normalization_type: cfg.normalization_type, positional_embedding_type: cfg.positional_embedding_type,
   };
 }

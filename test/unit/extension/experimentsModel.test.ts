@@ -68,6 +68,9 @@ test('prompt analyses: what each needs, and the experiment that runs it', () => 
   assert.deepEqual(x['prompts'], [full]);
   assert.deepEqual((x['analyses'] as { kind: string; attribution?: boolean }[]).map((a) => [a.kind, a.attribution]), [['patch', true], ['patch', true], ['patch', true], ['patch_heads', true]]);
   assert.deepEqual(x['model'], { name: 'builtin:default', processing: 'default', device: 'auto', offline: false });
+  // An attention-only model has no mlp_out to patch.
+  const ao = promptExperiment(byId('patching'), [full], model, { prependBos: true, attnOnly: true });
+  assert.deepEqual((ao['analyses'] as { kind: string; hook?: string }[]).map((a) => a.hook ?? a.kind), ['resid_pre', 'attn_out', 'patch_heads']);
   assert.match(String(x['title']), /^Activation patching sweeps — When Mary and John/);
   assert.match(String(x['description']), /ioi\.prompts:3/);
   // One prompt: mean ablation would change nothing, so it zero-ablates.

@@ -31,6 +31,9 @@ test('meanAttentionPatterns: [batch, head, q, k] per layer -> patterns[layer][he
     const want = 0.5 + 10 * h + 100 * l + q / 10 + k / 100;
     assert.ok(Math.abs(patterns[l]![h]![q]![k]! - want) < 1e-4, `[${l}][${h}][${q}][${k}] ${patterns[l]![h]![q]![k]} vs ${want}`);
   }
+  // A sharp head's tiny weights keep their magnitude (6 significant digits, not 6 decimals).
+  const tiny = meanAttentionPatterns({ 'blocks.0.attn.hook_pattern': { dims: [1, 1, 2, 2], data: Float32Array.from([1, 0, 1.0088e-7, 0.9999999]) } }, 1, 1);
+  assert.ok(Math.abs(tiny.patterns[0]![0]![1]![0]! - 1.0088e-7) < 1e-12, `${tiny.patterns[0]![0]![1]![0]}`);
   const s = attentionState('m', ['p1', 'p2'], ['<bos>', 'a', 'b'], cache, 2, 2);
   assert.equal(s.kind, 'attention');
   assert.equal(s.meanOver, 2);

@@ -126,7 +126,7 @@ const ANALYSIS: TrainAnalyseResult = {
   checkpoint: '/w/.mechlens/train/tiny/step-000050',
   step: 50,
   elapsedMs: 1234,
-  cfg: { model_name: 'tiny', n_layers: 1, d_model: 4, n_heads: 1, d_head: 4, d_mlp: 3, d_vocab: 5, n_ctx: 3, act_fn: 'relu', normalization_type: 'LN', positional_embedding_type: 'standard' },
+  cfg: { model_name: 'tiny', n_layers: 1, d_model: 4, n_heads: 1, d_head: 4, d_mlp: 3, attn_only: false, d_vocab: 5, n_ctx: 3, act_fn: 'relu', normalization_type: 'LN', positional_embedding_type: 'standard' },
   results: [
     { index: 0, title: 'Loss on fresh sequences (10 sequences)', kind: 'loss', sequences: 10, loss: 0.0123456, posLoss: [0, 0.02, 0.004] },
     { index: 1, title: 'Mean attention pattern per layer', kind: 'attention_patterns', sequences: 10, nHeads: 1, patterns: [[[1, 0, 0], [0.5, 0.5, 0], [0.1, 0.8, 0.1]]] },

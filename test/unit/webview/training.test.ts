@@ -149,7 +149,7 @@ test('StepChart: log ticks, layout and hover on the nearest step', () => {
 test("the analysis panel (the experiment results view) draws a checkpoint's analyses", () => {
   const r: TrainAnalyseResult = {
     checkpoint: '/w/c/step-000010', step: 10, elapsedMs: 5,
-    cfg: { model_name: 't', n_layers: 1, d_model: 4, n_heads: 1, d_head: 4, d_mlp: 2, d_vocab: 3, n_ctx: 2, act_fn: 'relu', normalization_type: 'LN', positional_embedding_type: 'standard' },
+    cfg: { model_name: 't', n_layers: 1, d_model: 4, n_heads: 1, d_head: 4, d_mlp: 2, attn_only: false, d_vocab: 3, n_ctx: 2, act_fn: 'relu', normalization_type: 'LN', positional_embedding_type: 'standard' },
     results: [
       { index: 0, title: 'Loss', kind: 'loss', sequences: 5, loss: 0.5, posLoss: [0, 0.5] },
       { index: 1, title: 'Attention', kind: 'attention_patterns', sequences: 5, nHeads: 1, patterns: [[[1, 0], [0.5, 0.5]]] },
