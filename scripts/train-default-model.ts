@@ -9,8 +9,9 @@
  *   node --import tsx scripts/train-default-model.ts --eval-only         # re-measure models/default
  *   node --import tsx scripts/train-default-model.ts --probe 20          # time 20 steps, write nothing
  *
- * Options: --threads N (onnxruntime intra-op threads, default 2; part of the recipe, see
- * below), --work DIR (prepared texts, checkpoints, log; default .mechlens/default-model),
+ * Options: --threads N (onnxruntime intra-op threads, default 1: with one thread a rerun is
+ * bit-identical; with 2, onnxruntime's parallel reductions round differently from run to run,
+ * measured: losses equal to 4 digits, weights within 2e-3 after 300 steps), --work DIR (prepared texts, checkpoints, log; default .mechlens/default-model),
  * --out DIR (default models/default), --fresh (delete the checkpoints first), --cap N (stop
  * every phase after N steps; needs --out, for smoke tests and the reproducibility check).
  * An interrupted run (Ctrl-C, SIGTERM, a crash) resumes from its last checkpoint (every 250 steps)
@@ -264,7 +265,7 @@ export async function evaluate(folder: string, heldOut: string, book: string, th
 interface Args { threads: number; work: string; out: string; fresh: boolean; cap: number | null; probe: number | null; evalOnly: boolean }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { threads: 2, work: path.join(ROOT, '.mechlens', 'default-model'), out: path.join(ROOT, 'models', 'default'), fresh: false, cap: null, probe: null, evalOnly: false };
+  const a: Args = { threads: 1, work: path.join(ROOT, '.mechlens', 'default-model'), out: path.join(ROOT, 'models', 'default'), fresh: false, cap: null, probe: null, evalOnly: false };
   let outGiven = false;
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
