@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { LoadedEngine } from './engine.js';
 import { PROCESSING_MODES, type Processing } from './model/params.js';
 import { writeSafetensors } from './model/safetensors.js';
-import { requireHook, type OutputName } from './hooks/hooks.js';
+import { allHooks, requireHook, type OutputName } from './hooks/hooks.js';
 import type { F32 } from './tensor/tensor.js';
 import type { Device } from './backends/onnx/runtime.js';
 import { cmdReport, cmdRun, DiagnosticsError, ExpectationsError } from './experiments/commands.js';
@@ -135,7 +135,9 @@ async function cmdCache(flags: Flags): Promise<void> {
   const eng = await load(flags);
   try {
     const hooksArg = (flags['hooks'] as string | undefined) ?? 'all';
-    const names: OutputName[] | 'all' = hooksArg === 'all' ? 'all' : hooksArg.split(',').map((s) => s.trim()).filter(Boolean).map((n) => requireHook(n, eng.model.cfg).name);
+    // `all` here is every hook point, hook_result included (runWithCache's 'all' follows
+    // TransformerLens's run_with_cache, which leaves hook_result out unless use_attn_result).
+    const names: OutputName[] = hooksArg === 'all' ? allHooks(eng.model.cfg) : hooksArg.split(',').map((s) => s.trim()).filter(Boolean).map((n) => requireHook(n, eng.model.cfg).name);
     const r = await eng.model.runWithCache(tokens, { names });
     const tensors = new Map<string, F32>();
     tensors.set('logits', r.logits!);

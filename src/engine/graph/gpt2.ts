@@ -27,20 +27,6 @@ export interface InterventionSlot {
   maskAxes: readonly boolean[];
 }
 
-/**
- * Parameters compiled into sessions as initializers, which onnxruntime copies and pre-packs.
- * By default none: every weight is a graph input fed from the engine's own arrays (zero-copy),
- * so the loaded model costs about one copy of its weights and intervention variants of a block
- * add no weight memory. Pre-packing the unembedding (the largest GEMM of a forward, d_model x
- * d_vocab) saves ~13 ms per 64-token GPT-2-small forward (27.6 vs 40.8 ms measured) but keeps a
- * second 154 MB copy, which breaks the "loaded model <= 2x its weights" budget; set
- * MECHLENS_PREPACK_UNEMBED=1 to trade that memory for the speed.
- */
-const PREPACKED = new Set(process.env['MECHLENS_PREPACK_UNEMBED'] === '1' ? ['unembed.W_U'] : []);
-
-/** Derived tensors (packed W_QKV) cached per params map, so they exist once, not per session. */
-const derivedCache = new WeakMap<Params, Map<string, { W: F32; b: F32 }>>();
-
 export type Segment = { kind: 'embed' } | { kind: 'block'; layer: number } | { kind: 'final' };
 
 export interface SegmentVariant {
@@ -59,6 +45,11 @@ export interface SegmentVariant {
   lastPos?: boolean;
   /** final only: logits for the token ids fed as VOCAB_IDS [K] instead of all of d_vocab_out. */
   vocab?: boolean;
+  /**
+   * final only: stop before the unembedding and output ln_final's result as FINAL_X
+   * [batch, pos, d_model]; the logits come from the shared unembed session (buildUnembedGraph).
+   */
+  unembedApart?: boolean;
   /** block only: the input is blocks.L.hook_resid_mid and only the MLP half runs. */
   fromMid?: boolean;
   /**
@@ -79,6 +70,8 @@ export const TOKENS = 'tokens';
 /** Keys and values of the positions before the input, for `prefix` blocks. */
 export const PAST_K = 'past_k';
 export const PAST_V = 'past_v';
+/** ln_final's output [batch, pos, d_model], the input of the unembed session. */
+export const FINAL_X = 'final_x';
 /** int64 [K]: the token ids whose logits a `vocab` final segment computes. */
 export const VOCAB_IDS = 'vocab_ids';
 
@@ -122,7 +115,7 @@ class SegmentBuilder {
     const key = dims ? `${name}[${dims.join(',')}]` : name;
     const hit = this.weights.get(key);
     if (hit) return hit;
-    const v = this.g.weight(key, t, dims, !PREPACKED.has(name));
+    const v = this.g.weight(key, t, dims, true);
     this.weights.set(key, v);
     return v;
   }
@@ -274,20 +267,19 @@ export function buildBlockGraph(cfg: HookedTransformerConfig, params: Params, la
     const residPre = b.hook(h('hook_resid_pre'), g.op('Identity', [residIn]));
     const x = b.layerNorm(`${P}.ln1`, residPre, `${P}.ln1`);
 
-    // Q, K, V in one GEMM: W_QKV [d_model, 3 * head_index * d_head] built from W_Q/W_K/W_V
-    // [head_index, d_model, d_head]; the result is split and reshaped to [batch, pos, head_index, d_head].
-    let derived = derivedCache.get(params);
-    if (!derived) derivedCache.set(params, (derived = new Map()));
-    let wqkv = derived.get(P);
-    if (!wqkv) derived.set(P, (wqkv = packQKV(params, P, cfg)));
-    const qkvW = b.w(`${P}.attn.W_QKV`, undefined, wqkv.W);
-    const qkvB = b.w(`${P}.attn.b_QKV`, undefined, wqkv.b);
-    const qkv = g.op('Add', [g.op('MatMul', [x, qkvW]), qkvB]);
-    const [qf, kf, vf] = g.opN('Split', [qkv, g.constI64([H * dh, H * dh, H * dh])], 3, { axis: -1 });
-    const shape4 = g.constI64([0, 0, H, dh]);
-    const q = b.hook(h('attn.hook_q'), g.op('Reshape', [qf!, shape4]));
-    let k = b.hook(h('attn.hook_k'), g.op('Reshape', [kf!, shape4]));
-    let vv = b.hook(h('attn.hook_v'), g.op('Reshape', [vf!, shape4]));
+    // q, k, v [batch, pos, head_index, d_head] = x @ W[h] + b[h], each as one MatMul batched over
+    // heads on the weights as TransformerLens stores them: [1, batch*pos, d_model] x W
+    // [head_index, d_model, d_head] -> [head_index, batch*pos, d_head]. No packed W_QKV copy
+    // (85 MB for GPT-2 small), and measured as fast as one packed GEMM at 64 tokens (2.03 vs 1.99 ms).
+    const xs = g.op('Reshape', [x, g.constI64([1, -1, d])]);
+    const bphd = g.op('Concat', [g.op('Slice', [g.op('Shape', [x]), g.constI64([0]), g.constI64([2])]), g.constI64([H, dh])], { axis: 0 });
+    const project = (which: 'Q' | 'K' | 'V'): string => {
+      const y = g.op('Add', [g.op('MatMul', [xs, b.w(`${P}.attn.W_${which}`)]), b.w(`${P}.attn.b_${which}`, [H, 1, dh])]);
+      return g.op('Reshape', [g.op('Transpose', [y], { perm: [1, 0, 2] }), bphd]);
+    };
+    const q = b.hook(h('attn.hook_q'), project('Q'));
+    let k = b.hook(h('attn.hook_k'), project('K'));
+    let vv = b.hook(h('attn.hook_v'), project('V'));
     // prefix: keys / values of the earlier positions come in, [batch, past + pos, head_index, d_head].
     let past: string | null = null;
     if (v.prefix) {
@@ -381,6 +373,11 @@ export function buildFinalGraph(cfg: HookedTransformerConfig, params: Params, v:
   // lastPos: [batch, pos, d_model] -> [batch, 1, d_model] (a no-op when the last block already sliced).
   const resid = v.lastPos ? g.op('Slice', [residIn, g.constI64([-1]), g.constI64([SLICE_END]), g.constI64([1])]) : residIn;
   const x = b.layerNorm('ln_final', resid, 'ln_final', v.lastPos === true);
+  if (v.unembedApart) {
+    if (v.lastPos || v.vocab) throw new Error('internal: unembedApart is for full logits only');
+    g.alias(x, FINAL_X);
+    return b.finish([{ name: FINAL_X, dims: ['batch', 'pos', cfg.d_model] }]);
+  }
   let WU: string, bU: string;
   if (v.vocab || v.lastPos) {
     // Patching sweeps read a few rows of logits: W_U stays a zero-copy input (not another
@@ -400,6 +397,23 @@ export function buildFinalGraph(cfg: HookedTransformerConfig, params: Params, v:
   // logits [batch, pos, d_vocab_out] (pos = 1 with lastPos, d_vocab_out = K with vocab) = x @ W_U + b_U
   g.op('Add', [g.op('MatMul', [x, WU]), bU], undefined, 'logits');
   return b.finish([{ name: 'logits', dims: ['batch', v.lastPos ? 1 : 'pos', v.vocab ? 'K' : cfg.d_vocab_out] }]);
+}
+
+/**
+ * logits [batch, pos, d_vocab_out] = FINAL_X [batch, pos, d_model] @ W_U + b_U, with W_U compiled
+ * in as an initializer: onnxruntime pre-packs it once for its GEMM kernel instead of re-packing
+ * a graph input on every run (the largest GEMM of a forward: 768 x 50257 in GPT-2 small,
+ * measured ~20 ms of a 64-token forward). One such session per model serves every full-logits
+ * run, so the pre-packed copy exists once; lastPos / vocab runs keep W_U as a zero-copy input.
+ */
+export function buildUnembedGraph(cfg: HookedTransformerConfig, params: Params): SegmentGraph {
+  const g = new GraphBuilder('unembed');
+  const x = g.input(FINAL_X, OnnxDType.FLOAT, ['batch', 'pos', cfg.d_model]);
+  const WU = g.weight('unembed.W_U', getParam(params, 'unembed.W_U'));
+  const bU = g.weight('unembed.b_U', getParam(params, 'unembed.b_U'), undefined, true);
+  g.op('Add', [g.op('MatMul', [x, WU]), bU], undefined, 'logits');
+  g.output('logits', OnnxDType.FLOAT, ['batch', 'pos', cfg.d_vocab_out]);
+  return g.build();
 }
 
 /**

@@ -10,7 +10,7 @@
  * instead of logits, exactly as TransformerLens's start_at_layer / stop_at_layer.
  */
 import type * as ort from 'onnxruntime-node';
-import { buildBlockGraph, buildEmbedGraph, buildFinalGraph, fuseSegments, fusedInputName, PAST_K, PAST_V, RESID_IN, RESID_OUT, slotInputName, TOKENS, VOCAB_IDS, type InterventionSlot, type Segment, type SegmentGraph, type SegmentVariant } from '../graph/gpt2.js';
+import { buildBlockGraph, buildEmbedGraph, buildFinalGraph, buildUnembedGraph, FINAL_X, fuseSegments, fusedInputName, PAST_K, PAST_V, RESID_IN, RESID_OUT, slotInputName, TOKENS, VOCAB_IDS, type InterventionSlot, type Segment, type SegmentGraph, type SegmentVariant } from '../graph/gpt2.js';
 import { allHooks, hookAxes, hookDims, requireHook, type HookName, type OutputName } from '../hooks/hooks.js';
 import type { Intervention, InterventionIndex } from '../interventions/plan.js';
 import { OnnxRuntime, ortF32, ortI64, type CompiledSession, type RuntimeOptions } from '../backends/onnx/runtime.js';
@@ -21,7 +21,12 @@ import type { LoadedModel, Params, Processing } from './params.js';
 export type Tokens = readonly (readonly number[])[];
 
 export interface RunOptions {
-  /** Hook names to return; 'all' for every hook. Default none. */
+  /**
+   * Hook names to return. 'all': every hook that TransformerLens's run_with_cache caches in its
+   * default config, i.e. all but attn.hook_result, which fires only with use_attn_result (ask for
+   * it by name; ActivationCache also derives it from hook_z and W_O, as compute_head_results).
+   * Default none.
+   */
   names?: readonly OutputName[] | 'all';
   interventions?: readonly Intervention[];
   startAtLayer?: number;
@@ -67,6 +72,7 @@ const MAX_VARIANTS_PER_SEGMENT = 3;
 /** Whole-chain sessions kept (one per distinct hook set asked for without interventions). */
 const MAX_FUSED_PLANS = 4;
 const FUSED = 'fused';
+const UNEMBED = 'unembed';
 
 export class HookedTransformer {
   readonly runtime: OnnxRuntime;
@@ -185,6 +191,8 @@ export class HookedTransformer {
         variant.lastPos = true;
       }
       if (seg.kind === 'final' && opts.vocab) variant.vocab = true;
+      // Full logits come from the shared unembed session with its pre-packed W_U.
+      if (seg.kind === 'final' && wantLogits && !variant.lastPos && !variant.vocab) variant.unembedApart = true;
       if (seg.kind === 'block' && opts.prefix && !variant.fromMid) variant.prefix = true;
       return { seg, variant, segIvs };
     });
@@ -204,10 +212,14 @@ export class HookedTransformer {
       segIvs.forEach((iv, j) => Object.assign(feeds, slotFeeds(iv, j, cfg, B, P)));
       return feeds;
     };
-    const collect = (seg: Segment, variant: SegmentVariant, out: Record<string, F32>) => {
+    const collect = async (seg: Segment, variant: SegmentVariant, out: Record<string, F32>) => {
       for (const n of variant.outputs) cache.set(n, withAxes(out[n]!, n, cfg));
-      if (seg.kind === 'final' && wantLogits) cache.set('logits', out['logits']!);
+      if (seg.kind === 'final' && wantLogits) {
+        const logits = variant.unembedApart ? (await this.runSession(this.unembedSession(), { [FINAL_X]: ortF32(out[FINAL_X]!) }, ['logits']))['logits']! : out['logits']!;
+        cache.set('logits', logits);
+      }
     };
+    const finalFetch = (variant: SegmentVariant): string[] => (!wantLogits ? [] : variant.unembedApart ? [FINAL_X] : ['logits']);
 
     // A run from tokens without interventions is one session over the whole chain (see
     // fuseSegments: it saves the hand-over between per-segment sessions' threads); runs with
@@ -220,11 +232,10 @@ export class HookedTransformer {
       });
       const last = plan[plan.length - 1]!;
       const fetch: string[] = plan.flatMap((p) => [...p.variant.outputs]);
-      if (last.seg.kind === 'final') {
-        if (wantLogits) fetch.push('logits');
-      } else fetch.push(RESID_OUT);
+      if (last.seg.kind === 'final') fetch.push(...finalFetch(last.variant));
+      else fetch.push(RESID_OUT);
       const out = await this.runSession(this.fusedSession(plan.map((p) => ({ seg: p.seg, variant: p.variant }))), feeds, fetch);
-      for (const p of plan) collect(p.seg, p.variant, out);
+      for (const p of plan) await collect(p.seg, p.variant, out);
       if (last.seg.kind !== 'final') resid = out[RESID_OUT]!;
     } else {
       for (const step of plan) {
@@ -233,9 +244,9 @@ export class HookedTransformer {
         if (seg.kind !== 'embed') feeds[RESID_IN] = ortF32(resid!);
         const fetch: string[] = [...variant.outputs];
         if (seg.kind !== 'final') fetch.push(RESID_OUT);
-        else if (wantLogits) fetch.push('logits');
+        else fetch.push(...finalFetch(variant));
         const out = await this.runSession(this.session(seg, variant), feeds, fetch);
-        collect(seg, variant, out);
+        await collect(seg, variant, out);
         if (seg.kind !== 'final') resid = out[RESID_OUT]!;
       }
     }
@@ -271,12 +282,17 @@ export class HookedTransformer {
     );
   }
 
+  /** The one session that turns ln_final's output into full logits (buildUnembedGraph). */
+  private unembedSession(): Promise<CompiledSession> {
+    return this.cached(UNEMBED, 'plain', 1, true, () => buildUnembedGraph(this.cfg, this.params));
+  }
+
   private segmentGraph(seg: Segment, v: SegmentVariant): SegmentGraph {
     return seg.kind === 'embed' ? buildEmbedGraph(this.cfg, this.params, v) : seg.kind === 'block' ? buildBlockGraph(this.cfg, this.params, seg.layer, v) : buildFinalGraph(this.cfg, this.params, v);
   }
 
   private allOutputs(start: number, stop: number): OutputName[] {
-    const all = allHooksOf(this.cfg);
+    const all = allHooksOf(this.cfg).filter((n) => !n.endsWith('attn.hook_result'));
     return all.filter((n) => {
       const s = segmentOf(n);
       if (s === 'embed') return start === 0;
@@ -346,26 +362,37 @@ export class HookedTransformer {
 
   /** Compiles the plain forward sessions now (so the first forward is fast). */
   async warmUp(): Promise<void> {
-    const v: SegmentVariant = { outputs: [], useAttnResult: false, slots: [] };
-    const chain: Segment[] = [{ kind: 'embed' }, ...Array.from({ length: this.cfg.n_layers }, (_, layer) => ({ kind: 'block' as const, layer })), { kind: 'final' }];
-    await this.fusedSession(chain.map((seg) => ({ seg, variant: v })));
-    for (const seg of chain) await this.session(seg, v);
+    const chain = this.plainChain();
+    await this.fusedSession(chain);
+    await this.unembedSession();
+    for (const { seg, variant } of chain) await this.session(seg, variant);
+  }
+
+  /** The segments and variants of a plain forward, exactly as run() plans them. */
+  private plainChain(): { seg: Segment; variant: SegmentVariant }[] {
+    const v = (): SegmentVariant => ({ outputs: [], useAttnResult: false, slots: [] });
+    return [
+      { seg: { kind: 'embed' }, variant: v() },
+      ...Array.from({ length: this.cfg.n_layers }, (_, layer) => ({ seg: { kind: 'block' as const, layer }, variant: v() })),
+      { seg: { kind: 'final' }, variant: { ...v(), unembedApart: true } },
+    ];
   }
 
   /**
-   * Releases every compiled session except the plain forward of each segment. Sweeps compile
-   * many variants (an intervention at each layer, last-position and prefix blocks), each with
-   * onnxruntime's memory arena sized for its batches; after a sweep they are dead weight. A
-   * session still running is released when its runs finish.
+   * Releases every compiled session except those of the plain forward (its one-session chain,
+   * each segment's plain variant, the unembed session). Sweeps compile many variants (an
+   * intervention at each layer, last-position and prefix blocks); after a sweep they are dead
+   * weight. A session still running is released when its runs finish.
    */
   async releaseVariants(): Promise<number> {
-    const plain = JSON.stringify({ outputs: [], useAttnResult: false, slots: [] } satisfies SegmentVariant);
-    const v: SegmentVariant = { outputs: [], useAttnResult: false, slots: [] };
-    const plainChain = JSON.stringify([{ seg: { kind: 'embed' }, variant: v }, ...Array.from({ length: this.cfg.n_layers }, (_, layer) => ({ seg: { kind: 'block', layer }, variant: v })), { seg: { kind: 'final' }, variant: v }]);
+    const chain = this.plainChain();
+    const chainKey = JSON.stringify(chain);
+    const plainKeys = new Set(chain.map((c) => JSON.stringify(c.variant)));
+    const keep = (group: string, k: string) => (group === FUSED ? k === chainKey : group === UNEMBED || plainKeys.has(k));
     const drop: Promise<CompiledSession>[] = [];
-    for (const per of this.sessions.values()) {
+    for (const [group, per] of this.sessions) {
       for (const [k, p] of [...per]) {
-        if (k === plain || k === plainChain) continue;
+        if (keep(group, k)) continue;
         per.delete(k);
         drop.push(p);
       }
