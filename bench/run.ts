@@ -19,15 +19,17 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-async function time(fn: () => Promise<unknown>, reps: number, warm = 2): Promise<number> {
-  for (let i = 0; i < warm; i++) await fn();
-  const ts: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    await fn();
-    ts.push(performance.now() - t0);
+/** Medians of fns run in turn, `reps` rounds after two warm-up rounds. */
+async function timeInterleaved(fns: (() => Promise<unknown>)[], reps: number): Promise<number[]> {
+  const ts = fns.map(() => [] as number[]);
+  for (let i = 0; i < reps + 2; i++) {
+    for (const [k, fn] of fns.entries()) {
+      const t0 = performance.now();
+      await fn();
+      if (i >= 2) ts[k]!.push(performance.now() - t0);
+    }
   }
-  return median(ts);
+  return ts.map(median);
 }
 
 function gc(): void {
@@ -56,13 +58,12 @@ async function benchEngine(): Promise<Record<string, number | boolean | string>>
   gc();
   const loadedRss = process.memoryUsage().rss - rssBefore;
 
-  const f8 = await time(() => model.forward(tok8), 15);
-  const f128 = await time(() => model.forward(tok128), 9);
-  const all8 = await time(() => model.runWithCache(tok8), 15);
-  const all128 = await time(() => model.runWithCache(tok128), 9);
+  // Plain and every-hook runs alternate, so that this shared host's drift in speed (the same
+  // forward varies by +-15% from minute to minute here) hits both sides of the ratio alike.
   // runWithCache() returns what TransformerLens's run_with_cache does by default (no per-head
   // hook_result); with hook_result too, for information.
-  const withResult8 = await time(() => model.runWithCache(tok8, { names: allHooks(cfg) }), 9);
+  const [f8 = NaN, all8 = NaN, withResult8 = NaN] = await timeInterleaved([() => model.forward(tok8), () => model.runWithCache(tok8), () => model.runWithCache(tok8, { names: allHooks(cfg) })], 25);
+  const [f128 = NaN, all128 = NaN] = await timeInterleaved([() => model.forward(tok128), () => model.runWithCache(tok128)], 11);
   await model.dispose();
   return {
     bench: 'engine',
