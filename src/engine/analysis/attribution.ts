@@ -117,7 +117,7 @@ export class AttributionPatcher {
       // gradient to both inputs), so it must not be renamed in place.
       if (grads) g.output(g.op('Identity', [grads.get(h)!], undefined, gradName(h)), OnnxDType.FLOAT, shapes.shape(h));
     }
-    const p = this.model.runtime.compile(g.build());
+    const p = this.model.runtime.compile(g.build(), { arena: true }); // many outputs, run per sweep: reuse buffers
     p.catch(() => this.sessions.delete(kind));
     this.sessions.set(kind, p);
     return p;

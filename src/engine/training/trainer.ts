@@ -284,7 +284,7 @@ export class Trainer {
   private async compile(): Promise<void> {
     const decay = this.layout.specs.map((s) => this.config.decay_params === 'all' || s.isMatrix);
     const graph = buildTrainStepGraph(this.cfg, this.layout, { betas: this.config.betas, eps: this.config.eps, decay, maxGradNorm: this.config.max_grad_norm }, this.config.batch_size, this.cfg.n_ctx, this.layout.specs.some((s) => s.name === 'pos_embed.W_pos'));
-    this.session = await this.runtime.compile(graph);
+    this.session = await this.runtime.compile(graph, { arena: true }); // one session, run every step: reuse its buffers
   }
 
   /** The learning rate used by step i (0-based): lr * min(i / warmup_steps, 1). */
