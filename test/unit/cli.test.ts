@@ -132,3 +132,11 @@ test('the CLI as a process: one stderr line and a non-zero status', () => {
   assert.match(r.stderr.trim(), /^mechlens: tokens file .* is not valid JSON/);
   assert.equal(r.stderr.trim().split('\n').length, 1);
 });
+
+test('mechlens run on a training experiment says how to train it and runs nothing', async () => {
+  const file = path.join(__dirname, '..', '..', 'samples', 'induction.experiment.json');
+  const r = await run(['run', file]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /is a training experiment \("kind": "train"\): train it with its Train lens in VS Code, or run `node --import tsx scripts\/train-experiment\.ts /);
+  assert.equal(r.stderr.trim().split('\n').length, 1);
+});

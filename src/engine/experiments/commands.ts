@@ -49,9 +49,22 @@ export interface RunCommandResult {
 }
 
 /** Parses, checks (with the model), runs and saves an experiment; throws DiagnosticsError when it has errors. */
+/** Whether the file is valid JSON whose top-level "kind" is "train" (mechlens run does not train). */
+function isTrainFile(file: string): boolean {
+  try {
+    const j = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown;
+    return typeof j === 'object' && j !== null && (j as { kind?: unknown }).kind === 'train';
+  } catch {
+    return false;
+  }
+}
+
 export async function runExperimentFile(file: string, opts: RunCommandOptions = {}): Promise<RunCommandResult> {
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
   const parsed = readExperiment(file);
+  if (isTrainFile(file)) {
+    throw new Error(`${file} is a training experiment ("kind": "train"): train it with its Train lens in VS Code, or run \`node --import tsx scripts/train-experiment.ts ${file}\``);
+  }
   for (const d of parsed.diagnostics) log(formatDiagnostic(d));
   if (!parsed.experiment || hasErrors(parsed.diagnostics)) throw new DiagnosticsError(parsed.diagnostics);
   const x = parsed.experiment;
