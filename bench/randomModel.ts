@@ -5,17 +5,11 @@
 import { makeConfig, type HookedTransformerConfig } from '../src/engine/model/config.js';
 import type { Params } from '../src/engine/model/params.js';
 import { f32, type F32 } from '../src/engine/tensor/tensor.js';
+import { mulberry32 } from '../src/engine/tensor/mulberry32.js';
 
 /** Deterministic N(0, std^2) samples (mulberry32 + Box-Muller), so bench runs are comparable. */
 export function randn(n: number, std: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const rnd = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rnd = mulberry32(seed);
   const out = new Float32Array(n);
   for (let i = 0; i < n; i += 2) {
     const u = Math.max(rnd(), 1e-12), v = rnd();

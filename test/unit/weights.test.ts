@@ -6,6 +6,7 @@ import { expectedHook, fixtureConfig, fixtureParams } from '../helpers/fixture.j
 import { maxAbsDiff, type F32 } from '../../src/engine/tensor/tensor.js';
 import type { Params } from '../../src/engine/model/params.js';
 import type { HookedTransformerConfig } from '../../src/engine/model/config.js';
+import { mulberry32 } from '../../src/engine/tensor/mulberry32.js';
 
 const ATOL = 1e-5;
 const HOOK_ATOL = 1e-4;
@@ -18,14 +19,8 @@ function get(p: Params, name: string): F32 {
 
 /** Deterministic uniform [-1, 1) numbers (mulberry32), so failures reproduce. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  };
+  const u = mulberry32(seed);
+  return () => u() * 2 - 1;
 }
 
 function randMat(rows: number, cols: number, seed: number): Mat {

@@ -9,6 +9,7 @@
 import type { HookedTransformer, Tokens } from '../model/hookedTransformer.js';
 import type { HookName } from '../hooks/hooks.js';
 import { f32, type F32 } from '../tensor/tensor.js';
+import { mulberry32 } from '../tensor/mulberry32.js';
 
 /**
  * Attention patterns blocks.L.attn.hook_pattern of every layer, averaged over the prompts:
@@ -121,16 +122,9 @@ export async function detectHeads(
 
 /** Deterministic uniform integers in [lo, hi) (mulberry32), for reproducible random tokens. */
 export function randomInts(n: number, lo: number, hi: number, seed: number): number[] {
-  let s = seed >>> 0;
+  const u = mulberry32(seed);
   const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    const u = ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    out.push(lo + Math.floor(u * (hi - lo)));
-  }
+  for (let i = 0; i < n; i++) out.push(lo + Math.floor(u() * (hi - lo)));
   return out;
 }
 

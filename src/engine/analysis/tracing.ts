@@ -21,6 +21,7 @@ import { getParam } from '../model/params.js';
 import { f32 } from '../tensor/tensor.js';
 import { answerProbMetric } from './metrics.js';
 import { runGroups, tileBatch, type CellGroup, type SweepOptions } from './sweep.js';
+import { mulberry32 } from '../tensor/mulberry32.js';
 
 export type TraceKind = 'resid' | 'mlp' | 'attn';
 
@@ -54,14 +55,7 @@ export interface CausalTraceResult {
 
 /** N(0, 1) samples (mulberry32 + Box-Muller), deterministic for a seed. */
 export function gaussian(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const u = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const u = mulberry32(seed);
   const out = new Float32Array(n);
   for (let i = 0; i < n; i += 2) {
     const r = Math.sqrt(-2 * Math.log(Math.max(u(), 1e-300)));

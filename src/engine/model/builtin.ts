@@ -13,6 +13,7 @@ import { makeConfig, type HookedTransformerConfig } from './config.js';
 import type { Params } from './params.js';
 import { createCharTokenizer, type Tokenizer } from './tokenizer.js';
 import { f32, type F32 } from '../tensor/tensor.js';
+import { mulberry32 } from '../tensor/mulberry32.js';
 
 /** Printable ASCII plus newline; BOS is an extra token after them. */
 export const TOY_CHARS = '\n' + Array.from({ length: 95 }, (_, i) => String.fromCharCode(32 + i)).join('');
@@ -36,24 +37,13 @@ export function embeddedModelDir(): string | null {
   return null;
 }
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export function builtinToy(): BuiltinModel {
   const tokenizer = createCharTokenizer({ chars: TOY_CHARS, bos_token_id: Array.from(TOY_CHARS).length, bos_token: '<|bos|>' }, 'builtin:toy');
   const cfg = makeConfig({
     model_name: 'builtin:toy', n_layers: 2, d_model: 64, n_heads: 4, d_head: 16, d_mlp: 256, d_vocab: tokenizer.vocabSize, n_ctx: 256,
     act_fn: 'gelu_new', normalization_type: 'LN', tie_word_embeddings: true, bos_token_id: tokenizer.bosTokenId,
   });
-  const r = rng(20261123);
+  const r = mulberry32(20261123);
   const normal = (dims: number[], std: number): F32 => {
     const n = dims.reduce((a, b) => a * b, 1);
     const out = new Float32Array(n);
