@@ -12,7 +12,7 @@ import type { FrameLocator } from 'playwright-core';
 import { parsePromptsFile } from '../../src/engine/prompts/promptsFile';
 import { referenceAttention, visibleToken, type ReferenceAttention } from './engineRef';
 import { findWebview, screenshot, session } from './session';
-import { SEL, firstSample, openFromExplorer, waitForCodeLenses } from './workbench';
+import { SEL, firstSample, openFromExplorer, waitForCodeLenses, waitForLensTexts } from './workbench';
 
 /** Parses '12.3%' / '0.45%' / '3.2e-5%' as shown by the webview into a probability. */
 function parsePercent(s: string): number {
@@ -47,9 +47,9 @@ describe('e2e: Attention from the CodeLens', function () {
     const { page, workspace } = session();
     await openFromExplorer(page, sample);
     const nPrompts = parsePromptsFile(fs.readFileSync(path.join(workspace, sample), 'utf8')).prompts.length;
-    const lenses = await waitForCodeLenses(page, 3);
+    await waitForCodeLenses(page, 3);
     // Only the visible lines render lenses; the first prompt's row must be complete.
-    const texts = (await lenses.allInnerTexts()).map((t) => t.trim());
+    const texts = await waitForLensTexts(page, (t) => t.length >= 3 && t[0] === 'Inspect');
     assert.deepEqual(texts.slice(0, 3).map((t) => t.replace(/\s+/g, ' ')), ['Inspect', 'Attention', texts[2]], `lens row: ${JSON.stringify(texts.slice(0, 3))}`);
     assert.match(texts[2]!, /^Logit lens$/);
     assert.ok(texts.length <= nPrompts * 3, `${texts.length} lenses for ${nPrompts} prompts`);

@@ -13,7 +13,7 @@ import { analyzeModel } from '../../src/engine/engine';
 import { checkWithModel, parseExperiment } from '../../src/engine/experiments/parse';
 import { referenceEngine, visibleToken } from './engineRef';
 import { findWebview, screenshot, session } from './session';
-import { SEL, closeAllEditors, openFromExplorer, waitForCodeLenses } from './workbench';
+import { SEL, closeAllEditors, openFromExplorer, waitForCodeLenses, waitForLensTexts } from './workbench';
 
 const SAMPLE = 'toy-patching.experiment.json';
 
@@ -54,8 +54,8 @@ describe('e2e: an experiment from its Run lens', function () {
     const { page } = session();
     await closeAllEditors(page);
     await openFromExplorer(page, SAMPLE);
-    const lenses = await waitForCodeLenses(page, 4);
-    const texts = (await lenses.allInnerTexts()).map((t) => t.trim());
+    await waitForCodeLenses(page, 4);
+    const texts = await waitForLensTexts(page, (t) => t.slice(0, 3).join('|') === 'Run|Run one analysis|Open last result' && t.includes('Run this analysis'));
     assert.deepEqual(texts.slice(0, 3), ['Run', 'Run one analysis', 'Open last result'], `lens row: ${JSON.stringify(texts)}`);
     assert.ok(texts.includes('Run this analysis'), `no per-analysis lens: ${JSON.stringify(texts)}`);
   });

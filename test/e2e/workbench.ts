@@ -68,6 +68,23 @@ export async function waitForCodeLenses(page: Page, min: number, timeoutMs = 60_
   throw new Error(`expected at least ${min} CodeLens links within ${timeoutMs} ms, saw ${await lenses.count()}: ${JSON.stringify(await lenses.allTextContents())}`);
 }
 
+/**
+ * The CodeLens texts once `ready` holds for them, or the last texts seen after `timeoutMs`.
+ * VS Code re-renders a lens row when its provider refreshes (e.g. when the model finishes
+ * loading), so a count followed by a separate read can see the row mid-refresh (empty).
+ */
+export async function waitForLensTexts(page: Page, ready: (texts: string[]) => boolean, timeoutMs = 60_000): Promise<string[]> {
+  const lenses = page.locator(SEL.codeLens);
+  const deadline = Date.now() + timeoutMs;
+  let texts: string[] = [];
+  while (Date.now() < deadline) {
+    texts = (await lenses.allInnerTexts()).map((t) => t.trim());
+    if (ready(texts)) return texts;
+    await page.waitForTimeout(200);
+  }
+  return texts;
+}
+
 /** Text of all visible notification toasts (errors from the extension land here). */
 export async function notificationTexts(page: Page): Promise<string[]> {
   return page.locator(SEL.notification).allInnerTexts();
