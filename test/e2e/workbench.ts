@@ -23,12 +23,23 @@ export const MOD = isMac ? 'Meta' : 'Control';
 
 /** Runs a command through the command palette, by its title as shown there. */
 export async function runCommand(page: Page, title: string): Promise<void> {
-  await page.keyboard.press('F1');
   const box = page.locator(SEL.quickInputBox);
-  await box.waitFor({ state: 'visible' });
-  await box.fill(`>${title}`);
   const row = page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first();
-  await row.waitFor({ state: 'visible' });
+  // Right after the workbench opens, the palette can come up before every contributed command
+  // is listed (seen once in CI on a cold start): close it and ask again, three times at most.
+  for (let attempt = 1; ; attempt++) {
+    await page.keyboard.press('F1');
+    await box.waitFor({ state: 'visible' });
+    await box.fill(`>${title}`);
+    try {
+      await row.waitFor({ state: 'visible', timeout: 15_000 });
+      break;
+    } catch (e) {
+      if (attempt >= 3) throw e;
+      await page.keyboard.press('Escape');
+      await page.waitForTimeout(1_000);
+    }
+  }
   await page.keyboard.press('Enter');
   await page.locator(SEL.quickInput).waitFor({ state: 'hidden' });
 }
