@@ -21,21 +21,11 @@ import { AttributionPatcher } from '../src/engine/analysis/attribution.js';
 import { logitDiffMetric, normalizedMetric, runPatchSweep } from '../src/engine/analysis/patching.js';
 import { applyProcessing } from '../src/engine/weights/process.js';
 import { gpt2SmallConfig, randomParams, randomTokens } from './randomModel.js';
+import { pearson } from '../src/engine/tensor/stats.js';
 
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-function pearson(a: number[], b: number[]): number {
-  const n = a.length;
-  const ma = a.reduce((s, x) => s + x, 0) / n, mb = b.reduce((s, x) => s + x, 0) / n;
-  let sab = 0, saa = 0, sbb = 0;
-  for (let i = 0; i < n; i++) {
-    sab += (a[i]! - ma) * (b[i]! - mb);
-    saa += (a[i]! - ma) ** 2;
-    sbb += (b[i]! - mb) ** 2;
-  }
-  return sab / Math.sqrt(saa * sbb);
-}
 
 async function benchSteps(steps = 40, warm = 5): Promise<Record<string, number>> {
   const t0 = performance.now();

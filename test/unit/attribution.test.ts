@@ -14,23 +14,13 @@ import { hookAxes, type HookName } from '../../src/engine/hooks/hooks.js';
 import { applyProcessing } from '../../src/engine/weights/process.js';
 import { f32, type F32 } from '../../src/engine/tensor/tensor.js';
 import { fixtureConfig, fixtureParams, spec } from '../helpers/fixture.js';
+import { pearson } from '../../src/engine/tensor/stats.js';
 
 function fixtureModel(mode: 'none' | 'default'): HookedTransformer {
   const { cfg, params } = applyProcessing(fixtureConfig(), fixtureParams('none'), mode);
   return new HookedTransformer(cfg, params, mode, 'fixture', { device: 'cpu', threads: 1 });
 }
 
-function pearson(a: number[], b: number[]): number {
-  const n = a.length;
-  const ma = a.reduce((s, x) => s + x, 0) / n, mb = b.reduce((s, x) => s + x, 0) / n;
-  let sab = 0, saa = 0, sbb = 0;
-  for (let i = 0; i < n; i++) {
-    sab += (a[i]! - ma) * (b[i]! - mb);
-    saa += (a[i]! - ma) ** 2;
-    sbb += (b[i]! - mb) ** 2;
-  }
-  return sab / Math.sqrt(saa * sbb);
-}
 
 /** corr + t * (clean - corr) on the entries where `inCell(index per axis)`, corr elsewhere. */
 function moved(clean: F32, corr: F32, axes: readonly string[], inCell: (at: Record<string, number>) => boolean, t: number): F32 {

@@ -28,6 +28,7 @@ import { findSubject, parseHead, type GroupTokens, type ResolvedAnalysis, type R
 import type { AnalysisKind, AnalysisSpec, GroupExpectation } from './schema.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { pearson } from '../tensor/stats.js';
 
 export interface Check {
   what: string;
@@ -536,17 +537,8 @@ async function addAttribution(res: AnalysisResult, r: SweepResult, s: Extract<An
   // Normalised (patched - corrupted) / (clean - corrupted); back to logit differences when the experiment is not normalised.
   const values = Float64Array.from(flat, (v) => (x.normalize ? v : v * (a.cleanMetric - a.corruptedMetric) + a.corruptedMetric));
   const pairs = Array.from(values, (v, i) => [r.values[i]!, v] as const).filter(([p, q]) => Number.isFinite(p) && Number.isFinite(q));
-  const n = pairs.length;
-  const mean = (k: 0 | 1) => pairs.reduce((t, p) => t + p[k], 0) / n;
-  const [mx, my] = [mean(0), mean(1)];
-  let sxy = 0, sxx = 0, syy = 0, maxAbsDiff = 0;
-  for (const [p, q] of pairs) {
-    sxy += (p - mx) * (q - my);
-    sxx += (p - mx) ** 2;
-    syy += (q - my) ** 2;
-    maxAbsDiff = Math.max(maxAbsDiff, Math.abs(p - q));
-  }
-  const correlation = n > 1 && sxx > 0 && syy > 0 ? sxy / Math.sqrt(sxx * syy) : NaN;
+  const maxAbsDiff = pairs.reduce((m, [p, q]) => Math.max(m, Math.abs(p - q)), 0);
+  const correlation = pearson(pairs.map((p) => p[0]), pairs.map((p) => p[1]));
   res.data['attribution'] = { values: Array.from(values), correlation, maxAbsDiff, cleanMetric: a.cleanMetric, corruptedMetric: a.corruptedMetric };
   const title = `${res.title}: attribution patching (r = ${Number.isFinite(correlation) ? correlation.toFixed(3) : 'n/a'} with the exact sweep)`;
   // The exact sweep and its estimate side by side, in the same layout ('compare' block).
