@@ -375,8 +375,9 @@ def compute_mode(model: HookedTransformer, spec: dict[str, Any], mode: str, tens
         with torch.no_grad():
             r = fn(model, corrupted, clean_cache, metric)
         tensors[f"{mode}/patching/{name}"] = r
-        res["patching_axes"][name] = ["layer", "pos"] if name in ("resid_pre", "attn_out", "mlp_out") else (
-            ["layer", "head"] if name.endswith("all_pos") else ["layer", "pos", "head"])
+        # The result's axes as TransformerLens names them (index_axis_names of its partial),
+        # e.g. pattern by position is [layer, head_index, dest_pos], the others [layer, pos, head_index].
+        res["patching_axes"][name] = list(fn.keywords["index_axis_names"])
     res["resid_pre_patching"] = tensors[f"{mode}/patching/resid_pre"].tolist()
     res["head_z_patching"] = tensors[f"{mode}/patching/head_z_all_pos"].tolist()
 
