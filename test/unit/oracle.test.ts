@@ -10,6 +10,12 @@ import * as assert from 'node:assert/strict';
 import { assertChecks, compareWithOracle, formatChecks, oracleFixture, oracleFixtureNames } from '../helpers/oracle.js';
 
 const ATOL = 1e-4;
+/**
+ * TransformerLens 3 hooks MechLens does not name yet (docs/DESIGN.md): unembed.hook_in / hook_out
+ * (ln_final's output and the logits). Their values are still compared (logits, and ln_final's
+ * hook_normalized through w and b).
+ */
+const MISSING_HOOKS = new Set(['unembed.hook_in', 'unembed.hook_out']);
 /** The families MechLens runs today (the others' fixtures wait for their architecture). */
 const SUPPORTED_FAMILIES = new Set(['gpt2']);
 
@@ -28,7 +34,7 @@ for (const name of oracleFixtureNames()) {
   }
   for (const mode of fx.modes) {
     test(`oracle ${name} (${mode}): MechLens matches TransformerLens at ${ATOL}`, async () => {
-      const checks = await compareWithOracle(fx, mode, { atol: ATOL, missingHooks: (h) => h.startsWith('unembed.') });
+      const checks = await compareWithOracle(fx, mode, { atol: ATOL, missingHooks: (h) => MISSING_HOOKS.has(h) });
       console.log(formatChecks(`${name} ${mode}`, checks));
       assertChecks(`${name} ${mode}`, checks);
     });
