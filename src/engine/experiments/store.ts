@@ -83,6 +83,8 @@ export function prepareRunDir(opts: { outDir?: string; workspace?: string; now?:
   const now = opts.now ?? new Date();
   let id = newRunId('experiment', now);
   let dir: string;
+  // The first folder this call created above the run folder (.mechlens, say), removed again with an abandoned run.
+  let createdTop: string | undefined;
   const fail = (what: string, e?: unknown): never => {
     const code = (e as NodeJS.ErrnoException | undefined)?.code;
     const why = code === 'EROFS' ? 'the file system is read-only' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'ENOTDIR' ? 'a part of the path is a file, not a folder' : code ?? '';
@@ -106,7 +108,7 @@ export function prepareRunDir(opts: { outDir?: string; workspace?: string; now?:
   } else {
     const runs = path.join(path.resolve(opts.workspace ?? process.cwd()), RUNS_DIR);
     try {
-      fs.mkdirSync(runs, { recursive: true });
+      createdTop = fs.mkdirSync(runs, { recursive: true });
     } catch (e) {
       fail(runs, e);
     }
@@ -136,8 +138,10 @@ export function prepareRunDir(opts: { outDir?: string; workspace?: string; now?:
     now,
     abandon: () => {
       try {
-        if (fs.readdirSync(made).length === 0) fs.rmdirSync(made);
-      } catch { /* already gone */ }
+        if (fs.readdirSync(made).length > 0) return;
+        fs.rmdirSync(made);
+        for (let d = path.dirname(made); createdTop && d.startsWith(createdTop) && fs.readdirSync(d).length === 0; d = path.dirname(d)) fs.rmdirSync(d);
+      } catch { /* already gone, or filled by another run */ }
     },
   };
 }
