@@ -123,6 +123,7 @@ export async function cmdReport(input: string, out: string, opts: RunCommandOpti
   let runDir = input;
   if (/\.experiment\.json$/.test(input)) runDir = (await runExperimentFile(input, opts)).saved.dir;
   const run = loadRun(runDir);
+  for (const s of run.skipped) process.stderr.write(`mechlens: skipped ${s}\n`);
   const html = renderReport(run.record);
   const tmp = `${out}.tmp-${process.pid}`;
   fs.writeFileSync(tmp, html);

@@ -11,6 +11,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { newRunId, RUN_FILE, RUNS_DIR, runRecordProblem, type RunRecord } from '../../protocol/runs.js';
+import { checkRunFile } from '../../protocol/runFiles.js';
 import type { ExperimentCheck, ExperimentSection, ExperimentState } from '../../protocol/webview.js';
 import { writeSafetensors } from '../model/safetensors.js';
 import type { ResolvedExperiment } from './parse.js';
@@ -214,11 +215,15 @@ export function experimentState(x: ResolvedExperiment, res: ExperimentResults, r
 
 export interface LoadedRun {
   dir: string;
+  /** run.json, with the blocks that cannot be shown taken out (see `skipped`). */
   record: RunRecord;
-  results: ExperimentResults | null;
+  /** results.json, read on first use (the report does not need it, so a damaged one does not stop it). */
+  readonly results: ExperimentResults | null;
+  /** "run.json: state.sections[1].blocks[0]: …" for every block left out, to be said, not hidden. */
+  skipped: string[];
 }
 
-/** Reads a run folder (or its run.json). */
+/** Reads a run folder (or its run.json), validating run.json with located messages (protocol/runFiles.ts). */
 export function loadRun(dirOrFile: string): LoadedRun {
   const p = path.resolve(dirOrFile);
   const dir = fs.existsSync(p) && fs.statSync(p).isDirectory() ? p : path.dirname(p);
@@ -227,12 +232,35 @@ export function loadRun(dirOrFile: string): LoadedRun {
   try {
     raw = JSON.parse(fs.readFileSync(runFile, 'utf8'));
   } catch (e) {
-    throw new Error(`cannot read ${runFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new Error(code === 'ENOENT' ? `${dir} is not a complete MechLens run: it has no ${RUN_FILE}` : `cannot read ${runFile}: ${code ?? (e as Error).message}`);
   }
-  const problem = runRecordProblem(raw);
-  if (problem) throw new Error(`${runFile} is not a MechLens run: ${problem}`);
-  let results: ExperimentResults | null = null;
+  const check = checkRunFile(raw);
+  if (check.errors.length) throw new Error(`${runFile} is not a valid MechLens run: ${check.errors.join('; ')}`);
+  const record = raw as RunRecord;
+  if (record.state.kind === 'experiment' && check.skip.size) {
+    const st = record.state;
+    st.sections = st.sections.map((sec, i) => {
+      const keep = sec.blocks.filter((_b, j) => !check.skip.has(`${i}/${j}`));
+      if (keep.length === sec.blocks.length) return sec;
+      const n = sec.blocks.length - keep.length;
+      return { ...sec, blocks: keep, notes: [...(sec.notes ?? []), `${n} figure${n === 1 ? '' : 's'} of this section could not be shown (damaged or from a newer MechLens) and ${n === 1 ? 'was' : 'were'} skipped.`] };
+    });
+  }
+  let results: ExperimentResults | null | undefined;
   const rf = path.join(dir, RESULTS_FILE);
-  if (fs.existsSync(rf)) results = JSON.parse(fs.readFileSync(rf, 'utf8')) as ExperimentResults;
-  return { dir, record: raw as RunRecord, results };
+  return {
+    dir,
+    record,
+    skipped: check.skipped.map((s) => `${RUN_FILE}: ${s}`),
+    get results(): ExperimentResults | null {
+      if (results !== undefined) return results;
+      if (!fs.existsSync(rf)) return (results = null);
+      try {
+        return (results = JSON.parse(fs.readFileSync(rf, 'utf8')) as ExperimentResults);
+      } catch (e) {
+        throw new Error(`${rf} is damaged (${(e as Error).message}); run the experiment again to recreate it`);
+      }
+    },
+  };
 }
