@@ -18,7 +18,7 @@ import { hfCacheSnapshot, hfRepoCacheDir, isHfModelId } from '../engine/model/lo
 import { isBuiltin } from '../engine/model/builtin.js';
 import { checkWithModel, hasErrors, parseExperiment, readExperiment, type Diagnostic, type ParseResult, type ResolvedExperiment } from '../engine/experiments/parse.js';
 import { runExperiment } from '../engine/experiments/run.js';
-import { EXPERIMENT_COPY, prepareRunDir, saveRun, toJson } from '../engine/experiments/store.js';
+import { EXPERIMENT_COPY, prepareRunDir, savePart, saveRun, startRun, toJson } from '../engine/experiments/store.js';
 import { RUN_FILE } from '../protocol/runs.js';
 import { limitState } from './experimentsState.js';
 
@@ -211,6 +211,7 @@ export function registerExperimentHandlers(rpc: RpcEndpoint, main: MainEngine): 
       const allowDownload = p.allowDownload && !x.model.offline;
       // A read-only or unusable workspace fails now, not after every analysis ran.
       const dest = prepareRunDir({ workspace: p.workspace });
+      startRun(dest, x, p.text);
       let kept = false;
       report(`loading ${x.model.name}`, 0, 0);
       // Set once the model is loaded: an error before that is the model's, reported at "model".
@@ -232,6 +233,8 @@ export function registerExperimentHandlers(rpc: RpcEndpoint, main: MainEngine): 
               const within = pr.phase === 'progress' ? (pr.fraction ?? 0) : 0;
               report(`${Math.min(pr.done + 1, total)}/${total} ${pr.message}`, pr.done, total, total > 0 ? (pr.done + within) / total : undefined);
             },
+            // Each finished analysis is on disk at once: if the engine dies, the run can be resumed.
+            onResult: (g, r) => savePart(dest.dir, g, r),
           });
           // Even a cancelled run is saved: the folder holds what was computed (partial sweeps as NaN).
           const saved = saveRun(x, results, { modelName: engine.model.cfg.model_name, into: dest });
