@@ -1,0 +1,132 @@
+/**
+ * MechLens's tokenizer.json tokenizers against the Python `tokenizers` library and
+ * TransformerLens's to_tokens / to_str_tokens (fixtures from oracle/gen_tokenizers.py): ids,
+ * offsets (code points), ids with the tokenizer's own special tokens, to_tokens with and
+ * without BOS, per-token strings and decode, for a corpus of awkward strings.
+ *
+ * Real tokenizer files are read from ../shared/tokenizers (relative to the repository root) at
+ * test time and checked against the sha256 the fixture was made from. If ../shared is missing
+ * the test fails, unless MECHLENS_SKIP_SHARED=1 says to skip those cases.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { loadHfTokenizer, type HfTokenizer } from '../../src/engine/model/hfTokenizer.js';
+import { toTokens, toStrTokens } from '../../src/engine/model/tokenizer.js';
+
+const REPO = path.resolve(__dirname, '..', '..');
+const FIXTURES = path.join(REPO, 'test', 'fixtures', 'tokenizers');
+const SHARED = path.resolve(REPO, '..', 'shared', 'tokenizers');
+const SKIP_SHARED = process.env.MECHLENS_SKIP_SHARED === '1';
+
+interface Case {
+  text: string;
+  ids: number[];
+  tokens: string[];
+  offsets: [number, number][];
+  ids_with_special: number[];
+  hf_ids: number[];
+  hf_offsets: [number, number][];
+  to_tokens_bos: number[];
+  to_tokens_no_bos: number[];
+  str_tokens_bos: string[];
+  decode: string;
+}
+interface Fixture {
+  name: string;
+  source: { kind: 'trained'; style: string; folder: string } | { kind: 'shared'; file: string; sha256: string; tokenizer_config: Record<string, unknown> | null };
+  architecture: string;
+  tokenizer_prepends_bos: boolean;
+  bos_token_id: number | null;
+  cases: Case[];
+}
+
+const fixtures: Fixture[] = fs
+  .readdirSync(FIXTURES)
+  .filter((f) => f.endsWith('.json'))
+  .sort()
+  .map((f) => JSON.parse(fs.readFileSync(path.join(FIXTURES, f), 'utf8')) as Fixture);
+
+/** A temporary model folder linking the shared tokenizer.json, with the config the oracle used. */
+function sharedFolder(fx: Extract<Fixture['source'], { kind: 'shared' }>): string {
+  const src = path.join(SHARED, fx.file);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mechlens-tokoracle-'));
+  fs.symlinkSync(src, path.join(dir, 'tokenizer.json'));
+  if (fx.tokenizer_config) fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(fx.tokenizer_config));
+  else {
+    for (const side of ['tokenizer_config.json', 'special_tokens_map.json']) {
+      const p = path.join(path.dirname(src), side);
+      if (fs.existsSync(p)) fs.symlinkSync(p, path.join(dir, side));
+    }
+  }
+  return dir;
+}
+
+const show = (x: unknown) => JSON.stringify(x);
+
+test('the oracle fixtures cover both trained styles and the shared tokenizer.json files', () => {
+  const names = fixtures.map((f) => f.name);
+  for (const n of ['trained-byte_level', 'trained-sentencepiece', 'gpt-neox-pythia', 'phi3', 'phi2', 'olmo1', 'olmo2-dolma2']) assert.ok(names.includes(n), `missing fixture ${n}`);
+});
+
+for (const fx of fixtures) {
+  test(`tokenizer oracle: ${fx.name}`, (t) => {
+    let folder: string;
+    let cleanup = false;
+    if (fx.source.kind === 'trained') folder = path.join(FIXTURES, fx.source.folder);
+    else {
+      const src = path.join(SHARED, fx.source.file);
+      if (!fs.existsSync(src)) {
+        if (SKIP_SHARED) {
+          t.skip(`${src} is absent (MECHLENS_SKIP_SHARED=1)`);
+          return;
+        }
+        assert.fail(`${src} is absent: the real tokenizer files live in ../shared/tokenizers beside the repository; set MECHLENS_SKIP_SHARED=1 to skip them`);
+      }
+      const sha = crypto.createHash('sha256').update(fs.readFileSync(src)).digest('hex');
+      assert.equal(sha, fx.source.sha256, `${src} is not the file the fixture was made from; rerun python oracle/gen_tokenizers.py`);
+      folder = sharedFolder(fx.source);
+      cleanup = true;
+    }
+    try {
+      const tok: HfTokenizer = loadHfTokenizer(folder, { architecture: fx.architecture });
+      assert.equal(tok.tokenizerPrependsBos, fx.tokenizer_prepends_bos, 'tokenizer_prepends_bos');
+      assert.equal(tok.bosTokenId, fx.bos_token_id, 'bos_token_id');
+      const failures: string[] = [];
+      for (const c of fx.cases) {
+        const where = `${fx.name} ${show(c.text)}`;
+        const check = (what: string, got: unknown, want: unknown) => {
+          try {
+            assert.deepEqual(got, want);
+          } catch {
+            failures.push(`${where} ${what}: got ${show(got)}, want ${show(want)}`);
+          }
+        };
+        for (const [what, f, ids, offsets] of [
+          ['tokenizers', () => tok.raw.encodeWithOffsets(c.text), c.ids, c.offsets],
+          ['transformers', () => tok.encodeWithOffsets(c.text), c.hf_ids, c.hf_offsets],
+        ] as const) {
+          try {
+            const enc = f();
+            check(`${what} ids`, enc.ids, ids);
+            check(`${what} offsets`, enc.offsets, offsets);
+          } catch (e) {
+            failures.push(`${where} ${what} offsets: ${(e as Error).message}`);
+          }
+        }
+        check('tokenizers ids with special tokens', tok.raw.encodeWithSpecial(c.text), c.ids_with_special);
+        check('encode', tok.encode(c.text), c.hf_ids);
+        check('to_tokens(prepend_bos=True)', toTokens(tok, c.text, { prependBos: true }).tokens[0], c.to_tokens_bos);
+        check('to_tokens(prepend_bos=False)', toTokens(tok, c.text, { prependBos: false }).tokens[0], c.to_tokens_no_bos);
+        check('to_str_tokens', toStrTokens(tok, c.text, { prependBos: true }), c.str_tokens_bos);
+        check('decode', tok.decode(c.ids), c.decode);
+      }
+      assert.equal(failures.length, 0, `${failures.length} mismatches with the Python tokenizers/TransformerLens oracle:\n${failures.slice(0, 40).join('\n')}`);
+    } finally {
+      if (cleanup) fs.rmSync(folder, { recursive: true, force: true });
+    }
+  });
+}
