@@ -90,6 +90,35 @@ REAL: list[dict] = [
 ]
 
 
+# GPT-2's vocab.json + merges.txt (and Qwen2's) have no tokenizer.json: the pipeline around the
+# vocabulary is this skeleton (what transformers' GPT2Tokenizer builds), shared by the Python
+# and the MechLens side so both tokenize the same description.
+VOCAB_MERGES: list[dict] = [
+    {"name": "gpt2-vocab-merges", "folder": "gpt2-gptneo-gptj", "architecture": "GPT2LMHeadModel",
+     "config": {"tokenizer_class": "GPT2Tokenizer", "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"},
+     "skeleton": {
+         "version": "1.0",
+         "truncation": None,
+         "padding": None,
+         "added_tokens": [{"id": 50256, "content": "<|endoftext|>", "single_word": False, "lstrip": False, "rstrip": False, "normalized": True, "special": True}],
+         "normalizer": None,
+         "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+         "post_processor": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True},
+         "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+         "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "", "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False, "ignore_merges": False},
+     }},
+]
+
+
+def tokenizer_json_from_vocab_merges(folder: pathlib.Path, skeleton: dict) -> dict:
+    """skeleton + vocab.json + merges.txt (header line and blank lines dropped, CRLF tolerated)."""
+    tj = json.loads(json.dumps(skeleton))
+    tj["model"]["vocab"] = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+    lines = (folder / "merges.txt").read_text(encoding="utf-8").replace("\r\n", "\n").split("\n")
+    tj["model"]["merges"] = [ln for ln in lines if ln and not ln.startswith("#version")]
+    return tj
+
+
 def sha256(p: pathlib.Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()
 
@@ -176,6 +205,29 @@ def generate(out: pathlib.Path) -> None:
             fx = {
                 "name": spec["name"],
                 "source": {"kind": "shared", "file": spec["file"], "sha256": sha256(src), "tokenizer_config": spec["config"]},
+            }
+            fx.update(cases_for(raw, folder, spec["architecture"]))
+        (base / f"{spec['name']}.json").write_text(json.dumps(fx, indent=1, ensure_ascii=False) + "\n")
+    for spec in VOCAB_MERGES:
+        src = SHARED_TOKENIZERS / spec["folder"]
+        if not (src / "vocab.json").exists():
+            print(f"skip {spec['name']}: {src} is absent", file=sys.stderr)
+            continue
+        tj = tokenizer_json_from_vocab_merges(src, spec["skeleton"])
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = pathlib.Path(tmp)
+            (folder / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False))
+            (folder / "tokenizer_config.json").write_text(json.dumps(spec["config"]))
+            raw = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            fx = {
+                "name": spec["name"],
+                "source": {
+                    "kind": "vocab_merges",
+                    "folder": spec["folder"],
+                    "sha256": {f: sha256(src / f) for f in ("vocab.json", "merges.txt")},
+                    "tokenizer_config": spec["config"],
+                    "skeleton": spec["skeleton"],
+                },
             }
             fx.update(cases_for(raw, folder, spec["architecture"]))
         (base / f"{spec['name']}.json").write_text(json.dumps(fx, indent=1, ensure_ascii=False) + "\n")

@@ -23,7 +23,7 @@ import {
 } from '../../src/engine/model/load.js';
 
 const FIXTURE = path.join(__dirname, '..', 'fixtures', 'tiny-gpt2');
-const SLM = '/work/shared/models/slm4096';
+const SLM = path.resolve(__dirname, '..', '..', '..', 'shared', 'models', 'slm4096');
 const CONFIG_BYTES = fs.readFileSync(path.join(FIXTURE, 'config.json'));
 const MODEL_BYTES = fs.readFileSync(path.join(FIXTURE, 'model.safetensors'));
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');

@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadHfTokenizer, type HfTokenizer } from '../../src/engine/model/hfTokenizer.js';
-import { toTokens, toStrTokens } from '../../src/engine/model/tokenizer.js';
+import { createGpt2Tokenizer, loadTokenizerForModel, toTokens, toStrTokens, type Tokenizer } from '../../src/engine/model/tokenizer.js';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const FIXTURES = path.join(REPO, 'test', 'fixtures', 'tokenizers');
@@ -37,7 +37,10 @@ interface Case {
 }
 interface Fixture {
   name: string;
-  source: { kind: 'trained'; style: string; folder: string } | { kind: 'shared'; file: string; sha256: string; tokenizer_config: Record<string, unknown> | null };
+  source:
+    | { kind: 'trained'; style: string; folder: string }
+    | { kind: 'shared'; file: string; sha256: string; tokenizer_config: Record<string, unknown> | null }
+    | { kind: 'vocab_merges'; folder: string; sha256: Record<string, string>; tokenizer_config: Record<string, unknown>; skeleton: Record<string, unknown> };
   architecture: string;
   tokenizer_prepends_bos: boolean;
   bos_token_id: number | null;
@@ -65,11 +68,35 @@ function sharedFolder(fx: Extract<Fixture['source'], { kind: 'shared' }>): strin
   return dir;
 }
 
+/**
+ * vocab.json + merges.txt (GPT-2, Qwen2) as a tokenizer.json: the oracle's skeleton (the pipeline
+ * transformers' tokenizer class builds) around the shared files, in a temporary folder.
+ */
+function vocabMergesFolder(fx: Extract<Fixture['source'], { kind: 'vocab_merges' }>): string {
+  const src = path.join(SHARED, fx.folder);
+  const tj = structuredClone(fx.skeleton) as { model: Record<string, unknown> };
+  tj.model.vocab = JSON.parse(fs.readFileSync(path.join(src, 'vocab.json'), 'utf8')) as unknown;
+  tj.model.merges = fs.readFileSync(path.join(src, 'merges.txt'), 'utf8').replace(/\r\n/g, '\n').split('\n').filter((l) => l !== '' && !l.startsWith('#version'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mechlens-tokoracle-'));
+  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tj));
+  fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(fx.tokenizer_config));
+  return dir;
+}
+
 const show = (x: unknown) => JSON.stringify(x);
+
+/** to_tokens / to_str_tokens / decode checks shared by tokenizer.json and js-tiktoken. */
+function tlChecks(tok: Tokenizer, c: Case, check: (what: string, got: unknown, want: unknown) => void): void {
+  check('encode', tok.encode(c.text), c.hf_ids);
+  check('to_tokens(prepend_bos=True)', toTokens(tok, c.text, { prependBos: true }).tokens[0], c.to_tokens_bos);
+  check('to_tokens(prepend_bos=False)', toTokens(tok, c.text, { prependBos: false }).tokens[0], c.to_tokens_no_bos);
+  check('to_str_tokens', toStrTokens(tok, c.text, { prependBos: true }), c.str_tokens_bos);
+  check('decode', tok.decode(c.ids), c.decode);
+}
 
 test('the oracle fixtures cover both trained styles and the shared tokenizer.json files', () => {
   const names = fixtures.map((f) => f.name);
-  for (const n of ['trained-byte_level', 'trained-sentencepiece', 'gpt-neox-pythia', 'phi3', 'phi2', 'olmo1', 'olmo2-dolma2']) assert.ok(names.includes(n), `missing fixture ${n}`);
+  for (const n of ['gpt2-vocab-merges', 'trained-byte_level', 'trained-sentencepiece', 'gpt-neox-pythia', 'phi3', 'phi2', 'olmo1', 'olmo2-dolma2']) assert.ok(names.includes(n), `missing fixture ${n}`);
 });
 
 for (const fx of fixtures) {
@@ -78,17 +105,20 @@ for (const fx of fixtures) {
     let cleanup = false;
     if (fx.source.kind === 'trained') folder = path.join(FIXTURES, fx.source.folder);
     else {
-      const src = path.join(SHARED, fx.source.file);
-      if (!fs.existsSync(src)) {
-        if (SKIP_SHARED) {
-          t.skip(`${src} is absent (MECHLENS_SKIP_SHARED=1)`);
-          return;
+      const files = fx.source.kind === 'shared' ? { [fx.source.file]: fx.source.sha256 } : Object.fromEntries(Object.entries(fx.source.sha256).map(([f, h]) => [path.join((fx.source as { folder: string }).folder, f), h]));
+      for (const [file, want] of Object.entries(files)) {
+        const src = path.join(SHARED, file);
+        if (!fs.existsSync(src)) {
+          if (SKIP_SHARED) {
+            t.skip(`${src} is absent (MECHLENS_SKIP_SHARED=1)`);
+            return;
+          }
+          assert.fail(`${src} is absent: the real tokenizer files live in ../shared/tokenizers beside the repository; set MECHLENS_SKIP_SHARED=1 to skip them`);
         }
-        assert.fail(`${src} is absent: the real tokenizer files live in ../shared/tokenizers beside the repository; set MECHLENS_SKIP_SHARED=1 to skip them`);
+        const sha = crypto.createHash('sha256').update(fs.readFileSync(src)).digest('hex');
+        assert.equal(sha, want, `${src} is not the file the fixture was made from; rerun python oracle/gen_tokenizers.py`);
       }
-      const sha = crypto.createHash('sha256').update(fs.readFileSync(src)).digest('hex');
-      assert.equal(sha, fx.source.sha256, `${src} is not the file the fixture was made from; rerun python oracle/gen_tokenizers.py`);
-      folder = sharedFolder(fx.source);
+      folder = fx.source.kind === 'shared' ? sharedFolder(fx.source) : vocabMergesFolder(fx.source);
       cleanup = true;
     }
     try {
@@ -118,11 +148,9 @@ for (const fx of fixtures) {
           }
         }
         check('tokenizers ids with special tokens', tok.raw.encodeWithSpecial(c.text), c.ids_with_special);
-        check('encode', tok.encode(c.text), c.hf_ids);
-        check('to_tokens(prepend_bos=True)', toTokens(tok, c.text, { prependBos: true }).tokens[0], c.to_tokens_bos);
-        check('to_tokens(prepend_bos=False)', toTokens(tok, c.text, { prependBos: false }).tokens[0], c.to_tokens_no_bos);
-        check('to_str_tokens', toStrTokens(tok, c.text, { prependBos: true }), c.str_tokens_bos);
-        check('decode', tok.decode(c.ids), c.decode);
+        tlChecks(tok, c, check);
+        // GPT-2 folders without tokenizer.json keep js-tiktoken: it must give the same results.
+        if (fx.name === 'gpt2-vocab-merges') tlChecks(createGpt2Tokenizer(), c, (what, got, want) => check(`js-tiktoken ${what}`, got, want));
       }
       assert.equal(failures.length, 0, `${failures.length} mismatches with the Python tokenizers/TransformerLens oracle:\n${failures.slice(0, 40).join('\n')}`);
     } finally {
@@ -130,3 +158,27 @@ for (const fx of fixtures) {
     }
   });
 }
+
+test('loadTokenizerForModel: a tokenizer.json that is not GPT-2s goes to @huggingface/tokenizers with the family default', () => {
+  const folder = path.join(FIXTURES, 'trained-byte_level');
+  const neox = loadTokenizerForModel(folder, { d_vocab: 384, original_architecture: 'GPTNeoXForCausalLM' });
+  assert.equal(neox.kind, 'hf');
+  // TransformerLens's GPT-NeoX config has default_prepend_bos False: no BOS unless asked.
+  assert.deepEqual(toTokens(neox, 'Hello').tokens[0], neox.encode('Hello'));
+  assert.deepEqual(toTokens(neox, 'Hello', { prependBos: true }).tokens[0], [319, ...neox.encode('Hello')]);
+  const gpt2Style = loadTokenizerForModel(folder, { d_vocab: 320, original_architecture: 'GPT2LMHeadModel' });
+  assert.deepEqual(toTokens(gpt2Style, 'Hello').tokens[0], [319, ...gpt2Style.encode('Hello')]);
+  assert.throws(() => loadTokenizerForModel(folder, { d_vocab: 300 }), /has ids up to 319 but the model's d_vocab is 300/);
+});
+
+test('an unsupported tokenizer.json names the file and the part', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mechlens-tokbad-'));
+  try {
+    fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify({ model: { type: 'WordLevel', vocab: { a: 0 }, unk_token: 'a' }, added_tokens: [], normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null }));
+    assert.throws(() => loadHfTokenizer(dir), (e: Error) => e.message.includes(path.join(dir, 'tokenizer.json')) && /model\.type "WordLevel" \(supported: BPE, WordPiece, Unigram\)/.test(e.message));
+    fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify({ model: { type: 'BPE', vocab: { a: 0 }, merges: [] }, added_tokens: [], normalizer: { type: 'Sequence', normalizers: [{ type: 'Nmt' }] }, pre_tokenizer: null, post_processor: null, decoder: null }));
+    assert.throws(() => loadHfTokenizer(dir), /normalizer\.normalizers\[0\]\.type "Nmt"/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -302,7 +302,10 @@ function isGpt2TokenizerJson(file: string): boolean {
  *     (ignored otherwise, for the same HF-default reason).
  * Throws when the tokenizer's size differs from d_vocab: such a tokenizer belongs to another model.
  */
-export function loadTokenizerForModel(folder: string, cfg: { d_vocab: number; bos_token_id?: number | null; architecture?: string }): Tokenizer {
+export function loadTokenizerForModel(
+  folder: string,
+  cfg: { d_vocab: number; bos_token_id?: number | null; architecture?: string; original_architecture?: string },
+): Tokenizer {
   if (!Number.isInteger(cfg.d_vocab) || cfg.d_vocab <= 0) {
     throw new TokenizerError(`d_vocab must be a positive integer, got ${JSON.stringify(cfg.d_vocab)}`);
   }
@@ -318,7 +321,7 @@ export function loadTokenizerForModel(folder: string, cfg: { d_vocab: number; bo
   } else if (fs.existsSync(path.join(folder, 'tokenizer.json')) && !isGpt2TokenizerJson(path.join(folder, 'tokenizer.json'))) {
     // Any other tokenizer.json (Pythia, Llama, Phi, OLMo, ...): @huggingface/tokenizers runs it.
     // A model's embedding is often padded beyond the tokenizer (Pythia 50304 vs 50277 tokens).
-    const hf = loadHfTokenizer(folder, { architecture: cfg.architecture });
+    const hf = loadHfTokenizer(folder, { architecture: cfg.architecture ?? cfg.original_architecture });
     if (hf.vocabSize > cfg.d_vocab) {
       throw new TokenizerError(
         `tokenizer/model mismatch: ${hf.file} has ids up to ${hf.vocabSize - 1} but the model's d_vocab is ${cfg.d_vocab}; the tokenizer files in ${folder} do not belong to these weights`,
