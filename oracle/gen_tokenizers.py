@@ -208,6 +208,21 @@ def generate(out: pathlib.Path) -> None:
             }
             fx.update(cases_for(raw, folder, spec["architecture"]))
         (base / f"{spec['name']}.json").write_text(json.dumps(fx, indent=1, ensure_ascii=False) + "\n")
+    # Qwen2's folder has vocab.json + merges.txt + tokenizer_config.json (Qwen2Tokenizer) and no
+    # tokenizer.json: transformers builds the tokenizer itself, and that is the oracle.
+    qwen = SHARED_TOKENIZERS / "qwen2"
+    if (qwen / "vocab.json").exists():
+        hf = AutoTokenizer.from_pretrained(str(qwen))
+        fx = {
+            "name": "qwen2-vocab-merges",
+            "source": {
+                "kind": "hf_folder",
+                "folder": "qwen2",
+                "sha256": {f: sha256(qwen / f) for f in ("vocab.json", "merges.txt", "tokenizer_config.json", "added_tokens.json")},
+            },
+        }
+        fx.update(cases_for(hf.backend_tokenizer, qwen, "Qwen2ForCausalLM"))
+        (base / "qwen2-vocab-merges.json").write_text(json.dumps(fx, indent=1, ensure_ascii=False) + "\n")
     for spec in VOCAB_MERGES:
         src = SHARED_TOKENIZERS / spec["folder"]
         if not (src / "vocab.json").exists():

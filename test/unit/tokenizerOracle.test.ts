@@ -40,6 +40,7 @@ interface Fixture {
   source:
     | { kind: 'trained'; style: string; folder: string }
     | { kind: 'shared'; file: string; sha256: string; tokenizer_config: Record<string, unknown> | null }
+    | { kind: 'hf_folder'; folder: string; sha256: Record<string, string> }
     | { kind: 'vocab_merges'; folder: string; sha256: Record<string, string>; tokenizer_config: Record<string, unknown>; skeleton: Record<string, unknown> };
   architecture: string;
   tokenizer_prepends_bos: boolean;
@@ -96,7 +97,7 @@ function tlChecks(tok: Tokenizer, c: Case, check: (what: string, got: unknown, w
 
 test('the oracle fixtures cover both trained styles and the shared tokenizer.json files', () => {
   const names = fixtures.map((f) => f.name);
-  for (const n of ['gpt2-vocab-merges', 'trained-byte_level', 'trained-sentencepiece', 'gpt-neox-pythia', 'phi3', 'phi2', 'olmo1', 'olmo2-dolma2']) assert.ok(names.includes(n), `missing fixture ${n}`);
+  for (const n of ['gpt2-vocab-merges', 'qwen2-vocab-merges', 'trained-byte_level', 'trained-sentencepiece', 'gpt-neox-pythia', 'phi3', 'phi2', 'olmo1', 'olmo2-dolma2']) assert.ok(names.includes(n), `missing fixture ${n}`);
 });
 
 for (const fx of fixtures) {
@@ -118,8 +119,11 @@ for (const fx of fixtures) {
         const sha = crypto.createHash('sha256').update(fs.readFileSync(src)).digest('hex');
         assert.equal(sha, want, `${src} is not the file the fixture was made from; rerun python oracle/gen_tokenizers.py`);
       }
-      folder = fx.source.kind === 'shared' ? sharedFolder(fx.source) : vocabMergesFolder(fx.source);
-      cleanup = true;
+      if (fx.source.kind === 'hf_folder') folder = path.join(SHARED, fx.source.folder);
+      else {
+        folder = fx.source.kind === 'shared' ? sharedFolder(fx.source) : vocabMergesFolder(fx.source);
+        cleanup = true;
+      }
     }
     try {
       const tok: HfTokenizer = loadHfTokenizer(folder, { architecture: fx.architecture });
@@ -181,4 +185,16 @@ test('an unsupported tokenizer.json names the file and the part', () => {
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('loadTokenizerForModel: a Qwen2 folder with vocab.json + merges.txt (no tokenizer.json) is rebuilt as its class builds it', (t) => {
+  const qwen = path.join(SHARED, 'qwen2');
+  if (!fs.existsSync(path.join(qwen, 'vocab.json'))) {
+    if (SKIP_SHARED) return t.skip(`${qwen} is absent (MECHLENS_SKIP_SHARED=1)`);
+    assert.fail(`${qwen} is absent: set MECHLENS_SKIP_SHARED=1 to skip the shared tokenizer files`);
+  }
+  const tok = loadTokenizerForModel(qwen, { d_vocab: 151936, original_architecture: 'Qwen2ForCausalLM' });
+  assert.equal(tok.kind, 'hf');
+  // Qwen2 splits digits one by one, and TransformerLens's Qwen2 default is no BOS.
+  assert.deepEqual(toStrTokens(tok, 'x 123'), ['x', ' ', '1', '2', '3']);
 });

@@ -57,6 +57,72 @@ export interface HfEncoding {
   offsets: Offset[];
 }
 
+/** Qwen2Tokenizer's split regex (transformers/models/qwen2/tokenization_qwen2.py): digits one at a time. */
+const QWEN2_SPLIT = String.raw`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`;
+
+/**
+ * A folder with vocab.json + merges.txt and no tokenizer.json (Qwen2's): the tokenizer.json that
+ * transformers' tokenizer class builds from them, named by tokenizer_config.json's tokenizer_class.
+ * Added tokens come from the config's added_tokens_decoder and added_tokens.json.
+ */
+export function tokenizerJsonFromVocabMerges(folder: string, config: Json): Json {
+  const vocabPath = path.join(folder, 'vocab.json');
+  const mergesPath = path.join(folder, 'merges.txt');
+  if (!fs.existsSync(vocabPath) || !fs.existsSync(mergesPath)) {
+    throw new TokenizerError(`${folder} has no tokenizer.json and no vocab.json + merges.txt; MechLens reads a Hugging Face tokenizer.json (SentencePiece .model and tiktoken files are not supported)`);
+  }
+  const cls = String(config.tokenizer_class ?? '').replace(/Fast$/, '');
+  const addPrefix = config.add_prefix_space === true;
+  const byteLevel = { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true };
+  let pipeline: Json;
+  if (cls === 'Qwen2Tokenizer') {
+    pipeline = {
+      normalizer: { type: 'NFC' },
+      pre_tokenizer: {
+        type: 'Sequence',
+        pretokenizers: [
+          { type: 'Split', pattern: { Regex: QWEN2_SPLIT }, behavior: 'Isolated', invert: false },
+          { type: 'ByteLevel', add_prefix_space: addPrefix, trim_offsets: true, use_regex: false },
+        ],
+      },
+      decoder: byteLevel,
+      post_processor: null,
+    };
+  } else if (cls === 'GPT2Tokenizer') {
+    pipeline = {
+      normalizer: null,
+      pre_tokenizer: { type: 'ByteLevel', add_prefix_space: addPrefix, trim_offsets: true, use_regex: true },
+      decoder: byteLevel,
+      post_processor: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },
+    };
+  } else {
+    throw new TokenizerError(
+      `${folder} has vocab.json + merges.txt but no tokenizer.json, and its tokenizer_class ${JSON.stringify(config.tokenizer_class ?? null)} is not one MechLens can rebuild (Qwen2Tokenizer, GPT2Tokenizer); add the model's tokenizer.json`,
+    );
+  }
+  const vocab = readJsonFile(vocabPath);
+  const merges = fs.readFileSync(mergesPath, 'utf8').replace(/\r\n/g, '\n').split('\n').filter((l) => l !== '' && !l.startsWith('#version'));
+  const added = new Map<number, Json>();
+  const dec = config.added_tokens_decoder;
+  if (typeof dec === 'object' && dec !== null) {
+    for (const [id, t] of Object.entries(dec as Record<string, Json>)) {
+      added.set(Number(id), { id: Number(id), content: t.content, single_word: t.single_word === true, lstrip: t.lstrip === true, rstrip: t.rstrip === true, normalized: t.normalized === true, special: t.special === true });
+    }
+  }
+  const addedPath = path.join(folder, 'added_tokens.json');
+  if (fs.existsSync(addedPath)) {
+    for (const [content, id] of Object.entries(readJsonFile(addedPath))) {
+      if (typeof id === 'number' && !added.has(id)) added.set(id, { id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+    }
+  }
+  return {
+    version: '1.0',
+    added_tokens: [...added.values()].sort((a, b) => Number(a.id) - Number(b.id)),
+    ...pipeline,
+    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '', fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges },
+  };
+}
+
 /**
  * transformers 5 builds some tokenizer classes' pipelines in code rather than taking them from
  * tokenizer.json (vocabulary, merges and added tokens do come from the file). TransformerLens
@@ -198,14 +264,19 @@ export interface HfTokenizerOptions {
  * part the library cannot run.
  */
 export function loadHfTokenizer(folder: string, opts: HfTokenizerOptions = {}): HfTokenizer {
-  const file = path.join(folder, 'tokenizer.json');
-  const tj = readJsonFile(file);
-  if (typeof tj.model !== 'object' || tj.model === null) throw new TokenizerError(`${file}: no "model" object; this is not a Hugging Face tokenizer.json`);
-  const bad = unsupportedPart(tj);
-  if (bad) throw new TokenizerError(`${file}: @huggingface/tokenizers cannot run ${bad}; MechLens cannot tokenize for this model`);
   const cfgPath = path.join(folder, 'tokenizer_config.json');
   const mapPath = path.join(folder, 'special_tokens_map.json');
   const config: Json = fs.existsSync(cfgPath) ? readJsonFile(cfgPath) : {};
+  let file = path.join(folder, 'tokenizer.json');
+  let tj: Json;
+  if (fs.existsSync(file)) tj = readJsonFile(file);
+  else {
+    tj = tokenizerJsonFromVocabMerges(folder, config);
+    file = path.join(folder, 'vocab.json');
+  }
+  if (typeof tj.model !== 'object' || tj.model === null) throw new TokenizerError(`${file}: no "model" object; this is not a Hugging Face tokenizer.json`);
+  const bad = unsupportedPart(tj);
+  if (bad) throw new TokenizerError(`${file}: @huggingface/tokenizers cannot run ${bad}; MechLens cannot tokenize for this model`);
   const smap: Json = fs.existsSync(mapPath) ? readJsonFile(mapPath) : {};
   // tokenizer_config.json wins over special_tokens_map.json, as in transformers.
   const special = (k: string): string | null => tokenText(config[k]) ?? tokenText(smap[k]);

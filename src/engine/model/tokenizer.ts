@@ -279,6 +279,14 @@ function checkGpt2Folder(folder: string): void {
   }
 }
 
+/** A vocab.json + merges.txt folder whose tokenizer_config.json names a class we rebuild (Qwen2Tokenizer). */
+function isRebuildableVocabMerges(folder: string): boolean {
+  const cfgPath = path.join(folder, 'tokenizer_config.json');
+  if (!fs.existsSync(cfgPath)) return false;
+  const cls = (readJson(cfgPath) as { tokenizer_class?: unknown }).tokenizer_class;
+  return cls === 'Qwen2Tokenizer' || cls === 'Qwen2TokenizerFast';
+}
+
 /** True when a tokenizer.json holds GPT-2's vocabulary (then js-tiktoken runs it, as before). */
 function isGpt2TokenizerJson(file: string): boolean {
   const tj = readJson(file) as { model?: { type?: unknown; vocab?: unknown }; added_tokens?: unknown };
@@ -321,6 +329,15 @@ export function loadTokenizerForModel(
   } else if (fs.existsSync(path.join(folder, 'tokenizer.json')) && !isGpt2TokenizerJson(path.join(folder, 'tokenizer.json'))) {
     // Any other tokenizer.json (Pythia, Llama, Phi, OLMo, ...): @huggingface/tokenizers runs it.
     // A model's embedding is often padded beyond the tokenizer (Pythia 50304 vs 50277 tokens).
+    const hf = loadHfTokenizer(folder, { architecture: cfg.architecture ?? cfg.original_architecture });
+    if (hf.vocabSize > cfg.d_vocab) {
+      throw new TokenizerError(
+        `tokenizer/model mismatch: ${hf.file} has ids up to ${hf.vocabSize - 1} but the model's d_vocab is ${cfg.d_vocab}; the tokenizer files in ${folder} do not belong to these weights`,
+      );
+    }
+    return hf;
+  } else if (!fs.existsSync(path.join(folder, 'tokenizer.json')) && hasVocab && fs.existsSync(path.join(folder, 'merges.txt')) && isRebuildableVocabMerges(folder)) {
+    // vocab.json + merges.txt of another BPE (Qwen2): the tokenizer.json its class would build.
     const hf = loadHfTokenizer(folder, { architecture: cfg.architecture ?? cfg.original_architecture });
     if (hf.vocabSize > cfg.d_vocab) {
       throw new TokenizerError(
