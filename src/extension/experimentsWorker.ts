@@ -123,8 +123,10 @@ export class ExperimentEngines {
   }
 }
 
-function parse(file: string, text: string | undefined): ParseResult {
-  return text !== undefined ? parseExperiment(text, file) : readExperiment(file);
+function parse(file: string, text: string | undefined, root: string | undefined): ParseResult {
+  // Files the experiment names stay inside its workspace folder (engine/experiments/files.ts).
+  const opts = { root: root ?? path.dirname(file) };
+  return text !== undefined ? parseExperiment(text, file, undefined, opts) : readExperiment(file, undefined, opts);
 }
 
 const plain = (d: Diagnostic): ExperimentDiagnostic => ({ file: d.file, range: d.range, severity: d.severity, message: d.message, code: d.code });
@@ -161,7 +163,7 @@ export function registerExperimentHandlers(rpc: RpcEndpoint, main: MainEngine): 
   const progress = new Map<string, ExperimentProgress>();
 
   rpc.onRequest(EngineRequests.experimentCheck, async (p, ctx): Promise<ExperimentCheckResult> => {
-    const parsed = parse(p.file, p.text);
+    const parsed = parse(p.file, p.text, p.root);
     const diagnostics = parsed.diagnostics.map(plain);
     const x = parsed.experiment;
     if (!x || hasErrors(parsed.diagnostics)) return { diagnostics, modelChecked: false };
@@ -200,7 +202,7 @@ export function registerExperimentHandlers(rpc: RpcEndpoint, main: MainEngine): 
       rpc.notify(EngineNotifications.progress, { requestId: ctx.requestId, message, ...(fraction !== undefined ? { fraction } : {}) });
     };
     try {
-      const parsed = parse(p.file, p.text);
+      const parsed = parse(p.file, p.text, p.root ?? p.workspace);
       const diagnostics = parsed.diagnostics.map(plain);
       const x = parsed.experiment;
       if (!x || hasErrors(parsed.diagnostics)) return { diagnostics };

@@ -30,6 +30,8 @@ export class ExpectationsError extends Error {}
 
 export interface RunCommandOptions {
   out?: string;
+  /** The folder the files an experiment names must stay inside (default: the experiment's folder). */
+  root?: string;
   /** Overrides the experiment's model (e.g. a local folder for a quick check). */
   model?: string;
   processing?: Processing;
@@ -61,7 +63,7 @@ function isTrainFile(file: string): boolean {
 
 export async function runExperimentFile(file: string, opts: RunCommandOptions = {}): Promise<RunCommandResult> {
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
-  const parsed = readExperiment(file);
+  const parsed = readExperiment(file, undefined, opts.root !== undefined ? { root: opts.root } : {});
   if (isTrainFile(file)) {
     throw new Error(`${file} is a training experiment ("kind": "train"): train it with its Train lens in VS Code, or run \`node --import tsx scripts/train-experiment.ts ${file}\``);
   }
