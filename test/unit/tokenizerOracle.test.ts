@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadHfTokenizer, type HfTokenizer } from '../../src/engine/model/hfTokenizer.js';
+import { oracleFixture, oracleFixtureNames } from '../helpers/oracle.js';
 import { createGpt2Tokenizer, loadTokenizerForModel, toTokens, toStrTokens, type Tokenizer } from '../../src/engine/model/tokenizer.js';
 
 const REPO = path.resolve(__dirname, '..', '..');
@@ -198,3 +199,22 @@ test('loadTokenizerForModel: a Qwen2 folder with vocab.json + merges.txt (no tok
   // Qwen2 splits digits one by one, and TransformerLens's Qwen2 default is no BOS.
   assert.deepEqual(toStrTokens(tok, 'x 123'), ['x', ' ', '1', '2', '3']);
 });
+
+// The model oracle fixtures (oracle/gen_models.py) carry TransformerLens's to_tokens and
+// to_str_tokens with their tokenizer files: the tokenizer alone must reproduce them for every
+// family, including those whose forward pass MechLens does not run yet.
+for (const name of oracleFixtureNames()) {
+  const fx = oracleFixture(name);
+  test(`tokenizer of oracle fixture ${name} (${fx.expected.family}): to_tokens and to_str_tokens equal TransformerLens's`, () => {
+    const cfg = JSON.parse(fs.readFileSync(path.join(fx.dir, 'config.json'), 'utf8')) as { vocab_size: number; architectures?: string[] };
+    const tok = loadTokenizerForModel(fx.dir, { d_vocab: cfg.vocab_size, original_architecture: cfg.architectures?.[0] });
+    for (const c of fx.expected.to_tokens) {
+      assert.deepEqual(toTokens(tok, c.text, { prependBos: c.prepend_bos }).tokens[0], c.tokens, `to_tokens(${show(c.text)}, prepend_bos=${c.prepend_bos})`);
+      assert.deepEqual(toStrTokens(tok, c.text, { prependBos: c.prepend_bos }), c.str_tokens, `to_str_tokens(${show(c.text)}, prepend_bos=${c.prepend_bos})`);
+    }
+    // And with no prependBos, the family's default_prepend_bos, as TransformerLens's cfg has it.
+    const dflt = (fx.expected.tl_cfg as { default_prepend_bos?: boolean }).default_prepend_bos;
+    const c0 = fx.expected.to_tokens.find((c) => c.prepend_bos === dflt);
+    if (c0) assert.deepEqual(toTokens(tok, c0.text).tokens[0], c0.tokens, `to_tokens(${show(c0.text)}) with the family default (default_prepend_bos=${dflt})`);
+  });
+}
