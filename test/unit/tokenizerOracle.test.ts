@@ -179,6 +179,10 @@ test('loadTokenizerForModel: a tokenizer.json that is not GPT-2s goes to @huggin
 test('an unsupported tokenizer.json names the file and the part', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mechlens-tokbad-'));
   try {
+    // A folder with only a SentencePiece/tiktoken tokenizer.model is refused, not guessed.
+    fs.writeFileSync(path.join(dir, 'tokenizer.model'), 'not read');
+    assert.throws(() => loadTokenizerForModel(dir, { d_vocab: 32000 }), /tokenizer\.model: MechLens cannot read tokenizer\.model files .*put the model's Hugging Face tokenizer\.json/);
+    fs.rmSync(path.join(dir, 'tokenizer.model'));
     fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify({ model: { type: 'WordLevel', vocab: { a: 0 }, unk_token: 'a' }, added_tokens: [], normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null }));
     assert.throws(() => loadHfTokenizer(dir), (e: Error) => e.message.includes(path.join(dir, 'tokenizer.json')) && /model\.type "WordLevel" \(supported: BPE, WordPiece, Unigram\)/.test(e.message));
     fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify({ model: { type: 'BPE', vocab: { a: 0 }, merges: [] }, added_tokens: [], normalizer: { type: 'Sequence', normalizers: [{ type: 'Nmt' }] }, pre_tokenizer: null, post_processor: null, decoder: null }));

@@ -354,6 +354,13 @@ export function loadTokenizerForModel(
     checkGpt2Folder(folder);
     tok = createGpt2Tokenizer();
     source = `the GPT-2 tokenizer files in ${folder}`;
+  } else if (fs.existsSync(path.join(folder, 'tokenizer.model'))) {
+    // Llama/Mistral ship a SentencePiece protobuf, Llama 3 a tiktoken rank file, under this name;
+    // guessing ids for them would feed the model garbage.
+    throw new TokenizerError(
+      `${path.join(folder, 'tokenizer.model')}: MechLens cannot read tokenizer.model files (SentencePiece protobufs or tiktoken rank files); ` +
+        `put the model's Hugging Face tokenizer.json (and tokenizer_config.json) in ${folder}`,
+    );
   } else if (cfg.d_vocab === GPT2_VOCAB_SIZE) {
     return createGpt2Tokenizer();
   } else {
