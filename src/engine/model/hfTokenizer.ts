@@ -222,10 +222,11 @@ function tokenText(v: unknown): string | null {
   return null;
 }
 
+/** The component types @huggingface/tokenizers 0.2 implements (its create_* factories). */
 const SUPPORTED = {
   model: ['BPE', 'WordPiece', 'Unigram'],
   normalizer: ['NFC', 'NFD', 'NFKC', 'NFKD', 'Lowercase', 'Strip', 'StripAccents', 'Replace', 'Prepend', 'Sequence', 'BertNormalizer', 'Precompiled'],
-  pre_tokenizer: ['ByteLevel', 'Whitespace', 'WhitespaceSplit', 'Metaspace', 'CharDelimiterSplit', 'Split', 'Punctuation', 'Digits', 'BertPreTokenizer', 'Sequence'],
+  pre_tokenizer: ['ByteLevel', 'Whitespace', 'WhitespaceSplit', 'Metaspace', 'Split', 'Punctuation', 'Digits', 'BertPreTokenizer', 'Replace', 'FixedLength', 'Sequence'],
   post_processor: ['ByteLevel', 'TemplateProcessing', 'RobertaProcessing', 'BertProcessing', 'Sequence'],
   decoder: ['ByteLevel', 'WordPiece', 'Metaspace', 'BPEDecoder', 'CTC', 'Replace', 'Fuse', 'Strip', 'ByteFallback', 'Sequence'],
 } as const;
