@@ -187,6 +187,8 @@ test('an unsupported tokenizer.json names the file and the part', () => {
     assert.throws(() => loadHfTokenizer(dir), (e: Error) => e.message.includes(path.join(dir, 'tokenizer.json')) && /model\.type "WordLevel" \(supported: BPE, WordPiece, Unigram\)/.test(e.message));
     fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify({ model: { type: 'BPE', vocab: { a: 0 }, merges: [] }, added_tokens: [], normalizer: { type: 'Sequence', normalizers: [{ type: 'Nmt' }] }, pre_tokenizer: null, post_processor: null, decoder: null }));
     assert.throws(() => loadHfTokenizer(dir), /normalizer\.normalizers\[0\]\.type "Nmt"/);
+    fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify({ model: { type: 'BPE', vocab: { a: 0 }, merges: [] }, added_tokens: [], normalizer: null, pre_tokenizer: { type: 'Split', pattern: { String: ' ' }, behavior: 'MergedWithPrevious', invert: false }, post_processor: null, decoder: null }));
+    assert.throws(() => loadHfTokenizer(dir), /pre_tokenizer \(a Split with behavior "MergedWithPrevious"\)/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -239,6 +239,11 @@ function unsupportedPart(tj: Json): string | null {
     if (where !== 'model' || t !== undefined) {
       if (!(SUPPORTED[where] as readonly string[]).includes(String(t))) return `${at}.type ${JSON.stringify(t)} (supported: ${SUPPORTED[where].join(', ')})`;
     }
+    // The library's README: these Split behaviours are not reproduced, and would give other tokens silently.
+    const behavior = (v as Json).behavior;
+    if (where === 'pre_tokenizer' && t === 'Split' && ['MergedWithPrevious', 'MergedWithNext', 'Contiguous'].includes(String(behavior))) {
+      return `${at} (a Split with behavior ${JSON.stringify(behavior)})`;
+    }
     for (const key of ['normalizers', 'pretokenizers', 'processors', 'decoders']) {
       const list = (v as Json)[key];
       if (Array.isArray(list)) {
