@@ -37,7 +37,7 @@ export interface ModelInfo {
   cfg: ModelConfigInfo;
   processing: ProcessingMode;
   device: 'cpu' | 'cuda';
-  tokenizer: 'gpt2-bpe' | 'char' | 'ids';
+  tokenizer: 'gpt2-bpe' | 'hf' | 'char' | 'ids';
   /** Bytes of parameters held by the engine. */
   paramBytes: number;
   hooks: HookInfo[];
