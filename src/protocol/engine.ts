@@ -368,6 +368,8 @@ export interface ExperimentRunParams {
   workspace: string;
   /** The folder every file the experiment names must stay inside (its workspace folder); default: `workspace`. */
   root?: string;
+  /** An incomplete run folder to finish: the experiment is read from its copy, only missing analyses run. */
+  resume?: string;
   /** May the model be downloaded from the Hugging Face hub (also subject to the file's "offline"). */
   allowDownload: boolean;
   /** Names this run for engine/experiment/progress; progress notifications are sent as well. */
