@@ -13,6 +13,7 @@ import type { Device } from './backends/onnx/runtime.js';
 import { ActivationCache, tokensToResidualDirections } from './cache/activationCache.js';
 import { headDla, layerDla, logitDiff, logitLens, loss, projectRows, rankOf, topK } from './analysis/basic.js';
 import { logitDiffMetric, normalizedMetric, patchHeadAllPos, patchResidPreByLayerPos } from './analysis/patching.js';
+import { normalizationUndefined } from './analysis/metrics.js';
 import { allHooks, hookAxes } from './hooks/hooks.js';
 import type { AnalyzeResult, AttributionResult, MeasureTokensResult, ModelInfo, TestPromptResult } from '../protocol/engine.js';
 
@@ -199,7 +200,9 @@ export async function analyzeModel(model: HookedTransformer, tokens: Tokens, cor
   const corrLogits = await model.forward(corrupted);
   const ld = logitDiff(clean.logits!, answers);
   const cld = logitDiff(corrLogits, answers);
-  const metric = normalizedMetric(logitDiffMetric(answers), ld, cld);
+  // One rule (metrics.ts): where normalising is undefined the tables hold raw logit differences, said so.
+  const why = normalizationUndefined(ld, cld);
+  const metric = why ? logitDiffMetric(answers) : normalizedMetric(logitDiffMetric(answers), ld, cld);
   return {
     loss: loss(clean.logits!, tokens),
     logit_diff: ld,
@@ -207,6 +210,8 @@ export async function analyzeModel(model: HookedTransformer, tokens: Tokens, cor
     head_dla: headDla(cache, answers),
     layer_dla: layerDla(cache, answers),
     logit_lens: logitLens(cache, answers),
+    patching_metric: why ? 'raw logit difference' : 'normalised logit difference',
+    normalization_undefined: why,
     resid_pre_patching: await patchResidPreByLayerPos(model, tokens, corrupted, metric, { signal }),
     head_z_patching: await patchHeadAllPos(model, tokens, corrupted, metric, 'z', { signal }),
   };

@@ -120,6 +120,10 @@ export interface AnalyzeResult {
   head_dla: number[][];
   layer_dla: number[];
   logit_lens: { labels: string[]; values: number[] };
+  /** What the two patching tables hold: the normalised logit difference, or the raw one when normalising is undefined. */
+  patching_metric: 'normalised logit difference' | 'raw logit difference';
+  /** Why normalising is undefined (clean and corrupted logit differences equal), else null. */
+  normalization_undefined: string | null;
   resid_pre_patching: number[][];
   head_z_patching: number[][];
 }
