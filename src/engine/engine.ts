@@ -14,6 +14,7 @@ import { ActivationCache, tokensToResidualDirections } from './cache/activationC
 import { headDla, layerDla, logitDiff, logitLens, loss, projectRows, rankOf, topK } from './analysis/basic.js';
 import { logitDiffMetric, normalizedMetric, patchHeadAllPos, patchResidPreByLayerPos } from './analysis/patching.js';
 import { normalizationUndefined } from './analysis/metrics.js';
+import { nonFiniteWarning } from './tensor/stats.js';
 import { allHooks, hookAxes } from './hooks/hooks.js';
 import type { AnalyzeResult, AttributionResult, MeasureTokensResult, ModelInfo, TestPromptResult } from '../protocol/engine.js';
 
@@ -27,6 +28,9 @@ export interface EngineLoadOptions {
 }
 
 export class LoadedEngine {
+  /** Problems found while loading (non-finite weights), shown by `info`, the side bar and runs. */
+  readonly warnings: string[] = [];
+
   private constructor(readonly spec: string, readonly model: HookedTransformer, readonly tokenizer: Tokenizer, readonly loadMs: number) {}
 
   static async load(spec: string, opts: EngineLoadOptions = {}): Promise<LoadedEngine> {
@@ -41,11 +45,15 @@ export class LoadedEngine {
       return new LoadedEngine(spec, new HookedTransformer(cfg, params, processing, b.source, rt), b.tokenizer, performance.now() - t0);
     }
     const loaded = await loadModel(embedded ?? spec, { allowDownload: opts.allowDownload ?? true, onProgress: opts.onProgress, signal: opts.signal });
+    // Scanned as loaded: processing would spread a NaN into other tensors and blur where it is.
+    const nonFinite = nonFiniteWarning(loaded.params);
     const { cfg, params } = applyProcessing(loaded.cfg, loaded.params, processing);
     const folder = loaded.files.length ? path.dirname(loaded.files[0]!) : spec;
     const tokenizer = loadTokenizerForModel(folder, cfg);
     const model = new HookedTransformer(cfg, params, processing, loaded.source, rt);
-    return new LoadedEngine(spec, model, tokenizer, performance.now() - t0);
+    const eng = new LoadedEngine(spec, model, tokenizer, performance.now() - t0);
+    if (nonFinite) eng.warnings.push(nonFinite);
+    return eng;
   }
 
   info(): ModelInfo {
@@ -66,6 +74,7 @@ export class LoadedEngine {
       paramBytes: bytes,
       hooks: allHooks(cfg).map((name) => ({ name, axes: [...hookAxes(name, cfg)] })),
       loadMs: this.loadMs,
+      ...(this.warnings.length ? { warnings: [...this.warnings] } : {}),
     };
   }
 

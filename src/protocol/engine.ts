@@ -42,6 +42,8 @@ export interface ModelInfo {
   paramBytes: number;
   hooks: HookInfo[];
   loadMs: number;
+  /** Problems found while loading, e.g. non-finite weights (tensor names and counts). */
+  warnings?: string[];
 }
 
 export interface LoadModelParams {

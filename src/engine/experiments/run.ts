@@ -61,6 +61,8 @@ export interface ExperimentResults {
   results: AnalysisResult[];
   cancelled: boolean;
   elapsedMs: number;
+  /** Problems with the model that every result inherits (non-finite weights), said in the panel and report. */
+  warnings?: string[];
 }
 
 export interface RunProgress {
@@ -81,6 +83,8 @@ export interface RunOptions {
   onResult?: (group: number, r: AnalysisResult) => void;
   /** A result saved by an interrupted run of the same experiment: used instead of computing it again. */
   reuse?: (group: number, index: number) => AnalysisResult | undefined;
+  /** The loaded model's warnings (LoadedEngine.warnings), carried into the results. */
+  warnings?: readonly string[];
 }
 
 const DEFAULT_TITLES: Record<AnalysisKind, string> = {
@@ -143,6 +147,8 @@ interface GroupContext {
   corrupted?: number;
   /** Normalisation was asked for but is undefined for this group (metrics.ts's one rule): why. */
   unnormalised?: string;
+  /** The clean or corrupted metric is NaN/Inf: said on every result of the group instead of a bare null. */
+  nonFinite?: string;
   /** Attribution patching of the group, computed once for every sweep that asks for it. */
   attribution?: Promise<AttributionResult>;
 }
@@ -167,6 +173,8 @@ export async function runExperiment(x: ResolvedExperiment, model: HookedTransfor
       if (base) {
         ctx.clean = base(await model.forward(gt.clean));
         if (gt.corrupted) ctx.corrupted = base(await model.forward(gt.corrupted));
+        const odd = ([['clean', ctx.clean], ['corrupted', ctx.corrupted]] as const).filter(([, v]) => v !== undefined && !Number.isFinite(v));
+        if (odd.length) ctx.nonFinite = `the ${odd.map(([k, v]) => `${k} metric is ${v}`).join(' and the ')}: the model's outputs are not finite numbers${opts.warnings?.length ? ' (see the warning about its weights)' : ''}, so values computed from them show as n/a`;
         ctx.unnormalised = x.normalize && ctx.corrupted !== undefined ? (normalizationUndefined(ctx.clean, ctx.corrupted) ?? undefined) : undefined;
         ctx.metric = x.normalize && ctx.corrupted !== undefined && !ctx.unnormalised ? normalizedMetric(base, ctx.clean, ctx.corrupted) : base;
       }
@@ -195,6 +203,7 @@ export async function runExperiment(x: ResolvedExperiment, model: HookedTransfor
         results.push(res);
         return { results, cancelled: true, elapsedMs: performance.now() - t0 };
       }
+      if (ctx.nonFinite) (res.notes ??= []).push(`Not finite: ${ctx.nonFinite}.`);
       if (ctx.unnormalised && PATCHING_KINDS.has(a.spec.kind)) {
         (res.notes ??= []).push(`Normalised values are undefined for ${g.name !== null ? `group ${JSON.stringify(g.name)}` : 'these prompts'}: ${ctx.unnormalised}. The figures show the raw ${metricLabel(x, { ...ctx, unnormalised: undefined }).replace(/^normalised /, '')}, labelled raw.`);
       }
@@ -207,7 +216,7 @@ export async function runExperiment(x: ResolvedExperiment, model: HookedTransfor
       opts.onProgress?.({ phase: 'done', done, total, message: res.title });
     }
   }
-  return { results, cancelled: false, elapsedMs: performance.now() - t0 };
+  return { results, cancelled: false, elapsedMs: performance.now() - t0, ...(opts.warnings?.length ? { warnings: [...opts.warnings] } : {}) };
 }
 
 function metricLabel(x: ResolvedExperiment, ctx: GroupContext): string {

@@ -319,7 +319,7 @@ export function experimentState(x: ResolvedExperiment, res: ExperimentResults, r
     kind: 'experiment',
     title: x.title,
     model: x.model.name,
-    description: `${x.spec.description ?? ''}${res.cancelled ? `${x.spec.description ? '\n' : ''}Cancelled: partial results.` : ''}`,
+    description: [...(res.warnings ?? []).map((w) => `Warning: ${w}`), x.spec.description ?? '', res.cancelled ? 'Cancelled: partial results.' : ''].filter(Boolean).join('\n'),
     metric: metricDescription(x),
     file: x.file,
     run: { id: run.id, dir: run.dir, createdAt: run.createdAt, elapsedMs: res.elapsedMs, cancelled: res.cancelled },
