@@ -23,6 +23,7 @@ import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import type { F32 } from '../tensor/tensor.js';
 import { configFromHfGpt2, type HookedTransformerConfig } from './config.js';
+import { checkConfigAgainstWeights } from './checkDims.js';
 import { convertGpt2Weights, type StateDict } from './hf.js';
 import type { Params } from './params.js';
 import { SafetensorsFile } from './safetensors.js';
@@ -283,6 +284,7 @@ export function loadModelFolder(dir: string, modelName?: string): LoadResult {
   let sd: SafetensorsStateDict | null = null;
   try {
     sd = new SafetensorsStateDict(shards, weightMap, folder);
+    checkConfigAgainstWeights(cfg, sd, configPath);
     return { cfg, params: convertGpt2Weights(sd, cfg), source: folder, files };
   } catch (e) {
     if (e instanceof ModelLoadError) throw e;
