@@ -10,7 +10,7 @@
  * instead of logits, exactly as TransformerLens's start_at_layer / stop_at_layer.
  */
 import type * as ort from 'onnxruntime-node';
-import { buildBlockGraph, buildEmbedGraph, buildFinalGraph, buildUnembedGraph, FINAL_X, fuseSegments, fusedInputName, PAST_K, PAST_V, RESID_IN, RESID_OUT, slotInputName, TOKENS, VOCAB_IDS, type InterventionSlot, type Segment, type SegmentGraph, type SegmentVariant } from '../graph/gpt2.js';
+import { buildBlockGraph, buildEmbedGraph, buildFinalGraph, buildUnembedGraph, FINAL_X, fuseSegments, fusedInputName, PAST_K, PAST_V, RESID_IN, RESID_OUT, slotInputName, TOKENS, VOCAB_IDS, type InterventionSlot, type Segment, type SegmentGraph, type SegmentVariant } from '../graph/segments.js';
 import { allHooks, hookAxes, hookDims, requireHook, type HookName, type OutputName } from '../hooks/hooks.js';
 import type { Intervention, InterventionIndex } from '../interventions/plan.js';
 import { OnnxRuntime, ortF32, ortI64, type CompiledSession, type RuntimeOptions } from '../backends/onnx/runtime.js';

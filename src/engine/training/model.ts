@@ -10,64 +10,16 @@
  *    explicit backward rule) instead of the element-wise chain the hook graphs use.
  */
 import type { HookedTransformerConfig } from '../model/config.js';
-import type { Params } from '../model/params.js';
+import { getParam, type Params } from '../model/params.js';
 import type { HookName } from '../hooks/hooks.js';
 import type { GraphBuilder } from '../graph/builder.js';
 import type { Dim } from '../graph/autodiff.js';
-import { f32 } from '../tensor/tensor.js';
+import { f32, type F32 } from '../tensor/tensor.js';
 import { OnnxDType } from '../graph/onnxProto.js';
 
-/** One parameter: TransformerLens name, dims and axis names, and whether AdamW decays it. */
-export interface ParamSpec {
-  name: string;
-  dims: number[];
-  axes: string[];
-  /** Matrices (W_*) vs biases / LayerNorm weights; used by decay policy 'matrices'. */
-  isMatrix: boolean;
-}
-
-/**
- * The parameters of a config in TransformerLens state-dict order (params.ts names), with dims
- * and axis names. W_pos is included only when `includePos` (it is not when positional
- * embeddings are absent, or zeroed and frozen for training).
- */
-export function paramSpecs(cfg: HookedTransformerConfig, opts: { includePos: boolean }): ParamSpec[] {
-  const { d_model: d, n_heads: H, d_head: dh, d_vocab: V, d_vocab_out: Vo, n_ctx } = cfg;
-  const out: ParamSpec[] = [];
-  const add = (name: string, dims: number[], axes: string[]) => out.push({ name, dims, axes, isMatrix: /\.W_/.test(`.${name.split('.').pop()}`) });
-  add('embed.W_E', [V, d], ['d_vocab', 'd_model']);
-  if (opts.includePos) add('pos_embed.W_pos', [n_ctx, d], ['n_ctx', 'd_model']);
-  const ln = cfg.normalization_type === 'LN';
-  for (let l = 0; l < cfg.n_layers; l++) {
-    const b = `blocks.${l}`;
-    if (ln) {
-      add(`${b}.ln1.w`, [d], ['d_model']);
-      add(`${b}.ln1.b`, [d], ['d_model']);
-    }
-    for (const w of ['Q', 'K', 'V']) add(`${b}.attn.W_${w}`, [H, d, dh], ['head_index', 'd_model', 'd_head']);
-    add(`${b}.attn.W_O`, [H, dh, d], ['head_index', 'd_head', 'd_model']);
-    for (const w of ['Q', 'K', 'V']) add(`${b}.attn.b_${w}`, [H, dh], ['head_index', 'd_head']);
-    add(`${b}.attn.b_O`, [d], ['d_model']);
-    if (!cfg.attn_only) {
-      const dm = cfg.d_mlp!;
-      if (ln) {
-        add(`${b}.ln2.w`, [d], ['d_model']);
-        add(`${b}.ln2.b`, [d], ['d_model']);
-      }
-      add(`${b}.mlp.W_in`, [d, dm], ['d_model', 'd_mlp']);
-      add(`${b}.mlp.b_in`, [dm], ['d_mlp']);
-      add(`${b}.mlp.W_out`, [dm, d], ['d_mlp', 'd_model']);
-      add(`${b}.mlp.b_out`, [d], ['d_model']);
-    }
-  }
-  if (ln) {
-    add('ln_final.w', [d], ['d_model']);
-    add('ln_final.b', [d], ['d_model']);
-  }
-  add('unembed.W_U', [d, Vo], ['d_model', 'd_vocab_out']);
-  add('unembed.b_U', [Vo], ['d_vocab_out']);
-  return out;
-}
+// The parameter list is model/paramSpecs.ts's, shared with loading, processing and built-in models.
+export { paramSpecs, type ParamSpec } from '../model/paramSpecs.js';
+import { paramSpecs, type ParamSpec } from '../model/paramSpecs.js';
 
 /** Where each trainable parameter lives in the flat vector the optimizer updates. */
 export interface ParamLayout {
@@ -160,7 +112,7 @@ export interface ForwardOptions {
   selectPositions?: string;
   /**
    * Pre-packed W_QKV [d_model, 3 * head_index * d_head] and b_QKV [3 * head_index * d_head] of a
-   * layer (gpt2.ts's packQKV layout), used instead of packing W_Q/W_K/W_V in the graph: for
+   * layer (packQKV's layout below), used instead of packing W_Q/W_K/W_V in the graph: for
    * weights fed as inputs, whose in-graph packing would be redone on every run.
    */
   packedQKV?: (layer: number) => { W: string; b: string };
@@ -257,7 +209,7 @@ export function emitForward(g: GraphBuilder, cfg: HookedTransformerConfig, param
     const P = `blocks.${l}`;
     const residPre = hook(`${P}.hook_resid_pre`, resid);
     const x = layerNorm(`${P}.ln1`, residPre, `${P}.ln1`);
-    // W_QKV [d_model, 3 * head_index * d_head]: columns (Q|K|V, head, d_head), as packQKV in gpt2.ts.
+    // W_QKV [d_model, 3 * head_index * d_head]: columns (Q|K|V, head, d_head), as packQKV below.
     let wqkv: string, bqkv: string;
     if (opts.packedQKV) {
       ({ W: wqkv, b: bqkv } = opts.packedQKV(l));
@@ -326,7 +278,7 @@ export function initParams(cfg: HookedTransformerConfig, rng: { normal(): number
     const last = s.name.split('.').pop()!;
     if (s.name === 'pos_embed.W_pos' && opts.zeroPos) {
       // stays zero
-    } else if (last.startsWith('W_')) {
+    } else if (last.startsWith('W_') || last.startsWith('_W_')) {
       for (let i = 0; i < n; i++) data[i] = rng.normal() * std;
     } else if (last === 'w') {
       data.fill(1);
@@ -334,4 +286,30 @@ export function initParams(cfg: HookedTransformerConfig, rng: { normal(): number
     p.set(s.name, f32(s.dims, data, s.axes));
   }
   return p;
+}
+
+/**
+ * W_Q/W_K/W_V [head_index, d_model, d_head] -> W_QKV [d_model, 3 * head_index * d_head] with
+ * columns ordered (Q|K|V, head, d_head), and b_QKV [3 * head_index * d_head], so one MatMul
+ * computes q, k and v and each third reshapes to [batch, pos, head_index, d_head].
+ */
+export function packQKV(params: Params, P: string, cfg: HookedTransformerConfig): { W: F32; b: F32 } {
+  const H = cfg.n_heads, d = cfg.d_model, dh = cfg.d_head;
+  const cols = 3 * H * dh;
+  const W = new Float32Array(d * cols);
+  const bias = new Float32Array(cols);
+  (['Q', 'K', 'V'] as const).forEach((which, wi) => {
+    const src = getParam(params, `${P}.attn.W_${which}`).data;
+    const bsrc = getParam(params, `${P}.attn.b_${which}`).data;
+    for (let hh = 0; hh < H; hh++) {
+      const colBase = wi * H * dh + hh * dh;
+      for (let r = 0; r < d; r++) {
+        const srcOff = (hh * d + r) * dh;
+        const dstOff = r * cols + colBase;
+        for (let c = 0; c < dh; c++) W[dstOff + c] = src[srcOff + c]!;
+      }
+      for (let c = 0; c < dh; c++) bias[colBase + c] = bsrc[hh * dh + c]!;
+    }
+  });
+  return { W: f32([d, cols], W), b: f32([cols], bias) };
 }
