@@ -72,9 +72,6 @@ export function assertNumClose(actual: number, expected: number, atol: number, w
 
 /**
  * The reference value of a hook as MechLens defines it, for comparison with our output:
- *  - 'none' ln*.hook_normalized: the fixture stores the value before the LayerNorm's w, b;
- *    TransformerLens (and MechLens) hook it after them (`hook_normalized(x * w + b)`), so the
- *    reference is fixture * w + b.
  *  - 'default+refactor' attn.hook_q/k/v/z: refactor_factored_attn_matrices sets W_Q, W_K (and
  *    W_V, W_O) from an SVD, whose singular vectors are unique only up to sign. The fixture's
  *    signs come from LAPACK's dense SVD; ours from a canonical rule (largest |u| entry positive).
@@ -84,12 +81,6 @@ export function assertNumClose(actual: number, expected: number, atol: number, w
  */
 export function alignedReference(mode: Processing, name: string, got: F32, signs: Map<string, Int8Array>): F32 {
   const e = expectedHook(mode, name);
-  const ln = /^(blocks\.\d+\.ln[12]|ln_final)\.hook_normalized$/.exec(name);
-  if (mode === 'none' && ln) {
-    const p = fixtureParams('none');
-    const w = p.get(`${ln[1]}.w`)!.data, b = p.get(`${ln[1]}.b`)!.data;
-    return { ...e, data: e.data.map((v, i) => v * w[i % w.length]! + b[i % b.length]!) };
-  }
   const qkvz = /^blocks\.(\d+)\.attn\.hook_([qkvz])$/.exec(name);
   if (mode !== 'default+refactor' || !qkvz) return e;
   const layer = qkvz[1]!;
