@@ -7,7 +7,7 @@
  * agree on what is valid.
  */
 import type { TrainAnalysisKind, TrainAnalysisSpec, TrainModelPayload, TrainTaskPayload } from '../../protocol/engine.js';
-import type { Schema } from './schema.js';
+import type { Schema } from './jsonSchema.js';
 
 export interface TrainModelSpec extends TrainModelPayload {
   /** Zero W_pos and never update it (seed 001's deactivate_position). */

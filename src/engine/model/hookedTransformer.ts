@@ -9,11 +9,10 @@
  * block L ([batch, pos, d_model]); `stopAtLayer: L` returns the residual stream entering block L
  * instead of logits, exactly as TransformerLens's start_at_layer / stop_at_layer.
  */
-import type * as ort from 'onnxruntime-node';
 import { buildBlockGraph, buildEmbedGraph, buildFinalGraph, buildUnembedGraph, FINAL_X, fuseSegments, fusedInputName, PAST_K, PAST_V, RESID_IN, RESID_OUT, slotInputName, TOKENS, VOCAB_IDS, type InterventionSlot, type Segment, type SegmentGraph, type SegmentVariant } from '../graph/segments.js';
 import { allHooks, hookAxes, hookDims, requireHook, type HookName, type OutputName } from '../hooks/hooks.js';
 import type { Intervention, InterventionIndex } from '../interventions/plan.js';
-import { OnnxRuntime, ortF32, ortI64, type CompiledSession, type RuntimeOptions } from '../backends/onnx/runtime.js';
+import { OnnxRuntime, ortF32, ortI64, type CompiledSession, type OrtTensor, type RuntimeOptions } from '../backends/onnx/runtime.js';
 import { f32, type F32 } from '../tensor/tensor.js';
 import type { HookedTransformerConfig } from './config.js';
 import type { LoadedModel, Params, Processing } from './params.js';
@@ -197,8 +196,8 @@ export class HookedTransformer {
       return { seg, variant, segIvs };
     });
     /** The segment's own inputs (not the residual from the previous segment). */
-    const localFeeds = ({ seg, variant, segIvs }: (typeof plan)[number]): Record<string, ort.Tensor> => {
-      const feeds: Record<string, ort.Tensor> = {};
+    const localFeeds = ({ seg, variant, segIvs }: (typeof plan)[number]): Record<string, OrtTensor> => {
+      const feeds: Record<string, OrtTensor> = {};
       if (seg.kind === 'embed') {
         const flat = new BigInt64Array(B * P);
         tokens!.forEach((row, b) => row.forEach((t, p) => (flat[b * P + p] = BigInt(t))));
@@ -226,7 +225,7 @@ export class HookedTransformer {
     // interventions, a residual or a prefix chain per-segment sessions, so a new intervention
     // compiles only its own block.
     if (!resid && ivs.length === 0 && !opts.prefix && plan.length > 1) {
-      const feeds: Record<string, ort.Tensor> = {};
+      const feeds: Record<string, OrtTensor> = {};
       plan.forEach((step, k) => {
         for (const [n, t] of Object.entries(localFeeds(step))) feeds[fusedInputName(k, n)] = t;
       });
@@ -261,7 +260,7 @@ export class HookedTransformer {
   }
 
   /** Runs a cached session, holding it so that a release in the meantime waits for this run. */
-  private async runSession(sp: Promise<CompiledSession>, feeds: Record<string, ort.Tensor>, fetch: readonly string[]): Promise<Record<string, F32>> {
+  private async runSession(sp: Promise<CompiledSession>, feeds: Record<string, OrtTensor>, fetch: readonly string[]): Promise<Record<string, F32>> {
     this.inUse.set(sp, (this.inUse.get(sp) ?? 0) + 1);
     try {
       return await this.runtime.run(await sp, feeds, fetch);
@@ -481,8 +480,8 @@ export function buildMask(hook: HookName, index: InterventionIndex | undefined, 
   return m;
 }
 
-function slotFeeds(iv: Intervention, j: number, cfg: HookedTransformerConfig, B: number, P: number): Record<string, ort.Tensor> {
-  const feeds: Record<string, ort.Tensor> = { [slotInputName(j, 'mask')]: ortF32(iv.mask ?? buildMask(iv.hook, iv.index, cfg, B, P)) };
+function slotFeeds(iv: Intervention, j: number, cfg: HookedTransformerConfig, B: number, P: number): Record<string, OrtTensor> {
+  const feeds: Record<string, OrtTensor> = { [slotInputName(j, 'mask')]: ortF32(iv.mask ?? buildMask(iv.hook, iv.index, cfg, B, P)) };
   switch (iv.kind) {
     case 'patch': feeds[slotInputName(j, 'source')] = ortF32(iv.source); break;
     case 'mean': if (iv.over === 'supplied') feeds[slotInputName(j, 'mean')] = ortF32(iv.mean); break;
