@@ -5,7 +5,7 @@
 import { makeConfig, type HookedTransformerConfig } from '../src/engine/model/config.js';
 import type { Params } from '../src/engine/model/params.js';
 import { paramSpecs } from '../src/engine/model/paramSpecs.js';
-import { f32, type F32 } from '../src/engine/tensor/tensor.js';
+import { f32 } from '../src/engine/tensor/tensor.js';
 import { mulberry32 } from '../src/engine/tensor/mulberry32.js';
 
 /** Deterministic N(0, std^2) samples (mulberry32 + Box-Muller), so bench runs are comparable. */
