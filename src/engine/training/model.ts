@@ -16,6 +16,10 @@ import type { GraphBuilder } from '../graph/builder.js';
 import type { Dim } from '../graph/autodiff.js';
 import { f32, type F32 } from '../tensor/tensor.js';
 import { OnnxDType } from '../graph/onnxProto.js';
+import { emitAttention } from '../graph/components/attention.js';
+import type { Emitter } from '../graph/components/emitter.js';
+import { emitMlp } from '../graph/components/mlp.js';
+import { emitNorm } from '../graph/components/norm.js';
 
 // The parameter list is model/paramSpecs.ts's, shared with loading, processing and built-in models.
 export { paramSpecs, type ParamSpec } from '../model/paramSpecs.js';
@@ -126,34 +130,11 @@ export interface ForwardValues {
 }
 
 /**
- * Transpose, or a free Reshape when the permutation only moves size-1 axes (with one head,
- * [batch, pos, 1, d_head] -> [batch, 1, pos, d_head] is the same memory).
- */
-function permute(g: GraphBuilder, x: string, perm: number[], dims: readonly Dim[]): string {
-  const order = (p: readonly number[]) => p.filter((a) => dims[a] !== 1);
-  const kept = order(perm);
-  if (kept.every((a, i) => i === 0 || a > kept[i - 1]!)) {
-    const outDims = perm.map((a) => dims[a]!);
-    // 0 copies a dim (symbolic batch/pos); only size-1 axes move, so copied positions line up.
-    const shape = outDims.map((d, i) => (typeof d === 'number' ? d : dims[i] === d ? 0 : -1));
-    if (shape.filter((d) => d === -1).length <= 1) return g.op('Reshape', [x, g.constI64(shape)]);
-  }
-  return g.op('Transpose', [x], { perm });
-}
-
-function causalMask(n: number): boolean[] {
-  const m = new Array<boolean>(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) m[i * n + j] = j <= i;
-  return m;
-}
-
-/**
  * Emits the forward pass tokens [batch, pos] (int32 or int64 ids) -> logits into g. `param(name)`
  * gives the graph value of a TransformerLens parameter.
  */
 export function emitForward(g: GraphBuilder, cfg: HookedTransformerConfig, param: (name: string) => string, tokens: string, opts: ForwardOptions): ForwardValues {
   const hooks = new Map<HookName, string>();
-  const H = cfg.n_heads, dh = cfg.d_head, d = cfg.d_model;
   const hook = (name: string, v: string): string => {
     if (!opts.hooks?.has(name)) return v;
     const out = g.alias(v, name);
@@ -162,40 +143,23 @@ export function emitForward(g: GraphBuilder, cfg: HookedTransformerConfig, param
   };
   if (cfg.act_fn === 'solu_ln') throw new Error('act_fn solu_ln is not supported by the differentiable graph');
 
-  const layerNorm = (prefix: string, x: string, paramPrefix: string): string => {
-    if (cfg.normalization_type === null) return x;
-    if (cfg.normalization_type !== 'LN' && cfg.normalization_type !== 'LNPre') throw new Error(`normalization_type ${cfg.normalization_type} is not supported by the differentiable graph`);
-    // TransformerLens LayerNorm: hook_normalized = (x - mean) / sqrt(var + eps), hooked BEFORE
-    // the affine (TransformerLens 3.9's LayerNorm.forward); LN then applies w and b.
-    const ones = g.constF(new Array<number>(d).fill(1), [d]);
-    const wantScale = opts.hooks?.has(`${prefix}.hook_scale`) ?? false;
-    const y = g.fresh('ln');
-    const outputs = wantScale ? [y, g.fresh('ln_mean'), g.fresh('ln_invstd')] : [y];
-    g.nodes.push({ op: 'LayerNormalization', inputs: [x, ones], outputs, attrs: { axis: { kind: 'int', v: -1 }, epsilon: { kind: 'float', v: cfg.eps } } });
-    // hook_scale [batch, pos, 1] = sqrt(var + eps) = 1 / InvStdDev.
-    if (wantScale) hook(`${prefix}.hook_scale`, g.op('Reciprocal', [outputs[2]!]));
-    const normalized = hook(`${prefix}.hook_normalized`, y);
-    if (cfg.normalization_type === 'LNPre') return normalized;
-    return g.op('Add', [g.op('Mul', [normalized, param(`${paramPrefix}.w`)]), param(`${paramPrefix}.b`)]);
+  // The blocks come from the same components as the inference segments (graph/components),
+  // with LayerNorm as one LayerNormalization kernel (autodiff has its explicit backward rule).
+  const reshaped = new Map<string, string>();
+  const e: Emitter = {
+    g,
+    cfg,
+    w: (name, dims) => {
+      if (!dims) return param(name);
+      const key = `${name}[${dims.join(',')}]`;
+      let v = reshaped.get(key);
+      if (!v) reshaped.set(key, (v = g.op('Reshape', [param(name), g.constI64(dims)])));
+      return v;
+    },
+    hook: (name, v) => hook(name, v),
+    wants: (name) => opts.hooks?.has(name) ?? false,
+    fusedLayerNorm: true,
   };
-
-  const act = (x: string): string => {
-    switch (cfg.act_fn) {
-      case 'relu': return g.op('Relu', [x]);
-      case 'gelu': return g.op('Gelu', [x], undefined, undefined, 'com.microsoft');
-      default: return g.op('FastGelu', [x], undefined, undefined, 'com.microsoft');
-    }
-  };
-
-  // Causal mask [pos, pos]: a constant when pos is fixed, else sliced from [n_ctx, n_ctx].
-  let mask: string;
-  if (typeof opts.pos === 'number') {
-    mask = g.constBool(causalMask(opts.pos), [opts.pos, opts.pos]);
-  } else {
-    const posLen = g.op('Slice', [g.op('Shape', [tokens]), g.constI64([1]), g.constI64([2])]);
-    const ends = g.op('Concat', [posLen, posLen], { axis: 0 });
-    mask = g.op('Slice', [g.constBool(causalMask(cfg.n_ctx), [cfg.n_ctx, cfg.n_ctx]), g.constI64([0, 0]), ends, g.constI64([0, 1])]);
-  }
 
   // hook_embed [batch, pos, d_model] = W_E[tokens]
   const embed = hook('hook_embed', g.op('Gather', [param('embed.W_E'), tokens], { axis: 0 }));
@@ -211,50 +175,24 @@ export function emitForward(g: GraphBuilder, cfg: HookedTransformerConfig, param
   for (let l = 0; l < cfg.n_layers; l++) {
     const P = `blocks.${l}`;
     const residPre = hook(`${P}.hook_resid_pre`, resid);
-    const x = layerNorm(`${P}.ln1`, residPre, `${P}.ln1`);
-    // W_QKV [d_model, 3 * head_index * d_head]: columns (Q|K|V, head, d_head), as packQKV below.
-    let wqkv: string, bqkv: string;
-    if (opts.packedQKV) {
-      ({ W: wqkv, b: bqkv } = opts.packedQKV(l));
-    } else {
-      const wcols = (w: string) => g.op('Reshape', [g.op('Transpose', [param(w)], { perm: [1, 0, 2] }), g.constI64([d, H * dh])]);
-      wqkv = g.op('Concat', [wcols(`${P}.attn.W_Q`), wcols(`${P}.attn.W_K`), wcols(`${P}.attn.W_V`)], { axis: 1 });
-      const bflat = (b: string) => g.op('Reshape', [param(b), g.constI64([H * dh])]);
-      bqkv = g.op('Concat', [bflat(`${P}.attn.b_Q`), bflat(`${P}.attn.b_K`), bflat(`${P}.attn.b_V`)], { axis: 0 });
-    }
-    const qkv = g.op('Add', [g.op('MatMul', [x, wqkv]), bqkv]); // [batch, pos, 3 * head_index * d_head]
-    const [qf, kf, vf] = g.opN('Split', [qkv, g.constI64([H * dh, H * dh, H * dh])], 3, { axis: -1 });
-    const shape4 = g.constI64([0, 0, H, dh]);
-    const q = hook(`${P}.attn.hook_q`, g.op('Reshape', [qf!, shape4])); // [batch, pos, head_index, d_head]
-    const k = hook(`${P}.attn.hook_k`, g.op('Reshape', [kf!, shape4]));
-    const v = hook(`${P}.attn.hook_v`, g.op('Reshape', [vf!, shape4]));
-    // scores [batch, head_index, query_pos, key_pos] = q . k / sqrt(d_head), future keys -> -inf.
-    // One FusedMatMul (k transposed and the scale applied inside the GEMM); its gradient rule
-    // needs no transposes either.
-    const headsFirst = (t: string) => permute(g, t, [0, 2, 1, 3], [opts.batch, opts.pos, H, dh]); // [batch, head_index, pos, d_head]
-    const alpha = cfg.use_attn_scale ? 1 / Math.sqrt(dh) : 1;
-    let scores = g.op('FusedMatMul', [headsFirst(q), headsFirst(k)], { transB: 1, alpha }, undefined, 'com.microsoft');
-    scores = hook(`${P}.attn.hook_attn_scores`, g.op('Where', [mask, scores, g.constF([-Infinity])]));
-    const pattern = hook(`${P}.attn.hook_pattern`, g.op('Softmax', [scores], { axis: -1 }));
-    // z [batch, pos, head_index, d_head] = pattern @ v
-    const zT = g.op('MatMul', [pattern, headsFirst(v)]);
-    const z = hook(`${P}.attn.hook_z`, permute(g, zT, [0, 2, 1, 3], [opts.batch, H, opts.pos, dh]));
-    const zFlat = g.op('Reshape', [z, g.constI64([0, 0, H * dh])]);
-    const wO = g.op('Reshape', [param(`${P}.attn.W_O`), g.constI64([H * dh, d])]);
-    const attnOut = hook(`${P}.hook_attn_out`, g.op('Add', [g.op('MatMul', [zFlat, wO]), param(`${P}.attn.b_O`)]));
+    const attnOut = hook(`${P}.hook_attn_out`, emitAttention(e, emitNorm(e, `${P}.ln1`, residPre), {
+      layer: l, lastPos: false, past: null, useAttnResult: false, resultIntervened: false,
+      packedQKV: opts.packedQKV ? opts.packedQKV(l) : 'pack',
+    }));
     if (cfg.attn_only) {
       resid = hook(`${P}.hook_resid_post`, g.op('Add', [residPre, attnOut]));
       continue;
     }
-    const residMid = hook(`${P}.hook_resid_mid`, g.op('Add', [residPre, attnOut]));
-    const x2 = layerNorm(`${P}.ln2`, residMid, `${P}.ln2`);
-    const pre = hook(`${P}.mlp.hook_pre`, g.op('Add', [g.op('MatMul', [x2, param(`${P}.mlp.W_in`)]), param(`${P}.mlp.b_in`)]));
-    const post = hook(`${P}.mlp.hook_post`, act(pre));
-    const mlpOut = hook(`${P}.hook_mlp_out`, g.op('Add', [g.op('MatMul', [post, param(`${P}.mlp.W_out`)]), param(`${P}.mlp.b_out`)]));
-    resid = hook(`${P}.hook_resid_post`, g.op('Add', [residMid, mlpOut]));
+    const mlpOut = (from: string) => hook(`${P}.hook_mlp_out`, emitMlp(e, P, emitNorm(e, `${P}.ln2`, from), false));
+    if (cfg.parallel_attn_mlp) {
+      resid = hook(`${P}.hook_resid_post`, g.op('Add', [g.op('Add', [residPre, attnOut]), mlpOut(residPre)]));
+    } else {
+      const residMid = hook(`${P}.hook_resid_mid`, g.op('Add', [residPre, attnOut]));
+      resid = hook(`${P}.hook_resid_post`, g.op('Add', [residMid, mlpOut(residMid)]));
+    }
   }
   if (opts.selectPositions) resid = g.op('MatMul', [opts.selectPositions, resid]); // [batch, k, d_model]
-  const xf = layerNorm('ln_final', resid, 'ln_final');
+  const xf = emitNorm(e, 'ln_final', resid);
   // logits [batch, pos, d_vocab_out] = x @ W_U + b_U
   const logits = g.op('Add', [g.op('MatMul', [xf, param('unembed.W_U')]), param('unembed.b_U')]);
   return { logits, hooks };

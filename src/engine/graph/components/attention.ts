@@ -26,6 +26,12 @@ export interface AttentionOptions {
   useAttnResult: boolean;
   /** Per-head results were intervened on, so attn_out must be their sum. */
   resultIntervened: boolean;
+  /**
+   * Q, K, V from one GEMM on W_QKV [d_model, (head_index + 2·kv_head)·d_head] (columns Q|K|V,
+   * head, d_head) and b_QKV, packed in the graph, or fed pre-packed (`W`, `b`): the training
+   * graph's choice (every reshape has a constant target, which autodiff's shape inference needs).
+   */
+  packedQKV?: { W: string; b: string } | 'pack';
 }
 
 /**
@@ -117,9 +123,30 @@ export function emitAttention(e: Emitter, x: string, o: AttentionOptions): strin
     const y = g.op('Add', [g.op('MatMul', [xs, e.w(`${P}.attn.${W}`)]), e.w(`${P}.attn.${b}`, [heads, 1, dh])]);
     return g.op('Reshape', [g.op('Transpose', [y], { perm: [1, 0, 2] }), g.op('Concat', [bp, g.constI64([heads, dh])], { axis: 0 })]);
   };
-  let q = e.hook(`${P}.attn.hook_q` as never, project('W_Q', 'b_Q', H));
-  let k = e.hook(`${P}.attn.hook_k` as never, project(kvParamName(cfg, 'W_K'), kvParamName(cfg, 'b_K'), KV));
-  let v = e.hook(`${P}.attn.hook_v` as never, project(kvParamName(cfg, 'W_V'), kvParamName(cfg, 'b_V'), KV));
+  let qv: string, kv: string, vv: string;
+  if (o.packedQKV) {
+    let W: string, b: string;
+    if (o.packedQKV === 'pack') {
+      const wcols = (n: string, heads: number) => g.op('Reshape', [g.op('Transpose', [e.w(`${P}.attn.${n}`)], { perm: [1, 0, 2] }), g.constI64([d, heads * dh])]);
+      W = g.op('Concat', [wcols('W_Q', H), wcols(kvParamName(cfg, 'W_K'), KV), wcols(kvParamName(cfg, 'W_V'), KV)], { axis: 1 });
+      const bflat = (n: string, heads: number) => g.op('Reshape', [e.w(`${P}.attn.${n}`), g.constI64([heads * dh])]);
+      b = g.op('Concat', [bflat('b_Q', H), bflat(kvParamName(cfg, 'b_K'), KV), bflat(kvParamName(cfg, 'b_V'), KV)], { axis: 0 });
+    } else {
+      ({ W, b } = o.packedQKV);
+    }
+    const qkv = g.op('Add', [g.op('MatMul', [x, W]), b]); // [batch, pos, (head_index + 2·kv_head)·d_head]
+    const parts = g.opN('Split', [qkv, g.constI64([H * dh, KV * dh, KV * dh])], 3, { axis: -1 });
+    qv = g.op('Reshape', [parts[0]!, g.constI64([0, 0, H, dh])]);
+    kv = g.op('Reshape', [parts[1]!, g.constI64([0, 0, KV, dh])]);
+    vv = g.op('Reshape', [parts[2]!, g.constI64([0, 0, KV, dh])]);
+  } else {
+    qv = project('W_Q', 'b_Q', H);
+    kv = project(kvParamName(cfg, 'W_K'), kvParamName(cfg, 'b_K'), KV);
+    vv = project(kvParamName(cfg, 'W_V'), kvParamName(cfg, 'b_V'), KV);
+  }
+  let q = e.hook(`${P}.attn.hook_q` as never, qv);
+  let k = e.hook(`${P}.attn.hook_k` as never, kv);
+  let v = e.hook(`${P}.attn.hook_v` as never, vv);
   // prefix: keys / values of the earlier positions come in, [batch, past + pos, kv_head, d_head].
   const past = o.past ? dimOf(g, o.past.k, 1) : null;
   if (o.past) {

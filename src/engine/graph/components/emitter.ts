@@ -15,6 +15,13 @@ export interface Emitter {
   w(name: string, dims?: readonly number[]): string;
   /** Names `value` as the hook (after any intervention there) and returns the hooked value. */
   hook(name: OutputName, value: string): string;
+  /** Whether a hook's value is needed (lets a component skip extra outputs); default: all are. */
+  wants?(name: string): boolean;
+  /**
+   * LayerNorm as onnx LayerNormalization (one kernel whose saved inverse std feeds autodiff's
+   * explicit backward rule) instead of the element-wise chain: the training graph's choice.
+   */
+  fusedLayerNorm?: boolean;
 }
 
 /** The value as hook `name`, or as is when `plain` (values after a lastPos slice are not hooks). */

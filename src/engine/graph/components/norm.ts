@@ -15,6 +15,17 @@ export function emitNorm(e: Emitter, prefix: string, x: string, plain = false): 
   if (t === null) return x;
   const hook = (name: string, v: string) => (plain ? v : e.hook(`${prefix}.${name}` as never, v));
   const rms = t === 'RMS' || t === 'RMSPre';
+  if (!rms && e.fusedLayerNorm) {
+    const d = cfg.d_model;
+    const wantScale = !plain && (e.wants?.(`${prefix}.hook_scale`) ?? true);
+    const y = g.fresh('ln');
+    const outputs = wantScale ? [y, g.fresh('ln_mean'), g.fresh('ln_invstd')] : [y];
+    g.nodes.push({ op: 'LayerNormalization', inputs: [x, g.constF(new Array<number>(d).fill(1), [d])], outputs, attrs: { axis: { kind: 'int', v: -1 }, epsilon: { kind: 'float', v: cfg.eps } } });
+    // hook_scale [batch, pos, 1] = sqrt(var + eps) = 1 / InvStdDev.
+    if (wantScale) hook('hook_scale', g.op('Reciprocal', [outputs[2]!]));
+    const normalized = hook('hook_normalized', y);
+    return t === 'LN' ? g.op('Add', [g.op('Mul', [normalized, e.w(`${prefix}.w`)]), e.w(`${prefix}.b`)]) : normalized;
+  }
   const xc = rms ? x : g.op('Sub', [x, g.op('ReduceMean', [x], { axes: [-1], keepdims: 1 })]);
   const ms = g.op('ReduceMean', [g.op('Mul', [xc, xc])], { axes: [-1], keepdims: 1 });
   const scale = hook('hook_scale', g.op('Sqrt', [g.op('Add', [ms, g.constF([cfg.eps])])]));
