@@ -29,6 +29,7 @@ Usage::
 
 from __future__ import annotations
 
+import collections
 import json
 import pathlib
 from typing import Literal
@@ -63,6 +64,8 @@ The induction head copies the token that followed the previous occurrence of the
 
 BYTE_LEVEL_SPECIAL = "<|endoftext|>"
 SP_UNK, SP_BOS, SP_EOS = "<unk>", "<s>", "</s>"
+# Characters seen fewer times than this in the corpus are left to byte fallback.
+MIN_CHAR_COUNT = 3
 
 
 def train_byte_level_bpe(vocab_size: int = 320, corpus: str = CORPUS) -> Tokenizer:
@@ -111,11 +114,14 @@ def train_sentencepiece_bpe(vocab_size: int = 400, corpus: str = CORPUS) -> Toke
         min_frequency=1,
         show_progress=False,
         special_tokens=[SP_UNK, SP_BOS, SP_EOS],
-        # Rare characters (CJK, emoji, most accents) stay out of the alphabet and reach the
-        # model as UTF-8 byte tokens, which is what byte fallback is for.
-        limit_alphabet=72,
     )
-    base.train_from_iterator(corpus.splitlines(), trainer=trainer)
+    # Rare characters (most CJK, emoji, most accents) stay out of the alphabet and reach the model
+    # as UTF-8 byte tokens, which is what byte fallback is for. They are removed from the training
+    # text here rather than with the trainer's limit_alphabet, which breaks frequency ties in hash
+    # order (a different vocabulary on each run).
+    counts = collections.Counter(corpus)
+    kept = "".join(ch for ch in corpus if counts[ch] >= MIN_CHAR_COUNT or ch == "\n")
+    base.train_from_iterator(kept.splitlines(), trainer=trainer)
     trained = json.loads(base.to_str())["model"]
     byte_tokens = [f"<0x{b:02X}>" for b in range(256)]
     ordered = [SP_UNK, SP_BOS, SP_EOS, *byte_tokens]

@@ -16,13 +16,19 @@ export function emitNorm(e: Emitter, prefix: string, x: string, plain = false): 
   const hook = (name: string, v: string) => (plain ? v : e.hook(`${prefix}.${name}` as never, v));
   const rms = t === 'RMS' || t === 'RMSPre';
   if (!rms && e.fusedLayerNorm) {
+    // One LayerNormalization kernel; LN's affine goes inside it unless hook_normalized (the value
+    // before w and b) is wanted, in which case it runs after the hook.
     const d = cfg.d_model;
     const wantScale = !plain && (e.wants?.(`${prefix}.hook_scale`) ?? true);
+    const wantNormalized = !plain && (e.wants?.(`${prefix}.hook_normalized`) ?? true);
+    const fusedAffine = t === 'LN' && !wantNormalized;
+    const inputs = fusedAffine ? [x, e.w(`${prefix}.w`), e.w(`${prefix}.b`)] : [x, g.constF(new Array<number>(d).fill(1), [d])];
     const y = g.fresh('ln');
     const outputs = wantScale ? [y, g.fresh('ln_mean'), g.fresh('ln_invstd')] : [y];
-    g.nodes.push({ op: 'LayerNormalization', inputs: [x, g.constF(new Array<number>(d).fill(1), [d])], outputs, attrs: { axis: { kind: 'int', v: -1 }, epsilon: { kind: 'float', v: cfg.eps } } });
+    g.nodes.push({ op: 'LayerNormalization', inputs, outputs, attrs: { axis: { kind: 'int', v: -1 }, epsilon: { kind: 'float', v: cfg.eps } } });
     // hook_scale [batch, pos, 1] = sqrt(var + eps) = 1 / InvStdDev.
     if (wantScale) hook('hook_scale', g.op('Reciprocal', [outputs[2]!]));
+    if (fusedAffine) return y;
     const normalized = hook('hook_normalized', y);
     return t === 'LN' ? g.op('Add', [g.op('Mul', [normalized, e.w(`${prefix}.w`)]), e.w(`${prefix}.b`)]) : normalized;
   }
