@@ -157,10 +157,12 @@ export class HookedTransformer {
       if (!resid) throw new Error('prefix needs startAtLayer and the residual stream of the positions after the prefix');
       if ((opts.names && opts.names !== 'all' && opts.names.length > 0) || opts.names === 'all' || (opts.interventions?.length ?? 0) > 0) throw new Error('prefix runs cannot return hooks or take interventions');
       // A block that starts at resid_mid runs only its MLP, which needs no other position.
+      // Keys and values as hook_k / hook_v cache them: n_key_value_heads heads under grouped-query attention.
+      const KV = cfg.n_key_value_heads ?? cfg.n_heads;
       for (let l = fromMid ? start + 1 : start; l < stop; l++) {
         for (const t of [opts.prefix.keys[l], opts.prefix.values[l]]) {
-          if (!t || t.dims.length !== 4 || t.dims[0] !== B || t.dims[2] !== cfg.n_heads || t.dims[3] !== cfg.d_head || t.dims[1]! + P > cfg.n_ctx) {
-            throw new Error(`prefix: layer ${l} needs keys and values [${B}, length, ${cfg.n_heads}, ${cfg.d_head}] with length + ${P} <= n_ctx`);
+          if (!t || t.dims.length !== 4 || t.dims[0] !== B || t.dims[2] !== KV || t.dims[3] !== cfg.d_head || t.dims[1]! + P > cfg.n_ctx) {
+            throw new Error(`prefix: layer ${l} needs keys and values [${B}, length, ${KV}, ${cfg.d_head}] with length + ${P} <= n_ctx`);
           }
         }
       }
