@@ -132,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     names = a.only or sorted({p.name for p in a.regenerated.iterdir() if p.is_dir()})
     diffs: list[str] = []
+    if not a.only:
+        # A committed oracle fixture that no generator writes any more is stale.
+        for p in sorted(a.committed.iterdir()):
+            exp = p / "expected.json"
+            if p.is_dir() and p.name not in names and exp.is_file() and "transformer_lens_version" in json.loads(exp.read_text()):
+                diffs.append(f"{p.name}: committed as an oracle fixture but no generator writes it (delete it or restore its entry)")
     for n in names:
         diffs.extend(f"{n}/{d}" for d in compare_dirs(a.committed / n, a.regenerated / n, a.atol)) if (a.committed / n).is_dir() \
             else diffs.append(f"{n}: regenerated but not committed (run oracle/regenerate.py and commit test/fixtures/{n})")

@@ -22,7 +22,7 @@ import { ActivationCache, tokensToResidualDirections } from '../../src/engine/ca
 import { headDla, layerDla, logitDiff, logitLens, loss, rankOf } from '../../src/engine/analysis/basic.js';
 import { logitDiffMetric, normalizedMetric, runPatchSweep, type PatchSweepSpec } from '../../src/engine/analysis/patching.js';
 import { detectHeads, HEAD_KINDS, type SimilarityOptions } from '../../src/engine/analysis/heads.js';
-import type { OutputName } from '../../src/engine/hooks/hooks.js';
+import { allHooks, type OutputName } from '../../src/engine/hooks/hooks.js';
 import type { F32 } from '../../src/engine/tensor/tensor.js';
 
 export const FIXTURES_ROOT = path.join(__dirname, '..', 'fixtures');
@@ -330,13 +330,22 @@ export async function compareWithOracle(fx: OracleFixture, mode: Processing, opt
       if (!want.has(name)) checks.push({ what: `params ${name}`, worst: Infinity, where: 'MechLens has it, TransformerLens does not', ok: false });
     }
 
-    // Logits and every hook TransformerLens cached (hook_result included).
-    const hooks = exp.hooks.filter((h) => !(opts.missingHooks?.(h) ?? false));
+    // Logits and every hook TransformerLens cached (hook_result included). Hooks MechLens does
+    // not name yet are still compared, through the value they would hold.
+    const known = new Set<string>(allHooks(cfg));
+    const missing = exp.hooks.filter((h) => !known.has(h));
+    const unexpected = missing.filter((h) => !(opts.missingHooks?.(h) ?? false));
+    if (unexpected.length > 0) checks.push({ what: 'hook names', worst: Infinity, where: `TransformerLens caches ${unexpected.join(', ')}, MechLens has no such hook`, ok: false });
+    const hooks = exp.hooks.filter((h) => known.has(h));
     const run = await model.runWithCache(tokens, { names: hooks as OutputName[] });
     checks.push(compareTensors('logits', run.logits, expectedTensor(fx, mode, 'logits'), atol));
     for (const h of hooks) {
       const g = run.cache.get(h as OutputName);
       checks.push(compareTensors(`hook ${h}`, g && alignRefactorSigns(h, g, signs), expectedTensor(fx, mode, h), atol));
+    }
+    for (const h of missing) {
+      const derived = derivedHook(h, run.logits!, run.cache, model.params);
+      if (derived) checks.push(compareTensors(`hook ${h} (as MechLens computes it, unnamed)`, derived, expectedTensor(fx, mode, h), atol));
     }
 
     // Loss and logit difference.
@@ -403,6 +412,23 @@ export async function compareWithOracle(fx: OracleFixture, mode: Processing, opt
     await model.dispose();
   }
   return checks;
+}
+
+/**
+ * The value of a TransformerLens hook MechLens computes but does not name (yet): unembed.hook_out
+ * is the logits, unembed.hook_in ln_final's output (hook_normalized, times w plus b when ln_final
+ * has them).
+ */
+function derivedHook(name: string, logits: F32, cache: Map<OutputName, F32>, params: Params): F32 | null {
+  if (name === 'unembed.hook_out') return logits;
+  if (name !== 'unembed.hook_in') return null;
+  const x = cache.get('ln_final.hook_normalized');
+  if (!x) return null;
+  const w = params.get('ln_final.w')?.data;
+  const b = params.get('ln_final.b')?.data;
+  if (!w) return x;
+  const d = w.length;
+  return { ...x, data: x.data.map((v, i) => v * w[i % d]! + (b ? b[i % d]! : 0)) };
 }
 
 /** A table of the checks (worst first), for the test log. */
