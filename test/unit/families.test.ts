@@ -15,6 +15,9 @@ import { readSafetensors } from '../../src/engine/model/safetensors.js';
 import { paramSpecs } from '../../src/engine/model/paramSpecs.js';
 import { allHooks, requireHook } from '../../src/engine/hooks/hooks.js';
 import type { F32 } from '../../src/engine/tensor/tensor.js';
+import { headParam } from '../../src/engine/model/params.js';
+import { headWeight } from '../../src/engine/analysis/circuits.js';
+import { packQKV } from '../../src/engine/training/model.js';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures');
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'mechlens-families-'));
@@ -153,3 +156,20 @@ for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-slid
     assertBf16Of(cached.params, fp32.params, 'HF cache');
   });
 }
+
+test('grouped-query attention: per-head weights repeat each key/value head over its query heads (TransformerLens W_K / W_V)', () => {
+  const { cfg, params } = loadModelFolder(path.join(FIXTURES, 'rms-gqa-gated'));
+  assert.equal(cfg.n_heads / cfg.n_key_value_heads!, 2);
+  const stored = params.get('blocks.1.attn._W_K')!; // [kv_head, d_model, d_head]
+  const per = cfg.d_model * cfg.d_head;
+  for (let h = 0; h < cfg.n_heads; h++) {
+    const m = headWeight(params, cfg, 1, h, 'K'); // [d_model, d_head] of query head h
+    const src = stored.data.subarray(Math.floor(h / 2) * per, (Math.floor(h / 2) + 1) * per);
+    assert.deepEqual(Array.from(m.data, (v) => Math.fround(v)), Array.from(src), `query head ${h} reads key head ${Math.floor(h / 2)}`);
+  }
+  const v = headParam(params, cfg, 0, 'b_V');
+  assert.deepEqual(v.dims, [cfg.n_heads, cfg.d_head]);
+  // The packed Q|K|V the attribution graph feeds keeps the stored key/value heads.
+  const packed = packQKV(params, 'blocks.0', cfg);
+  assert.deepEqual(packed.W.dims, [cfg.d_model, (cfg.n_heads + 2 * cfg.n_key_value_heads!) * cfg.d_head]);
+});

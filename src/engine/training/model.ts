@@ -23,7 +23,7 @@ import { emitNorm } from '../graph/components/norm.js';
 
 // The parameter list is model/paramSpecs.ts's, shared with loading, processing and built-in models.
 export { paramSpecs, type ParamSpec } from '../model/paramSpecs.js';
-import { paramSpecs, type ParamSpec } from '../model/paramSpecs.js';
+import { kvParamName, paramSpecs, type ParamSpec } from '../model/paramSpecs.js';
 
 /** Where each trainable parameter lives in the flat vector the optimizer updates. */
 export interface ParamLayout {
@@ -115,8 +115,8 @@ export interface ForwardOptions {
    */
   selectPositions?: string;
   /**
-   * Pre-packed W_QKV [d_model, 3 * head_index * d_head] and b_QKV [3 * head_index * d_head] of a
-   * layer (packQKV's layout below), used instead of packing W_Q/W_K/W_V in the graph: for
+   * Pre-packed W_QKV [d_model, (head_index + 2 kv_head) * d_head] and b_QKV of a
+   * layer (packQKV's layout below, kv_head = n_key_value_heads or n_heads), used instead of packing W_Q/W_K/W_V in the graph: for
    * weights fed as inputs, whose in-graph packing would be redone on every run.
    */
   packedQKV?: (layer: number) => { W: string; b: string };
@@ -236,21 +236,26 @@ export function initParams(cfg: HookedTransformerConfig, rng: { normal(): number
  */
 export function packQKV(params: Params, P: string, cfg: HookedTransformerConfig): { W: F32; b: F32 } {
   const H = cfg.n_heads, d = cfg.d_model, dh = cfg.d_head;
-  const cols = 3 * H * dh;
+  const KV = cfg.n_key_value_heads ?? H;
+  // Columns (Q|K|V, head, d_head); K and V have n_key_value_heads heads under grouped-query attention.
+  const parts = [['W_Q', 'b_Q', H], [kvParamName(cfg, 'W_K'), kvParamName(cfg, 'b_K'), KV], [kvParamName(cfg, 'W_V'), kvParamName(cfg, 'b_V'), KV]] as const;
+  const cols = (H + 2 * KV) * dh;
   const W = new Float32Array(d * cols);
   const bias = new Float32Array(cols);
-  (['Q', 'K', 'V'] as const).forEach((which, wi) => {
-    const src = getParam(params, `${P}.attn.W_${which}`).data;
-    const bsrc = getParam(params, `${P}.attn.b_${which}`).data;
-    for (let hh = 0; hh < H; hh++) {
-      const colBase = wi * H * dh + hh * dh;
+  let colBase = 0;
+  for (const [wName, bName, heads] of parts) {
+    const src = getParam(params, `${P}.attn.${wName}`).data;
+    const bsrc = getParam(params, `${P}.attn.${bName}`).data;
+    for (let hh = 0; hh < heads; hh++) {
+      const c0 = colBase + hh * dh;
       for (let r = 0; r < d; r++) {
         const srcOff = (hh * d + r) * dh;
-        const dstOff = r * cols + colBase;
+        const dstOff = r * cols + c0;
         for (let c = 0; c < dh; c++) W[dstOff + c] = src[srcOff + c]!;
       }
-      for (let c = 0; c < dh; c++) bias[colBase + c] = bsrc[hh * dh + c]!;
+      for (let c = 0; c < dh; c++) bias[c0 + c] = bsrc[hh * dh + c]!;
     }
-  });
+    colBase += heads * dh;
+  }
   return { W: f32([d, cols], W), b: f32([cols], bias) };
 }
