@@ -22,11 +22,17 @@ export interface ModelConfigInfo {
   act_fn: string;
   normalization_type: string | null;
   positional_embedding_type: string;
+  /** TransformerLens's architecture name, e.g. LlamaForCausalLM. */
+  original_architecture?: string;
+  /** Grouped-query attention: heads of keys and values (null: n_heads). */
+  n_key_value_heads?: number | null;
 }
 
 export interface HookInfo {
   name: string;
   axes: string[];
+  /** Size of head_index when it is not n_heads (hook_k / hook_v / hook_rot_k under grouped-query attention). */
+  heads?: number;
 }
 
 export interface ModelInfo {
