@@ -37,7 +37,9 @@ function oracleFixtureDirs() {
 }
 
 function fingerprint() {
-  const files = [...walk(join(root, 'oracle')), ...oracleFixtureDirs().flatMap(walk)].sort();
+  // What can change a fixture: the generators, their pins and scripts (not the README).
+  const oracleSources = walk(join(root, 'oracle')).filter((f) => /\.(py|txt|sh)$/.test(f));
+  const files = [...oracleSources, ...oracleFixtureDirs().flatMap(walk)].sort();
   const h = createHash('sha256');
   for (const f of files) h.update(relative(root, f)).update('\0').update(readFileSync(f)).update('\0');
   return h.digest('hex');

@@ -126,7 +126,11 @@ export function expectedTensor(fx: OracleFixture, mode: Processing, key: string)
   throw new Error(`${fx.name}: the fixture has no ${mode}/${key}`);
 }
 
-/** TransformerLens's processed parameters for a mode, under its names. */
+/**
+ * TransformerLens's processed parameters for a mode, under its names (named_parameters()). With
+ * grouped-query attention it names the key/value weights blocks.L.attn._W_K, _W_V, _b_K, _b_V
+ * ([n_key_value_heads, ...]); RMS models have ln*.w only (no .b), and none once folded.
+ */
 export function expectedParams(fx: OracleFixture, mode: Processing): Params {
   const out: Params = new Map();
   const prefix = `${mode}/params/`;

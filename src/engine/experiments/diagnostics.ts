@@ -1,6 +1,6 @@
 /**
  * What the experiment readers (parse.ts for analysis experiments, trainParse.ts for training
- * experiments) report and read through: shared here so neither imports the other's module.
+ * experiments) report: shared here so neither imports the other's module.
  */
 import type { Range } from './json.js';
 
@@ -17,9 +17,4 @@ export interface Diagnostic {
 export interface Location {
   file: string;
   range: Range;
-}
-
-/** Reads files for the parser (tests replace it). */
-export interface FileReader {
-  read(file: string): string | null;
 }

@@ -63,12 +63,92 @@ export interface SaveOptions {
   now?: Date;
 }
 
-export function saveRun(x: ResolvedExperiment, res: ExperimentResults, opts: SaveOptions): SavedRun {
+/** A run folder made before any work, so that a bad destination fails at once, not after the run. */
+export interface RunDestination {
+  dir: string;
+  id: string;
+  now: Date;
+  /** Removes the folder if the run ends without saving anything into it. */
+  abandon(): void;
+}
+
+/**
+ * Makes (and proves writable) the folder a run will be saved into, before anything is computed:
+ * an `--out` that is a file, a non-empty `--out`, or a read-only workspace is an error now,
+ * instead of after every analysis ran and its results were lost. The default folder
+ * `<workspace>/.mechlens/runs/<id>` is created exclusively, so two runs started at once never
+ * share one.
+ */
+export function prepareRunDir(opts: { outDir?: string; workspace?: string; now?: Date }): RunDestination {
   const now = opts.now ?? new Date();
-  const id = newRunId('experiment', now);
-  const dir = path.resolve(opts.outDir ?? path.join(opts.workspace ?? process.cwd(), RUNS_DIR, id));
-  if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0) throw new Error(`output folder ${dir} is not empty; give a new or empty folder`);
-  fs.mkdirSync(dir, { recursive: true });
+  let id = newRunId('experiment', now);
+  let dir: string;
+  // The first folder this call created above the run folder (.mechlens, say), removed again with an abandoned run.
+  let createdTop: string | undefined;
+  const fail = (what: string, e?: unknown): never => {
+    const code = (e as NodeJS.ErrnoException | undefined)?.code;
+    const why = code === 'EROFS' ? 'the file system is read-only' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'ENOTDIR' ? 'a part of the path is a file, not a folder' : code ?? '';
+    throw new Error(`cannot write the run to ${what}${why ? `: ${why}` : ''}; give a writable folder (--out DIR in the CLI)`);
+  };
+  if (opts.outDir !== undefined) {
+    dir = path.resolve(opts.outDir);
+    let st: fs.Stats | null = null;
+    try {
+      st = fs.statSync(dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') fail(dir, e);
+    }
+    if (st && !st.isDirectory()) throw new Error(`the output ${dir} is a file, not a folder; give a new or empty folder`);
+    if (st && fs.readdirSync(dir).length > 0) throw new Error(`output folder ${dir} is not empty; give a new or empty folder`);
+    try {
+      fs.mkdirSync(dir, { recursive: true });
+    } catch (e) {
+      fail(dir, e);
+    }
+  } else {
+    const runs = path.join(path.resolve(opts.workspace ?? process.cwd()), RUNS_DIR);
+    try {
+      createdTop = fs.mkdirSync(runs, { recursive: true });
+    } catch (e) {
+      fail(runs, e);
+    }
+    for (let attempt = 0; ; attempt++) {
+      dir = path.join(runs, id);
+      try {
+        fs.mkdirSync(dir);
+        break;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 20) fail(dir, e);
+        id = newRunId('experiment', now);
+      }
+    }
+  }
+  // mkdir can succeed where files cannot be written (quota, some mounts): prove it with a probe.
+  const probe = path.join(dir, `.probe-${process.pid}`);
+  try {
+    fs.writeFileSync(probe, '');
+    fs.rmSync(probe);
+  } catch (e) {
+    fail(dir, e);
+  }
+  const made = dir;
+  return {
+    dir: made,
+    id,
+    now,
+    abandon: () => {
+      try {
+        if (fs.readdirSync(made).length > 0) return;
+        fs.rmdirSync(made);
+        for (let d = path.dirname(made); createdTop && d.startsWith(createdTop) && fs.readdirSync(d).length === 0; d = path.dirname(d)) fs.rmdirSync(d);
+      } catch { /* already gone, or filled by another run */ }
+    },
+  };
+}
+
+export function saveRun(x: ResolvedExperiment, res: ExperimentResults, opts: SaveOptions & { into?: RunDestination }): SavedRun {
+  const dest = opts.into ?? prepareRunDir({ outDir: opts.outDir, workspace: opts.workspace, now: opts.now });
+  const { dir, id, now } = dest;
   const first = x.groups[0]!;
   const state = experimentState(x, res, { id, dir, createdAt: now.toISOString() });
   const record: RunRecord = {
