@@ -17,6 +17,7 @@ import type { InterventionKind } from '../interventions/plan.js';
 import type { F32 } from '../tensor/tensor.js';
 import { GraphBuilder } from './builder.js';
 import { emitAttention } from './components/attention.js';
+import { emitEmbed, emitUnembed } from './components/embed.js';
 import { lastPosition, SLICE_END, type Emitter } from './components/emitter.js';
 import { emitMlp } from './components/mlp.js';
 import { emitNorm } from './components/norm.js';
@@ -185,16 +186,7 @@ export function buildEmbedGraph(cfg: HookedTransformerConfig, params: ParamSourc
   const b = new SegmentBuilder(cfg, params, v, 'embed');
   const g = b.g;
   const tokens = g.input(TOKENS, OnnxDType.INT64, ['batch', 'pos']);
-  // hook_embed [batch, pos, d_model] = W_E[tokens]
-  const embed = b.hook('hook_embed', g.op('Gather', [b.w('embed.W_E'), tokens], { axis: 0 }));
-  let resid = embed;
-  if (cfg.positional_embedding_type === 'standard') {
-    // hook_pos_embed [batch, pos, d_model] = W_pos[0:pos] broadcast over batch
-    const pos = g.op('Slice', [g.op('Shape', [tokens]), g.constI64([1]), g.constI64([2])]);
-    const wpos = g.op('Slice', [b.w('pos_embed.W_pos'), g.constI64([0]), pos, g.constI64([0])]);
-    const posEmbed = b.hook('hook_pos_embed', g.op('Expand', [wpos, g.op('Shape', [embed])]));
-    resid = g.op('Add', [embed, posEmbed]);
-  }
+  const resid = emitEmbed(b, tokens, { usePos: cfg.positional_embedding_type === 'standard' });
   g.alias(resid, RESID_OUT);
   return b.finish([{ name: RESID_OUT, dims: ['batch', 'pos', cfg.d_model] }]);
 }
@@ -267,8 +259,8 @@ export function buildFinalGraph(cfg: HookedTransformerConfig, params: ParamSourc
     g.alias(x, FINAL_X);
     return b.finish([{ name: FINAL_X, dims: ['batch', 'pos', cfg.d_model] }]);
   }
-  let WU: string, bU: string;
   if (v.vocab || v.lastPos) {
+    let WU: string, bU: string;
     // Patching sweeps read a few rows of logits: W_U stays a zero-copy input (not another
     // pre-packed copy of the largest matrix), and `vocab` gathers only the K columns needed:
     // W_U[:, ids] [d_model, K], b_U[ids] [K].
@@ -279,12 +271,11 @@ export function buildFinalGraph(cfg: HookedTransformerConfig, params: ParamSourc
       WU = g.op('Gather', [WU, ids], { axis: 1 });
       bU = g.op('Gather', [bU, ids], { axis: 0 });
     }
+    // logits [batch, pos, d_vocab_out] (pos = 1 with lastPos, d_vocab_out = K with vocab) = x @ W_U + b_U
+    g.op('Add', [g.op('MatMul', [x, WU]), bU], undefined, 'logits');
   } else {
-    WU = b.w('unembed.W_U');
-    bU = b.w('unembed.b_U');
+    emitUnembed(b, x, 'logits');
   }
-  // logits [batch, pos, d_vocab_out] (pos = 1 with lastPos, d_vocab_out = K with vocab) = x @ W_U + b_U
-  g.op('Add', [g.op('MatMul', [x, WU]), bU], undefined, 'logits');
   return b.finish([{ name: 'logits', dims: ['batch', v.lastPos ? 1 : 'pos', v.vocab ? 'K' : cfg.d_vocab_out] }]);
 }
 

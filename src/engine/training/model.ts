@@ -1,13 +1,15 @@
 /**
  * The hooked transformer as ONE differentiable ONNX graph, for training and for gradient-based
- * analyses (attribution patching). Same maths and hook names as the inference segments in
- * graph/gpt2.ts (test/unit/training.test.ts checks logits and hooks against HookedTransformer),
- * but built for autodiff:
+ * analyses (attribution patching), built from the same graph components (graph/components: embed,
+ * norm, attention, mlp, unembed) as the inference segments in graph/segments.ts, so every
+ * registered family trains (test/unit/training.test.ts checks logits and every hook against
+ * HookedTransformer), but assembled for autodiff:
  *  - parameters come from a callback, so they can be graph inputs (a flat trainable vector that
  *    the optimizer updates in-graph) or initializers (a loaded model);
  *  - the whole model is one graph, so one backward pass reaches every parameter and hook;
  *  - LayerNorm is onnx LayerNormalization (one kernel whose saved mean / inv-std feed an
- *    explicit backward rule) instead of the element-wise chain the hook graphs use.
+ *    explicit backward rule) instead of the element-wise chain the hook graphs use, and Q/K/V
+ *    come from one packed GEMM (every reshape target constant, as shape inference needs).
  */
 import type { HookedTransformerConfig } from '../model/config.js';
 import { getParam, type Params } from '../model/params.js';
@@ -17,6 +19,7 @@ import type { Dim } from '../graph/autodiff.js';
 import { f32, type F32 } from '../tensor/tensor.js';
 import { OnnxDType } from '../graph/onnxProto.js';
 import { emitAttention } from '../graph/components/attention.js';
+import { emitEmbed, emitUnembed } from '../graph/components/embed.js';
 import type { Emitter } from '../graph/components/emitter.js';
 import { emitMlp } from '../graph/components/mlp.js';
 import { emitNorm } from '../graph/components/norm.js';
@@ -161,16 +164,7 @@ export function emitForward(g: GraphBuilder, cfg: HookedTransformerConfig, param
     fusedLayerNorm: true,
   };
 
-  // hook_embed [batch, pos, d_model] = W_E[tokens]
-  const embed = hook('hook_embed', g.op('Gather', [param('embed.W_E'), tokens], { axis: 0 }));
-  let resid = embed;
-  if (opts.usePos) {
-    // W_pos[:pos] [pos, d_model], broadcast over batch by the Add.
-    const end = typeof opts.pos === 'number' ? g.constI64([opts.pos]) : g.op('Slice', [g.op('Shape', [tokens]), g.constI64([1]), g.constI64([2])]);
-    let posEmbed = g.op('Slice', [param('pos_embed.W_pos'), g.constI64([0]), end, g.constI64([0])]);
-    if (opts.hooks?.has('hook_pos_embed')) posEmbed = hook('hook_pos_embed', g.op('Expand', [posEmbed, g.op('Shape', [embed])]));
-    resid = g.op('Add', [embed, posEmbed]);
-  }
+  let resid = emitEmbed(e, tokens, { usePos: opts.usePos, ...(typeof opts.pos === 'number' ? { pos: opts.pos } : {}) });
 
   for (let l = 0; l < cfg.n_layers; l++) {
     const P = `blocks.${l}`;
@@ -193,8 +187,7 @@ export function emitForward(g: GraphBuilder, cfg: HookedTransformerConfig, param
   }
   if (opts.selectPositions) resid = g.op('MatMul', [opts.selectPositions, resid]); // [batch, k, d_model]
   const xf = emitNorm(e, 'ln_final', resid);
-  // logits [batch, pos, d_vocab_out] = x @ W_U + b_U
-  const logits = g.op('Add', [g.op('MatMul', [xf, param('unembed.W_U')]), param('unembed.b_U')]);
+  const logits = emitUnembed(e, xf);
   return { logits, hooks };
 }
 
