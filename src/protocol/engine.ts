@@ -198,9 +198,15 @@ export interface TrainModelPayload {
   attn_only?: boolean;
   d_vocab: number;
   n_ctx: number;
-  act_fn?: 'gelu_new' | 'gelu' | 'relu' | 'gelu_fast';
-  normalization_type?: 'LN' | 'LNPre' | null;
-  positional_embedding_type?: 'standard' | 'none';
+  act_fn?: 'gelu_new' | 'gelu' | 'relu' | 'gelu_fast' | 'silu';
+  normalization_type?: 'LN' | 'LNPre' | 'RMS' | 'RMSPre' | null;
+  positional_embedding_type?: 'standard' | 'rotary' | 'none';
+  /** Block types of the registered families (Llama: RMS, rotary, gated_mlp, n_key_value_heads; GPT-NeoX: parallel_attn_mlp, rotary_dim). */
+  rotary_dim?: number;
+  rotary_base?: number;
+  n_key_value_heads?: number;
+  gated_mlp?: boolean;
+  parallel_attn_mlp?: boolean;
   bos_token_id?: number | null;
   model_name?: string;
 }
