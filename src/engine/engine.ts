@@ -72,7 +72,7 @@ export class LoadedEngine {
     };
   }
 
-  tokenize(texts: string[], prependBos = true): { tokens: number[][]; strTokens: string[][] } {
+  tokenize(texts: string[], prependBos?: boolean): { tokens: number[][]; strTokens: string[][] } {
     const tokens = texts.map((t) => toTokens(this.tokenizer, t, { prependBos, nCtx: this.model.cfg.n_ctx, truncate: false }).tokens[0]!);
     return { tokens, strTokens: tokens.map((row) => tokensToStrings(this.tokenizer, row)) };
   }
@@ -80,7 +80,7 @@ export class LoadedEngine {
   /** TransformerLens's test_prompt: top-k after the prompt, the answer's rank, per-token loss. */
   async testPrompt(prompt: string, opts: { answer?: string; prependBos?: boolean; k?: number } = {}): Promise<TestPromptResult> {
     if (prompt.trim() === '') throw new Error('the prompt is empty: write some text to inspect');
-    const { tokens, strTokens } = this.tokenize([prompt], opts.prependBos ?? true);
+    const { tokens, strTokens } = this.tokenize([prompt], opts.prependBos);
     const row = tokens[0]!;
     const logits = await this.model.forward([row]);
     const [, P, V] = logits.dims as [number, number, number];
@@ -122,7 +122,7 @@ export class LoadedEngine {
   async attribution(prompt: string, opts: { answer?: string; wrong?: string; prependBos?: boolean } = {}, signal?: AbortSignal): Promise<AttributionResult> {
     if (prompt.trim() === '') throw new Error('the prompt is empty: write some text to attribute');
     const cfg = this.model.cfg;
-    const row = toTokens(this.tokenizer, prompt, { prependBos: opts.prependBos ?? true, truncate: false }).tokens[0]!;
+    const row = toTokens(this.tokenizer, prompt, { prependBos: opts.prependBos, truncate: false }).tokens[0]!;
     if (row.length > cfg.n_ctx) throw new Error(`the prompt is ${row.length} tokens, longer than the model's context of ${cfg.n_ctx} tokens (n_ctx); shorten it`);
     const single = (s: string | undefined, what: string): number | undefined => {
       if (s === undefined) return undefined;

@@ -3,6 +3,7 @@
  * of the model, grouped by layer, with its axes and sizes) and Runs (the saved runs of the
  * workspace; clicking one re-opens its panel from the saved snapshot).
  */
+import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { HookInfo, ModelInfo } from '../protocol/engine.js';
 import type { EngineHost, EngineHostState } from './engineHost.js';
@@ -169,6 +170,15 @@ export class RunsTree extends SimpleTree {
     }
     if (runs.length === 0) return [leaf('No runs yet', 'open a panel from a prompt', { iconPath: new vscode.ThemeIcon('info') })];
     return runs.map((r) => {
+      if (r.incomplete) {
+        const i = r.incomplete;
+        return leaf(`${path.basename(i.experiment).replace(/\.experiment\.json$/, '')} (incomplete)`, `${i.done} of ${i.total} analyses · ${i.startedAt ? new Date(i.startedAt).toLocaleString() : r.id}`, {
+          iconPath: new vscode.ThemeIcon('debug-pause'),
+          tooltip: new vscode.MarkdownString(`**Incomplete run** of \`${i.experiment}\`: it was killed or interrupted after ${i.done} of ${i.total} analyses.\n\nResume computes only the missing ones (\`mechlens run --resume\` in a terminal); Delete removes it.`),
+          contextValue: 'mechlens.run.incomplete',
+          id: `run:${r.id}`,
+        });
+      }
       if (!r.record) {
         return leaf(r.id, 'unreadable', { iconPath: new vscode.ThemeIcon('warning'), tooltip: r.problem ?? '', contextValue: 'mechlens.run', id: `run:${r.id}`, resourceUri: vscode.Uri.file(r.file) });
       }

@@ -43,7 +43,7 @@ export interface ModelInfo {
   cfg: ModelConfigInfo;
   processing: ProcessingMode;
   device: 'cpu' | 'cuda';
-  tokenizer: 'gpt2-bpe' | 'char' | 'ids';
+  tokenizer: 'gpt2-bpe' | 'hf' | 'char' | 'ids';
   /** Bytes of parameters held by the engine. */
   paramBytes: number;
   hooks: HookInfo[];
@@ -380,6 +380,8 @@ export interface ExperimentRunParams {
   workspace: string;
   /** The folder every file the experiment names must stay inside (its workspace folder); default: `workspace`. */
   root?: string;
+  /** An incomplete run folder to finish: the experiment is read from its copy, only missing analyses run. */
+  resume?: string;
   /** May the model be downloaded from the Hugging Face hub (also subject to the file's "offline"). */
   allowDownload: boolean;
   /** Names this run for engine/experiment/progress; progress notifications are sent as well. */

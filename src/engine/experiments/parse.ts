@@ -54,7 +54,7 @@ export interface ResolvedExperiment {
   spec: ExperimentFile;
   title: string;
   model: { name: string; spec: string; processing: Processing; device: Device; offline: boolean; at: Location };
-  prependBos: boolean;
+  prependBos: boolean | undefined;
   metric: 'logit_diff' | 'answer_prob' | 'answer_logprob';
   normalize: boolean;
   groups: ResolvedGroup[];
@@ -188,7 +188,8 @@ export function parseExperiment(text: string, file: string, reader?: FileReader,
     spec,
     title: spec.title ?? path.basename(absFile).replace(/\.experiment\.json$/, ''),
     model: { name: m.name, spec: isFolder ? local : m.name, processing: m.processing ?? 'default', device: m.device ?? 'cpu', offline: m.offline ?? false, at: where(['model']) },
-    prependBos: spec.prependBos ?? true,
+    // Absent: the model family's TransformerLens default (no BOS for GPT-NeoX/Pythia, Qwen, Phi-2).
+    prependBos: spec.prependBos,
     metric,
     normalize: spec.normalize ?? true,
     groups,

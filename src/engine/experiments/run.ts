@@ -77,6 +77,10 @@ export interface RunProgress {
 export interface RunOptions {
   signal?: AbortSignal;
   onProgress?: (p: RunProgress) => void;
+  /** Called with each analysis as soon as it finished completely (the store writes it at once). */
+  onResult?: (group: number, r: AnalysisResult) => void;
+  /** A result saved by an interrupted run of the same experiment: used instead of computing it again. */
+  reuse?: (group: number, index: number) => AnalysisResult | undefined;
 }
 
 const DEFAULT_TITLES: Record<AnalysisKind, string> = {
@@ -166,6 +170,13 @@ export async function runExperiment(x: ResolvedExperiment, model: HookedTransfor
     }
     for (const a of x.analyses) {
       if (opts.signal?.aborted) return { results, cancelled: true, elapsedMs: performance.now() - t0 };
+      const saved = opts.reuse?.(gi, a.index);
+      if (saved) {
+        results.push(saved);
+        done++;
+        opts.onProgress?.({ phase: 'done', done, total, message: `${saved.title} (saved by the interrupted run)` });
+        continue;
+      }
       const title = `${g.name !== null ? `${g.name}: ` : ''}${a.spec.title ?? DEFAULT_TITLES[a.spec.kind]}`;
       opts.onProgress?.({ phase: 'start', done, total, message: title });
       const ta = performance.now();
@@ -183,6 +194,7 @@ export async function runExperiment(x: ResolvedExperiment, model: HookedTransfor
       }
       res.elapsedMs = performance.now() - ta;
       results.push(res);
+      opts.onResult?.(gi, res);
       // The analysis's session variants (and their memory arenas) are not needed by the next one.
       await model.releaseVariants();
       done++;

@@ -187,7 +187,11 @@ export const analysisExperimentSchema: Schema = {
         },
       ],
     },
-    prependBos: bool('Prepend the BOS token to every prompt (TransformerLens to_tokens default).', true),
+    // No default in the schema: absent means the model family's TransformerLens default_prepend_bos.
+    prependBos: {
+      type: 'boolean',
+      description: "Prepend the BOS token to every prompt. Absent: the model family's TransformerLens default (true for GPT-2 and Llama, false for GPT-NeoX/Pythia, Qwen and Phi-2).",
+    },
     prompts: promptSource,
     groups: {
       type: 'array',

@@ -6,19 +6,30 @@
  *   results.json         every number of every analysis (ExperimentResults, tensors excluded);
  *   tensors.safetensors  large tensors (attention patterns, composition scores), when any;
  *   experiment.json      a copy of the experiment file as it was run.
+ * While a run is under way its folder holds instead
+ *   progress.json        what is being run (the experiment's path, root and model), written first;
+ *   experiment.json      the copy, written first too, so the run can be resumed from it;
+ *   parts/<g>-<i>.json   each analysis (group g, analysis i) as soon as it finished, with its
+ *   parts/<g>-<i>.safetensors  tensors, so a killed run keeps its finished work.
+ * A folder with run.json is a complete run (run.json is written last, then parts/ and progress.json
+ * are removed); one with progress.json but no run.json is an incomplete run that `mechlens run
+ * --resume` finishes; one with neither is debris of a run killed at its very start.
  * Files are written atomically (temporary name, then rename).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { newRunId, RUN_FILE, RUNS_DIR, runRecordProblem, type RunRecord } from '../../protocol/runs.js';
+import { checkRunFile } from '../../protocol/runFiles.js';
 import type { ExperimentCheck, ExperimentSection, ExperimentState } from '../../protocol/webview.js';
-import { writeSafetensors } from '../model/safetensors.js';
+import { readSafetensors, writeSafetensors } from '../model/safetensors.js';
 import type { ResolvedExperiment } from './parse.js';
-import { resultTensors, type ExperimentResults } from './run.js';
+import { resultTensors, type AnalysisResult, type ExperimentResults } from './run.js';
 
 export const RESULTS_FILE = 'results.json';
 export const TENSORS_FILE = 'tensors.safetensors';
 export const EXPERIMENT_COPY = 'experiment.json';
+export const PROGRESS_FILE = 'progress.json';
+export const PARTS_DIR = 'parts';
 
 let cachedVersion: string | undefined;
 
@@ -138,6 +149,11 @@ export function prepareRunDir(opts: { outDir?: string; workspace?: string; now?:
     now,
     abandon: () => {
       try {
+        // Nothing finished (no run.json, no saved analysis): the folder and its in-progress files go.
+        if (fs.existsSync(path.join(made, RUN_FILE)) || fs.readdirSync(path.join(made, PARTS_DIR)).length > 0) return;
+      } catch { /* no parts folder */ }
+      try {
+        for (const f of [PROGRESS_FILE, EXPERIMENT_COPY, PARTS_DIR]) fs.rmSync(path.join(made, f), { recursive: true, force: true });
         if (fs.readdirSync(made).length > 0) return;
         fs.rmdirSync(made);
         for (let d = path.dirname(made); createdTop && d.startsWith(createdTop) && fs.readdirSync(d).length === 0; d = path.dirname(d)) fs.rmdirSync(d);
@@ -180,9 +196,108 @@ export function saveRun(x: ResolvedExperiment, res: ExperimentResults, opts: Sav
   try {
     fs.copyFileSync(x.file, path.join(dir, EXPERIMENT_COPY));
   } catch { /* parsed from an unsaved buffer: nothing to copy */ }
-  // run.json last: a folder with run.json is a complete run.
+  // run.json last: a folder with run.json is a complete run. Then the in-progress files go.
   writeAtomic(path.join(dir, RUN_FILE), toJson(record));
+  fs.rmSync(path.join(dir, PARTS_DIR), { recursive: true, force: true });
+  fs.rmSync(path.join(dir, PROGRESS_FILE), { force: true });
   return { dir, record };
+}
+
+/** progress.json: what an unfinished run was running, enough to resume it. */
+export interface RunProgressRecord {
+  version: 1;
+  /** The experiment file as it was given (named files resolve against its folder). */
+  experiment: string;
+  root: string;
+  model: { spec: string; processing: string; device: string };
+  startedAt: string;
+  /** groups × analyses */
+  total: number;
+}
+
+/** Marks the folder as a run under way and keeps a copy of the experiment (text as run). */
+export function startRun(dest: RunDestination, x: ResolvedExperiment, text?: string): void {
+  const copy = path.join(dest.dir, EXPERIMENT_COPY);
+  if (text !== undefined) writeAtomic(copy, text);
+  else if (!fs.existsSync(copy)) {
+    try {
+      writeAtomic(copy, fs.readFileSync(x.file, 'utf8'));
+    } catch { /* an in-memory experiment: nothing to copy */ }
+  }
+  const rec: RunProgressRecord = {
+    version: 1,
+    experiment: x.file,
+    root: x.root,
+    model: { spec: x.model.spec, processing: x.model.processing, device: x.model.device },
+    startedAt: dest.now.toISOString(),
+    total: x.groups.length * x.analyses.length,
+  };
+  writeAtomic(path.join(dest.dir, PROGRESS_FILE), toJson(rec));
+}
+
+const partName = (group: number, index: number) => `${group}-${index}`;
+
+/** Writes one finished analysis into parts/ (tensors first, the JSON last: the JSON marks it done). */
+export function savePart(dir: string, group: number, r: AnalysisResult): void {
+  const parts = path.join(dir, PARTS_DIR);
+  fs.mkdirSync(parts, { recursive: true });
+  const name = partName(group, r.index);
+  const { tensors, ...plain } = r;
+  if (tensors && Object.keys(tensors).length) {
+    const tmp = path.join(parts, `${name}.safetensors.tmp-${process.pid}`);
+    writeSafetensors(tmp, tensors);
+    fs.renameSync(tmp, path.join(parts, `${name}.safetensors`));
+  }
+  writeAtomic(path.join(parts, `${name}.json`), toJson(plain));
+}
+
+/** The analyses an interrupted run finished, by "group-index" (a damaged part is computed again). */
+export function loadParts(dir: string): Map<string, AnalysisResult> {
+  const out = new Map<string, AnalysisResult>();
+  const parts = path.join(dir, PARTS_DIR);
+  let names: string[];
+  try {
+    names = fs.readdirSync(parts);
+  } catch {
+    return out;
+  }
+  for (const n of names) {
+    const m = /^(\d+)-(\d+)\.json$/.exec(n);
+    if (!m) continue;
+    try {
+      const r = JSON.parse(fs.readFileSync(path.join(parts, n), 'utf8')) as AnalysisResult;
+      const tf = path.join(parts, `${m[1]}-${m[2]}.safetensors`);
+      if (fs.existsSync(tf)) r.tensors = Object.fromEntries(readSafetensors(tf));
+      out.set(`${m[1]}-${m[2]}`, r);
+    } catch { /* half-written or damaged: computed again */ }
+  }
+  return out;
+}
+
+export function partKey(group: number, index: number): string {
+  return partName(group, index);
+}
+
+/** Reads an incomplete run's progress.json; a clear error when the folder is not one. */
+export function readProgress(dir: string): RunProgressRecord {
+  const d = path.resolve(dir);
+  if (fs.existsSync(path.join(d, RUN_FILE))) throw new Error(`${d} is a complete run: there is nothing to resume`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fs.readFileSync(path.join(d, PROGRESS_FILE), 'utf8'));
+  } catch (e) {
+    throw new Error(`${d} is not an incomplete MechLens run (${(e as NodeJS.ErrnoException).code === 'ENOENT' ? `no ${PROGRESS_FILE}` : `${PROGRESS_FILE} is damaged`}): run the experiment again instead`);
+  }
+  const r = raw as Partial<RunProgressRecord>;
+  if (r.version !== 1 || typeof r.experiment !== 'string' || typeof r.root !== 'string' || typeof r.model?.spec !== 'string') throw new Error(`${path.join(d, PROGRESS_FILE)} is damaged: expected experiment, root and model; run the experiment again instead`);
+  return r as RunProgressRecord;
+}
+
+/** An existing incomplete run folder as the destination of its resumed run. */
+export function existingRunDir(dir: string): RunDestination {
+  const d = path.resolve(dir);
+  const id = path.basename(d);
+  return { dir: d, id, now: new Date(), abandon: () => undefined };
 }
 
 /** What the patching numbers mean, for the panel and the report. */
@@ -214,11 +329,15 @@ export function experimentState(x: ResolvedExperiment, res: ExperimentResults, r
 
 export interface LoadedRun {
   dir: string;
+  /** run.json, with the blocks that cannot be shown taken out (see `skipped`). */
   record: RunRecord;
-  results: ExperimentResults | null;
+  /** results.json, read on first use (the report does not need it, so a damaged one does not stop it). */
+  readonly results: ExperimentResults | null;
+  /** "run.json: state.sections[1].blocks[0]: …" for every block left out, to be said, not hidden. */
+  skipped: string[];
 }
 
-/** Reads a run folder (or its run.json). */
+/** Reads a run folder (or its run.json), validating run.json with located messages (protocol/runFiles.ts). */
 export function loadRun(dirOrFile: string): LoadedRun {
   const p = path.resolve(dirOrFile);
   const dir = fs.existsSync(p) && fs.statSync(p).isDirectory() ? p : path.dirname(p);
@@ -227,12 +346,35 @@ export function loadRun(dirOrFile: string): LoadedRun {
   try {
     raw = JSON.parse(fs.readFileSync(runFile, 'utf8'));
   } catch (e) {
-    throw new Error(`cannot read ${runFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new Error(code === 'ENOENT' ? `${dir} is not a complete MechLens run: it has no ${RUN_FILE}` : `cannot read ${runFile}: ${code ?? (e as Error).message}`);
   }
-  const problem = runRecordProblem(raw);
-  if (problem) throw new Error(`${runFile} is not a MechLens run: ${problem}`);
-  let results: ExperimentResults | null = null;
+  const check = checkRunFile(raw);
+  if (check.errors.length) throw new Error(`${runFile} is not a valid MechLens run: ${check.errors.join('; ')}`);
+  const record = raw as RunRecord;
+  if (record.state.kind === 'experiment' && check.skip.size) {
+    const st = record.state;
+    st.sections = st.sections.map((sec, i) => {
+      const keep = sec.blocks.filter((_b, j) => !check.skip.has(`${i}/${j}`));
+      if (keep.length === sec.blocks.length) return sec;
+      const n = sec.blocks.length - keep.length;
+      return { ...sec, blocks: keep, notes: [...(sec.notes ?? []), `${n} figure${n === 1 ? '' : 's'} of this section could not be shown (damaged or from a newer MechLens) and ${n === 1 ? 'was' : 'were'} skipped.`] };
+    });
+  }
+  let results: ExperimentResults | null | undefined;
   const rf = path.join(dir, RESULTS_FILE);
-  if (fs.existsSync(rf)) results = JSON.parse(fs.readFileSync(rf, 'utf8')) as ExperimentResults;
-  return { dir, record: raw as RunRecord, results };
+  return {
+    dir,
+    record,
+    skipped: check.skipped.map((s) => `${RUN_FILE}: ${s}`),
+    get results(): ExperimentResults | null {
+      if (results !== undefined) return results;
+      if (!fs.existsSync(rf)) return (results = null);
+      try {
+        return (results = JSON.parse(fs.readFileSync(rf, 'utf8')) as ExperimentResults);
+      } catch (e) {
+        throw new Error(`${rf} is damaged (${(e as Error).message}); run the experiment again to recreate it`);
+      }
+    },
+  };
 }

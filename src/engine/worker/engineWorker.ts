@@ -60,7 +60,7 @@ export function serveEngine(channel: Channel): RpcEndpoint {
 
   rpc.onRequest(EngineRequests.modelInfo, () => engine?.info() ?? null);
 
-  rpc.onRequest(EngineRequests.tokenize, (p) => current().tokenize(p.texts, p.prependBos ?? true));
+  rpc.onRequest(EngineRequests.tokenize, (p) => current().tokenize(p.texts, p.prependBos));
 
   rpc.onRequest(EngineRequests.runWithCache, async (p) => {
     const e = current();
