@@ -173,6 +173,7 @@ async function cmdInfo(flags: Flags): Promise<void> {
   const eng = await load(flags);
   try {
     const info = eng.info();
+    for (const w of info.warnings ?? []) process.stderr.write(`mechlens: warning: ${w}\n`);
     process.stdout.write(JSON.stringify({ ...info, hooks: info.hooks.length }, null, 1) + '\n');
   } finally {
     await eng.dispose();

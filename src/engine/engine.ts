@@ -13,6 +13,8 @@ import type { Device } from './backends/onnx/runtime.js';
 import { ActivationCache, tokensToResidualDirections } from './cache/activationCache.js';
 import { headDla, layerDla, logitDiff, logitLens, loss, projectRows, rankOf, topK } from './analysis/basic.js';
 import { logitDiffMetric, normalizedMetric, patchHeadAllPos, patchResidPreByLayerPos } from './analysis/patching.js';
+import { normalizationUndefined } from './analysis/metrics.js';
+import { nonFiniteWarning } from './tensor/stats.js';
 import { allHooks, hookAxes, hookHeads } from './hooks/hooks.js';
 import type { AnalyzeResult, AttributionResult, MeasureTokensResult, ModelInfo, TestPromptResult } from '../protocol/engine.js';
 
@@ -26,6 +28,9 @@ export interface EngineLoadOptions {
 }
 
 export class LoadedEngine {
+  /** Problems found while loading (non-finite weights), shown by `info`, the side bar and runs. */
+  readonly warnings: string[] = [];
+
   private constructor(readonly spec: string, readonly model: HookedTransformer, readonly tokenizer: Tokenizer, readonly loadMs: number) {}
 
   static async load(spec: string, opts: EngineLoadOptions = {}): Promise<LoadedEngine> {
@@ -40,11 +45,15 @@ export class LoadedEngine {
       return new LoadedEngine(spec, new HookedTransformer(cfg, params, processing, b.source, rt), b.tokenizer, performance.now() - t0);
     }
     const loaded = await loadModel(embedded ?? spec, { allowDownload: opts.allowDownload ?? true, onProgress: opts.onProgress, signal: opts.signal });
+    // Scanned as loaded: processing would spread a NaN into other tensors and blur where it is.
+    const nonFinite = nonFiniteWarning(loaded.params);
     const { cfg, params } = applyProcessing(loaded.cfg, loaded.params, processing);
     const folder = loaded.files.length ? path.dirname(loaded.files[0]!) : spec;
     const tokenizer = loadTokenizerForModel(folder, cfg);
     const model = new HookedTransformer(cfg, params, processing, loaded.source, rt);
-    return new LoadedEngine(spec, model, tokenizer, performance.now() - t0);
+    const eng = new LoadedEngine(spec, model, tokenizer, performance.now() - t0);
+    if (nonFinite) eng.warnings.push(nonFinite);
+    return eng;
   }
 
   info(): ModelInfo {
@@ -69,6 +78,7 @@ export class LoadedEngine {
         return { name, axes: [...hookAxes(name, cfg)], ...(heads !== cfg.n_heads ? { heads } : {}) };
       }),
       loadMs: this.loadMs,
+      ...(this.warnings.length ? { warnings: [...this.warnings] } : {}),
     };
   }
 
@@ -203,7 +213,9 @@ export async function analyzeModel(model: HookedTransformer, tokens: Tokens, cor
   const corrLogits = await model.forward(corrupted);
   const ld = logitDiff(clean.logits!, answers);
   const cld = logitDiff(corrLogits, answers);
-  const metric = normalizedMetric(logitDiffMetric(answers), ld, cld);
+  // One rule (metrics.ts): where normalising is undefined the tables hold raw logit differences, said so.
+  const why = normalizationUndefined(ld, cld);
+  const metric = why ? logitDiffMetric(answers) : normalizedMetric(logitDiffMetric(answers), ld, cld);
   return {
     loss: loss(clean.logits!, tokens),
     logit_diff: ld,
@@ -211,6 +223,8 @@ export async function analyzeModel(model: HookedTransformer, tokens: Tokens, cor
     head_dla: headDla(cache, answers),
     layer_dla: layerDla(cache, answers),
     logit_lens: logitLens(cache, answers),
+    patching_metric: why ? 'raw logit difference' : 'normalised logit difference',
+    normalization_undefined: why,
     resid_pre_patching: await patchResidPreByLayerPos(model, tokens, corrupted, metric, { signal }),
     head_z_patching: await patchHeadAllPos(model, tokens, corrupted, metric, 'z', { signal }),
   };

@@ -90,6 +90,7 @@ function modelNodes(info: ModelInfo): Node[] {
     ...(c.original_architecture ? [['architecture', c.original_architecture] as [string, string]] : []),
   ];
   return [
+    ...(info.warnings ?? []).map((w, i) => leaf('Warning', w, { iconPath: new vscode.ThemeIcon('warning'), tooltip: w, id: `model.warning.${i}` })),
     leaf(c.model_name, info.spec === c.model_name ? undefined : info.spec, { iconPath: new vscode.ThemeIcon('circuit-board'), tooltip: `Loaded from ${info.source}`, id: 'model.name' }),
     group('Config', cfgFields.map(([k, v]) => leaf(k, v === null ? 'none' : String(v))), true, { iconPath: new vscode.ThemeIcon('settings'), id: 'model.config' }),
     leaf('Device', info.device, { iconPath: new vscode.ThemeIcon('server-environment') }),

@@ -48,6 +48,8 @@ export interface ModelInfo {
   paramBytes: number;
   hooks: HookInfo[];
   loadMs: number;
+  /** Problems found while loading, e.g. non-finite weights (tensor names and counts). */
+  warnings?: string[];
 }
 
 export interface LoadModelParams {
@@ -126,6 +128,10 @@ export interface AnalyzeResult {
   head_dla: number[][];
   layer_dla: number[];
   logit_lens: { labels: string[]; values: number[] };
+  /** What the two patching tables hold: the normalised logit difference, or the raw one when normalising is undefined. */
+  patching_metric: 'normalised logit difference' | 'raw logit difference';
+  /** Why normalising is undefined (clean and corrupted logit differences equal), else null. */
+  normalization_undefined: string | null;
   resid_pre_patching: number[][];
   head_z_patching: number[][];
 }

@@ -120,6 +120,7 @@ async function runInto(x: ResolvedExperiment, dest: RunDestination, opts: RunCom
     throw new DiagnosticsError([d]);
   }
   let saved: SavedRun | undefined;
+  for (const w of engine.warnings) log(`warning: ${w}`);
   try {
     const checked = checkWithModel(x, engine.model.cfg, engine.tokenizer);
     for (const d of checked.diagnostics) log(formatDiagnostic(d));
@@ -131,7 +132,9 @@ async function runInto(x: ResolvedExperiment, dest: RunDestination, opts: RunCom
       },
       onResult: (g, r) => savePart(dest.dir, g, r),
       reuse: (g, i) => parts.get(partKey(g, i)),
+      warnings: engine.warnings,
     });
+    for (const n of new Set(results.results.flatMap((r) => (r.notes ?? []).filter((t) => t.startsWith('Not finite'))))) log(n);
     if (results.cancelled && opts.keepIncomplete) {
       const n = results.results.filter((r) => !r.partial).length;
       throw new InterruptedError(`interrupted: ${n} of ${x.groups.length * x.analyses.length} analyses are saved in ${dest.dir}; finish it with: mechlens run --resume ${dest.dir}`);

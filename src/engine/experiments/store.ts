@@ -303,7 +303,7 @@ export function existingRunDir(dir: string): RunDestination {
 /** What the patching numbers mean, for the panel and the report. */
 export function metricDescription(x: ResolvedExperiment): string {
   const base = x.metric === 'logit_diff' ? 'logit difference logit(answer) − logit(wrong) at the last position, mean over prompts' : x.metric === 'answer_prob' ? "the answer's probability at the last position, mean over prompts" : "the answer's log-probability at the last position, mean over prompts";
-  return `${base}${x.normalize ? '; patching normalised: (patched − corrupted) / (clean − corrupted)' : ''}`;
+  return `${base}${x.normalize ? '; patching normalised: (patched − corrupted) / (clean − corrupted), raw (and labelled so) where clean and corrupted are equal' : ''}`;
 }
 
 /** The run as the experiment panel's state (what run.json holds; NaN becomes null in JSON). */
@@ -319,7 +319,7 @@ export function experimentState(x: ResolvedExperiment, res: ExperimentResults, r
     kind: 'experiment',
     title: x.title,
     model: x.model.name,
-    description: `${x.spec.description ?? ''}${res.cancelled ? `${x.spec.description ? '\n' : ''}Cancelled: partial results.` : ''}`,
+    description: [...(res.warnings ?? []).map((w) => `Warning: ${w}`), x.spec.description ?? '', res.cancelled ? 'Cancelled: partial results.' : ''].filter(Boolean).join('\n'),
     metric: metricDescription(x),
     file: x.file,
     run: { id: run.id, dir: run.dir, createdAt: run.createdAt, elapsedMs: res.elapsedMs, cancelled: res.cancelled },

@@ -23,6 +23,7 @@ import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import type { F32 } from '../tensor/tensor.js';
 import type { HookedTransformerConfig } from './config.js';
+import { checkConfigAgainstWeights } from './checkDims.js';
 import type { StateDict } from './hf.js';
 import { familyOf, type ArchFamily } from '../arch/index.js';
 import type { Params } from './params.js';
@@ -287,6 +288,7 @@ export function loadModelFolder(dir: string, modelName?: string): LoadResult {
   let sd: SafetensorsStateDict | null = null;
   try {
     sd = new SafetensorsStateDict(shards, weightMap, folder);
+    checkConfigAgainstWeights(cfg, sd, configPath);
     return { cfg, params: family.weights(sd, cfg), source: folder, files };
   } catch (e) {
     if (e instanceof ModelLoadError) throw e;

@@ -240,6 +240,7 @@ export function registerExperimentHandlers(rpc: RpcEndpoint, main: MainEngine): 
             // Each finished analysis is on disk at once: if the engine dies, the run can be resumed.
             onResult: (g, r) => savePart(dest.dir, g, r),
             reuse: (g, i) => parts.get(partKey(g, i)),
+            warnings: engine.warnings,
           });
           // Even a cancelled run is saved: the folder holds what was computed (partial sweeps as NaN).
           const saved = saveRun(x, results, { modelName: engine.model.cfg.model_name, into: dest });
