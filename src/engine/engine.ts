@@ -15,7 +15,7 @@ import { headDla, layerDla, logitDiff, logitLens, loss, projectRows, rankOf, top
 import { logitDiffMetric, normalizedMetric, patchHeadAllPos, patchResidPreByLayerPos } from './analysis/patching.js';
 import { normalizationUndefined } from './analysis/metrics.js';
 import { nonFiniteWarning } from './tensor/stats.js';
-import { allHooks, hookAxes } from './hooks/hooks.js';
+import { allHooks, hookAxes, hookHeads } from './hooks/hooks.js';
 import type { AnalyzeResult, AttributionResult, MeasureTokensResult, ModelInfo, TestPromptResult } from '../protocol/engine.js';
 
 export interface EngineLoadOptions {
@@ -66,13 +66,17 @@ export class LoadedEngine {
       cfg: {
         model_name: cfg.model_name, n_layers: cfg.n_layers, d_model: cfg.d_model, n_heads: cfg.n_heads, d_head: cfg.d_head,
         d_mlp: cfg.d_mlp, attn_only: cfg.attn_only === true, d_vocab: cfg.d_vocab, n_ctx: cfg.n_ctx, act_fn: cfg.act_fn, normalization_type: cfg.normalization_type,
-        positional_embedding_type: cfg.positional_embedding_type,
+        positional_embedding_type: cfg.positional_embedding_type, original_architecture: cfg.original_architecture,
+        n_key_value_heads: cfg.n_key_value_heads,
       },
       processing: this.model.processing,
       device: this.model.runtime.device,
       tokenizer: this.tokenizer.kind,
       paramBytes: bytes,
-      hooks: allHooks(cfg).map((name) => ({ name, axes: [...hookAxes(name, cfg)] })),
+      hooks: allHooks(cfg).map((name) => {
+        const heads = hookHeads(name, cfg);
+        return { name, axes: [...hookAxes(name, cfg)], ...(heads !== cfg.n_heads ? { heads } : {}) };
+      }),
       loadMs: this.loadMs,
       ...(this.warnings.length ? { warnings: [...this.warnings] } : {}),
     };

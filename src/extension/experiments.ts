@@ -36,7 +36,7 @@ import {
   PROMPT_ANALYSES, analysisLabel, errorsMessage, experimentOutline, isExperimentFile, lastRunOf, modelProblem, parseHeads, parseNeuron, promptExperiment,
   promptExperimentPath, whyNot, diagnosticWhere, type ExperimentOutline, type PromptAnalysisChoice,
 } from './experimentsModel.js';
-import { RUN_RESULTS_FILE, checkTotals, expandRefs, experimentStateOf } from './experimentsState.js';
+import { RUN_RESULTS_FILE, checkTotals, expandRefs, experimentStateOf } from '../protocol/experimentsState.js';
 
 const TYPING_DEBOUNCE_MS = 400;
 const PROGRESS_POLL_MS = 300;

@@ -86,6 +86,8 @@ function modelNodes(info: ModelInfo): Node[] {
   const cfgFields: [string, string | number | null][] = [
     ['n_layers', c.n_layers], ['n_heads', c.n_heads], ['d_model', c.d_model], ['d_head', c.d_head], ['d_mlp', c.d_mlp], ['d_vocab', c.d_vocab],
     ['n_ctx', c.n_ctx], ['act_fn', c.act_fn], ['normalization_type', c.normalization_type], ['positional_embedding_type', c.positional_embedding_type],
+    ...(c.n_key_value_heads ? [['n_key_value_heads', c.n_key_value_heads] as [string, number]] : []),
+    ...(c.original_architecture ? [['architecture', c.original_architecture] as [string, string]] : []),
   ];
   return [
     ...(info.warnings ?? []).map((w, i) => leaf('Warning', w, { iconPath: new vscode.ThemeIcon('warning'), tooltip: w, id: `model.warning.${i}` })),
@@ -107,7 +109,8 @@ export function axisSizes(info: ModelInfo): Record<string, number | undefined> {
 }
 
 export function hookShape(h: HookInfo, sizes: Record<string, number | undefined>): string {
-  return `[${h.axes.map((a) => (sizes[a] !== undefined ? `${a}=${sizes[a]}` : a)).join(', ')}]`;
+  const size = (a: string) => (a === 'head_index' && h.heads !== undefined ? h.heads : sizes[a]);
+  return `[${h.axes.map((a) => (size(a) !== undefined ? `${a}=${size(a)}` : a)).join(', ')}]`;
 }
 
 export class HooksTree extends SimpleTree {

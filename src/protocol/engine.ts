@@ -22,11 +22,17 @@ export interface ModelConfigInfo {
   act_fn: string;
   normalization_type: string | null;
   positional_embedding_type: string;
+  /** TransformerLens's architecture name, e.g. LlamaForCausalLM. */
+  original_architecture?: string;
+  /** Grouped-query attention: heads of keys and values (null: n_heads). */
+  n_key_value_heads?: number | null;
 }
 
 export interface HookInfo {
   name: string;
   axes: string[];
+  /** Size of head_index when it is not n_heads (hook_k / hook_v / hook_rot_k under grouped-query attention). */
+  heads?: number;
 }
 
 export interface ModelInfo {
@@ -198,9 +204,15 @@ export interface TrainModelPayload {
   attn_only?: boolean;
   d_vocab: number;
   n_ctx: number;
-  act_fn?: 'gelu_new' | 'gelu' | 'relu' | 'gelu_fast';
-  normalization_type?: 'LN' | 'LNPre' | null;
-  positional_embedding_type?: 'standard' | 'none';
+  act_fn?: 'gelu_new' | 'gelu' | 'relu' | 'gelu_fast' | 'silu';
+  normalization_type?: 'LN' | 'LNPre' | 'RMS' | 'RMSPre' | null;
+  positional_embedding_type?: 'standard' | 'rotary' | 'none';
+  /** Block types of the registered families (Llama: RMS, rotary, gated_mlp, n_key_value_heads; GPT-NeoX: parallel_attn_mlp, rotary_dim). */
+  rotary_dim?: number;
+  rotary_base?: number;
+  n_key_value_heads?: number;
+  gated_mlp?: boolean;
+  parallel_attn_mlp?: boolean;
   bos_token_id?: number | null;
   model_name?: string;
 }

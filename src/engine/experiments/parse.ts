@@ -10,7 +10,9 @@ import * as path from 'node:path';
 import { LineIndex, nodeAt, parseJsonWithPositions, JsonSyntaxError, toValue, type JsonNode, type JsonPath, type Range } from './json.js';
 import { analysisExperimentSchema, ANSWER_KINDS, PATCHING_KINDS, type AnalysisSpec, type ExperimentFile, type GroupExpectation, type PromptSource } from './schema.js';
 import { validate } from './validate.js';
+import type { Diagnostic, Location } from './diagnostics.js';
 import { isTrainRoot, resolveTrainExperiment, type ResolvedTrainExperiment } from './trainParse.js';
+export type { Diagnostic, Location } from './diagnostics.js';
 import { confinedReader, readNamedFile, type FileReader, type NamedFiles } from './files.js';
 import { parsePromptsFile, splitLines } from '../prompts/promptsFile.js';
 import type { HookedTransformerConfig } from '../model/config.js';
@@ -19,20 +21,7 @@ import { toSingleToken, toTokens, tokensToStrings, type Tokenizer } from '../mod
 import type { Processing } from '../model/params.js';
 import type { Device } from '../backends/onnx/runtime.js';
 
-export interface Diagnostic {
-  /** Absolute path of the file the range is in (the experiment, or a .prompts / text file it names). */
-  file: string;
-  range: Range;
-  severity: 'error' | 'warning';
-  message: string;
-  code: string;
-}
 
-/** A place in a file. */
-export interface Location {
-  file: string;
-  range: Range;
-}
 
 export interface ResolvedPrompt {
   prompt: string;

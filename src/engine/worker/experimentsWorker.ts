@@ -11,16 +11,16 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { RpcEndpoint } from '../protocol/rpc.js';
-import { EngineNotifications, EngineRequests, type ExperimentCheckResult, type ExperimentDiagnostic, type ExperimentProgress, type ExperimentRunResult } from '../protocol/engine.js';
-import { LoadedEngine } from '../engine/engine.js';
-import { hfCacheSnapshot, hfRepoCacheDir, isHfModelId } from '../engine/model/load.js';
-import { isBuiltin } from '../engine/model/builtin.js';
-import { checkWithModel, hasErrors, parseExperiment, readExperiment, type Diagnostic, type ParseResult, type ResolvedExperiment } from '../engine/experiments/parse.js';
-import { runExperiment, type AnalysisResult } from '../engine/experiments/run.js';
-import { EXPERIMENT_COPY, existingRunDir, loadParts, partKey, prepareRunDir, readProgress, savePart, saveRun, startRun, toJson } from '../engine/experiments/store.js';
-import { RUN_FILE } from '../protocol/runs.js';
-import { limitState } from './experimentsState.js';
+import type { RpcEndpoint } from '../../protocol/rpc.js';
+import { EngineNotifications, EngineRequests, type ExperimentCheckResult, type ExperimentDiagnostic, type ExperimentProgress, type ExperimentRunResult } from '../../protocol/engine.js';
+import { LoadedEngine } from '../engine.js';
+import { hfCacheSnapshot, hfRepoCacheDir, isHfModelId } from '../model/load.js';
+import { isBuiltin } from '../model/builtin.js';
+import { checkWithModel, hasErrors, parseExperiment, readExperiment, type Diagnostic, type ParseResult, type ResolvedExperiment } from '../experiments/parse.js';
+import { runExperiment, type AnalysisResult } from '../experiments/run.js';
+import { EXPERIMENT_COPY, existingRunDir, loadParts, partKey, prepareRunDir, readProgress, savePart, saveRun, startRun, toJson } from '../experiments/store.js';
+import { RUN_FILE } from '../../protocol/runs.js';
+import { limitState } from '../../protocol/experimentsState.js';
 
 /** Experiment models kept loaded besides the settings' model (each GPT-2 small is ~0.5 GB). */
 const MAX_IDLE_ENGINES = 1;
