@@ -53,13 +53,16 @@ export class PyPeer {
       this.stderrTail.push(...d.split('\n'));
       if (this.stderrTail.length > 40) this.stderrTail = this.stderrTail.slice(-40);
     });
+    // A server that died (e.g. killed for memory) closes its stdin: the next request reports
+    // it through `next`, so the pipe's own error is not an unhandled event.
+    this.child.stdin.on('error', () => undefined);
     this.lines = createInterface({ input: this.child.stdout })[Symbol.asyncIterator]();
     this.ready = this.next('start');
   }
 
   private async next(what: string): Promise<PyAnswer> {
     const r = await this.lines.next();
-    if (r.done) throw new Error(`TransformerLens server ended during ${what}: ${this.stderrTail.filter(Boolean).slice(-8).join(' | ')}`);
+    if (r.done) throw new Error(`TransformerLens server ended during ${what}${this.child.signalCode ? ` (killed by ${this.child.signalCode}, e.g. out of memory)` : ''}: ${this.stderrTail.filter(Boolean).slice(-8).join(' | ')}`);
     return JSON.parse(r.value) as PyAnswer;
   }
 
@@ -73,7 +76,7 @@ export class PyPeer {
 
   /** Ends the server and waits for it to exit. */
   async close(): Promise<void> {
-    if (this.child.exitCode !== null) return;
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
     const done = new Promise<void>((res) => this.child.once('exit', () => res()));
     this.child.stdin.end(JSON.stringify({ cmd: 'exit' }) + '\n');
     await done;
