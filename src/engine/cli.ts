@@ -4,7 +4,7 @@
  *   mechlens cache   --model DIR|ID --tokens-json FILE [--processing MODE] [--hooks all|NAME,...] --out FILE.safetensors
  *   mechlens analyze --model DIR|ID --spec FILE [--processing MODE] --out FILE.json
  *   mechlens info    --model DIR|ID [--processing MODE]
- *   mechlens run     FILE.experiment.json [--out DIR] [--model DIR|ID] [--processing MODE] [--strict]
+ *   mechlens run     FILE.experiment.json [--out DIR] [--root DIR] [--model DIR|ID] [--processing MODE] [--strict]
  *   mechlens report  RUN_DIR|run.json|FILE.experiment.json --out report.html
  *
  * Any failure prints one line `mechlens: <what is wrong and how to fix it>` to stderr and exits
@@ -27,9 +27,10 @@ const USAGE = `usage:
   mechlens cache   --model DIR|HF_ID --tokens-json FILE [--processing none|default|default+refactor] [--hooks all|NAME,...] --out FILE.safetensors
   mechlens analyze --model DIR|HF_ID --spec FILE [--processing none|default|default+refactor] --out FILE.json
   mechlens info    --model DIR|HF_ID [--processing ...]
-  mechlens run     FILE.experiment.json [--out RUN_DIR] [--model DIR|HF_ID] [--processing ...] [--strict]
+  mechlens run     FILE.experiment.json [--out RUN_DIR] [--root DIR] [--model DIR|HF_ID] [--processing ...] [--strict]
   mechlens report  RUN_DIR|run.json|FILE.experiment.json --out report.html
-options: --device auto|cpu|cuda (default cpu), --offline (never download)`;
+options: --device auto|cpu|cuda (default cpu), --offline (never download),
+         --root DIR (files an experiment names must lie inside it; default: the experiment's folder)`;
 
 type Flags = Record<string, string | true>;
 
@@ -195,6 +196,7 @@ export async function main(argv: string[], io: CliIo = { out: (t) => process.std
         if (!input) throw new UsageError(cmd === 'run' ? 'missing the experiment file: mechlens run FILE.experiment.json' : 'missing the run: mechlens report RUN_DIR --out report.html');
         const opts = {
           out: typeof flags['out'] === 'string' ? flags['out'] : undefined,
+          root: typeof flags['root'] === 'string' ? flags['root'] : undefined,
           model: typeof flags['model'] === 'string' ? flags['model'] : undefined,
           processing: flags['processing'] !== undefined ? processingOf(flags) : undefined,
           device: flags['device'] !== undefined ? deviceOf(flags) : undefined,

@@ -10,8 +10,8 @@ import { HookedTransformer, type Tokens } from './model/hookedTransformer.js';
 import { loadTokenizerForModel, toTokens, toSingleToken, tokensToStrings, type Tokenizer } from './model/tokenizer.js';
 import type { Processing } from './model/params.js';
 import type { Device } from './backends/onnx/runtime.js';
-import { ActivationCache } from './cache/activationCache.js';
-import { headDla, layerDla, logitDiff, logitLens, loss, rankOf, topK } from './analysis/basic.js';
+import { ActivationCache, tokensToResidualDirections } from './cache/activationCache.js';
+import { headDla, layerDla, logitDiff, logitLens, loss, projectRows, rankOf, topK } from './analysis/basic.js';
 import { logitDiffMetric, normalizedMetric, patchHeadAllPos, patchResidPreByLayerPos } from './analysis/patching.js';
 import { allHooks, hookAxes } from './hooks/hooks.js';
 import type { AnalyzeResult, AttributionResult, MeasureTokensResult, ModelInfo, TestPromptResult } from '../protocol/engine.js';
@@ -155,8 +155,9 @@ export class LoadedEngine {
       const perHead = attrs(cache.stackHeadResults(-1, { pos_slice: -1 }).stack);
       head = Array.from({ length: cfg.n_layers }, (_, l) => perHead.slice(l * cfg.n_heads, (l + 1) * cfg.n_heads));
       layer = attrs(cache.decomposeResid(-1, { pos_slice: -1 }).stack);
-      const acc = cache.accumulatedResid(-1, { incl_mid: !cfg.attn_only, pos_slice: -1 });
-      lens = { labels: acc.labels, values: attrs(acc.stack) };
+      // The logit lens re-normalises each stream with ln_final (TransformerLens 3), see analysis/basic.ts.
+      const acc = cache.accumulatedResid(-1, { incl_mid: !cfg.attn_only, pos_slice: -1, apply_ln: true, recompute_ln: true });
+      lens = { labels: acc.labels, values: Array.from(projectRows(acc.stack, tokensToResidualDirections(this.model.params, [a])).data) };
     }
     if (signal?.aborted) throw new Error('cancelled');
     const res: AttributionResult = {

@@ -31,6 +31,7 @@ import { promptsFromSelection } from './promptTarget.js';
 import { Debouncer, LatestOnly, errorMessage, isCancellation } from './latest.js';
 import { notifyError } from './notify.js';
 import { errorState, loadingState, shortText } from './states.js';
+import { experimentRoot, trustedToRun } from './workspaceRoot.js';
 import {
   PROMPT_ANALYSES, analysisLabel, errorsMessage, experimentOutline, isExperimentFile, lastRunOf, modelProblem, parseHeads, parseNeuron, promptExperiment,
   promptExperimentPath, whyNot, diagnosticWhere, type ExperimentOutline, type PromptAnalysisChoice,
@@ -168,7 +169,7 @@ export class ExperimentDiagnostics implements vscode.Disposable {
       this.publish(doc.uri, [], outline);
       return [];
     }
-    const base = { file: doc.uri.fsPath, text, allowDownload: this.s.host.settings.allowDownload };
+    const base = { file: doc.uri.fsPath, text, root: experimentRoot(doc.uri.fsPath), allowDownload: this.s.host.settings.allowDownload };
     const stale = () => !latest.isLatest(signal) || doc.isClosed || doc.version !== version;
     try {
       const fast = await this.s.host.request(EngineRequests.experimentCheck, { ...base, withModel: false }, signal);
@@ -369,7 +370,7 @@ export class ExperimentRunner implements vscode.Disposable {
           try {
             return await s.host.request(
               EngineRequests.experimentRun,
-              { file: req.file, text: req.text, workspace, allowDownload: s.host.settings.allowDownload, token, ...(req.only ? { only: req.only } : {}) },
+              { file: req.file, text: req.text, workspace, root: experimentRoot(req.file), allowDownload: s.host.settings.allowDownload, token, ...(req.only ? { only: req.only } : {}) },
               abort.signal,
             );
           } finally {
@@ -651,10 +652,12 @@ export function registerExperiments(s: ExperimentServices): vscode.Disposable[] 
     runner,
     vscode.languages.registerCodeLensProvider(selector, lenses),
     reg('mechlens.runExperiment', async (arg) => {
+      if (!trustedToRun()) return undefined;
       const doc = await experimentDoc(arg);
       return doc ? runFile(runner, doc) : undefined;
     }),
     reg('mechlens.runAnalysis', async (arg) => {
+      if (!trustedToRun()) return undefined;
       const index = typeof arg === 'object' && arg !== null && typeof (arg as ExperimentLensArg).index === 'number' ? (arg as ExperimentLensArg).index : undefined;
       const editor = vscode.window.activeTextEditor;
       // From a lens or an experiment editor: that file's analyses; elsewhere: the prompt at the cursor.

@@ -18,7 +18,7 @@ import { hfCacheSnapshot, hfRepoCacheDir, isHfModelId } from '../engine/model/lo
 import { isBuiltin } from '../engine/model/builtin.js';
 import { checkWithModel, hasErrors, parseExperiment, readExperiment, type Diagnostic, type ParseResult, type ResolvedExperiment } from '../engine/experiments/parse.js';
 import { runExperiment } from '../engine/experiments/run.js';
-import { EXPERIMENT_COPY, saveRun, toJson } from '../engine/experiments/store.js';
+import { EXPERIMENT_COPY, prepareRunDir, saveRun, toJson } from '../engine/experiments/store.js';
 import { RUN_FILE } from '../protocol/runs.js';
 import { limitState } from './experimentsState.js';
 
@@ -123,8 +123,10 @@ export class ExperimentEngines {
   }
 }
 
-function parse(file: string, text: string | undefined): ParseResult {
-  return text !== undefined ? parseExperiment(text, file) : readExperiment(file);
+function parse(file: string, text: string | undefined, root: string | undefined): ParseResult {
+  // Files the experiment names stay inside its workspace folder (engine/experiments/files.ts).
+  const opts = { root: root ?? path.dirname(file) };
+  return text !== undefined ? parseExperiment(text, file, undefined, opts) : readExperiment(file, undefined, opts);
 }
 
 const plain = (d: Diagnostic): ExperimentDiagnostic => ({ file: d.file, range: d.range, severity: d.severity, message: d.message, code: d.code });
@@ -161,7 +163,7 @@ export function registerExperimentHandlers(rpc: RpcEndpoint, main: MainEngine): 
   const progress = new Map<string, ExperimentProgress>();
 
   rpc.onRequest(EngineRequests.experimentCheck, async (p, ctx): Promise<ExperimentCheckResult> => {
-    const parsed = parse(p.file, p.text);
+    const parsed = parse(p.file, p.text, p.root);
     const diagnostics = parsed.diagnostics.map(plain);
     const x = parsed.experiment;
     if (!x || hasErrors(parsed.diagnostics)) return { diagnostics, modelChecked: false };
@@ -200,13 +202,16 @@ export function registerExperimentHandlers(rpc: RpcEndpoint, main: MainEngine): 
       rpc.notify(EngineNotifications.progress, { requestId: ctx.requestId, message, ...(fraction !== undefined ? { fraction } : {}) });
     };
     try {
-      const parsed = parse(p.file, p.text);
+      const parsed = parse(p.file, p.text, p.root ?? p.workspace);
       const diagnostics = parsed.diagnostics.map(plain);
       const x = parsed.experiment;
       if (!x || hasErrors(parsed.diagnostics)) return { diagnostics };
       const bad = (p.only ?? []).filter((i) => !Number.isInteger(i) || i < 0 || i >= x.analyses.length);
       if (bad.length) throw new Error(`analysis ${bad.join(', ')} does not exist: the file has ${x.analyses.length} analyses (0-based)`);
       const allowDownload = p.allowDownload && !x.model.offline;
+      // A read-only or unusable workspace fails now, not after every analysis ran.
+      const dest = prepareRunDir({ workspace: p.workspace });
+      let kept = false;
       report(`loading ${x.model.name}`, 0, 0);
       // Set once the model is loaded: an error before that is the model's, reported at "model".
       let loaded = false;
@@ -229,7 +234,8 @@ export function registerExperimentHandlers(rpc: RpcEndpoint, main: MainEngine): 
             },
           });
           // Even a cancelled run is saved: the folder holds what was computed (partial sweeps as NaN).
-          const saved = saveRun(x, results, { workspace: p.workspace, modelName: engine.model.cfg.model_name });
+          const saved = saveRun(x, results, { modelName: engine.model.cfg.model_name, into: dest });
+          kept = true;
           // The copy of the file is what ran: the editor's buffer (or the in-memory experiment), not the disk version.
           if (p.text !== undefined) fs.writeFileSync(path.join(saved.dir, EXPERIMENT_COPY), p.text);
           // run.json is what the panel and the Runs view load: heatmaps too large for them stay in
@@ -258,6 +264,8 @@ export function registerExperimentHandlers(rpc: RpcEndpoint, main: MainEngine): 
       } catch (e) {
         if (ctx.signal.aborted || loaded) throw e;
         return { diagnostics: [...diagnostics, loadFailure(x, e, allowDownload)] };
+      } finally {
+        if (!kept) dest.abandon();
       }
     } finally {
       state.finished = true;

@@ -14,6 +14,7 @@
  *
  * `mechlens.training.snapshot` (not in the palette) returns the panels' states for the tests.
  */
+import { trustedToRun } from './workspaceRoot.js';
 import * as vscode from 'vscode';
 import * as path from 'node:path';
 import { EngineClient } from '../engine/worker/client.js';
@@ -400,10 +401,10 @@ export function registerTraining(s: TrainingServices): vscode.Disposable {
   return vscode.Disposable.from(
     c,
     vscode.languages.registerCodeLensProvider(TRAIN_SELECTOR, c.lenses),
-    reg('mechlens.train', (arg) => c.train(arg, false)),
-    reg('mechlens.resumeTraining', (arg) => c.train(arg, true)),
+    reg('mechlens.train', (arg) => (trustedToRun() ? c.train(arg, false) : undefined)),
+    reg('mechlens.resumeTraining', (arg) => (trustedToRun() ? c.train(arg, true) : undefined)),
     reg('mechlens.stopTraining', (arg) => c.stop(arg)),
-    reg('mechlens.analyseTraining', (arg) => c.analyse(arg)),
+    reg('mechlens.analyseTraining', (arg) => (trustedToRun() ? c.analyse(arg) : undefined)),
     reg('mechlens.showTraining', (arg) => c.show(arg)),
     reg('mechlens.training.snapshot', () => c.snapshot()),
   );

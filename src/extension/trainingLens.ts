@@ -6,10 +6,11 @@
  * (experiments.ts); neither feature shows anything on the other's files.
  */
 import * as vscode from 'vscode';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Diagnostic as EngineDiagnostic } from '../engine/experiments/parse.js';
 import { parseJsonWithPositions, LineIndex, type JsonNode } from '../engine/experiments/json.js';
+import { confinedReader } from '../engine/experiments/files.js';
+import { experimentRoot } from './workspaceRoot.js';
 import { defaultCheckpointDir, experimentName, isTrainRoot, resolveTrainExperiment, type ResolvedTrainExperiment } from '../engine/experiments/trainParse.js';
 import { Debouncer } from './latest.js';
 import { latestCheckpoint } from './trainingStates.js';
@@ -48,15 +49,9 @@ export function trainOutline(text: string): { root: JsonNode; lines: LineIndex; 
 export function parseTrainText(text: string, file: string): { train?: ResolvedTrainExperiment; diagnostics: EngineDiagnostic[] } | undefined {
   const o = trainOutline(text);
   if (!o) return undefined;
-  return resolveTrainExperiment(o.root, o.lines, path.resolve(file), {
-    read: (f) => {
-      try {
-        return fs.readFileSync(f, 'utf8');
-      } catch {
-        return null;
-      }
-    },
-  });
+  const abs = path.resolve(file);
+  const root = experimentRoot(abs);
+  return resolveTrainExperiment(o.root, o.lines, abs, { root, dir: path.dirname(abs), reader: confinedReader(root) });
 }
 
 /**

@@ -340,6 +340,8 @@ export interface ExperimentCheckParams {
   file: string;
   /** The text to check (an editor's unsaved buffer); default: the file on disk. */
   text?: string;
+  /** The folder every file the experiment names must stay inside (its workspace folder); default: the experiment's folder. */
+  root?: string;
   /**
    * false: only the checks that need no model (JSON, schema, prompts files), at once. true: also
    * the tokenizer- and shape-aware ones, loading the experiment's model without downloading it.
@@ -364,6 +366,8 @@ export interface ExperimentRunParams {
   only?: number[];
   /** The folder holding .mechlens/runs (the workspace folder). */
   workspace: string;
+  /** The folder every file the experiment names must stay inside (its workspace folder); default: `workspace`. */
+  root?: string;
   /** May the model be downloaded from the Hugging Face hub (also subject to the file's "offline"). */
   allowDownload: boolean;
   /** Names this run for engine/experiment/progress; progress notifications are sent as well. */

@@ -6,6 +6,7 @@
  *
  * Plain data only (this module is shared by the extension, the CLI and experiment runners).
  */
+import { checkRunFile } from './runFiles.js';
 import type { PanelState } from './webview.js';
 import type { ProcessingMode } from './engine.js';
 
@@ -76,7 +77,8 @@ export function runRecordProblem(x: unknown): string | null {
   if (typeof inputs !== 'object' || inputs === null || !Array.isArray(inputs.prompts)) return '"inputs" must be an object with "prompts"';
   const s = r.state as Record<string, unknown> | null;
   if (typeof s !== 'object' || s === null || typeof s.kind !== 'string') return '"state" must be a panel state with a "kind"';
-  return null;
+  // Deeper: every field a reader relies on, located (runFiles.ts); unknown blocks are not errors.
+  return checkRunFile(x).errors[0] ?? null;
 }
 
 export function isRunRecord(x: unknown): x is RunRecord {

@@ -19,7 +19,8 @@ import {
   tokensToResidualDirections,
 } from '../../src/engine/cache/activationCache.js';
 
-const DIR = path.join(__dirname, '..', 'fixtures', 'tiny-gpt2');
+// TransformerLens's own activations and processed params (the oracle fixture, see test/helpers/oracle.ts).
+const DIR = path.join(__dirname, '..', 'fixtures', 'gpt2-tied-gelu-new');
 const ALL = readSafetensors(path.join(DIR, 'expected.safetensors'));
 const SPEC = JSON.parse(fs.readFileSync(path.join(DIR, 'spec.json'), 'utf8')) as { tokens: number[][]; answers: number[][] };
 const HF = JSON.parse(fs.readFileSync(path.join(DIR, 'config.json'), 'utf8')) as Record<string, unknown>;
@@ -31,20 +32,20 @@ function prefixed(prefix: string): Map<string, F32> {
   return m;
 }
 
-/** Hooks (without logits and params) of one mode. */
+/** Hooks (without logits, params and the analyses) of one mode. */
 function hooksOf(mode: Processing): Map<string, F32> {
   const m = prefixed(`${mode}/`);
-  for (const k of [...m.keys()]) if (k === 'logits' || k.startsWith('params/')) m.delete(k);
+  for (const k of [...m.keys()]) if (k === 'logits' || /^(params|dla|lens|patching|loss)\//.test(k) || k.startsWith('unembed.')) m.delete(k);
   return m;
 }
 
-/** 'default+refactor' has no params of its own: W_U, b_U, b_O and b_out equal the 'default' ones (checked below). */
+/** The processed params of a mode; 'default+refactor' stores only those refactoring changed (the rest are 'default's). */
 function paramsOf(mode: Processing): Params {
-  return prefixed(`${mode === 'none' ? 'none' : 'default'}/params/`);
+  return mode === 'default+refactor' ? new Map([...prefixed('default/params/'), ...prefixed('default+refactor/params/')]) : prefixed(`${mode}/params/`);
 }
 
 function cfgOf(mode: Processing): HookedTransformerConfig {
-  const base = configFromHfGpt2(HF, 'tiny-gpt2');
+  const base = configFromHfGpt2(HF, 'gpt2-tied-gelu-new');
   return mode === 'none' ? base : makeConfig({ ...base, normalization_type: 'LNPre' });
 }
 
@@ -89,9 +90,10 @@ function matmul(x: Float32Array, d: number, P: Float32Array, K: number): Float64
   return out;
 }
 
-const B = 4;
-const P = 8;
+const B = SPEC.tokens.length;
+const P = SPEC.tokens[0]!.length;
 const D = 32;
+const VOCAB = Number(HF['vocab_size']);
 
 for (const mode of PROCESSING_MODES) {
   test(`[${mode}] the fixture's logits follow from the final residual and these W_U / b_U`, () => {
@@ -105,7 +107,7 @@ for (const mode of PROCESSING_MODES) {
     const b = p.get('ln_final.b')?.data;
     const x = new Float32Array(normed.length);
     for (let i = 0; i < x.length; i++) x[i] = normed[i]! * (w ? w[i % D]! : 1) + (b ? b[i % D]! : 0);
-    const V = 50;
+    const V = VOCAB;
     const logits = matmul(x, D, p.get('unembed.W_U')!.data, V);
     const bU = p.get('unembed.b_U')!.data;
     for (let i = 0; i < logits.length; i++) logits[i]! += bU[i % V]!;
@@ -235,11 +237,15 @@ test('hook_result missing: head results are computed from hook_z and W_O', () =>
     fromZ.computeHeadResults();
     assertClose(fromZ.get('blocks.1.attn.hook_result').data, full.get('blocks.1.attn.hook_result').data, `${mode} computeHeadResults`);
   }
-  // 'default+refactor' rewrote W_O, so the 'default' W_O does not turn its hook_z into its results:
-  // with that cache, head results must come from the cached hook_result.
-  const ref = cacheOf('default+refactor', ['blocks.0.attn.hook_result']);
-  const got = ref.stackHeadResults(1).stack.data;
-  assert.ok(maxDiff(got, cacheOf('default+refactor').stackHeadResults(1).stack.data) > 1, 'refactored W_O differs from default W_O');
+  // 'default+refactor' rewrote W_O: its own W_O turns its hook_z into its results, the 'default'
+  // W_O does not.
+  const refZ = new ActivationCache(hooksOf('default+refactor'), cfgOf('default+refactor'), paramsOf('default+refactor'));
+  const drop = ['blocks.0.attn.hook_result', 'blocks.1.attn.hook_result'];
+  const h = hooksOf('default+refactor');
+  for (const k of drop) h.delete(k);
+  assertClose(new ActivationCache(h, cfgOf('default+refactor'), paramsOf('default+refactor')).stackHeadResults(1).stack.data, refZ.stackHeadResults(1).stack.data, 'refactored heads from z');
+  const withDefaultWO = new ActivationCache(h, cfgOf('default+refactor'), paramsOf('default')).stackHeadResults(1).stack.data;
+  assert.ok(maxDiff(withDefaultWO, refZ.stackHeadResults(1).stack.data) > 1e-2, 'refactored W_O differs from default W_O');
 });
 
 test('pos_slice: single position drops the axis; ranges and lists keep it', () => {
@@ -249,10 +255,10 @@ test('pos_slice: single position drops the axis; ranges and lists keep it', () =
   assert.deepEqual(last.dims, [6, B, D]);
   assert.deepEqual(last.axes, ['component', 'batch', 'd_model']);
   const pick = (t: F32, c: number, b: number, p: number): Float32Array => t.data.subarray(((c * B + b) * P + p) * D, ((c * B + b) * P + p + 1) * D);
-  assertClose(last.data.subarray(((2 * B + 3) * D), (2 * B + 4) * D), pick(full, 2, 3, 7), 'pos -1');
+  assertClose(last.data.subarray(((2 * B + B - 1) * D), (2 * B + B) * D), pick(full, 2, B - 1, P - 1), 'pos -1');
   const list = cache.decomposeResid(-1, { pos_slice: [5, 0] }).stack;
   assert.deepEqual(list.dims, [6, B, 2, D]);
-  assertClose(list.data.subarray(((1 * B + 2) * 2 + 0) * D, ((1 * B + 2) * 2 + 1) * D), pick(full, 1, 2, 5), 'pos [5, 0]');
+  assertClose(list.data.subarray(((1 * B + B - 1) * 2 + 0) * D, ((1 * B + B - 1) * 2 + 1) * D), pick(full, 1, B - 1, 5), 'pos [5, 0]');
   assert.deepEqual(resolveSlice({ start: 1, stop: 7, step: 2 }, 8).indices, [1, 3, 5]);
   assert.deepEqual(resolveSlice({ start: -3 }, 8).indices, [5, 6, 7]);
   assert.deepEqual(resolveSlice({ stop: -6 }, 8).indices, [0, 1]);
@@ -287,15 +293,15 @@ test('logitAttrs: fused LN + dot equals applyLnToStack then W_U columns; broadca
   const td = tokensToResidualDirections(p, grid);
   assert.deepEqual(td.dims, [B, P, D]);
   let s = 0;
-  for (let i = 0; i < D; i++) s += normed.data[((3 * B + 2) * P + 5) * D + i]! * td.data[(2 * P + 5) * D + i]!;
-  assert.ok(Math.abs(g.data[(3 * B + 2) * P + 5]! - s) < ATOL);
+  for (let i = 0; i < D; i++) s += normed.data[((3 * B + B - 1) * P + 5) * D + i]! * td.data[((B - 1) * P + 5) * D + i]!;
+  assert.ok(Math.abs(g.data[(3 * B + B - 1) * P + 5]! - s) < ATOL);
   // A single token broadcasts everywhere.
   const one = cache.logitAttrs(stack, 7);
   assert.deepEqual(one.dims, [6, B, P]);
   // batch_slice selects prompts on both the stack and the scale.
   const sub = cache.logitAttrs(cache.decomposeResid(-1, { pos_slice: -1 }).stack, [correct[1]!], [wrong[1]!], { pos_slice: -1, batch_slice: [1] });
   assert.deepEqual(sub.dims, [6, 1]);
-  for (let c = 0; c < 6; c++) assert.ok(Math.abs(sub.data[c]! - want[(c * B + 1) * P + 7]!) < ATOL);
+  for (let c = 0; c < 6; c++) assert.ok(Math.abs(sub.data[c]! - want[(c * B + 1) * P + P - 1]!) < ATOL);
 });
 
 test('a cache without a batch axis gives the batch-0 rows', () => {
@@ -326,9 +332,9 @@ test('accumulatedBias and tokensToResidualDirections', () => {
   assertClose(bias, want, 'accumulated bias');
   const d = tokensToResidualDirections(p, 3);
   assert.deepEqual(d.dims, [D]);
-  assert.equal(d.data[5], p.get('unembed.W_U')!.data[5 * 50 + 3]);
+  assert.equal(d.data[5], p.get('unembed.W_U')!.data[5 * VOCAB + 3]);
   assert.throws(() => tokensToResidualDirections(p, [1, 2], [3]), /same shape/);
-  assert.throws(() => tokensToResidualDirections(p, 50), /not in 0\.\.49/);
+  assert.throws(() => tokensToResidualDirections(p, VOCAB), new RegExp(`not in 0\\.\\.${VOCAB - 1}`));
   assert.throws(() => answerResidualDirections(p, [[1, 2, 3]]), /\[correct, wrong\] pair/);
 });
 
@@ -351,10 +357,10 @@ test('errors: missing hooks name what the cache holds', () => {
 
 test('errors: bad pos_slice, layer and mismatched stacks', () => {
   const cache = cacheOf('none');
-  assert.throws(() => cache.decomposeResid(-1, { pos_slice: 8 }), /pos_slice: index 8 is out of range for an axis of length 8 \(valid: -8\.\.7\)/);
-  assert.throws(() => cache.decomposeResid(-1, { pos_slice: -9 }), /out of range/);
+  assert.throws(() => cache.decomposeResid(-1, { pos_slice: P }), new RegExp(`pos_slice: index ${P} is out of range for an axis of length ${P} \\(valid: -${P}\\.\\.${P - 1}\\)`));
+  assert.throws(() => cache.decomposeResid(-1, { pos_slice: -(P + 1) }), /out of range/);
   assert.throws(() => cache.decomposeResid(-1, { pos_slice: 1.5 }), /not an integer index/);
-  assert.throws(() => cache.decomposeResid(-1, { pos_slice: [0, 9] }), /index 9 is out of range/);
+  assert.throws(() => cache.decomposeResid(-1, { pos_slice: [0, P + 1] }), new RegExp(`index ${P + 1} is out of range`));
   assert.throws(() => cache.decomposeResid(-1, { pos_slice: { step: 0 } }), /step cannot be 0/);
   assert.throws(() => cache.decomposeResid(-1, { pos_slice: { start: 0.5 } }), /start must be an integer/);
   assert.throws(() => cache.decomposeResid(-1, { pos_slice: 'last' as unknown as number }), /expected a number, an array/);
@@ -375,7 +381,7 @@ test('recompute_ln normalises each component with its own statistics', () => {
   const final = comp(stack, 2);
   const want = cache.get('ln_final.hook_normalized').data;
   const last = new Float32Array(B * D);
-  for (let b = 0; b < B; b++) last.set(want.subarray((b * P + 7) * D, (b * P + 8) * D), b * D);
+  for (let b = 0; b < B; b++) last.set(want.subarray((b * P + P - 1) * D, (b * P + P) * D), b * D);
   assertClose(final, last, 'recomputed final LN');
   const first = comp(stack, 0);
   let ms = 0;

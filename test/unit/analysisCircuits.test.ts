@@ -5,7 +5,7 @@ import { makeConfig } from '../../src/engine/model/config.js';
 import { eigenvalues } from '../../src/engine/analysis/eig.js';
 import { columnNorms, compositionScores, copyingScore, FactoredMatrix, fullOvCircuit, fullQkCircuit, headWeight, ovCircuit, ovCopyingScores, ovIntoMlp, ovIntoUnembed, positionalQkCircuit, qkCircuit } from '../../src/engine/analysis/circuits.js';
 import { mat, matmul, transpose, type Mat } from '../../src/engine/weights/linalg.js';
-import { fixtureConfig, fixtureParams } from '../helpers/fixture.js';
+import { fixtureConfig, fixtureParams } from '../helpers/tinyModel.js';
 import type { Params } from '../../src/engine/model/params.js';
 
 function fixtureModel(params: Params = fixtureParams('default')): HookedTransformer {

@@ -5,7 +5,7 @@ import { makeConfig } from '../../src/engine/model/config.js';
 import { attentionPatterns, detectHeads, detectionPattern, headSimilarityScore, repeatedRandomTokens, repeatedTokenHeadScores } from '../../src/engine/analysis/heads.js';
 import { f32 } from '../../src/engine/tensor/tensor.js';
 import type { Params } from '../../src/engine/model/params.js';
-import { fixtureConfig, fixtureParams, spec } from '../helpers/fixture.js';
+import { fixtureConfig, fixtureParams, spec } from '../helpers/tinyModel.js';
 
 const ones = (p: Float64Array, n: number) => {
   const out: [number, number][] = [];

@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import { HookedTransformer } from '../../src/engine/model/hookedTransformer.js';
 import { makeConfig } from '../../src/engine/model/config.js';
 import { answerProbMetric, logitDiffMetric, naivePatchCell, normalizedMetric, runPatchSweep, SweepAbortedError, sweepLayout, type PatchSweepSpec } from '../../src/engine/analysis/patching.js';
-import { fixtureConfig, fixtureParams, spec } from '../helpers/fixture.js';
+import { fixtureConfig, fixtureParams, spec } from '../helpers/tinyModel.js';
 import type { Metric } from '../../src/engine/analysis/metrics.js';
 
 function fixtureModel(mode: 'none' | 'default'): HookedTransformer {

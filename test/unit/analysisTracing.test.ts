@@ -10,7 +10,7 @@ import { ActivationCache } from '../../src/engine/cache/activationCache.js';
 import { tileBatch } from '../../src/engine/analysis/sweep.js';
 import type { HookName } from '../../src/engine/hooks/hooks.js';
 import type { Intervention } from '../../src/engine/interventions/plan.js';
-import { fixtureConfig, fixtureParams, spec } from '../helpers/fixture.js';
+import { fixtureConfig, fixtureParams, spec } from '../helpers/tinyModel.js';
 
 function fixtureModel(): HookedTransformer {
   return new HookedTransformer(makeConfig({ ...fixtureConfig(), normalization_type: 'LNPre' }), fixtureParams('default'), 'default', 'fixture', { device: 'cpu', threads: 1 });

@@ -13,7 +13,7 @@ import { logitDiffMetric, normalizedMetric, runPatchSweep, type PatchSweepSpec }
 import { hookAxes, type HookName } from '../../src/engine/hooks/hooks.js';
 import { applyProcessing } from '../../src/engine/weights/process.js';
 import { f32, type F32 } from '../../src/engine/tensor/tensor.js';
-import { fixtureConfig, fixtureParams, spec } from '../helpers/fixture.js';
+import { fixtureConfig, fixtureParams, spec } from '../helpers/tinyModel.js';
 import { pearson } from '../../src/engine/tensor/stats.js';
 
 function fixtureModel(mode: 'none' | 'default'): HookedTransformer {

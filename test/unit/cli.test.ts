@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { main } from '../../src/engine/cli.js';
 import { readSafetensors } from '../../src/engine/model/safetensors.js';
-import { FIXTURE_DIR, alignedReference, expectedJson, spec } from '../helpers/fixture.js';
+import { FIXTURE_DIR, FIXTURE_MODEL_DIR, alignedReference, expectedJson, hookNamesIn, spec } from '../helpers/fixture.js';
 import { f32, maxAbsDiff } from '../../src/engine/tensor/tensor.js';
 import { PROCESSING_MODES } from '../../src/engine/model/params.js';
 
@@ -38,10 +38,10 @@ for (const mode of PROCESSING_MODES) {
   test(`cache writes logits and every hook under its TransformerLens name (${mode})`, async () => {
     const tok = writeTmp('tokens.json', JSON.stringify(spec.tokens));
     const out = path.join(tmp, `cache-${mode.replace('+', '_')}.safetensors`);
-    const r = await run(['cache', '--model', FIXTURE_DIR, '--tokens-json', tok, '--processing', mode, '--hooks', 'all', '--out', out]);
+    const r = await run(['cache', '--model', FIXTURE_MODEL_DIR, '--tokens-json', tok, '--processing', mode, '--hooks', 'all', '--out', out]);
     assert.equal(r.code, 0, r.stderr);
     const got = readSafetensors(out);
-    const ref = [...readSafetensors(path.join(FIXTURE_DIR, 'expected.safetensors')).keys()].filter((k) => k.startsWith(`${mode}/`) && !k.includes('/params/'));
+    const ref = hookNamesIn(mode).map((h) => `${mode}/${h}`);
     assert.ok(ref.length >= 40);
     const signs = new Map<string, Int8Array>();
     for (const k of ref) {
@@ -55,7 +55,7 @@ for (const mode of PROCESSING_MODES) {
 
   test(`analyze reproduces expected.json (${mode})`, async () => {
     const out = path.join(tmp, `analysis-${mode.replace('+', '_')}.json`);
-    const r = await run(['analyze', '--model', FIXTURE_DIR, '--spec', path.join(FIXTURE_DIR, 'spec.json'), '--processing', mode, '--out', out]);
+    const r = await run(['analyze', '--model', FIXTURE_MODEL_DIR, '--spec', path.join(FIXTURE_DIR, 'spec.json'), '--processing', mode, '--out', out]);
     assert.equal(r.code, 0, r.stderr);
     const got = JSON.parse(fs.readFileSync(out, 'utf8')) as Record<string, unknown>;
     const want = expectedJson.processing[mode];
@@ -85,33 +85,33 @@ test('malformed input exits non-zero with one clear line and leaves no output fi
   const missingT = fs.mkdtempSync(path.join(tmp, 'missing-'));
   fs.copyFileSync(path.join(FIXTURE_DIR, 'config.json'), path.join(missingT, 'config.json'));
   const sd = readSafetensors(path.join(FIXTURE_DIR, 'model.safetensors'));
-  sd.delete('h.1.mlp.c_fc.weight');
+  sd.delete('transformer.h.1.mlp.c_fc.weight');
   const { writeSafetensors } = await import('../../src/engine/model/safetensors.js');
   writeSafetensors(path.join(missingT, 'model.safetensors'), sd);
   const wrongShape = fs.mkdtempSync(path.join(tmp, 'shape-'));
   fs.copyFileSync(path.join(FIXTURE_DIR, 'config.json'), path.join(wrongShape, 'config.json'));
   const sd2 = readSafetensors(path.join(FIXTURE_DIR, 'model.safetensors'));
-  sd2.set('h.0.attn.c_proj.weight', f32([32, 31]));
+  sd2.set('transformer.h.0.attn.c_proj.weight', f32([32, 31]));
   writeSafetensors(path.join(wrongShape, 'model.safetensors'), sd2);
 
   const cases: [string[], RegExp][] = [
-    [['cache', '--model', FIXTURE_DIR, '--tokens-json', writeTmp('bad.json', '[[0, 1,'), '--out', out], /not valid JSON/],
-    [['cache', '--model', FIXTURE_DIR, '--tokens-json', writeTmp('range.json', '[[0, 1, 50]]'), '--out', out], /out of range/],
-    [['cache', '--model', FIXTURE_DIR, '--tokens-json', writeTmp('float.json', '[[0, 1.5]]'), '--out', out], /not an integer/],
-    [['cache', '--model', FIXTURE_DIR, '--tokens-json', writeTmp('long.json', JSON.stringify([Array.from({ length: 17 }, () => 1)])), '--out', out], /n_ctx = 16/],
-    [['cache', '--model', FIXTURE_DIR, '--tokens-json', writeTmp('ragged.json', '[[0, 1, 2], [0, 1]]'), '--out', out], /pad them/],
-    [['cache', '--model', FIXTURE_DIR, '--tokens-json', good, '--hooks', 'blocks.0.attn.hook_nope', '--out', out], /unknown hook/],
-    [['cache', '--model', FIXTURE_DIR, '--tokens-json', path.join(tmp, 'absent.json'), '--out', out], /cannot read tokens file/],
+    [['cache', '--model', FIXTURE_MODEL_DIR, '--tokens-json', writeTmp('bad.json', '[[0, 1,'), '--out', out], /not valid JSON/],
+    [['cache', '--model', FIXTURE_MODEL_DIR, '--tokens-json', writeTmp('range.json', '[[0, 1, 320]]'), '--out', out], /out of range/],
+    [['cache', '--model', FIXTURE_MODEL_DIR, '--tokens-json', writeTmp('float.json', '[[0, 1.5]]'), '--out', out], /not an integer/],
+    [['cache', '--model', FIXTURE_MODEL_DIR, '--tokens-json', writeTmp('long.json', JSON.stringify([Array.from({ length: 33 }, () => 1)])), '--out', out], /n_ctx = 32/],
+    [['cache', '--model', FIXTURE_MODEL_DIR, '--tokens-json', writeTmp('ragged.json', '[[0, 1, 2], [0, 1]]'), '--out', out], /pad them/],
+    [['cache', '--model', FIXTURE_MODEL_DIR, '--tokens-json', good, '--hooks', 'blocks.0.attn.hook_nope', '--out', out], /unknown hook/],
+    [['cache', '--model', FIXTURE_MODEL_DIR, '--tokens-json', path.join(tmp, 'absent.json'), '--out', out], /cannot read tokens file/],
     [['cache', '--model', trunc, '--tokens-json', good, '--out', out], /truncated/],
     [['cache', '--model', absurd, '--tokens-json', good, '--out', out], /claims .* bytes/],
     [['cache', '--model', missingT, '--tokens-json', good, '--out', out], /h\.1\.mlp\.c_fc\.weight/],
     [['cache', '--model', wrongShape, '--tokens-json', good, '--out', out], /c_proj\.weight/],
     [['cache', '--model', path.join(tmp, 'no-such-model'), '--tokens-json', good, '--out', out], /does not exist/],
-    [['cache', '--model', FIXTURE_DIR, '--tokens-json', good, '--processing', 'fold', '--out', out], /--processing must be one of/],
-    [['analyze', '--model', FIXTURE_DIR, '--spec', writeTmp('spec1.json', JSON.stringify({ ...spec, answers: [[1, 2]] })), '--out', out], /answers has 1 pairs/],
-    [['analyze', '--model', FIXTURE_DIR, '--spec', writeTmp('spec2.json', JSON.stringify({ ...spec, corrupted_tokens: spec.tokens.map((r) => r.slice(1)) })), '--out', out], /same shape/],
-    [['analyze', '--model', FIXTURE_DIR, '--spec', writeTmp('spec3.json', JSON.stringify({ tokens: spec.tokens })), '--out', out], /corrupted_tokens/],
-    [['cache', '--model', FIXTURE_DIR, '--tokens-json', good, '--out', path.join(tmp, 'no-dir', 'x.safetensors')], /output folder/],
+    [['cache', '--model', FIXTURE_MODEL_DIR, '--tokens-json', good, '--processing', 'fold', '--out', out], /--processing must be one of/],
+    [['analyze', '--model', FIXTURE_MODEL_DIR, '--spec', writeTmp('spec1.json', JSON.stringify({ ...spec, answers: [[1, 2]] })), '--out', out], /answers has 1 pairs/],
+    [['analyze', '--model', FIXTURE_MODEL_DIR, '--spec', writeTmp('spec2.json', JSON.stringify({ ...spec, corrupted_tokens: spec.tokens.map((r) => r.slice(1)) })), '--out', out], /same shape/],
+    [['analyze', '--model', FIXTURE_MODEL_DIR, '--spec', writeTmp('spec3.json', JSON.stringify({ tokens: spec.tokens })), '--out', out], /corrupted_tokens/],
+    [['cache', '--model', FIXTURE_MODEL_DIR, '--tokens-json', good, '--out', path.join(tmp, 'no-dir', 'x.safetensors')], /output folder/],
     [['frobnicate'], /unknown command/],
   ];
   for (const [args, re] of cases) {
@@ -127,7 +127,7 @@ test('malformed input exits non-zero with one clear line and leaves no output fi
 });
 
 test('the CLI as a process: one stderr line and a non-zero status', () => {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(__dirname, '..', '..', 'src', 'engine', 'cli.ts'), 'cache', '--model', FIXTURE_DIR, '--tokens-json', writeTmp('x.json', 'nope'), '--out', path.join(tmp, 'x.safetensors')], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(__dirname, '..', '..', 'src', 'engine', 'cli.ts'), 'cache', '--model', FIXTURE_MODEL_DIR, '--tokens-json', writeTmp('x.json', 'nope'), '--out', path.join(tmp, 'x.safetensors')], { encoding: 'utf8' });
   assert.equal(r.status, 1);
   assert.match(r.stderr.trim(), /^mechlens: tokens file .* is not valid JSON/);
   assert.equal(r.stderr.trim().split('\n').length, 1);

@@ -13,7 +13,7 @@ import { LoadedEngine } from '../../src/engine/engine.js';
 import { writeSafetensors } from '../../src/engine/model/safetensors.js';
 import { randn } from '../../bench/randomModel.js';
 import { f32, type F32 } from '../../src/engine/tensor/tensor.js';
-import { FIXTURE_DIR, expectedJson, spec } from '../helpers/fixture.js';
+import { FIXTURE_MODEL_DIR, expectedJson, spec } from '../helpers/fixture.js';
 
 const ROOT = path.join(__dirname, '..', '..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mechlens-exp-run-'));
@@ -52,7 +52,7 @@ const fixtureExperiment = (model: string) => JSON.stringify({
 
 test('mechlens run writes a run folder with the fixture\'s numbers, and report a self-contained HTML', async () => {
   const file = path.join(tmp, 'fixture.experiment.json');
-  fs.writeFileSync(file, fixtureExperiment(FIXTURE_DIR));
+  fs.writeFileSync(file, fixtureExperiment(FIXTURE_MODEL_DIR));
   const out = path.join(tmp, 'run-fixture');
   const r = await cli(['run', file, '--out', out]);
   assert.equal(r.code, 0, r.stderr);
@@ -96,7 +96,7 @@ test('mechlens run writes a run folder with the fixture\'s numbers, and report a
   assert.match(text, /^<!DOCTYPE html>/);
   assert.ok(!/<script|<link|<img|<iframe|\burl\(|https?:\/\//i.test(text), 'the report loads nothing remote and runs no script');
   assert.ok((text.match(/<svg /g) ?? []).length >= 5);
-  assert.match(text, /<title>layer 1, position 25_3: normalised logit diff = /);
+  assert.ok(text.includes(`<title>layer 1, position ${spec.tokens[0]![3]}_3: normalised logit diff = `), 'the patching cell has its layer/position title');
   assert.match(text, /2 of 3 expectations met/);
   assert.match(text, /class="tok"/);
 });
@@ -185,9 +185,9 @@ test("seed 004's contraction sample runs end to end on a GPT-2-vocabulary model 
 
 test('a cancelled run keeps the results so far and the partial sweep', async () => {
   const file = path.join(tmp, 'cancel.experiment.json');
-  fs.writeFileSync(file, fixtureExperiment(FIXTURE_DIR));
+  fs.writeFileSync(file, fixtureExperiment(FIXTURE_MODEL_DIR));
   const parsed = parseExperiment(fs.readFileSync(file, 'utf8'), file);
-  const engine = await LoadedEngine.load(FIXTURE_DIR, { processing: 'default', device: 'cpu' });
+  const engine = await LoadedEngine.load(FIXTURE_MODEL_DIR, { processing: 'default', device: 'cpu' });
   try {
     const checked = checkWithModel(parsed.experiment!, engine.model.cfg, engine.tokenizer);
     const ac = new AbortController();

@@ -7,7 +7,9 @@ import { configFromHfGpt2, makeConfig } from '../../src/engine/model/config.js';
 import { convertGpt2Weights } from '../../src/engine/model/hf.js';
 import { readSafetensors } from '../../src/engine/model/safetensors.js';
 
-const FIXTURE = path.join(__dirname, '..', 'fixtures', 'tiny-gpt2');
+// An oracle fixture saved without the transformer. prefix, as the hub's gpt2 is; its expected.safetensors
+// holds TransformerLens's converted params.
+const FIXTURE = path.join(__dirname, '..', 'fixtures', 'gpt2-noprefix-gelu');
 const fixtureConfig = (): Record<string, unknown> => JSON.parse(fs.readFileSync(path.join(FIXTURE, 'config.json'), 'utf8')) as Record<string, unknown>;
 
 /** TransformerLens's reference params ('none' processing) from expected.safetensors. */
@@ -113,7 +115,7 @@ test('missing tensors and wrong shapes: one error naming each tensor with expect
   });
   // Untied config without lm_head.weight.
   const untied = { ...cfg, tie_word_embeddings: false };
-  assert.throws(() => convertGpt2Weights(readSafetensors(path.join(FIXTURE, 'model.safetensors')), untied), /lm_head\.weight: expected shape \[50, 32\], but the tensor is missing/);
+  assert.throws(() => convertGpt2Weights(readSafetensors(path.join(FIXTURE, 'model.safetensors')), untied), /lm_head\.weight: expected shape \[320, 32\], but the tensor is missing/);
   // More layers in the weights than in the config.
   const oneLayer = { ...cfg, n_layers: 1 };
   assert.throws(() => convertGpt2Weights(readSafetensors(path.join(FIXTURE, 'model.safetensors')), oneLayer), /more layers than the config's n_layers = 1/);

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { HookedTransformer, buildMask } from '../../src/engine/model/hookedTransformer.js';
 import { f32, type F32 } from '../../src/engine/tensor/tensor.js';
-import { fixtureConfig, fixtureParams, spec } from '../helpers/fixture.js';
+import { fixtureConfig, fixtureParams, spec } from '../helpers/tinyModel.js';
 import type { HookName } from '../../src/engine/hooks/hooks.js';
 
 const model = () => new HookedTransformer(fixtureConfig(), fixtureParams('none'), 'none', 'fixture', { device: 'cpu', threads: 1 });

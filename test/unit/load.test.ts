@@ -22,7 +22,9 @@ import {
   type LoadProgress,
 } from '../../src/engine/model/load.js';
 
-const FIXTURE = path.join(__dirname, '..', 'fixtures', 'tiny-gpt2');
+// An oracle fixture saved without the transformer. prefix, as the hub's gpt2 is; its expected.safetensors
+// holds TransformerLens's converted params.
+const FIXTURE = path.join(__dirname, '..', 'fixtures', 'gpt2-noprefix-gelu');
 const SLM = '/work/shared/models/slm4096';
 const CONFIG_BYTES = fs.readFileSync(path.join(FIXTURE, 'config.json'));
 const MODEL_BYTES = fs.readFileSync(path.join(FIXTURE, 'model.safetensors'));
@@ -130,8 +132,8 @@ test('loads the fixture folder to TransformerLens none params', async () => {
   const r = await loadModel(FIXTURE);
   assert.equal(r.source, FIXTURE);
   assert.equal(r.cfg.n_layers, 2);
-  assert.equal(r.cfg.model_name, 'tiny-gpt2');
-  assert.deepEqual(r.files, [path.join(FIXTURE, 'config.json'), path.join(FIXTURE, 'model.safetensors')]);
+  assert.equal(r.cfg.model_name, 'gpt2-noprefix-gelu');
+  assert.deepEqual(r.files, ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'].map((f) => path.join(FIXTURE, f)));
   assertFixtureParams(r.params);
   // A path to a file inside the folder is accepted too.
   const viaFile = await loadModel(path.join(FIXTURE, 'model.safetensors'));

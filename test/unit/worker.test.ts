@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { EngineClient } from '../../src/engine/worker/client.js';
 import { EngineRequests } from '../../src/protocol/engine.js';
-import { FIXTURE_DIR, expectedHook, spec } from '../helpers/fixture.js';
+import { FIXTURE_MODEL_DIR, expectedHook, expectedJson, spec } from '../helpers/fixture.js';
 import { RemoteError } from '../../src/protocol/ipc.js';
 
 const entry = path.join(__dirname, '..', '..', 'src', 'engine', 'worker', 'engineWorker.ts');
@@ -13,20 +13,20 @@ test('the worker loads a model, answers typed requests and returns hooks by name
   const c = client();
   try {
     const progress: string[] = [];
-    const info = await c.requestWithProgress(EngineRequests.loadModel, { model: FIXTURE_DIR, processing: 'default', device: 'cpu' }, (p) => progress.push(p.message));
+    const info = await c.requestWithProgress(EngineRequests.loadModel, { model: FIXTURE_MODEL_DIR, processing: 'default', device: 'cpu' }, (p) => progress.push(p.message));
     assert.equal(info.cfg.n_layers, 2);
     assert.equal(info.processing, 'default');
     assert.ok(info.hooks.some((h) => h.name === 'blocks.1.attn.hook_pattern' && h.axes.join() === 'batch,head_index,query_pos,key_pos'));
     assert.ok(progress.includes('compiling the model'));
     const r = await c.request(EngineRequests.runWithCache, { tokens: spec.tokens, names: ['blocks.0.attn.hook_pattern'] });
     const pat = r.cache['blocks.0.attn.hook_pattern']!;
-    assert.deepEqual(pat.dims, [4, 4, 8, 8]);
+    assert.deepEqual(pat.dims, [spec.tokens.length, 4, spec.tokens[0]!.length, spec.tokens[0]!.length]);
     const ref = expectedHook('default', 'blocks.0.attn.hook_pattern');
     let d = 0;
     pat.data.forEach((v, i) => (d = Math.max(d, Math.abs(v - ref.data[i]!))));
     assert.ok(d < 1e-4, `pattern max diff ${d}`);
     const a = await c.request(EngineRequests.analyze, { tokens: spec.tokens, corrupted_tokens: spec.corrupted_tokens, answers: spec.answers });
-    assert.ok(Math.abs(a.logit_diff - 2.3960971624398613) < 1e-4);
+    assert.ok(Math.abs(a.logit_diff - (expectedJson.processing.default as { logit_diff: number }).logit_diff) < 1e-4);
   } finally {
     await c.dispose();
   }
@@ -36,13 +36,13 @@ test('errors come back as replies; the worker keeps serving', async () => {
   const c = client();
   try {
     await assert.rejects(c.request(EngineRequests.runWithCache, { tokens: [[1]], names: [] }), /no model is loaded/);
-    await c.request(EngineRequests.loadModel, { model: FIXTURE_DIR, device: 'cpu' });
-    await assert.rejects(c.request(EngineRequests.runWithCache, { tokens: [[1, 99]], names: [] }), /out of range/);
+    await c.request(EngineRequests.loadModel, { model: FIXTURE_MODEL_DIR, device: 'cpu' });
+    await assert.rejects(c.request(EngineRequests.runWithCache, { tokens: [[1, 999]], names: [] }), /out of range/);
     await assert.rejects(c.request(EngineRequests.runWithCache, { tokens: [[1]], names: ['blocks.9.hook_resid_pre'] }), /2 layers/);
-    await assert.rejects(c.request(EngineRequests.loadModel, { model: path.join(FIXTURE_DIR, 'nope') }), /does not exist/);
+    await assert.rejects(c.request(EngineRequests.loadModel, { model: path.join(FIXTURE_MODEL_DIR, 'nope') }), /does not exist/);
     // The earlier model is still loaded after a failed load.
     const r = await c.request(EngineRequests.runWithCache, { tokens: [[0, 1, 2]], names: [] });
-    assert.deepEqual(r.logits!.dims, [1, 3, 50]);
+    assert.deepEqual(r.logits!.dims, [1, 3, 320]);
   } finally {
     await c.dispose();
   }

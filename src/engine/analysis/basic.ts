@@ -3,22 +3,21 @@
  * loss (lm_cross_entropy_loss), logit difference, direct logit attribution per head and per
  * layer, the logit lens, the normalised patching metric, and test_prompt-style top-k / rank.
  *
- * The DLA and logit-lens definitions are the ones that reproduce the fixture
- * test/fixtures/tiny-gpt2/expected.json (fields head_dla, layer_dla, logit_lens) for all three
- * processing modes ('none', 'default', 'default+refactor'):
+ * The DLA and logit-lens definitions are TransformerLens 3's (checked against its own outputs in
+ * test/fixtures/<oracle fixture>/expected.json, fields head_dla, layer_dla, logit_lens, for all
+ * three processing modes):
  *   - only the last position (pos_slice -1) of every prompt is used;
- *   - each component is centred and divided by the *cached* final LayerNorm scale
- *     (ln_final.hook_scale at that position), i.e. TransformerLens's apply_ln_to_stack with
- *     layer = n_layers; no LN weight / bias and no b_U are added;
+ *   - DLA: each component is centred and divided by the *cached* final LayerNorm scale
+ *     (ln_final.hook_scale at that position), i.e. apply_ln_to_stack with layer = n_layers; no
+ *     LN weight / bias and no b_U are added;
+ *   - the logit lens re-normalises each accumulated stream with its own statistics and applies
+ *     ln_final (accumulated_resid(apply_ln=True) at the last layer, TransformerLens 3);
  *   - the direction is W_U[:, correct] - W_U[:, wrong] of the params the cache came with (in
  *     'none' that is the raw W_U, without ln_final.w folded in);
  *   - the attribution is averaged over the batch (prompts).
- * Re-normalising each logit-lens component with its own statistics (TransformerLens 3's
- * recompute_ln) or applying LN twice (stack_head_results(apply_ln=True) fed to logit_attrs)
- * does not reproduce the fixture; both were checked.
  */
 import { f32, type F32, type Tensor } from '../tensor/tensor.js';
-import { splitAnswers, type ActivationCache } from '../cache/activationCache.js';
+import { answerResidualDirections, splitAnswers, type ActivationCache } from '../cache/activationCache.js';
 
 /** A [batch, pos] grid of token ids, as nested arrays or an int32 tensor. */
 export type TokenGrid = readonly (readonly number[])[] | Tensor<'int32'>;
@@ -183,19 +182,44 @@ export function layerDla(cache: ActivationCache, answers: AnswerPairs): number[]
 }
 
 /**
- * Logit lens on the logit difference: for every accumulated residual stream
- * (cache.accumulatedResid(-1, {incl_mid: true, pos_slice: -1}); labels '0_pre', '0_mid', '1_pre',
- * '1_mid', ..., 'final_post'; no '_mid' labels for an attention-only model), normalised with the *cached* final LN scale (TransformerLens 2.x
- * accumulated_resid(apply_ln=True)) and dotted with W_U[:, correct] - W_U[:, wrong], averaged
- * over the batch:
- *   values[i] = mean_b ((x_i - mean(x_i)) / ln_final.hook_scale[b, -1]) . (W_U[:, correct_b] - W_U[:, wrong_b])
- * In a folded model the 'final_post' value is the logit difference minus (b_U[correct] - b_U[wrong]).
+ * Logit lens on the logit difference, as TransformerLens 3's HookedTransformer computes it: for
+ * every accumulated residual stream (cache.accumulatedResid(-1, {incl_mid, pos_slice: -1});
+ * labels '0_pre', '0_mid', '1_pre', '1_mid', ..., 'final_post'; no '_mid' labels for an
+ * attention-only model), ln_final applied with each stream's *own* statistics (its
+ * accumulated_resid(apply_ln=True) at the last layer recomputes them; ln_final's w and b are
+ * applied when the model has them) and dotted with W_U[:, correct] - W_U[:, wrong], averaged over
+ * the batch:
+ *   values[i] = mean_b ln_final(x_i[b, -1]) . (W_U[:, correct_b] - W_U[:, wrong_b])
+ * The 'final_post' value is the logit difference minus (b_U[correct] - b_U[wrong]).
  */
 export function logitLens(cache: ActivationCache, answers: AnswerPairs): { labels: string[]; values: number[] } {
-  const { correct, wrong } = checkAnswers(cache, answers, 'logitLens');
+  checkAnswers(cache, answers, 'logitLens');
   // An attention-only model has no resid_mid (its blocks are resid_pre + attn_out).
-  const { stack, labels } = cache.accumulatedResid(-1, { incl_mid: !cache.cfg.attn_only, pos_slice: -1 });
-  return { labels, values: meanOverBatch(cache.logitAttrs(stack, correct, wrong, { pos_slice: -1 })) };
+  const { stack, labels } = cache.accumulatedResid(-1, { incl_mid: !cache.cfg.attn_only, pos_slice: -1, apply_ln: true, recompute_ln: true });
+  return { labels, values: meanOverBatch(projectRows(stack, answerResidualDirections(cache.params, answers))) };
+}
+
+/**
+ * stack [component, batch, d_model] (or [component, d_model] without a batch axis) dotted row by
+ * row with directions [batch, d_model] -> [component, batch] (or [component]).
+ */
+export function projectRows(stack: F32, dirs: F32): F32 {
+  const d = stack.dims[stack.dims.length - 1]!;
+  const C = stack.dims[0]!;
+  const B = stack.data.length / (C * d);
+  if (dirs.dims[dirs.dims.length - 1] !== d || dirs.data.length !== B * d) {
+    throw new Error(`projectRows: directions [${dirs.dims.join(', ')}] do not match the stack's rows [${stack.dims.join(', ')}]`);
+  }
+  const out = new Float32Array(C * B);
+  for (let c = 0; c < C; c++) {
+    for (let b = 0; b < B; b++) {
+      let s = 0;
+      const o = (c * B + b) * d;
+      for (let i = 0; i < d; i++) s += stack.data[o + i]! * dirs.data[b * d + i]!;
+      out[c * B + b] = s;
+    }
+  }
+  return f32(stack.dims.length === 2 ? [C] : [C, B], out);
 }
 
 /**

@@ -16,7 +16,7 @@ import type { Processing } from '../model/params.js';
 import type { Device } from '../backends/onnx/runtime.js';
 import { checkWithModel, formatDiagnostic, hasErrors, readExperiment, type Diagnostic, type ResolvedExperiment } from './parse.js';
 import { runExperiment, type ExperimentResults } from './run.js';
-import { loadRun, saveRun, type SavedRun } from './store.js';
+import { loadRun, prepareRunDir, saveRun, type SavedRun } from './store.js';
 import { renderReport } from './report.js';
 
 export class DiagnosticsError extends Error {
@@ -30,6 +30,8 @@ export class ExpectationsError extends Error {}
 
 export interface RunCommandOptions {
   out?: string;
+  /** The folder the files an experiment names must stay inside (default: the experiment's folder). */
+  root?: string;
   /** Overrides the experiment's model (e.g. a local folder for a quick check). */
   model?: string;
   processing?: Processing;
@@ -61,7 +63,7 @@ function isTrainFile(file: string): boolean {
 
 export async function runExperimentFile(file: string, opts: RunCommandOptions = {}): Promise<RunCommandResult> {
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
-  const parsed = readExperiment(file);
+  const parsed = readExperiment(file, undefined, opts.root !== undefined ? { root: opts.root } : {});
   if (isTrainFile(file)) {
     throw new Error(`${file} is a training experiment ("kind": "train"): train it with its Train lens in VS Code, or run \`node --import tsx scripts/train-experiment.ts ${file}\``);
   }
@@ -71,14 +73,18 @@ export async function runExperimentFile(file: string, opts: RunCommandOptions = 
   if (opts.model) x.model.spec = fs.existsSync(path.resolve(opts.model)) ? path.resolve(opts.model) : opts.model;
   if (opts.processing) x.model.processing = opts.processing;
   if (opts.device) x.model.device = opts.device;
+  // Where the run goes is checked (and the folder made) before the model loads or anything runs.
+  const dest = prepareRunDir({ outDir: opts.out });
   let engine: LoadedEngine;
   try {
     engine = await LoadedEngine.load(x.model.spec, { processing: x.model.processing, device: x.model.device, allowDownload: !(opts.offline || x.model.offline), signal: opts.signal });
   } catch (e) {
     const d: Diagnostic = { ...x.model.at, severity: 'error', message: `the model ${JSON.stringify(x.model.spec)} cannot be loaded: ${(e as Error).message.split('\n')[0]}`, code: 'model-load' };
     log(formatDiagnostic(d));
+    dest.abandon();
     throw new DiagnosticsError([d]);
   }
+  let saved: SavedRun | undefined;
   try {
     const checked = checkWithModel(x, engine.model.cfg, engine.tokenizer);
     for (const d of checked.diagnostics) log(formatDiagnostic(d));
@@ -89,14 +95,16 @@ export async function runExperimentFile(file: string, opts: RunCommandOptions = 
         if (p.phase === 'start') log(`[${p.done + 1}/${p.total}] ${p.message}`);
       },
     });
-    const saved = saveRun(x, results, { outDir: opts.out, modelName: engine.model.cfg.model_name });
+    const run = saveRun(x, results, { modelName: engine.model.cfg.model_name, into: dest });
+    saved = run;
     const checks = results.results.flatMap((r) => (r.checks ?? []).map((c) => ({ r, c })));
     for (const { r, c } of checks) log(`${c.ok ? 'ok  ' : 'FAIL'} ${r.title}: ${c.what}: expected ${c.expected}, got ${Number.isFinite(c.actual) ? c.actual.toFixed(6) : 'n/a'} (tolerance ${c.tolerance})`);
     const failed = checks.filter(({ c }) => !c.ok).length;
     if (checks.length) log(`expectations: ${checks.length - failed} of ${checks.length} met`);
     if (results.cancelled) log('cancelled: the run folder holds the partial results');
-    return { experiment: x, results, saved, failedChecks: failed };
+    return { experiment: x, results, saved: run, failedChecks: failed };
   } finally {
+    if (!saved) dest.abandon();
     await engine.dispose();
   }
 }
@@ -115,6 +123,7 @@ export async function cmdReport(input: string, out: string, opts: RunCommandOpti
   let runDir = input;
   if (/\.experiment\.json$/.test(input)) runDir = (await runExperimentFile(input, opts)).saved.dir;
   const run = loadRun(runDir);
+  for (const s of run.skipped) process.stderr.write(`mechlens: skipped ${s}\n`);
   const html = renderReport(run.record);
   const tmp = `${out}.tmp-${process.pid}`;
   fs.writeFileSync(tmp, html);

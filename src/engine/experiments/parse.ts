@@ -11,6 +11,7 @@ import { LineIndex, nodeAt, parseJsonWithPositions, JsonSyntaxError, toValue, ty
 import { analysisExperimentSchema, ANSWER_KINDS, PATCHING_KINDS, type AnalysisSpec, type ExperimentFile, type GroupExpectation, type PromptSource } from './schema.js';
 import { validate } from './validate.js';
 import { isTrainRoot, resolveTrainExperiment, type ResolvedTrainExperiment } from './trainParse.js';
+import { confinedReader, readNamedFile, type FileReader, type NamedFiles } from './files.js';
 import { parsePromptsFile, splitLines } from '../prompts/promptsFile.js';
 import type { HookedTransformerConfig } from '../model/config.js';
 import { requireHook } from '../hooks/hooks.js';
@@ -59,6 +60,8 @@ export interface ResolvedAnalysis {
 export interface ResolvedExperiment {
   file: string;
   dir: string;
+  /** The folder every file the experiment names stays inside (files.ts). */
+  root: string;
   spec: ExperimentFile;
   title: string;
   model: { name: string; spec: string; processing: Processing; device: Device; offline: boolean; at: Location };
@@ -78,20 +81,15 @@ export interface ParseResult {
   diagnostics: Diagnostic[];
 }
 
-/** Reads files for the parser (tests replace it). */
-export interface FileReader {
-  read(file: string): string | null;
-}
+export type { FileReader } from './files.js';
 
-const fsReader: FileReader = {
-  read: (f) => {
-    try {
-      return fs.readFileSync(f, 'utf8');
-    } catch {
-      return null;
-    }
-  },
-};
+export interface ParseOptions {
+  /**
+   * The folder every file the experiment names must stay inside (the workspace folder in VS Code;
+   * `--root` in the CLI). Default: the experiment file's own folder.
+   */
+  root?: string;
+}
 
 const ZERO: Range = { start: { line: 0, character: 0 }, end: { line: 0, character: 1 } };
 
@@ -113,11 +111,14 @@ export function parseHead(s: string): { layer: number; head: number } | null {
 
 /**
  * Parses and statically checks an experiment file's text. `file` is its path (prompts and text
- * files are resolved against its folder).
+ * files are resolved against its folder and must stay inside `opts.root`: files.ts). `reader`
+ * replaces the file system in tests.
  */
-export function parseExperiment(text: string, file: string, reader: FileReader = fsReader): ParseResult {
+export function parseExperiment(text: string, file: string, reader?: FileReader, opts: ParseOptions = {}): ParseResult {
   const absFile = path.resolve(file);
   const dir = path.dirname(absFile);
+  const rootDir = path.resolve(opts.root ?? dir);
+  const named: NamedFiles = { root: rootDir, dir, reader: reader ?? confinedReader(rootDir) };
   const lines = new LineIndex(text);
   const diagnostics: Diagnostic[] = [];
   let root: JsonNode;
@@ -135,7 +136,7 @@ export function parseExperiment(text: string, file: string, reader: FileReader =
   const err = (loc: Location, message: string, code: string) => diagnostics.push({ ...loc, severity: 'error', message, code });
 
   // A train experiment has a schema and checks of its own.
-  if (isTrainRoot(root)) return resolveTrainExperiment(root, lines, absFile, reader);
+  if (isTrainRoot(root)) return resolveTrainExperiment(root, lines, absFile, named);
   for (const p of validate(root, analysisExperimentSchema)) err(where(p.path, p.atKey), p.message, 'schema');
   if (hasErrors(diagnostics)) return { diagnostics };
   const spec = toValue(root) as ExperimentFile;
@@ -145,14 +146,14 @@ export function parseExperiment(text: string, file: string, reader: FileReader =
   if (spec.prompts && spec.groups) err(where(['groups'], true), 'give either "prompts" or "groups", not both', 'prompts');
   else if (!spec.prompts && !spec.groups) err(where([]), 'missing "prompts" (or "groups"): the experiment needs prompts to run on', 'prompts');
   else if (spec.prompts) {
-    const ps = resolvePrompts(spec.prompts, ['prompts'], dir, where, reader, diagnostics);
+    const ps = resolvePrompts(spec.prompts, ['prompts'], named, where, diagnostics);
     if (ps) groups.push({ name: null, prompts: ps, at: where(['prompts']) });
   } else {
     const names = new Set<string>();
     spec.groups!.forEach((g, i) => {
       if (names.has(g.name)) err(where(['groups', i, 'name']), `two groups are named ${JSON.stringify(g.name)}; names must differ`, 'groups');
       names.add(g.name);
-      const ps = resolvePrompts(g.prompts, ['groups', i, 'prompts'], dir, where, reader, diagnostics);
+      const ps = resolvePrompts(g.prompts, ['groups', i, 'prompts'], named, where, diagnostics);
       if (ps) groups.push({ name: g.name, prompts: ps, at: where(['groups', i]), ...(g.expect ? { expect: g.expect } : {}) });
     });
   }
@@ -178,8 +179,9 @@ export function parseExperiment(text: string, file: string, reader: FileReader =
       const idx = 'prompt' in a.spec && !('text' in a.spec && a.spec.text !== undefined) ? a.spec.prompt : undefined;
       if (idx !== undefined && idx >= g.prompts.length) err(where(['analyses', a.index, 'prompt']), `prompt ${idx} does not exist${gname}: there are ${g.prompts.length} prompts (0-based)`, 'range');
     }
-    if (a.spec.kind === 'neuron_activations' && a.spec.file !== undefined && reader.read(path.resolve(dir, a.spec.file)) === null) {
-      err(where(['analyses', a.index, 'file']), `cannot read ${path.resolve(dir, a.spec.file)}`, 'file');
+    if (a.spec.kind === 'neuron_activations' && a.spec.file !== undefined) {
+      const r = readNamedFile(named, a.spec.file, 'the text file');
+      if ('error' in r) err(where(['analyses', a.index, 'file']), r.error, r.code);
     }
     if (a.spec.kind === 'causal_trace' && Array.isArray(a.spec.subject) && a.spec.subject[0] >= a.spec.subject[1]) {
       err(where(['analyses', a.index, 'subject']), 'subject [start, end) must have start < end', 'range');
@@ -193,6 +195,7 @@ export function parseExperiment(text: string, file: string, reader: FileReader =
   const experiment: ResolvedExperiment = {
     file: absFile,
     dir,
+    root: rootDir,
     spec,
     title: spec.title ?? path.basename(absFile).replace(/\.experiment\.json$/, ''),
     model: { name: m.name, spec: isFolder ? local : m.name, processing: m.processing ?? 'default', device: m.device ?? 'cpu', offline: m.offline ?? false, at: where(['model']) },
@@ -206,7 +209,7 @@ export function parseExperiment(text: string, file: string, reader: FileReader =
   return { experiment, diagnostics };
 }
 
-function resolvePrompts(src: PromptSource, at: JsonPath, dir: string, where: (p: JsonPath, atKey?: boolean) => Location, reader: FileReader, out: Diagnostic[]): ResolvedPrompt[] | null {
+function resolvePrompts(src: PromptSource, at: JsonPath, named: NamedFiles, where: (p: JsonPath, atKey?: boolean) => Location, out: Diagnostic[]): ResolvedPrompt[] | null {
   if (Array.isArray(src)) {
     return src.map((p, i) => {
       const r: ResolvedPrompt = { prompt: p.prompt, at: { prompt: where([...at, i, 'prompt']) } };
@@ -219,12 +222,12 @@ function resolvePrompts(src: PromptSource, at: JsonPath, dir: string, where: (p:
       return r;
     });
   }
-  const file = path.resolve(dir, src.file);
-  const text = reader.read(file);
-  if (text === null) {
-    out.push({ ...where([...at, 'file']), severity: 'error', message: `cannot read the prompts file ${file}`, code: 'prompts-file' });
+  const read = readNamedFile(named, src.file, 'the prompts file');
+  if ('error' in read) {
+    out.push({ ...where([...at, 'file']), severity: 'error', message: read.error, code: read.code === 'file' ? 'prompts-file' : read.code });
     return null;
   }
+  const { path: file, text } = read;
   const parsed = parsePromptsFile(text);
   const span = (s: { line: number; start: number; end: number }): Location => ({ file, range: { start: { line: s.line, character: s.start }, end: { line: s.line, character: s.end } } });
   let lo = 0;
@@ -467,8 +470,13 @@ export function findSubject(tok: Tokenizer, row: readonly number[], subject: str
 }
 
 /** Reads and parses an experiment file from disk. */
-export function readExperiment(file: string, reader: FileReader = fsReader): ParseResult {
-  const text = reader.read(path.resolve(file));
+export function readExperiment(file: string, reader?: FileReader, opts: ParseOptions = {}): ParseResult {
+  let text: string | null;
+  try {
+    text = reader ? (reader.read(path.resolve(file)) as string | null) : fs.readFileSync(path.resolve(file), 'utf8');
+  } catch {
+    text = null;
+  }
   if (text === null) return { diagnostics: [{ file: path.resolve(file), range: ZERO, severity: 'error', message: `cannot read ${path.resolve(file)}`, code: 'file' }] };
-  return parseExperiment(text, file, reader);
+  return parseExperiment(text, file, reader, opts);
 }

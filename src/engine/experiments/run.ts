@@ -12,6 +12,7 @@ import type { ExperimentBlock, HeatmapData } from '../../protocol/webview.js';
 import type { TestPromptResult } from '../../protocol/engine.js';
 import { f32, type F32 } from '../tensor/tensor.js';
 import { ActivationCache } from '../cache/activationCache.js';
+import { confinedReader, readNamedFile } from './files.js';
 import { headDla, layerDla, logitDiffs, logitLens, rankOf, topK } from '../analysis/basic.js';
 import { answerProbMetric, logitDiffMetric, normalizedMetric, type Metric } from '../analysis/metrics.js';
 import { runPatchSweep, type PatchSweepSpec, type SweepResult } from '../analysis/patching.js';
@@ -26,7 +27,6 @@ import { attributionPatching, type AttributionResult } from '../analysis/attribu
 import type { HookName } from '../hooks/hooks.js';
 import { findSubject, parseHead, type GroupTokens, type ResolvedAnalysis, type ResolvedExperiment } from './parse.js';
 import type { AnalysisKind, AnalysisSpec, GroupExpectation } from './schema.js';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pearson } from '../tensor/stats.js';
 
@@ -426,8 +426,12 @@ async function runAnalysis(
     case 'neuron_activations': {
       const views: { title: string; tokens: string[]; values: number[] }[] = [];
       if (s.file !== undefined) {
-        const file = path.resolve(x.dir, s.file);
-        const lines = fs.readFileSync(file, 'utf8').split(/\r\n|\r|\n/);
+        // Read again under the same rules as when the file was parsed (files.ts): it may have
+        // changed, or become a link out of the experiment's folder, since.
+        const read = readNamedFile({ root: x.root, dir: x.dir, reader: confinedReader(x.root) }, s.file, 'the text file');
+        if ('error' in read) throw new Error(read.error);
+        const file = read.path;
+        const lines = read.text.split(/\r\n|\r|\n/);
         const rows = lines.map((l) => (l.trim() === '' ? [] : toTokens(tok, l, { prependBos: x.prependBos, nCtx: cfg.n_ctx, truncate: true }).tokens[0]!));
         const top = await maxActivatingLines(model, rows, s.layer, s.neuron, s.top ?? 10, { signal: sweepOpts.signal, onProgress: sweepOpts.onProgress });
         for (const t of top) views.push({ title: `${path.basename(file)}:${t.line + 1} (max ${t.max.toFixed(3)})`, tokens: tokensToStrings(tok, t.tokens), values: t.acts });

@@ -11,6 +11,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { newRunId, RUN_FILE, RUNS_DIR, runRecordProblem, type RunRecord } from '../../protocol/runs.js';
+import { checkRunFile } from '../../protocol/runFiles.js';
 import type { ExperimentCheck, ExperimentSection, ExperimentState } from '../../protocol/webview.js';
 import { writeSafetensors } from '../model/safetensors.js';
 import type { ResolvedExperiment } from './parse.js';
@@ -63,12 +64,92 @@ export interface SaveOptions {
   now?: Date;
 }
 
-export function saveRun(x: ResolvedExperiment, res: ExperimentResults, opts: SaveOptions): SavedRun {
+/** A run folder made before any work, so that a bad destination fails at once, not after the run. */
+export interface RunDestination {
+  dir: string;
+  id: string;
+  now: Date;
+  /** Removes the folder if the run ends without saving anything into it. */
+  abandon(): void;
+}
+
+/**
+ * Makes (and proves writable) the folder a run will be saved into, before anything is computed:
+ * an `--out` that is a file, a non-empty `--out`, or a read-only workspace is an error now,
+ * instead of after every analysis ran and its results were lost. The default folder
+ * `<workspace>/.mechlens/runs/<id>` is created exclusively, so two runs started at once never
+ * share one.
+ */
+export function prepareRunDir(opts: { outDir?: string; workspace?: string; now?: Date }): RunDestination {
   const now = opts.now ?? new Date();
-  const id = newRunId('experiment', now);
-  const dir = path.resolve(opts.outDir ?? path.join(opts.workspace ?? process.cwd(), RUNS_DIR, id));
-  if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0) throw new Error(`output folder ${dir} is not empty; give a new or empty folder`);
-  fs.mkdirSync(dir, { recursive: true });
+  let id = newRunId('experiment', now);
+  let dir: string;
+  // The first folder this call created above the run folder (.mechlens, say), removed again with an abandoned run.
+  let createdTop: string | undefined;
+  const fail = (what: string, e?: unknown): never => {
+    const code = (e as NodeJS.ErrnoException | undefined)?.code;
+    const why = code === 'EROFS' ? 'the file system is read-only' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'ENOTDIR' ? 'a part of the path is a file, not a folder' : code ?? '';
+    throw new Error(`cannot write the run to ${what}${why ? `: ${why}` : ''}; give a writable folder (--out DIR in the CLI)`);
+  };
+  if (opts.outDir !== undefined) {
+    dir = path.resolve(opts.outDir);
+    let st: fs.Stats | null = null;
+    try {
+      st = fs.statSync(dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') fail(dir, e);
+    }
+    if (st && !st.isDirectory()) throw new Error(`the output ${dir} is a file, not a folder; give a new or empty folder`);
+    if (st && fs.readdirSync(dir).length > 0) throw new Error(`output folder ${dir} is not empty; give a new or empty folder`);
+    try {
+      fs.mkdirSync(dir, { recursive: true });
+    } catch (e) {
+      fail(dir, e);
+    }
+  } else {
+    const runs = path.join(path.resolve(opts.workspace ?? process.cwd()), RUNS_DIR);
+    try {
+      createdTop = fs.mkdirSync(runs, { recursive: true });
+    } catch (e) {
+      fail(runs, e);
+    }
+    for (let attempt = 0; ; attempt++) {
+      dir = path.join(runs, id);
+      try {
+        fs.mkdirSync(dir);
+        break;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 20) fail(dir, e);
+        id = newRunId('experiment', now);
+      }
+    }
+  }
+  // mkdir can succeed where files cannot be written (quota, some mounts): prove it with a probe.
+  const probe = path.join(dir, `.probe-${process.pid}`);
+  try {
+    fs.writeFileSync(probe, '');
+    fs.rmSync(probe);
+  } catch (e) {
+    fail(dir, e);
+  }
+  const made = dir;
+  return {
+    dir: made,
+    id,
+    now,
+    abandon: () => {
+      try {
+        if (fs.readdirSync(made).length > 0) return;
+        fs.rmdirSync(made);
+        for (let d = path.dirname(made); createdTop && d.startsWith(createdTop) && fs.readdirSync(d).length === 0; d = path.dirname(d)) fs.rmdirSync(d);
+      } catch { /* already gone, or filled by another run */ }
+    },
+  };
+}
+
+export function saveRun(x: ResolvedExperiment, res: ExperimentResults, opts: SaveOptions & { into?: RunDestination }): SavedRun {
+  const dest = opts.into ?? prepareRunDir({ outDir: opts.outDir, workspace: opts.workspace, now: opts.now });
+  const { dir, id, now } = dest;
   const first = x.groups[0]!;
   const state = experimentState(x, res, { id, dir, createdAt: now.toISOString() });
   const record: RunRecord = {
@@ -134,11 +215,15 @@ export function experimentState(x: ResolvedExperiment, res: ExperimentResults, r
 
 export interface LoadedRun {
   dir: string;
+  /** run.json, with the blocks that cannot be shown taken out (see `skipped`). */
   record: RunRecord;
-  results: ExperimentResults | null;
+  /** results.json, read on first use (the report does not need it, so a damaged one does not stop it). */
+  readonly results: ExperimentResults | null;
+  /** "run.json: state.sections[1].blocks[0]: …" for every block left out, to be said, not hidden. */
+  skipped: string[];
 }
 
-/** Reads a run folder (or its run.json). */
+/** Reads a run folder (or its run.json), validating run.json with located messages (protocol/runFiles.ts). */
 export function loadRun(dirOrFile: string): LoadedRun {
   const p = path.resolve(dirOrFile);
   const dir = fs.existsSync(p) && fs.statSync(p).isDirectory() ? p : path.dirname(p);
@@ -147,12 +232,35 @@ export function loadRun(dirOrFile: string): LoadedRun {
   try {
     raw = JSON.parse(fs.readFileSync(runFile, 'utf8'));
   } catch (e) {
-    throw new Error(`cannot read ${runFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new Error(code === 'ENOENT' ? `${dir} is not a complete MechLens run: it has no ${RUN_FILE}` : `cannot read ${runFile}: ${code ?? (e as Error).message}`);
   }
-  const problem = runRecordProblem(raw);
-  if (problem) throw new Error(`${runFile} is not a MechLens run: ${problem}`);
-  let results: ExperimentResults | null = null;
+  const check = checkRunFile(raw);
+  if (check.errors.length) throw new Error(`${runFile} is not a valid MechLens run: ${check.errors.join('; ')}`);
+  const record = raw as RunRecord;
+  if (record.state.kind === 'experiment' && check.skip.size) {
+    const st = record.state;
+    st.sections = st.sections.map((sec, i) => {
+      const keep = sec.blocks.filter((_b, j) => !check.skip.has(`${i}/${j}`));
+      if (keep.length === sec.blocks.length) return sec;
+      const n = sec.blocks.length - keep.length;
+      return { ...sec, blocks: keep, notes: [...(sec.notes ?? []), `${n} figure${n === 1 ? '' : 's'} of this section could not be shown (damaged or from a newer MechLens) and ${n === 1 ? 'was' : 'were'} skipped.`] };
+    });
+  }
+  let results: ExperimentResults | null | undefined;
   const rf = path.join(dir, RESULTS_FILE);
-  if (fs.existsSync(rf)) results = JSON.parse(fs.readFileSync(rf, 'utf8')) as ExperimentResults;
-  return { dir, record: raw as RunRecord, results };
+  return {
+    dir,
+    record,
+    skipped: check.skipped.map((s) => `${RUN_FILE}: ${s}`),
+    get results(): ExperimentResults | null {
+      if (results !== undefined) return results;
+      if (!fs.existsSync(rf)) return (results = null);
+      try {
+        return (results = JSON.parse(fs.readFileSync(rf, 'utf8')) as ExperimentResults);
+      } catch (e) {
+        throw new Error(`${rf} is damaged (${(e as Error).message}); run the experiment again to recreate it`);
+      }
+    },
+  };
 }

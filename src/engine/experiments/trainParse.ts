@@ -9,7 +9,8 @@ import * as path from 'node:path';
 import { nodeAt, toValue, type JsonNode, type JsonPath, type LineIndex } from './json.js';
 import { validate } from './validate.js';
 import { trainExperimentSchema, type TrainExperimentFile } from './trainSchema.js';
-import type { Diagnostic, FileReader, Location } from './parse.js';
+import type { Diagnostic, Location } from './parse.js';
+import { readNamedFile, type NamedFiles } from './files.js';
 import type { TrainAnalysisSpec, TrainConfigPayload, TrainModelPayload } from '../../protocol/engine.js';
 import { makeConfig, type HookedTransformerConfig } from '../model/config.js';
 import { allHooks } from '../hooks/hooks.js';
@@ -62,7 +63,7 @@ export function isTrainRoot(root: JsonNode): boolean {
   return k?.value.type === 'string' && k.value.value === 'train';
 }
 
-export function resolveTrainExperiment(root: JsonNode, lines: LineIndex, absFile: string, reader: FileReader): { train?: ResolvedTrainExperiment; diagnostics: Diagnostic[] } {
+export function resolveTrainExperiment(root: JsonNode, lines: LineIndex, absFile: string, named: NamedFiles): { train?: ResolvedTrainExperiment; diagnostics: Diagnostic[] } {
   const dir = path.dirname(absFile);
   const diagnostics: Diagnostic[] = [];
   const where = (p: JsonPath, atKey = false): Location => {
@@ -86,10 +87,10 @@ export function resolveTrainExperiment(root: JsonNode, lines: LineIndex, absFile
   let dVocab = m.d_vocab;
   const bos = task.kind === 'text' ? null : (task.bos_token_id ?? 0);
   if (task.kind === 'text') {
-    const file = path.resolve(dir, task.file);
-    const text = reader.read(file);
-    if (text === null) err(['task', 'file'], `cannot read the training text ${file}`, 'train-file');
+    const read = readNamedFile(named, task.file, 'the training text');
+    if ('error' in read) err(['task', 'file'], read.error, read.code === 'file' ? 'train-file' : read.code);
     else {
+      const { text } = read;
       const vocab = task.tokenizer === 'gpt2' ? GPT2_VOCAB : new Set(Array.from(text)).size;
       if (dVocab !== undefined && dVocab !== 0 && dVocab !== vocab) {
         err(['model', 'd_vocab'], `the ${task.tokenizer} tokenizer of ${task.file} has ${vocab} tokens but d_vocab is ${dVocab}; set d_vocab to ${vocab}, 0 or leave it out`, 'train-vocab');

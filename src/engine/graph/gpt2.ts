@@ -167,17 +167,17 @@ class SegmentBuilder {
     const cfg = this.cfg;
     if (cfg.normalization_type === null) return x;
     // TransformerLens LayerNorm / LayerNormPre: centre, scale = sqrt(mean(x^2) + eps), divide;
-    // LN then applies w and b. hook_scale is [batch, pos, 1].
+    // LN then applies w and b. hook_scale is [batch, pos, 1]. hook_normalized is the value
+    // before w and b (TransformerLens 3's HookedTransformer, as its RMSNorm always did).
     const mean = g.op('ReduceMean', [x], { axes: [-1], keepdims: 1 });
     const xc = g.op('Sub', [x, mean]);
     const var_ = g.op('ReduceMean', [g.op('Mul', [xc, xc])], { axes: [-1], keepdims: 1 });
     const sq = g.op('Sqrt', [g.op('Add', [var_, g.constF([cfg.eps])])]);
     const scale = plain ? sq : this.hook(`${prefix}.hook_scale` as OutputName, sq);
-    let y = g.op('Div', [xc, scale]);
-    if (cfg.normalization_type === 'LN') {
-      y = g.op('Add', [g.op('Mul', [y, this.w(`${paramPrefix}.w`)]), this.w(`${paramPrefix}.b`)]);
-    }
-    return plain ? y : this.hook(`${prefix}.hook_normalized` as OutputName, y);
+    const div = g.op('Div', [xc, scale]);
+    const y = plain ? div : this.hook(`${prefix}.hook_normalized` as OutputName, div);
+    if (cfg.normalization_type !== 'LN') return y;
+    return g.op('Add', [g.op('Mul', [y, this.w(`${paramPrefix}.w`)]), this.w(`${paramPrefix}.b`)]);
   }
 
   /**

@@ -213,15 +213,22 @@ export function emitForward(g: GraphBuilder, cfg: HookedTransformerConfig, param
   const layerNorm = (prefix: string, x: string, paramPrefix: string): string => {
     if (cfg.normalization_type === null) return x;
     // TransformerLens LayerNorm: (x - mean) / sqrt(var + eps) * w + b; LNPre stops before w, b.
-    const scale = cfg.normalization_type === 'LN' ? param(`${paramPrefix}.w`) : g.constF(new Array<number>(d).fill(1), [d]);
-    const inputs = cfg.normalization_type === 'LN' ? [x, scale, param(`${paramPrefix}.b`)] : [x, scale];
+    // hook_normalized is the value before w and b (TransformerLens 3), so when it is hooked the
+    // affine runs after the kernel instead of inside it.
+    const ln = cfg.normalization_type === 'LN';
+    const hookNormalized = ln && (opts.hooks?.has(`${prefix}.hook_normalized`) ?? false);
+    const fusedAffine = ln && !hookNormalized;
+    const scale = fusedAffine ? param(`${paramPrefix}.w`) : g.constF(new Array<number>(d).fill(1), [d]);
+    const inputs = fusedAffine ? [x, scale, param(`${paramPrefix}.b`)] : [x, scale];
     const wantScale = opts.hooks?.has(`${prefix}.hook_scale`) ?? false;
     const y = g.fresh('ln');
     const outputs = wantScale ? [y, g.fresh('ln_mean'), g.fresh('ln_invstd')] : [y];
     g.nodes.push({ op: 'LayerNormalization', inputs, outputs, attrs: { axis: { kind: 'int', v: -1 }, epsilon: { kind: 'float', v: cfg.eps } } });
     // hook_scale [batch, pos, 1] = sqrt(var + eps) = 1 / InvStdDev.
     if (wantScale) hook(`${prefix}.hook_scale`, g.op('Reciprocal', [outputs[2]!]));
-    return hook(`${prefix}.hook_normalized`, y);
+    const normalized = hook(`${prefix}.hook_normalized`, y);
+    if (!hookNormalized) return normalized;
+    return g.op('Add', [g.op('Mul', [normalized, param(`${paramPrefix}.w`)]), param(`${paramPrefix}.b`)]);
   };
 
   const act = (x: string): string => {

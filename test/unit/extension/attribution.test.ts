@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { LoadedEngine } from '../../../src/engine/engine.js';
 import { EngineClient } from '../../../src/engine/worker/client.js';
 import { EngineRequests } from '../../../src/protocol/engine.js';
-import { FIXTURE_DIR } from '../../helpers/fixture.js';
+import { FIXTURE_MODEL_DIR } from '../../helpers/fixture.js';
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
@@ -36,7 +36,7 @@ test('attribution of one answer: components sum to the final logit lens value; a
 });
 
 test('attribution with a wrong answer equals analyze()\'s head_dla / layer_dla / logit_lens for that prompt (fixture model)', async () => {
-  const e = await LoadedEngine.load(FIXTURE_DIR, { device: 'cpu' });
+  const e = await LoadedEngine.load(FIXTURE_MODEL_DIR, { device: 'cpu' });
   try {
     // The fixture's tokenizer reads token ids.
     const pair = await e.attribution('1 2 3 7', { answer: '4', wrong: '5' });
