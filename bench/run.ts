@@ -3,6 +3,9 @@
  * weights (124M parameters, tied unembedding), as JSON lines (one per benchmark group), each
  * with its targets. Speed and memory are checked here, never by timed tests.
  *
+ * Groups: engine, experiments, training, peers (TransformerLens beside MechLens, see peers.ts),
+ * scale (large checkpoints, see scale.ts; only when named: `npm run bench -- scale`).
+ *
  * Issue-2 targets (2-core machine): forward 8x8 <= 150 ms; every-hook / plain <= 1.25 (every hook
  * = runWithCache(), TransformerLens's run_with_cache default); loaded-model memory <= 2x its weights.
  */
@@ -101,13 +104,17 @@ async function optional(file: string, fn: string): Promise<Record<string, unknow
 }
 
 async function main(): Promise<void> {
-  const only = process.argv.slice(2);
-  const want = (name: string) => only.length === 0 || only.includes(name);
+  // Group names select groups; --flags belong to the groups (e.g. scale's --only=gpt2-xl).
+  const only = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+  // The scale group writes multi-GB checkpoints and loads 1-2B-parameter models: only when named.
+  const want = (name: string) => (only.length === 0 ? name !== 'scale' : only.includes(name));
   const host = { cpus: os.cpus().length, load1: round(os.loadavg()[0]!, 2), node: process.version };
   const emit = (r: Record<string, unknown> | null) => r && process.stdout.write(JSON.stringify({ ...r, host }) + '\n');
   if (want('engine')) emit(await benchEngine());
   if (want('experiments')) emit(await optional('experiments.ts', 'benchExperiments'));
   if (want('training')) emit(await optional('training.ts', 'benchTraining'));
+  if (want('peers')) emit(await optional('peers.ts', 'benchPeers'));
+  if (want('scale')) emit(await optional('scale.ts', 'benchScale'));
 }
 
 void main().catch((e: unknown) => {
