@@ -1,6 +1,6 @@
 /**
- * Issue-4 benchmark: seed 004's Experiment 1 patching workload on the GPT-2-small-shaped random
- * model (124M parameters), with the seed's 8 contraction prompts x 8 tokens (their GPT-2 token
+ * Patching benchmark: the contraction-circuit study's Experiment 1 patching workload on the GPT-2-small-shaped random
+ * model (124M parameters), with the original notebook's 8 contraction prompts x 8 tokens (their GPT-2 token
  * ids) and answer pairs:
  *   resid_pre / attn_out / mlp_out by layer x position (12 x 8 cells each),
  *   head z / v / pattern by layer x head (12 x 12 cells each),
@@ -18,7 +18,7 @@ import { applyProcessing } from '../src/engine/weights/process.js';
 import { logitDiffMetric, naivePatchCell, normalizedMetric, runPatchSweep, sweepLayout, type PatchSweepSpec } from '../src/engine/analysis/patching.js';
 import { gpt2SmallConfig, randomParams } from './randomModel.js';
 
-/** seed 004 Experiment 1: GPT-2 tokens of the ('re, they) prompts, as the notebook prints them. */
+/** the contraction-circuit study Experiment 1: GPT-2 tokens of the ('re, they) prompts, as the notebook prints them. */
 const SEED004_TOKENS = [
   [50256, 1135, 821, 5742, 674, 1545, 618, 484],
   [50256, 1135, 389, 5742, 674, 1545, 618, 484],

@@ -6,7 +6,7 @@
  * Groups: engine, experiments, training, peers (TransformerLens beside MechLens, see peers.ts),
  * scale (large checkpoints, see scale.ts; only when named: `npm run bench -- scale`).
  *
- * Issue-2 targets (2-core machine): forward 8x8 <= 150 ms; every-hook / plain <= 1.25 (every hook
+ * Engine targets (2-core machine): forward 8x8 <= 150 ms; every-hook / plain <= 1.25 (every hook
  * = runWithCache(), TransformerLens's run_with_cache default); loaded-model memory <= 2x its weights.
  */
 import * as fs from 'node:fs';

@@ -1,11 +1,11 @@
 /**
  * Training and gradient benchmarks (called by bench/run.ts as the 'training' group):
  *
- *  - seed-001 training steps per second: n_layers 2, d_model 64, d_head 64, n_heads 1, d_mlp 256,
+ *  - no-positional-embedding training steps per second: n_layers 2, d_model 64, d_head 64, n_heads 1, d_mlp 256,
  *    d_vocab 300, n_ctx 50, relu, LN, batch 256, positional embeddings zeroed and frozen; each
  *    step is one onnxruntime run (forward, loss, backward, clipping, AdamW). Target >= 5.5 steps/s
  *    on the 2-core machine.
- *  - attribution patching of every seed-004 sweep (resid_pre / attn_out / mlp_out by layer x pos,
+ *  - attribution patching of every contraction-circuit sweep (resid_pre / attn_out / mlp_out by layer x pos,
  *    head z / q / k / v / pattern by layer x head, hook_post neurons) on a GPT-2-small-shaped model
  *    (random weights, default processing), 8 prompts x 8 tokens. Target <= 5 s, session creation
  *    included ("cold"); "warm" reuses the compiled session. For scale, the exact resid_pre and

@@ -1,7 +1,7 @@
 /**
  * Trains a `"kind": "train"` experiment file headless, through the engine worker's own requests
  * (engine/training/start, then engine/training/analyse) — what the editor's Train and Analyse
- * lenses do, without VS Code. For long runs (seed 001) and for checking the numbers.
+ * lenses do, without VS Code. For long runs (the no-positional-embedding experiment) and for checking the numbers.
  *
  *   node --import tsx scripts/train-experiment.ts FILE.experiment.json [--checkpoints DIR] [--resume]
  *        [--until N] [--no-analyse] [--analyse-only] [--out results.json] [--threads N]

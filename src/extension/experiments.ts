@@ -12,7 +12,7 @@
  * back (run.json holds the panel's ExperimentState), so a result shown now and one re-opened from
  * the Runs view later are the same snapshot.
  *
- * "kind": "train" experiment files belong to the training feature (issue 5): no lenses or
+ * "kind": "train" experiment files belong to the training feature: no lenses or
  * diagnostics from here.
  */
 import * as vscode from 'vscode';

@@ -1,5 +1,5 @@
 /**
- * Training toy transformers from `"kind": "train"` experiment files (issue 5), in the editor:
+ * Training toy transformers from `"kind": "train"` experiment files, in the editor:
  *
  *  - commands Train, Resume Training, Stop Training, Analyse Trained Model and Show Training
  *    (the CodeLenses of trainingLens.ts pass the file; from the palette they act on the active

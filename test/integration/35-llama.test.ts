@@ -37,7 +37,8 @@ describe('Llama-family model', function () {
     const info = await a.engine.ensureModel();
     note(`loaded ${info.cfg.model_name}: ${info.cfg.original_architecture}, ${info.hooks.length} hooks`);
     assert.equal(info.cfg.original_architecture, 'LlamaForCausalLM');
-    assert.equal(info.cfg.normalization_type, 'RMS');
+    // Default processing folds the RMSNorm weights into the next layer, as TransformerLens does: RMSPre.
+    assert.equal(info.cfg.normalization_type, info.processing === 'none' ? 'RMS' : 'RMSPre');
     assert.equal(info.cfg.positional_embedding_type, 'rotary');
     assert.equal(info.cfg.n_key_value_heads, 2);
     const names = info.hooks.map((h) => h.name);

@@ -1,5 +1,5 @@
 /**
- * Ablation of every hook (seed 001, step 7): replace one activation by its mean over a batch
+ * Ablation of every hook (the no-positional-embedding experiment, step 7): replace one activation by its mean over a batch
  * (or by zero) and measure the change in loss. As in the seed, every hook of the model is
  * ablated in turn except hook_pos_embed and the per-head results (hook_result), in
  * TransformerLens's hook_dict order; the mean is cache[hook].mean(0) of a reference batch
@@ -17,7 +17,7 @@ import { SweepAbortedError, type SweepOptions } from './sweep.js';
 
 /**
  * 'next_token' is TransformerLens's lm_cross_entropy_loss (position t predicts token t+1);
- * 'previous_token' is seed 001's task (position t predicts token t-1: logits[:, 1:] against
+ * 'previous_token' is the no-positional-embedding experiment's task (position t predicts token t-1: logits[:, 1:] against
  * tokens[:, :-1]).
  */
 export type LossKind = 'next_token' | 'previous_token';
@@ -56,9 +56,9 @@ export function hookDictOrder(cfg: HookedTransformerConfig): HookName[] {
 
 export interface AblationOptions extends Pick<SweepOptions, 'signal' | 'onProgress'> {
   kind?: 'mean' | 'zero';
-  /** Batch whose activations are averaged for 'mean' (seed 001 uses another batch of the same task); default the evaluated tokens. */
+  /** Batch whose activations are averaged for 'mean' (the no-positional-embedding experiment uses another batch of the same task); default the evaluated tokens. */
   meanTokens?: Tokens;
-  /** Hooks to ablate; default every hook except hook_pos_embed and *.hook_result (seed 001). */
+  /** Hooks to ablate; default every hook except hook_pos_embed and *.hook_result (the no-positional-embedding experiment). */
   hooks?: readonly HookName[];
   loss?: LossKind;
 }

@@ -10,7 +10,7 @@
  * (patched - corrupted) / (clean - corrupted). The metric is the logit difference at the last
  * position, averaged over prompts (analysis/patching.ts's logitDiffMetric).
  *
- * Sweeps (the same cells as the exact sweeps of seed 004):
+ * Sweeps (the same cells as the exact sweeps of the contraction-circuit study):
  *   residPre / attnOut / mlpOut   [layer, pos]        sum over batch and d_model at one position
  *   heads.z / q / k / v           [layer, head_index] sum over batch, pos and d_head of one head
  *   heads.pattern                 [layer, head_index] sum over batch, query_pos and key_pos

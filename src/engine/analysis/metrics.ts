@@ -39,7 +39,7 @@ function checkPairs(answers: readonly (readonly number[])[]): void {
 }
 
 /**
- * Mean over prompts of logit[correct] - logit[wrong] at the last position (the seeds'
+ * Mean over prompts of logit[correct] - logit[wrong] at the last position (the original notebooks'
  * logits_to_ave_logit_diff). answers [batch, 2].
  */
 export function logitDiffMetric(answers: readonly (readonly [number, number])[]): Metric {

@@ -1,5 +1,5 @@
 /**
- * MLP neurons: activations over text, colored per token (neuroscope-style data, as seed 004's
+ * MLP neurons: activations over text, colored per token (neuroscope-style data, as the contraction-circuit study's
  * basic_neuron_vis reads blocks.L.mlp.hook_post[0, :, n]); the lines of a file on which a neuron
  * fires most; and the direct logit attribution of every neuron of a layer.
  */

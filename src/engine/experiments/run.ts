@@ -138,7 +138,7 @@ interface GroupContext {
   name: string | null;
   texts: { clean: string[]; corrupted: string[] | null };
   tokens: GroupTokens;
-  /** Position labels `${token}_${i}` of the first prompt (the seeds' x axis). */
+  /** Position labels `${token}_${i}` of the first prompt (the original notebooks' x axis). */
   posLabels: string[];
   metric: Metric | null;
   expect?: GroupExpectation;
@@ -225,7 +225,7 @@ function metricLabel(x: ResolvedExperiment, ctx: GroupContext): string {
   return ctx.unnormalised ? `raw ${base} (normalisation undefined)` : `normalised ${base}`;
 }
 
-/** Heatmap of a patching sweep result, in the seeds' layouts. */
+/** Heatmap of a patching sweep result, in the original notebooks' layouts. */
 function sweepHeatmaps(r: SweepResult, title: string, ctx: GroupContext, model: HookedTransformer, valueLabel: string): HeatmapData[] {
   const H = model.cfg.n_heads;
   const [A, B, C] = r.dims;

@@ -322,9 +322,9 @@ const analyses: Schema[] = [
       additionalProperties: false,
     },
   }, ['layer', 'neuron']),
-  analysis('ablation', 'Ablate every hook in turn (mean over the prompts, or zero) and measure the loss (seed 001, step 7).', {
+  analysis('ablation', 'Ablate every hook in turn (mean over the prompts, or zero) and measure the loss (the no-positional-embedding experiment, step 7).', {
     ablation: { enum: ['mean', 'zero'], default: 'mean', description: 'Replace each activation by its mean over the prompts, or by zero.' },
-    loss: { enum: ['next_token', 'previous_token'], default: 'next_token', description: "'next_token': TransformerLens's language-model loss; 'previous_token': seed 001's task (position t predicts token t-1)." },
+    loss: { enum: ['next_token', 'previous_token'], default: 'next_token', description: "'next_token': TransformerLens's language-model loss; 'previous_token': the no-positional-embedding experiment's task (position t predicts token t-1)." },
     hooks: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 }, description: 'Full hook names to ablate (default: every hook except hook_pos_embed and hook_result).' },
   }),
   analysis('patch', 'Activation patching of a residual-stream component by layer and position: clean values patched into the corrupted run (TransformerLens get_act_patch_resid_pre / attn_out / mlp_out).', {
@@ -340,7 +340,7 @@ const analyses: Schema[] = [
     attribution,
     expect: cellExpect,
   }, ['activation']),
-  analysis('patch_neurons', 'Activation patching of single MLP neurons of one layer, all positions (seed 004: layers 8 and 10).', {
+  analysis('patch_neurons', 'Activation patching of single MLP neurons of one layer, all positions (the contraction-circuit study: layers 8 and 10).', {
     layer: int('The MLP layer.'),
     hook: { enum: ['post', 'pre'], default: 'post', description: 'blocks.L.mlp.hook_<hook>.' },
     neurons: { type: 'array', minItems: 1, items: { type: 'integer', minimum: 0 }, description: 'Only these neurons (default: all).' },

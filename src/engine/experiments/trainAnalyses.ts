@@ -1,5 +1,5 @@
 /**
- * The analyses of a `"kind": "train"` experiment, run on a trained checkpoint: seed 001's
+ * The analyses of a `"kind": "train"` experiment, run on a trained checkpoint: the no-positional-embedding experiment's
  * notebook after training, generalised to any task and architecture the trainer supports.
  *
  * Data: fresh sequences of the training task from a seed of their own (never training batches).
@@ -8,7 +8,7 @@
  * and the ablation means; stream 1 ("B") is the batch the ablated losses are measured on, as the
  * seed measures on `next(big_data_loader)` with means of the first batch. Every loss is the
  * task's own (targets from Task.fill, positions without a target skipped), so for previous_token
- * it is the seed's loss_fn. Large batches run in chunks, so 4000 x 50 tokens need little memory.
+ * it is the original notebook's loss_fn. Large batches run in chunks, so 4000 x 50 tokens need little memory.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -351,7 +351,7 @@ function maxLogProbDiff(x: F32, y: F32): number {
 }
 
 /**
- * Seed 001's "how different bits of the model directly contribute to the logits", for one
+ * The no-positional-embedding experiment's "how different bits of the model directly contribute to the logits", for one
  * sequence: each residual component (embed, pos_embed when it is not zero, every attn_out and
  * mlp_out) centred over d_model, divided by ln_final's cached scale, times ln_final.w * W_U, then
  * centred over the vocabulary; the value at each scored position's target token.

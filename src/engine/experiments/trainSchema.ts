@@ -10,7 +10,7 @@ import type { TrainAnalysisKind, TrainAnalysisSpec, TrainModelPayload, TrainTask
 import type { Schema } from './jsonSchema.js';
 
 export interface TrainModelSpec extends TrainModelPayload {
-  /** Zero W_pos and never update it (seed 001's deactivate_position). */
+  /** Zero W_pos and never update it (the no-positional-embedding experiment's deactivate_position). */
   zero_pos_embed?: boolean;
 }
 
@@ -48,7 +48,7 @@ const headList: Schema = { type: 'array', items: { type: 'integer', minimum: 0 }
 const weights: Schema = {
   enum: ['raw', 'folded'],
   default: 'folded',
-  description: "'raw': the trained weights (the seed's `model`); 'folded': the LayerNorm-folded analysis model (fold_ln, center_writing_weights, center_unembed, fold_value_biases; the seed's `analysis_model`).",
+  description: "'raw': the trained weights (the original notebook's `model`); 'folded': the LayerNorm-folded analysis model (fold_ln, center_writing_weights, center_unembed, fold_value_biases; the original notebook's `analysis_model`).",
 };
 const sequences = (what: string, dflt: number): Schema => int(`Fresh sequences of the task ${what}.`, 1, { default: dflt });
 
@@ -66,9 +66,9 @@ function analysis(kind: TrainAnalysisKind, description: string, properties: Reco
   };
 }
 
-/** The analyses a train experiment can run after training (seed 001's notebook, step by step). */
+/** The analyses a train experiment can run after training (the no-positional-embedding notebook, step by step). */
 export const trainAnalysisSchemas: Schema[] = [
-  analysis('loss', 'Loss of the trained model on fresh sequences of the task (seed 001: 4000 sequences), overall and by position.', {
+  analysis('loss', 'Loss of the trained model on fresh sequences of the task (the no-positional-embedding experiment: 4000 sequences), overall and by position.', {
     sequences: sequences('scored', 4000),
   }),
   analysis('attention_patterns', 'Mean attention pattern of each layer over fresh sequences and heads (cache["attn", L].mean([0, 1])), query x key.', {
@@ -86,11 +86,11 @@ export const trainAnalysisSchemas: Schema[] = [
     weights,
     tokens: int('Show at most this many vocabulary rows and columns (the first ones).', 1, { default: 512 }),
   }),
-  analysis('ov_circuit', "Full OV circuit of each head: W_E W_V W_O into an MLP's W_in (source token x neuron, the seed's choice) or into W_U (source token x output token).", {
+  analysis('ov_circuit', "Full OV circuit of each head: W_E W_V W_O into an MLP's W_in (source token x neuron, the original notebook's choice) or into W_U (source token x output token).", {
     layers: layerList,
     heads: headList,
     into: { enum: ['mlp_in', 'unembed'], default: 'mlp_in', description: "'mlp_in': W_E W_V W_O W_in[mlp_layer]; 'unembed': W_E W_V W_O W_U." },
-    mlp_layer: int("With mlp_in: the MLP whose W_in reads the head (default: the head's own layer; seed 001 uses 0 for both layers)."),
+    mlp_layer: int("With mlp_in: the MLP whose W_in reads the head (default: the head's own layer; the no-positional-embedding experiment uses 0 for both layers)."),
     weights,
     tokens: int('Show at most this many vocabulary rows (the first ones).', 1, { default: 512 }),
   }),
@@ -99,7 +99,7 @@ export const trainAnalysisSchemas: Schema[] = [
     sequences: sequences('averaged over', 4000),
     sequence: int('The sequence whose own map is shown (0 = the first).', 0, { default: 0 }),
   }),
-  analysis('ablation', 'Replace every hook in turn by its mean over fresh sequences (or by zero) and measure the loss on other fresh sequences (seed 001 step 7); a bar per hook.', {
+  analysis('ablation', 'Replace every hook in turn by its mean over fresh sequences (or by zero) and measure the loss on other fresh sequences (the no-positional-embedding experiment, step 7); a bar per hook.', {
     ablation: { enum: ['mean', 'zero'], default: 'mean', description: 'Replace each activation by its mean over the reference sequences, or by zero.' },
     sequences: sequences('evaluated (the mean is taken over as many others)', 4000),
     hooks: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 }, description: 'Full hook names to ablate (default: every hook except hook_pos_embed and hook_result, in hook_dict order).' },
@@ -110,7 +110,7 @@ const pos = (description: string): Schema => ({ type: 'integer', minimum: 1, des
 
 export const trainExperimentSchema: Schema = {
   type: 'object',
-  description: 'Train a toy transformer, then analyse it (seed 001: no positional embeddings, predict the previous token). Train, Stop, Resume and Analyse are CodeLenses on the file.',
+  description: 'Train a toy transformer, then analyse it (the no-positional-embedding experiment: no positional embeddings, predict the previous token). Train, Stop, Resume and Analyse are CodeLenses on the file.',
   properties: {
     $schema: { type: 'string', description: 'Path or URL of this schema, for editors.' },
     kind: { const: 'train', description: 'A training experiment.' },
@@ -136,7 +136,7 @@ export const trainExperimentSchema: Schema = {
         n_key_value_heads: pos('Grouped-query attention: key/value heads (a divisor of n_heads; default n_heads).'),
         gated_mlp: { type: 'boolean', default: false, description: "MLP is act(x W_gate) * (x W_in) + b_in (Llama's SwiGLU with act_fn 'silu')." },
         parallel_attn_mlp: { type: 'boolean', default: false, description: 'Attention and MLP both read resid_pre and add into resid_post (GPT-NeoX); no resid_mid.' },
-        zero_pos_embed: { type: 'boolean', default: false, description: 'Zero W_pos and freeze it (seed 001: W_pos.data[:] = 0; W_pos.requires_grad = False): the model gets no positional information; checkpoints keep a zero W_pos.' },
+        zero_pos_embed: { type: 'boolean', default: false, description: 'Zero W_pos and freeze it (the no-positional-embedding experiment: W_pos.data[:] = 0; W_pos.requires_grad = False): the model gets no positional information; checkpoints keep a zero W_pos.' },
         model_name: { type: 'string', minLength: 1, description: "cfg.model_name of the trained model (default: the file's name)." },
       },
       required: ['n_layers', 'd_model', 'n_heads', 'n_ctx'],
@@ -147,7 +147,7 @@ export const trainExperimentSchema: Schema = {
       anyOf: [
         {
           type: 'object',
-          description: "previous_token (seed 001): random tokens in [1, d_vocab) after BOS; position t predicts token t-1 (logits[:, 1:] against tokens[:, :-1]).",
+          description: "previous_token (the no-positional-embedding experiment): random tokens in [1, d_vocab) after BOS; position t predicts token t-1 (logits[:, 1:] against tokens[:, :-1]).",
           properties: {
             kind: { const: 'previous_token', description: 'Predict the previous token.' },
             bos_token_id: int('The BOS id at position 0.', 0, { default: 0 }),

@@ -200,7 +200,7 @@ export function tokenInput(g: GraphBuilder, name: string, batch: Dim, pos: Dim):
 /**
  * TransformerLens's default ('gpt2') initialisation: every W_* ~ N(0, initializer_range^2) with
  * initializer_range = 0.8 / sqrt(d_model); biases 0; LayerNorm weights 1. W_pos is zero when
- * positional embeddings are zeroed and frozen (the seed's deactivate_position).
+ * positional embeddings are zeroed and frozen (the original notebook's deactivate_position).
  */
 export function initParams(cfg: HookedTransformerConfig, rng: { normal(): number }, opts: { zeroPos: boolean }): Params {
   const std = 0.8 / Math.sqrt(cfg.d_model);

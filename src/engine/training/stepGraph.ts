@@ -72,7 +72,7 @@ export function buildTrainStepGraph(cfg: HookedTransformerConfig, layout: ParamL
   g.nodes.push({ op: 'SoftmaxCrossEntropyLoss', inputs: [flatLogits, flatTargets], outputs: [tokLoss], attrs: { reduction: { kind: 'string', v: 'none' }, ignore_index: { kind: 'int', v: IGNORE } } });
   const valid = g.op('Cast', [g.op('Not', [g.op('Equal', [flatTargets, g.constI64([IGNORE], [])])])], { to: OnnxDType.FLOAT }); // [batch*pos]
   const count = g.op('Max', [g.op('ReduceSum', [valid, g.constI64([0])], { keepdims: 0 }), g.constF([1])]);
-  // loss [] = sum of token losses / number of scored tokens (the seed's -correct_log_probs.mean()).
+  // loss [] = sum of token losses / number of scored tokens (the original notebook's -correct_log_probs.mean()).
   const loss = g.op('Div', [g.op('ReduceSum', [tokLoss, g.constI64([0])], { keepdims: 0 }), count], undefined, STEP_IO.loss);
   const tok2 = g.op('Reshape', [tokLoss, g.constI64([batch, pos])], undefined, STEP_IO.tokenLoss);
   const posCount = g.op('Max', [g.op('ReduceSum', [g.op('Reshape', [valid, g.constI64([batch, pos])]), g.constI64([0])], { keepdims: 0 }), g.constF([1])]);

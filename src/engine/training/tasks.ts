@@ -2,8 +2,8 @@
  * Training tasks: each fills a batch of token ids [batch, pos] and the target id that each
  * position's logits should predict [batch, pos] (IGNORE where that position has no loss).
  *
- *  - previous_token (seed 001): tokens uniform in [1, d_vocab) with BOS 0 at position 0; the
- *    logits at position p predict token p-1 (the seed's logits[:, 1:] vs tokens[:, :-1]).
+ *  - previous_token (the no-positional-embedding experiment): tokens uniform in [1, d_vocab) with BOS 0 at position 0; the
+ *    logits at position p predict token p-1 (the original notebook's logits[:, 1:] vs tokens[:, :-1]).
  *  - induction: BOS 0, then a random sequence repeated twice; next-token prediction, optionally
  *    scored only on the repeated half (where induction heads are the only way to do well).
  *  - text: next-token prediction on random windows of a tokenized text file (GPT-2 BPE or

@@ -32,7 +32,7 @@ export interface TrainConfig {
   model: ConfigInput;
   task: TaskSpec;
   /**
-   * Zero W_pos and never update it (the seed's deactivate_position: W_pos.data[:] = 0,
+   * Zero W_pos and never update it (the original notebook's deactivate_position: W_pos.data[:] = 0,
    * requires_grad = False). The checkpoint keeps positional_embedding_type 'standard' with W_pos = 0.
    */
   zero_pos_embed: boolean;
@@ -55,7 +55,7 @@ export interface TrainConfig {
   keep_checkpoints: number;
 }
 
-/** The seed-001 experiment: 2 layers, d_model 64, 1 head, relu, LN, no positional information. */
+/** The no-positional-embedding experiment: 2 layers, d_model 64, 1 head, relu, LN, no positional information. */
 export function seed001Config(overrides: Partial<TrainConfig> = {}): TrainConfig {
   return {
     model: { n_layers: 2, d_model: 64, d_head: 64, n_heads: 1, d_mlp: 256, d_vocab: 300, n_ctx: 50, act_fn: 'relu', normalization_type: 'LN', bos_token_id: 0, model_name: 'no-pos-prev-token' },
