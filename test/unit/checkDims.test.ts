@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadModelFolder } from '../../src/engine/model/load.js';
-import { main } from '../../src/engine/cli.js';
+import { runCli } from '../helpers/cli.js';
 
 const FIXTURE = path.join(__dirname, '..', 'fixtures', 'gpt2-tied-gelu-new');
 
@@ -44,15 +44,7 @@ for (const [what, patch, re] of cases) {
 
 test('mechlens info on n_layer 1e9: one line naming the field and the weights, exit 1', async () => {
   const dir = withConfig({ n_layer: 1_000_000_000 });
-  const errs: string[] = [];
-  const write = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((s: string | Uint8Array) => (errs.push(String(s)), true)) as typeof process.stderr.write;
-  let code: number;
-  try {
-    code = await main(['info', '--model', dir], { out: () => undefined });
-  } finally {
-    process.stderr.write = write;
-  }
+  const { code, err } = await runCli(['info', '--model', dir]);
   assert.equal(code, 1);
-  assert.match(errs.join(''), /^mechlens: .*n_layers is 1000000000, but the weights hold 2 layers/m);
+  assert.match(err, /^mechlens: .*n_layers is 1000000000, but the weights hold 2 layers/m);
 });

@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { parseExperiment, type Diagnostic } from '../../src/engine/experiments/parse.js';
 import { confinePath, readConfinedText } from '../../src/engine/experiments/files.js';
 import { LineIndex } from '../../src/engine/experiments/json.js';
-import { main } from '../../src/engine/cli.js';
+import { runCli } from '../helpers/cli.js';
 
 /** A workspace: `ws/exp/` holds the experiment; `outside/` is a sibling the experiment must not reach. */
 function workspace(): { ws: string; exp: string; outside: string } {
@@ -121,20 +121,9 @@ test('mechlens run refuses /etc/passwd before loading anything and writes no run
   const { exp } = workspace();
   const file = path.join(exp, 'leak.experiment.json');
   fs.writeFileSync(file, neuronText('/etc/passwd'));
-  const errs: string[] = [];
-  const write = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((s: string | Uint8Array) => {
-    errs.push(String(s));
-    return true;
-  }) as typeof process.stderr.write;
-  let code: number;
-  try {
-    code = await main(['run', file, '--out', path.join(exp, 'run')], { out: () => undefined });
-  } finally {
-    process.stderr.write = write;
-  }
+  const { code, err } = await runCli(['run', file, '--out', path.join(exp, 'run')]);
   assert.equal(code, 1);
-  assert.match(errs.join(''), /leak\.experiment\.json:\d+:\d+: error: "\/etc\/passwd" is an absolute path/);
+  assert.match(err, /leak\.experiment\.json:\d+:\d+: error: "\/etc\/passwd" is an absolute path/);
   assert.equal(fs.existsSync(path.join(exp, 'run')), false);
   assert.equal(fs.existsSync(path.join(exp, '.mechlens')), false);
 });

@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { readSafetensors, writeSafetensors } from '../../src/engine/model/safetensors.js';
 import { LoadedEngine } from '../../src/engine/engine.js';
-import { main } from '../../src/engine/cli.js';
+import { runCli } from '../helpers/cli.js';
 import { runExperimentFile } from '../../src/engine/experiments/commands.js';
 import { countNonFinite, nonFiniteWarning } from '../../src/engine/tensor/stats.js';
 import { f32 } from '../../src/engine/tensor/tensor.js';
@@ -46,20 +46,10 @@ test('loading a model with non-finite weights warns, naming the tensors; info sa
   } finally {
     await eng.dispose();
   }
-  const errs: string[] = [];
-  let out = '';
-  const write = process.stderr.write.bind(process.stderr);
-  const wout = process.stdout.write.bind(process.stdout);
-  process.stderr.write = ((s: string | Uint8Array) => (errs.push(String(s)), true)) as typeof process.stderr.write;
-  process.stdout.write = ((s: string | Uint8Array) => ((out += String(s)), true)) as typeof process.stdout.write;
-  try {
-    assert.equal(await main(['info', '--model', dir]), 0);
-  } finally {
-    process.stderr.write = write;
-    process.stdout.write = wout;
-  }
-  assert.match(errs.join(''), /mechlens: warning: the model's weights hold non-finite values/);
-  assert.match((JSON.parse(out) as { warnings: string[] }).warnings[0]!, /W_in \(2 ±Inf\)/);
+  const info = await runCli(['info', '--model', dir]);
+  assert.equal(info.code, 0);
+  assert.match(info.err, /mechlens: warning: the model's weights hold non-finite values/);
+  assert.match((JSON.parse(info.out) as { warnings: string[] }).warnings[0]!, /W_in \(2 ±Inf\)/);
 });
 
 test('a run on such a model says so in the terminal, the panel state and the report instead of a bare null', async () => {
@@ -76,14 +66,8 @@ test('a run on such a model says so in the terminal, the panel state and the rep
   assert.match(state.description, /^Warning: the model's weights hold non-finite values/);
   assert.ok(state.sections.every((s) => s.notes?.some((n) => n.startsWith('Not finite'))));
   const html = path.join(dir, 'report.html');
-  const errs: string[] = [];
-  const write = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((s: string | Uint8Array) => (errs.push(String(s)), true)) as typeof process.stderr.write;
-  try {
-    assert.equal(await main(['report', r.saved.dir, '--out', html], { out: () => undefined }), 0, errs.join(''));
-  } finally {
-    process.stderr.write = write;
-  }
+  const rep = await runCli(['report', r.saved.dir, '--out', html]);
+  assert.equal(rep.code, 0, rep.err);
   const text = fs.readFileSync(html, 'utf8');
   assert.match(text, /Warning: the model&#39;s weights hold non-finite values|Warning: the model's weights hold non-finite values/);
   assert.match(text, /Not finite: the clean metric is NaN/);

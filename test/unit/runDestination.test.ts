@@ -7,7 +7,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { main } from '../../src/engine/cli.js';
+import { runCli } from '../helpers/cli.js';
 import { prepareRunDir } from '../../src/engine/experiments/store.js';
 import { RUNS_DIR } from '../../src/protocol/runs.js';
 
@@ -19,19 +19,7 @@ function experiment(): { dir: string; file: string } {
   return { dir, file };
 }
 
-async function run(args: string[]): Promise<{ code: number; err: string }> {
-  const errs: string[] = [];
-  const write = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((s: string | Uint8Array) => {
-    errs.push(String(s));
-    return true;
-  }) as typeof process.stderr.write;
-  try {
-    return { code: await main(args, { out: () => undefined }), err: errs.join('') };
-  } finally {
-    process.stderr.write = write;
-  }
-}
+const run = runCli;
 
 test('an --out that is a file fails before the model loads', async () => {
   const { dir, file } = experiment();

@@ -7,22 +7,10 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { main } from '../../src/engine/cli.js';
+import { runCli } from '../helpers/cli.js';
 import { checkRunFile } from '../../src/protocol/runFiles.js';
 
-async function cli(args: string[]): Promise<{ code: number; err: string }> {
-  const errs: string[] = [];
-  const write = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((s: string | Uint8Array) => {
-    errs.push(String(s));
-    return true;
-  }) as typeof process.stderr.write;
-  try {
-    return { code: await main(args, { out: () => undefined }), err: errs.join('') };
-  } finally {
-    process.stderr.write = write;
-  }
-}
+const cli = runCli;
 
 let made: string | undefined;
 /** One real run of the toy model, copied afresh for each damage. */
