@@ -174,6 +174,13 @@ export class LoadedEngine {
       lens = { labels: acc.labels, values: Array.from(projectRows(acc.stack, tokensToResidualDirections(this.model.params, [a])).data) };
     }
     if (signal?.aborted) throw new Error('cancelled');
+    const total = wrongId !== undefined ? last[a]! - last[wrongId]! : last[a]!;
+    // The parts of the total no residual component writes: the unembedding bias, and (un-folded
+    // final norm only) its weight and bias, which apply_ln_to_stack leaves out as TransformerLens does.
+    const bU = this.model.params.get('unembed.b_U')?.data;
+    const unembedBias = bU ? bU[a]! - (wrongId !== undefined ? bU[wrongId]! : 0) : 0;
+    const folded = cfg.normalization_type !== 'LN' && cfg.normalization_type !== 'RMS';
+    const sum = layer.reduce((x, y) => x + y, 0);
     const res: AttributionResult = {
       tokens: row,
       strTokens: tokensToStrings(this.tokenizer, row),
@@ -182,7 +189,9 @@ export class LoadedEngine {
       layerDla: layer,
       headDla: head,
       logitLens: lens,
-      total: wrongId !== undefined ? last[a]! - last[wrongId]! : last[a]!,
+      total,
+      unembedBias,
+      lnFinalTerm: folded ? null : total - sum - unembedBias,
     };
     if (wrongId !== undefined) res.wrong = describe(wrongId);
     return res;

@@ -112,6 +112,8 @@ export function attributionState(model: string, prompt: string, r: AttributionRe
     headDla: r.headDla,
     logitLens: r.logitLens,
     total: r.total,
+    unembedBias: r.unembedBias,
+    lnFinalTerm: r.lnFinalTerm,
   };
 }
 

@@ -165,6 +165,17 @@ export interface AttributionResult {
   logitLens: { labels: string[]; values: number[] };
   /** The answer's logit, or logit(answer) - logit(wrong). */
   total: number;
+  /**
+   * The unembedding bias's share of the total, b_U[answer] (- b_U[wrong]): no residual component
+   * writes it, so the components alone never add up to the total.
+   */
+  unembedBias: number;
+  /**
+   * What an un-folded final LayerNorm / RMSNorm (processing "none") adds through its weight and
+   * bias, which TransformerLens's DLA (apply_ln_to_stack) leaves out; null once folded, where
+   * components + unembedBias equal the total.
+   */
+  lnFinalTerm: number | null;
 }
 
 /** Token counts without any context-length check (diagnostics measure what would fail). */

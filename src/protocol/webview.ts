@@ -62,6 +62,10 @@ export interface AttributionState {
   logitLens: { labels: string[]; values: number[] };
   /** The total (the answer's logit or logit difference) for reference. */
   total: number;
+  /** b_U[answer] (- b_U[wrong]): the total's part no component writes (older runs: absent). */
+  unembedBias?: number;
+  /** An un-folded final norm's weight-and-bias part (processing "none"); null or absent once folded. */
+  lnFinalTerm?: number | null;
 }
 
 export interface HeatmapState {

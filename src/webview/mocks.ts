@@ -200,6 +200,8 @@ function mockAttribution(): AttributionState {
     headDla,
     logitLens: { labels, values },
     total,
+    unembedBias: 0.0375,
+    lnFinalTerm: null,
   };
 }
 

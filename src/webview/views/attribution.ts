@@ -40,7 +40,11 @@ export function renderAttribution(st: AttributionState, ctx: ViewContext): HTMLE
     stat(doc, 'answer', tokenChip(doc, st.target.answer)),
     st.target.wrong !== undefined ? stat(doc, 'minus', tokenChip(doc, st.target.wrong)) : null,
     stat(doc, what, formatSig(st.total, 4), String(st.total)),
-    stat(doc, 'sum of components', formatSig(sum, 4), 'the per-component attributions should add up to the total (up to the final LayerNorm scale)'),
+    stat(doc, 'sum of components', formatSig(sum, 4), `the components' direct contributions (TransformerLens's decompose_resid with apply_ln_to_stack): ${sum}`),
+    st.unembedBias !== undefined ? stat(doc, '+ unembedding bias', formatSigned(st.unembedBias, 4), `b_U[answer]${st.target.wrong !== undefined ? ' − b_U[wrong]' : ''}: part of the ${what} that no component writes (${st.unembedBias})`) : null,
+    st.lnFinalTerm !== undefined && st.lnFinalTerm !== null
+      ? stat(doc, "+ final norm's weight and bias", formatSigned(st.lnFinalTerm, 4), `With processing "none" the final LayerNorm's weight and bias are not folded into the unembedding; direct logit attribution (as TransformerLens computes it) leaves them out, and this is what they add (${st.lnFinalTerm})`)
+      : null,
   );
 
   const bars = section(doc, 'Direct logit attribution by component', `contribution of each component's output to the ${what} at the last position`, barChart(doc, { labels: st.layerLabels, values: st.layerDla, valueLabel: `${what} contribution` }));

@@ -55,11 +55,12 @@ test('inspect, attribution and top-k states carry what the webview needs', () =>
   assert.deepEqual(i.wrong, { token: 4, str: 'd', logit: -1 });
   const r: AttributionResult = {
     tokens: [1], strTokens: ['a'], answer: { token: 3, str: ' x', logit: 2, prob: 0.3, rank: 0, predicted: false },
-    wrong: { token: 4, str: ' y', logit: 1, prob: 0.1, rank: 2 }, layerLabels: ['embed'], layerDla: [1], headDla: [[0.5]], logitLens: { labels: ['final_post'], values: [1] }, total: 1,
+    wrong: { token: 4, str: ' y', logit: 1, prob: 0.1, rank: 2 }, layerLabels: ['embed'], layerDla: [1], headDla: [[0.5]], logitLens: { labels: ['final_post'], values: [1] }, total: 1, unembedBias: 0.25, lnFinalTerm: null,
   };
   const a = attributionState('toy', 'a', r);
   assert.deepEqual(a.target, { answer: ' x', wrong: ' y' });
   assert.equal(a.total, 1);
+  assert.equal(a.unembedBias, 0.25);
   assert.deepEqual(topKState(null, null, null, 'no model'), { kind: 'topk', model: null, prompt: null, result: null, message: 'no model' });
   assert.equal(modelLabel(info), 'toy');
   assert.equal(modelLabel({ ...info, processing: 'none' }), 'toy (none)');

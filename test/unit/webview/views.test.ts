@@ -137,6 +137,13 @@ test('attribution: component bars, head heatmap with top heads, logit lens line'
   const ticks = texts(el, 'svg .ml-tick');
   assert.ok(ticks.includes('final_post') && ticks.includes('0_pre'));
   assert.ok(texts(el, '.ml-stat-label').includes('logit diff'));
+  // The total's part no component writes is its own row; the tooltip does not blame the LayerNorm.
+  const labels = texts(el, '.ml-stat-label');
+  assert.ok(labels.includes('+ unembedding bias'), labels.join('|'));
+  assert.ok(!labels.includes("+ final norm's weight and bias"), 'folded: no final-norm row');
+  assert.doesNotMatch(el.innerHTML, /up to the final LayerNorm scale/);
+  const none = render({ ...MOCK_ATTRIBUTION, lnFinalTerm: 0.125 }).el;
+  assert.ok(texts(none, '.ml-stat-label').includes("+ final norm's weight and bias"));
 });
 
 test('heatmap panel: one figure per HeatmapData, exports and copies go to the host', async () => {
