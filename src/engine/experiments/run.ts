@@ -524,7 +524,8 @@ async function runAnalysis(
       const labels = gt.strTokens.map((t, p) => (p >= subject[0] && p < subject[1] ? `${t}*` : t));
       const ans = tokensToStrings(tok, [r.answer])[0]!;
       res.data = { ...r, answerStr: ans, prompt: ctx.texts.clean[i] };
-      const names: Record<string, string> = { resid: 'single restored layer (hidden state)', mlp: `MLP outputs, window of ${r.window}`, attn: `attention outputs, window of ${r.window}` };
+      // What one cell restores (ROME's three traces): read as "restoring <name> at one token".
+      const names: Record<string, string> = { resid: "one layer's hidden state (block output)", mlp: `the MLP outputs of ${r.window} layers around it`, attn: `the attention outputs of ${r.window} layers around it` };
       for (const [k, table] of Object.entries(r.scores)) {
         res.blocks.push(heat(heatmap(`${title}: restoring ${names[k]} (p(${JSON.stringify(ans)}): clean ${r.highScore.toFixed(4)}, noised ${r.lowScore.toFixed(4)})`, 'token', 'layer', labels, range(L).map(String), table!, `p(${ans})`), 'sequential'));
       }
