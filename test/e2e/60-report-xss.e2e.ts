@@ -1,0 +1,77 @@
+/// <reference types="mocha" />
+/**
+ * The shareable HTML report runs no script, whatever the experiment file says: a title, prompt,
+ * answer, group name, label and note carrying HTML and script are shown as text in real
+ * Chromium (the report keeps `default-src 'none'` and escapes everything it writes).
+ */
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { renderReport } from '../../src/engine/experiments/report';
+import type { RunRecord } from '../../src/protocol/runs';
+import { session } from './session';
+
+const EVIL = [
+  `<img src=x onerror="window.__pwned=(window.__pwned||0)+1">`,
+  `</title><script>window.__pwned=(window.__pwned||0)+1</script>`,
+  `"><svg onload="window.__pwned=1">`,
+  `<iframe srcdoc="<script>parent.__pwned=1</script>"></iframe>`,
+];
+
+function evilRecord(): RunRecord {
+  const e = (i: number) => EVIL[i % EVIL.length]!;
+  const heat = { title: e(0), rowAxis: e(1), colAxis: e(2), rowLabels: [e(3), 'L1'], colLabels: [e(0), 'b'], values: [[0.5, -0.25], [1, 0]], valueLabel: e(1) };
+  return {
+    id: 'r', kind: 'experiment', title: e(1), createdAt: '2026-01-01T00:00:00Z', engineVersion: '0.1.0',
+    model: { spec: e(2), name: e(3), processing: 'default' },
+    inputs: { prompts: [e(0)], corrupted: [e(1)], groups: [{ name: e(2), prompts: [{ prompt: e(0), corrupted: e(1), answer: e(2), wrong: e(3) }] }] },
+    state: {
+      kind: 'experiment', title: e(1), model: e(3), description: e(0), metric: e(2), file: e(3),
+      sections: [{
+        index: 0, kind: 'patch', group: e(2), title: e(0), elapsedMs: 1, notes: [e(1)],
+        checks: [{ what: e(3), expected: e(0), actual: 1, tolerance: 0, ok: false }],
+        blocks: [
+          { type: 'heatmap', data: heat },
+          { type: 'bars', title: e(1), labels: [e(2), e(3)], values: [1, -1], valueLabel: e(0) },
+          { type: 'line', title: e(2), labels: [e(0), e(1)], values: [0, 1], xAxis: e(3), yAxis: e(0) },
+          { type: 'table', title: e(3), columns: [e(0)], rows: [[e(1)]] },
+          { type: 'tokens', title: e(0), tokens: [e(1), e(2)], values: [1, -1], valueLabel: e(3) },
+          { type: 'stats', items: [{ label: e(0), value: e(1), title: e(2) }] },
+          { type: 'topk', title: e(1), strTokens: [e(2)], entries: [{ token: 1, str: e(3), logit: 1, prob: 0.5 }] },
+        ],
+      }],
+    },
+  } as unknown as RunRecord;
+}
+
+describe('e2e: the shareable report runs no script', function () {
+  this.timeout(120_000);
+
+  it('shows hostile titles, prompts, labels and notes as text in Chromium, and no script runs', async () => {
+  const html = renderReport(evilRecord());
+  assert.match(html, /default-src 'none'/);
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'mechlens-xss-')), 'report.html');
+  fs.writeFileSync(file, html);
+  // A page of its own in the session's Chromium, beside the workbench.
+  const page = await session().page.context().newPage();
+  try {
+    const dialogs: string[] = [];
+    page.on('dialog', (d) => {
+      dialogs.push(d.message());
+      void d.dismiss();
+    });
+    await page.goto(`file://${file}`);
+    await page.waitForTimeout(300);
+    assert.equal(await page.evaluate('window.__pwned'), undefined, 'a script ran in the report');
+    assert.deepEqual(dialogs, []);
+    // The hostile strings are there, as text: no element they would have created exists.
+    const text = (await page.evaluate('document.body.innerText')) as string;
+    for (const s of EVIL) assert.ok(text.includes(s), `shown as text: ${s}`);
+    assert.equal(await page.evaluate("document.querySelectorAll('body img, body script, body iframe, body svg[onload]').length"), 0);
+    assert.equal(await page.title(), `${EVIL[1]} — MechLens report`);
+  } finally {
+    await page.close();
+  }
+  });
+});
