@@ -4,7 +4,8 @@
  */
 import { makeConfig, type HookedTransformerConfig } from '../src/engine/model/config.js';
 import type { Params } from '../src/engine/model/params.js';
-import { f32, type F32 } from '../src/engine/tensor/tensor.js';
+import { paramSpecs } from '../src/engine/model/paramSpecs.js';
+import { f32 } from '../src/engine/tensor/tensor.js';
 import { mulberry32 } from '../src/engine/tensor/mulberry32.js';
 
 /** Deterministic N(0, std^2) samples (mulberry32 + Box-Muller), so bench runs are comparable. */
@@ -24,33 +25,31 @@ export function gpt2SmallConfig(): HookedTransformerConfig {
   return makeConfig({ model_name: 'gpt2-small-random', n_layers: 12, d_model: 768, n_heads: 12, d_head: 64, d_mlp: 3072, d_vocab: 50257, n_ctx: 1024, act_fn: 'gelu_new', normalization_type: 'LN', tie_word_embeddings: true });
 }
 
-/** Unprocessed ('none') TransformerLens params; W_U is W_E transposed (tied), as GPT-2's. */
+/**
+ * Unprocessed ('none') TransformerLens params for any config, from paramSpecs: matrices
+ * N(0, 0.02^2) (W_pos 0.01), biases N(0, 0.01^2), norm weights 1; W_U is W_E transposed when
+ * the config ties the embeddings, as GPT-2's.
+ */
 export function randomParams(cfg: HookedTransformerConfig, seed = 1): Params {
   const p: Params = new Map();
   let k = seed;
-  const r = (dims: number[], std = 0.02): F32 => f32(dims, randn(dims.reduce((a, b) => a * b, 1), std, k++));
-  const ones = (n: number) => f32([n], new Float32Array(n).fill(1));
-  const { d_model: d, n_heads: H, d_head: dh, d_vocab: V, n_ctx } = cfg;
-  const dm = cfg.d_mlp ?? 0;
-  const WE = r([V, d]);
-  p.set('embed.W_E', WE);
-  p.set('pos_embed.W_pos', r([n_ctx, d], 0.01));
-  for (let l = 0; l < cfg.n_layers; l++) {
-    const b = `blocks.${l}`;
-    p.set(`${b}.ln1.w`, ones(d)); p.set(`${b}.ln1.b`, r([d], 0.01));
-    for (const w of ['Q', 'K', 'V']) { p.set(`${b}.attn.W_${w}`, r([H, d, dh])); p.set(`${b}.attn.b_${w}`, r([H, dh], 0.01)); }
-    p.set(`${b}.attn.W_O`, r([H, dh, d])); p.set(`${b}.attn.b_O`, r([d], 0.01));
-    if (!cfg.attn_only) {
-      p.set(`${b}.ln2.w`, ones(d)); p.set(`${b}.ln2.b`, r([d], 0.01));
-      p.set(`${b}.mlp.W_in`, r([d, dm])); p.set(`${b}.mlp.b_in`, r([dm], 0.01));
-      p.set(`${b}.mlp.W_out`, r([dm, d])); p.set(`${b}.mlp.b_out`, r([d], 0.01));
+  for (const s of paramSpecs(cfg)) {
+    const n = s.dims.reduce((a, b) => a * b, 1);
+    const last = s.name.split('.').pop()!;
+    if (s.name === 'unembed.W_U' && cfg.tie_word_embeddings) {
+      const WE = p.get('embed.W_E')!;
+      const d = cfg.d_model, V = cfg.d_vocab;
+      const WU = new Float32Array(d * V);
+      for (let v = 0; v < V; v++) for (let i = 0; i < d; i++) WU[i * V + v] = WE.data[v * d + i]!;
+      p.set(s.name, f32(s.dims, WU, s.axes));
+    } else if (last === 'w') {
+      p.set(s.name, f32(s.dims, new Float32Array(n).fill(1), s.axes));
+    } else if (s.name === 'unembed.b_U') {
+      p.set(s.name, f32(s.dims, undefined, s.axes));
+    } else {
+      p.set(s.name, f32(s.dims, randn(n, s.isMatrix ? (s.name === 'pos_embed.W_pos' ? 0.01 : 0.02) : 0.01, k++), s.axes));
     }
   }
-  p.set('ln_final.w', ones(d)); p.set('ln_final.b', r([d], 0.01));
-  const WU = new Float32Array(d * V);
-  for (let v = 0; v < V; v++) for (let i = 0; i < d; i++) WU[i * V + v] = WE.data[v * d + i]!;
-  p.set('unembed.W_U', f32([d, V], WU));
-  p.set('unembed.b_U', f32([V]));
   return p;
 }
 

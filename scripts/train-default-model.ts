@@ -45,7 +45,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { Trainer, resolveCheckpoint, type StepInfo, type TrainConfig } from '../src/engine/training/trainer.js';
-import { writeTransformerLensFolder } from '../src/engine/training/tlFormat.js';
+import { writeTransformerLensFolder } from '../src/engine/model/tlFormat.js';
 import { loadModelFolder } from '../src/engine/model/load.js';
 import { LoadedEngine } from '../src/engine/engine.js';
 import { detectHeads, randomInts, repeatedTokenHeadScores, type HeadKind } from '../src/engine/analysis/heads.js';

@@ -19,7 +19,7 @@ import { writeSafetensors } from './model/safetensors.js';
 import { allHooks, requireHook, type OutputName } from './hooks/hooks.js';
 import type { F32 } from './tensor/tensor.js';
 import type { Device } from './backends/onnx/runtime.js';
-import { cmdReport, cmdRun, DiagnosticsError, ExpectationsError } from './experiments/commands.js';
+import { cmdReport, cmdRun, DiagnosticsError, ExpectationsError, InterruptedError } from './experiments/commands.js';
 
 class UsageError extends Error {}
 
@@ -28,6 +28,7 @@ const USAGE = `usage:
   mechlens analyze --model DIR|HF_ID --spec FILE [--processing none|default|default+refactor] --out FILE.json
   mechlens info    --model DIR|HF_ID [--processing ...]
   mechlens run     FILE.experiment.json [--out RUN_DIR] [--root DIR] [--model DIR|HF_ID] [--processing ...] [--strict]
+  mechlens run     --resume RUN_DIR      (finish a killed or interrupted run: only the missing analyses run)
   mechlens report  RUN_DIR|run.json|FILE.experiment.json --out report.html
 options: --device auto|cpu|cuda (default cpu), --offline (never download),
          --root DIR (files an experiment names must lie inside it; default: the experiment's folder)`;
@@ -172,6 +173,7 @@ async function cmdInfo(flags: Flags): Promise<void> {
   const eng = await load(flags);
   try {
     const info = eng.info();
+    for (const w of info.warnings ?? []) process.stderr.write(`mechlens: warning: ${w}\n`);
     process.stdout.write(JSON.stringify({ ...info, hooks: info.hooks.length }, null, 1) + '\n');
   } finally {
     await eng.dispose();
@@ -193,7 +195,8 @@ export async function main(argv: string[], io: CliIo = { out: (t) => process.std
       case 'run':
       case 'report': {
         const input = positional[0];
-        if (!input) throw new UsageError(cmd === 'run' ? 'missing the experiment file: mechlens run FILE.experiment.json' : 'missing the run: mechlens report RUN_DIR --out report.html');
+        const resume = cmd === 'run' && typeof flags['resume'] === 'string' ? flags['resume'] : undefined;
+        if (!input && resume === undefined) throw new UsageError(cmd === 'run' ? 'missing the experiment file: mechlens run FILE.experiment.json' : 'missing the run: mechlens report RUN_DIR --out report.html');
         const opts = {
           out: typeof flags['out'] === 'string' ? flags['out'] : undefined,
           root: typeof flags['root'] === 'string' ? flags['root'] : undefined,
@@ -203,8 +206,8 @@ export async function main(argv: string[], io: CliIo = { out: (t) => process.std
           offline: flags['offline'] === true,
           strict: flags['strict'] === true,
         };
-        if (cmd === 'run') io.out((await cmdRun(input, opts)) + '\n');
-        else await cmdReport(input, need(flags, 'out'), { ...opts, out: undefined });
+        if (cmd === 'run') io.out((await cmdRun(input, { ...opts, resume })) + '\n');
+        else await cmdReport(input!, need(flags, 'out'), { ...opts, out: undefined });
         break;
       }
       default: throw new UsageError(`unknown command ${JSON.stringify(cmd)}`);
@@ -220,6 +223,7 @@ export async function main(argv: string[], io: CliIo = { out: (t) => process.std
     // Diagnostics were printed as file:line:col lines before this summary.
     if (e instanceof DiagnosticsError) return 1;
     if (e instanceof ExpectationsError) return 3;
+    if (e instanceof InterruptedError) return 130;
     return 1;
   }
 }

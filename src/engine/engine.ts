@@ -13,7 +13,9 @@ import type { Device } from './backends/onnx/runtime.js';
 import { ActivationCache, tokensToResidualDirections } from './cache/activationCache.js';
 import { headDla, layerDla, logitDiff, logitLens, loss, projectRows, rankOf, topK } from './analysis/basic.js';
 import { logitDiffMetric, normalizedMetric, patchHeadAllPos, patchResidPreByLayerPos } from './analysis/patching.js';
-import { allHooks, hookAxes } from './hooks/hooks.js';
+import { normalizationUndefined } from './analysis/metrics.js';
+import { nonFiniteWarning } from './tensor/stats.js';
+import { allHooks, hookAxes, hookHeads } from './hooks/hooks.js';
 import type { AnalyzeResult, AttributionResult, MeasureTokensResult, ModelInfo, TestPromptResult } from '../protocol/engine.js';
 
 export interface EngineLoadOptions {
@@ -26,6 +28,9 @@ export interface EngineLoadOptions {
 }
 
 export class LoadedEngine {
+  /** Problems found while loading (non-finite weights), shown by `info`, the side bar and runs. */
+  readonly warnings: string[] = [];
+
   private constructor(readonly spec: string, readonly model: HookedTransformer, readonly tokenizer: Tokenizer, readonly loadMs: number) {}
 
   static async load(spec: string, opts: EngineLoadOptions = {}): Promise<LoadedEngine> {
@@ -40,11 +45,15 @@ export class LoadedEngine {
       return new LoadedEngine(spec, new HookedTransformer(cfg, params, processing, b.source, rt), b.tokenizer, performance.now() - t0);
     }
     const loaded = await loadModel(embedded ?? spec, { allowDownload: opts.allowDownload ?? true, onProgress: opts.onProgress, signal: opts.signal });
+    // Scanned as loaded: processing would spread a NaN into other tensors and blur where it is.
+    const nonFinite = nonFiniteWarning(loaded.params);
     const { cfg, params } = applyProcessing(loaded.cfg, loaded.params, processing);
     const folder = loaded.files.length ? path.dirname(loaded.files[0]!) : spec;
     const tokenizer = loadTokenizerForModel(folder, cfg);
     const model = new HookedTransformer(cfg, params, processing, loaded.source, rt);
-    return new LoadedEngine(spec, model, tokenizer, performance.now() - t0);
+    const eng = new LoadedEngine(spec, model, tokenizer, performance.now() - t0);
+    if (nonFinite) eng.warnings.push(nonFinite);
+    return eng;
   }
 
   info(): ModelInfo {
@@ -57,18 +66,23 @@ export class LoadedEngine {
       cfg: {
         model_name: cfg.model_name, n_layers: cfg.n_layers, d_model: cfg.d_model, n_heads: cfg.n_heads, d_head: cfg.d_head,
         d_mlp: cfg.d_mlp, attn_only: cfg.attn_only === true, d_vocab: cfg.d_vocab, n_ctx: cfg.n_ctx, act_fn: cfg.act_fn, normalization_type: cfg.normalization_type,
-        positional_embedding_type: cfg.positional_embedding_type,
+        positional_embedding_type: cfg.positional_embedding_type, original_architecture: cfg.original_architecture,
+        n_key_value_heads: cfg.n_key_value_heads,
       },
       processing: this.model.processing,
       device: this.model.runtime.device,
       tokenizer: this.tokenizer.kind,
       paramBytes: bytes,
-      hooks: allHooks(cfg).map((name) => ({ name, axes: [...hookAxes(name, cfg)] })),
+      hooks: allHooks(cfg).map((name) => {
+        const heads = hookHeads(name, cfg);
+        return { name, axes: [...hookAxes(name, cfg)], ...(heads !== cfg.n_heads ? { heads } : {}) };
+      }),
       loadMs: this.loadMs,
+      ...(this.warnings.length ? { warnings: [...this.warnings] } : {}),
     };
   }
 
-  tokenize(texts: string[], prependBos = true): { tokens: number[][]; strTokens: string[][] } {
+  tokenize(texts: string[], prependBos?: boolean): { tokens: number[][]; strTokens: string[][] } {
     const tokens = texts.map((t) => toTokens(this.tokenizer, t, { prependBos, nCtx: this.model.cfg.n_ctx, truncate: false }).tokens[0]!);
     return { tokens, strTokens: tokens.map((row) => tokensToStrings(this.tokenizer, row)) };
   }
@@ -76,7 +90,7 @@ export class LoadedEngine {
   /** TransformerLens's test_prompt: top-k after the prompt, the answer's rank, per-token loss. */
   async testPrompt(prompt: string, opts: { answer?: string; prependBos?: boolean; k?: number } = {}): Promise<TestPromptResult> {
     if (prompt.trim() === '') throw new Error('the prompt is empty: write some text to inspect');
-    const { tokens, strTokens } = this.tokenize([prompt], opts.prependBos ?? true);
+    const { tokens, strTokens } = this.tokenize([prompt], opts.prependBos);
     const row = tokens[0]!;
     const logits = await this.model.forward([row]);
     const [, P, V] = logits.dims as [number, number, number];
@@ -118,7 +132,7 @@ export class LoadedEngine {
   async attribution(prompt: string, opts: { answer?: string; wrong?: string; prependBos?: boolean } = {}, signal?: AbortSignal): Promise<AttributionResult> {
     if (prompt.trim() === '') throw new Error('the prompt is empty: write some text to attribute');
     const cfg = this.model.cfg;
-    const row = toTokens(this.tokenizer, prompt, { prependBos: opts.prependBos ?? true, truncate: false }).tokens[0]!;
+    const row = toTokens(this.tokenizer, prompt, { prependBos: opts.prependBos, truncate: false }).tokens[0]!;
     if (row.length > cfg.n_ctx) throw new Error(`the prompt is ${row.length} tokens, longer than the model's context of ${cfg.n_ctx} tokens (n_ctx); shorten it`);
     const single = (s: string | undefined, what: string): number | undefined => {
       if (s === undefined) return undefined;
@@ -199,7 +213,9 @@ export async function analyzeModel(model: HookedTransformer, tokens: Tokens, cor
   const corrLogits = await model.forward(corrupted);
   const ld = logitDiff(clean.logits!, answers);
   const cld = logitDiff(corrLogits, answers);
-  const metric = normalizedMetric(logitDiffMetric(answers), ld, cld);
+  // One rule (metrics.ts): where normalising is undefined the tables hold raw logit differences, said so.
+  const why = normalizationUndefined(ld, cld);
+  const metric = why ? logitDiffMetric(answers) : normalizedMetric(logitDiffMetric(answers), ld, cld);
   return {
     loss: loss(clean.logits!, tokens),
     logit_diff: ld,
@@ -207,6 +223,8 @@ export async function analyzeModel(model: HookedTransformer, tokens: Tokens, cor
     head_dla: headDla(cache, answers),
     layer_dla: layerDla(cache, answers),
     logit_lens: logitLens(cache, answers),
+    patching_metric: why ? 'raw logit difference' : 'normalised logit difference',
+    normalization_undefined: why,
     resid_pre_patching: await patchResidPreByLayerPos(model, tokens, corrupted, metric, { signal }),
     head_z_patching: await patchHeadAllPos(model, tokens, corrupted, metric, 'z', { signal }),
   };

@@ -36,7 +36,7 @@ import {
   PROMPT_ANALYSES, analysisLabel, errorsMessage, experimentOutline, isExperimentFile, lastRunOf, modelProblem, parseHeads, parseNeuron, promptExperiment,
   promptExperimentPath, whyNot, diagnosticWhere, type ExperimentOutline, type PromptAnalysisChoice,
 } from './experimentsModel.js';
-import { RUN_RESULTS_FILE, checkTotals, expandRefs, experimentStateOf } from './experimentsState.js';
+import { RUN_RESULTS_FILE, checkTotals, expandRefs, experimentStateOf } from '../protocol/experimentsState.js';
 
 const TYPING_DEBOUNCE_MS = 400;
 const PROGRESS_POLL_MS = 300;
@@ -290,6 +290,8 @@ interface RunRequest {
   panelKey: string;
   /** A real file: its diagnostics are updated with the run's. */
   doc?: vscode.TextDocument;
+  /** An incomplete run folder to finish (only its missing analyses run). */
+  resume?: string;
 }
 
 export class ExperimentRunner implements vscode.Disposable {
@@ -370,7 +372,7 @@ export class ExperimentRunner implements vscode.Disposable {
           try {
             return await s.host.request(
               EngineRequests.experimentRun,
-              { file: req.file, text: req.text, workspace, root: experimentRoot(req.file), allowDownload: s.host.settings.allowDownload, token, ...(req.only ? { only: req.only } : {}) },
+              { file: req.file, text: req.text, workspace, root: experimentRoot(req.file), allowDownload: s.host.settings.allowDownload, token, ...(req.only ? { only: req.only } : {}), ...(req.resume ? { resume: req.resume } : {}) },
               abort.signal,
             );
           } finally {
@@ -459,6 +461,15 @@ async function experimentDoc(arg: unknown): Promise<vscode.TextDocument | undefi
 
 function titleOf(doc: vscode.TextDocument, o: ExperimentOutline): string {
   return o.title ?? path.basename(doc.uri.fsPath).replace(/\.experiment\.json$/, '');
+}
+
+/**
+ * Finishes an incomplete run (the Runs view's Resume): the worker reads the experiment from the
+ * run folder's copy and computes only the analyses the killed run had not saved.
+ */
+export async function resumeRunFolder(runner: ExperimentRunner, dir: string, experiment: string): Promise<ExperimentRunOutcome> {
+  const title = `${path.basename(experiment).replace(/\.experiment\.json$/, '')} (resumed)`;
+  return runner.run({ file: experiment, text: '', title, panelKey: `experiment:${experiment}`, resume: dir });
 }
 
 async function runFile(runner: ExperimentRunner, doc: vscode.TextDocument, only?: number[]): Promise<ExperimentRunOutcome> {
@@ -672,6 +683,21 @@ export function registerExperiments(s: ExperimentServices): vscode.Disposable[] 
       return runOnPrompt(runner, s, editor);
     }),
     reg('mechlens.openLastResult', (arg) => openLastResult(s, arg)),
+    reg('mechlens.resumeRun', async (arg) => {
+      if (!trustedToRun()) return undefined;
+      const id = typeof arg === 'string' ? arg : typeof (arg as { id?: unknown } | undefined)?.id === 'string' ? String((arg as { id: string }).id).replace(/^run:/, '') : undefined;
+      const runs = vscode.workspace.workspaceFolders?.[0] ? path.join(vscode.workspace.workspaceFolders[0].uri.fsPath, RUNS_DIR) : undefined;
+      if (!id || !runs) return undefined;
+      const dir = path.join(runs, id);
+      let experiment: string;
+      try {
+        experiment = String((JSON.parse(fs.readFileSync(path.join(dir, 'progress.json'), 'utf8')) as { experiment?: unknown }).experiment ?? '');
+      } catch {
+        void vscode.window.showErrorMessage(`MechLens: ${id} is not an incomplete run (no progress.json): run the experiment again instead.`);
+        return undefined;
+      }
+      return resumeRunFolder(runner, dir, experiment);
+    }),
     reg('mechlens.exportReport', (arg) => exportReport(s, arg)),
     reg('mechlens.cancelExperiment', () => {
       if (runner.cancelAll() === 0) void vscode.window.showInformationMessage('MechLens: no experiment is running.');

@@ -7,6 +7,11 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { RUN_FILE, runRecordProblem, type RunRecord } from '../protocol/runs.js';
 
+/** Written first by an experiment run (engine/experiments/store.ts); without run.json it marks an incomplete run. */
+export const PROGRESS_FILE = 'progress.json';
+/** A folder with neither file, untouched this long, is debris of a run killed at its start: removed. */
+export const DEBRIS_GRACE_MS = 10 * 60 * 1000;
+
 export interface RunListing {
   id: string;
   /** Path of run.json. */
@@ -14,6 +19,8 @@ export interface RunListing {
   record?: RunRecord;
   /** Why run.json could not be used (unreadable, not JSON, not a run record). */
   problem?: string;
+  /** A run that was killed or interrupted: what it was running and how far it got (resumable). */
+  incomplete?: { experiment: string; startedAt: string; done: number; total: number };
 }
 
 export class RunStore {
@@ -62,7 +69,7 @@ export class RunStore {
         try {
           text = await fs.readFile(file, 'utf8');
         } catch {
-          return null; // a folder without run.json is not a run (e.g. being written)
+          return this.unfinished(id, file);
         }
         try {
           const parsed: unknown = JSON.parse(text);
@@ -73,8 +80,30 @@ export class RunStore {
         }
       }),
     );
-    const time = (r: RunListing) => (r.record ? Date.parse(r.record.createdAt) : 0);
+    const time = (r: RunListing) => (r.record ? Date.parse(r.record.createdAt) : r.incomplete ? Date.parse(r.incomplete.startedAt) || 0 : 0);
     return out.filter((r): r is RunListing => r !== null).sort((a, b) => time(b) - time(a) || b.id.localeCompare(a.id));
+  }
+
+  /**
+   * A folder without run.json: an incomplete run (progress.json; finished analyses in parts/), a
+   * run being started right now (left alone), or debris of a run killed before it wrote anything,
+   * removed once it is older than DEBRIS_GRACE_MS.
+   */
+  private async unfinished(id: string, file: string, now = Date.now()): Promise<RunListing | null> {
+    const dir = path.join(this.dir, id);
+    try {
+      const p = JSON.parse(await fs.readFile(path.join(dir, PROGRESS_FILE), 'utf8')) as { experiment?: unknown; startedAt?: unknown; total?: unknown };
+      let done = 0;
+      try {
+        done = (await fs.readdir(path.join(dir, 'parts'))).filter((n) => /^\d+-\d+\.json$/.test(n)).length;
+      } catch { /* none finished */ }
+      return { id, file, incomplete: { experiment: String(p.experiment ?? ''), startedAt: String(p.startedAt ?? ''), done, total: Number(p.total ?? 0) } };
+    } catch { /* no (readable) progress.json */ }
+    try {
+      const st = await fs.stat(dir);
+      if (now - st.mtimeMs > DEBRIS_GRACE_MS) await fs.rm(dir, { recursive: true, force: true });
+    } catch { /* gone already */ }
+    return null;
   }
 
   async delete(id: string): Promise<void> {

@@ -3,6 +3,7 @@
  * of the model, grouped by layer, with its axes and sizes) and Runs (the saved runs of the
  * workspace; clicking one re-opens its panel from the saved snapshot).
  */
+import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { HookInfo, ModelInfo } from '../protocol/engine.js';
 import type { EngineHost, EngineHostState } from './engineHost.js';
@@ -85,8 +86,11 @@ function modelNodes(info: ModelInfo): Node[] {
   const cfgFields: [string, string | number | null][] = [
     ['n_layers', c.n_layers], ['n_heads', c.n_heads], ['d_model', c.d_model], ['d_head', c.d_head], ['d_mlp', c.d_mlp], ['d_vocab', c.d_vocab],
     ['n_ctx', c.n_ctx], ['act_fn', c.act_fn], ['normalization_type', c.normalization_type], ['positional_embedding_type', c.positional_embedding_type],
+    ...(c.n_key_value_heads ? [['n_key_value_heads', c.n_key_value_heads] as [string, number]] : []),
+    ...(c.original_architecture ? [['architecture', c.original_architecture] as [string, string]] : []),
   ];
   return [
+    ...(info.warnings ?? []).map((w, i) => leaf('Warning', w, { iconPath: new vscode.ThemeIcon('warning'), tooltip: w, id: `model.warning.${i}` })),
     leaf(c.model_name, info.spec === c.model_name ? undefined : info.spec, { iconPath: new vscode.ThemeIcon('circuit-board'), tooltip: `Loaded from ${info.source}`, id: 'model.name' }),
     group('Config', cfgFields.map(([k, v]) => leaf(k, v === null ? 'none' : String(v))), true, { iconPath: new vscode.ThemeIcon('settings'), id: 'model.config' }),
     leaf('Device', info.device, { iconPath: new vscode.ThemeIcon('server-environment') }),
@@ -105,7 +109,8 @@ export function axisSizes(info: ModelInfo): Record<string, number | undefined> {
 }
 
 export function hookShape(h: HookInfo, sizes: Record<string, number | undefined>): string {
-  return `[${h.axes.map((a) => (sizes[a] !== undefined ? `${a}=${sizes[a]}` : a)).join(', ')}]`;
+  const size = (a: string) => (a === 'head_index' && h.heads !== undefined ? h.heads : sizes[a]);
+  return `[${h.axes.map((a) => (size(a) !== undefined ? `${a}=${size(a)}` : a)).join(', ')}]`;
 }
 
 export class HooksTree extends SimpleTree {
@@ -166,6 +171,15 @@ export class RunsTree extends SimpleTree {
     }
     if (runs.length === 0) return [leaf('No runs yet', 'open a panel from a prompt', { iconPath: new vscode.ThemeIcon('info') })];
     return runs.map((r) => {
+      if (r.incomplete) {
+        const i = r.incomplete;
+        return leaf(`${path.basename(i.experiment).replace(/\.experiment\.json$/, '')} (incomplete)`, `${i.done} of ${i.total} analyses · ${i.startedAt ? new Date(i.startedAt).toLocaleString() : r.id}`, {
+          iconPath: new vscode.ThemeIcon('debug-pause'),
+          tooltip: new vscode.MarkdownString(`**Incomplete run** of \`${i.experiment}\`: it was killed or interrupted after ${i.done} of ${i.total} analyses.\n\nResume computes only the missing ones (\`mechlens run --resume\` in a terminal); Delete removes it.`),
+          contextValue: 'mechlens.run.incomplete',
+          id: `run:${r.id}`,
+        });
+      }
       if (!r.record) {
         return leaf(r.id, 'unreadable', { iconPath: new vscode.ThemeIcon('warning'), tooltip: r.problem ?? '', contextValue: 'mechlens.run', id: `run:${r.id}`, resourceUri: vscode.Uri.file(r.file) });
       }

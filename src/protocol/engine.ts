@@ -22,11 +22,17 @@ export interface ModelConfigInfo {
   act_fn: string;
   normalization_type: string | null;
   positional_embedding_type: string;
+  /** TransformerLens's architecture name, e.g. LlamaForCausalLM. */
+  original_architecture?: string;
+  /** Grouped-query attention: heads of keys and values (null: n_heads). */
+  n_key_value_heads?: number | null;
 }
 
 export interface HookInfo {
   name: string;
   axes: string[];
+  /** Size of head_index when it is not n_heads (hook_k / hook_v / hook_rot_k under grouped-query attention). */
+  heads?: number;
 }
 
 export interface ModelInfo {
@@ -37,11 +43,13 @@ export interface ModelInfo {
   cfg: ModelConfigInfo;
   processing: ProcessingMode;
   device: 'cpu' | 'cuda';
-  tokenizer: 'gpt2-bpe' | 'char' | 'ids';
+  tokenizer: 'gpt2-bpe' | 'hf' | 'char' | 'ids';
   /** Bytes of parameters held by the engine. */
   paramBytes: number;
   hooks: HookInfo[];
   loadMs: number;
+  /** Problems found while loading, e.g. non-finite weights (tensor names and counts). */
+  warnings?: string[];
 }
 
 export interface LoadModelParams {
@@ -120,6 +128,10 @@ export interface AnalyzeResult {
   head_dla: number[][];
   layer_dla: number[];
   logit_lens: { labels: string[]; values: number[] };
+  /** What the two patching tables hold: the normalised logit difference, or the raw one when normalising is undefined. */
+  patching_metric: 'normalised logit difference' | 'raw logit difference';
+  /** Why normalising is undefined (clean and corrupted logit differences equal), else null. */
+  normalization_undefined: string | null;
   resid_pre_patching: number[][];
   head_z_patching: number[][];
 }
@@ -192,9 +204,15 @@ export interface TrainModelPayload {
   attn_only?: boolean;
   d_vocab: number;
   n_ctx: number;
-  act_fn?: 'gelu_new' | 'gelu' | 'relu' | 'gelu_fast';
-  normalization_type?: 'LN' | 'LNPre' | null;
-  positional_embedding_type?: 'standard' | 'none';
+  act_fn?: 'gelu_new' | 'gelu' | 'relu' | 'gelu_fast' | 'silu';
+  normalization_type?: 'LN' | 'LNPre' | 'RMS' | 'RMSPre' | null;
+  positional_embedding_type?: 'standard' | 'rotary' | 'none';
+  /** Block types of the registered families (Llama: RMS, rotary, gated_mlp, n_key_value_heads; GPT-NeoX: parallel_attn_mlp, rotary_dim). */
+  rotary_dim?: number;
+  rotary_base?: number;
+  n_key_value_heads?: number;
+  gated_mlp?: boolean;
+  parallel_attn_mlp?: boolean;
   bos_token_id?: number | null;
   model_name?: string;
 }
@@ -368,6 +386,8 @@ export interface ExperimentRunParams {
   workspace: string;
   /** The folder every file the experiment names must stay inside (its workspace folder); default: `workspace`. */
   root?: string;
+  /** An incomplete run folder to finish: the experiment is read from its copy, only missing analyses run. */
+  resume?: string;
   /** May the model be downloaded from the Hugging Face hub (also subject to the file's "offline"). */
   allowDownload: boolean;
   /** Names this run for engine/experiment/progress; progress notifications are sent as well. */

@@ -8,7 +8,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { readSafetensors } from '../../src/engine/model/safetensors.js';
-import { configFromHfGpt2, type HookedTransformerConfig } from '../../src/engine/model/config.js';
+import { type HookedTransformerConfig } from '../../src/engine/model/config.js';
+import { configFromHfGpt2 } from '../../src/engine/arch/gpt2.js';
 import type { Params, Processing } from '../../src/engine/model/params.js';
 import { maxAbsDiff, type F32 } from '../../src/engine/tensor/tensor.js';
 

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readSafetensors } from '../../src/engine/model/safetensors.js';
-import { configFromHfGpt2, makeConfig, type HookedTransformerConfig } from '../../src/engine/model/config.js';
+import { makeConfig, type HookedTransformerConfig } from '../../src/engine/model/config.js';
+import { configFromHfGpt2 } from '../../src/engine/arch/gpt2.js';
 import { PROCESSING_MODES, type Params, type Processing } from '../../src/engine/model/params.js';
 import { f32, type F32 } from '../../src/engine/tensor/tensor.js';
 import {

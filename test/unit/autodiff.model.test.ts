@@ -84,9 +84,16 @@ const ARCHS: [string, ConfigInput][] = [
   ['no normalization, gelu (erf)', { n_layers: 1, d_model: 6, n_heads: 3, d_head: 2, d_mlp: 8, d_vocab: 5, n_ctx: 5, act_fn: 'gelu', normalization_type: null }],
 ];
 
+/** Registered families' blocks (the shared graph components): checked against finite differences only. */
+const FAMILY_ARCHS: [string, ConfigInput][] = [
+  ['Llama-style: RMS, rotary, grouped-query attention, SiLU-gated MLP', { n_layers: 2, d_model: 8, n_heads: 4, d_head: 2, n_key_value_heads: 2, d_mlp: 12, d_vocab: 7, n_ctx: 6, act_fn: 'silu', normalization_type: 'RMS', positional_embedding_type: 'rotary', gated_mlp: true }],
+  ['GPT-NeoX-style: LN, partial rotary, parallel attention and MLP', { n_layers: 1, d_model: 8, n_heads: 2, d_head: 4, rotary_dim: 2, d_mlp: 12, d_vocab: 7, n_ctx: 6, act_fn: 'gelu', normalization_type: 'LN', positional_embedding_type: 'rotary', parallel_attn_mlp: true }],
+  ['Mistral-style: RMSPre, sliding window 2, adjacent-pair rotary, Llama 3 rope scaling', { n_layers: 1, d_model: 8, n_heads: 2, d_head: 4, n_key_value_heads: 1, d_mlp: 8, d_vocab: 7, n_ctx: 6, act_fn: 'silu', normalization_type: 'RMSPre', positional_embedding_type: 'rotary', rotary_adjacent_pairs: true, gated_mlp: true, use_local_attn: true, window_size: 2, use_NTK_by_parts_rope: true, NTK_original_ctx_len: 4, NTK_by_parts_factor: 8 }],
+];
+
 test('whole-model gradients match float64 finite differences (sampled coordinates of every parameter)', async () => {
   const report: string[] = [];
-  for (const [label, c] of ARCHS) {
+  for (const [label, c] of [...ARCHS, ...FAMILY_ARCHS]) {
     const cfg = makeConfig(c);
     const built = buildLossGraph(cfg);
     const d = data(cfg, 11);

@@ -13,7 +13,7 @@ import { OnnxDType } from '../../src/engine/graph/onnxProto.js';
 import { OnnxRuntime, ortF32, ortI64 } from '../../src/engine/backends/onnx/runtime.js';
 import { evaluate, finiteDifferences, ref, type RefTensor } from '../../src/engine/training/reference.js';
 import { Rng } from '../../src/engine/training/rng.js';
-import { buildBlockGraph, RESID_IN, RESID_OUT } from '../../src/engine/graph/gpt2.js';
+import { buildBlockGraph, RESID_IN, RESID_OUT } from '../../src/engine/graph/segments.js';
 import { fixtureConfig, fixtureParams } from '../helpers/fixture.js';
 import type * as ort from 'onnxruntime-node';
 

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { f32, maxAbsDiff, type F32 } from '../../src/engine/tensor/tensor.js';
-import { configFromHfGpt2, makeConfig } from '../../src/engine/model/config.js';
-import { convertGpt2Weights } from '../../src/engine/model/hf.js';
+import { makeConfig } from '../../src/engine/model/config.js';
+import { configFromHfGpt2, convertGpt2Weights } from '../../src/engine/arch/gpt2.js';
 import { readSafetensors } from '../../src/engine/model/safetensors.js';
 
 // An oracle fixture saved without the transformer. prefix, as the hub's gpt2 is; its expected.safetensors

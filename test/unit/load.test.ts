@@ -25,7 +25,7 @@ import {
 // An oracle fixture saved without the transformer. prefix, as the hub's gpt2 is; its expected.safetensors
 // holds TransformerLens's converted params.
 const FIXTURE = path.join(__dirname, '..', 'fixtures', 'gpt2-noprefix-gelu');
-const SLM = '/work/shared/models/slm4096';
+const SLM = path.resolve(__dirname, '..', '..', '..', 'shared', 'models', 'slm4096');
 const CONFIG_BYTES = fs.readFileSync(path.join(FIXTURE, 'config.json'));
 const MODEL_BYTES = fs.readFileSync(path.join(FIXTURE, 'model.safetensors'));
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');

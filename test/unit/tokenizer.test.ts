@@ -18,7 +18,7 @@ import {
   TokenizerError,
 } from '../../src/engine/model/tokenizer.js';
 
-const SLM_DIR = '/work/shared/models/slm4096';
+const SLM_DIR = path.resolve(__dirname, '..', '..', '..', 'shared', 'models', 'slm4096');
 const TINY_GPT2_DIR = path.join(__dirname, '..', 'fixtures', 'tiny-gpt2');
 
 const gpt2 = createGpt2Tokenizer();

@@ -19,7 +19,7 @@ import { loadTokenizerForModel } from '../../src/engine/model/tokenizer.js';
 import type { Params } from '../../src/engine/model/params.js';
 import { applyProcessing } from '../../src/engine/weights/process.js';
 import type { HookName } from '../../src/engine/hooks/hooks.js';
-import { emitForward, initializerParams, paramSpecs, tokenInput } from '../../src/engine/training/model.js';
+import { emitForward, initializerParams, initParams, paramSpecs, tokenInput } from '../../src/engine/training/model.js';
 import { Rng } from '../../src/engine/training/rng.js';
 import { IGNORE, makeTask } from '../../src/engine/training/tasks.js';
 import { seed001Config, Trainer, TrainingError, type TrainConfig } from '../../src/engine/training/trainer.js';
@@ -78,6 +78,59 @@ for (const mode of ['none', 'default'] as const) {
     }
   });
 }
+
+/** Tiny configs of the registered families' block types (graph components shared with inference). */
+const FAMILY_CONFIGS: [string, Parameters<typeof makeConfig>[0]][] = [
+  ['Llama-style (RMS, rotary, GQA, gated SiLU)', { n_layers: 2, d_model: 16, n_heads: 4, d_head: 4, n_key_value_heads: 2, d_mlp: 24, d_vocab: 11, n_ctx: 8, act_fn: 'silu', normalization_type: 'RMS', positional_embedding_type: 'rotary', gated_mlp: true, use_NTK_by_parts_rope: true, NTK_original_ctx_len: 4 }],
+  ['GPT-NeoX-style (LN, partial rotary, parallel)', { n_layers: 2, d_model: 16, n_heads: 2, d_head: 8, rotary_dim: 4, d_mlp: 24, d_vocab: 11, n_ctx: 8, act_fn: 'gelu', normalization_type: 'LN', positional_embedding_type: 'rotary', parallel_attn_mlp: true }],
+  ['Mistral-style (sliding window 3)', { n_layers: 1, d_model: 16, n_heads: 4, d_head: 4, n_key_value_heads: 1, d_mlp: 24, d_vocab: 11, n_ctx: 8, act_fn: 'silu', normalization_type: 'RMS', positional_embedding_type: 'rotary', gated_mlp: true, use_local_attn: true, window_size: 3 }],
+];
+
+for (const [label, c] of FAMILY_CONFIGS) {
+  test(`the differentiable graph gives HookedTransformer's logits and every hook: ${label}`, async () => {
+    const cfg = makeConfig(c);
+    const rng = new Rng(3);
+    const params = initParams(cfg, rng, { zeroPos: false });
+    // Norm weights away from 1, so that where they are applied matters.
+    for (const [n, t] of params) if (n.endsWith('.w')) for (let i = 0; i < t.data.length; i++) t.data[i] = 1 + 0.3 * rng.normal();
+    const tokens = [[1, 5, 2, 9, 3, 3, 7], [4, 4, 10, 0, 6, 2, 8]];
+    const ht = new HookedTransformer(cfg, params, 'none', 'random', { device: 'cpu', threads: 1 });
+    const rt = new OnnxRuntime({ device: 'cpu', threads: 1 });
+    try {
+      const { logits: want, cache } = await ht.runWithCache(tokens);
+      const hooks = [...cache.keys()] as HookName[];
+      assert.ok(hooks.includes('blocks.0.attn.hook_rot_q' as HookName), 'rotary hooks are cached');
+      const g = new GraphBuilder('fwd');
+      const tok = tokenInput(g, 'tokens', 'batch', 'pos');
+      const out = emitForward(g, cfg, initializerParams(g, params), tok, { batch: 'batch', pos: 'pos', hooks: new Set(hooks), usePos: false });
+      g.output(g.alias(out.logits, 'logits'), OnnxDType.FLOAT, ['batch', 'pos', cfg.d_vocab_out]);
+      assert.deepEqual([...out.hooks.keys()].sort(), [...hooks].sort(), 'every hook HookedTransformer caches is exposed');
+      for (const h of hooks) g.output(h, OnnxDType.FLOAT, cache.get(h)!.dims.map((_, i) => `${h}_${i}`));
+      const s = await rt.compile(g.build());
+      const res = await rt.run(s, { tokens: ortI64(BigInt64Array.from(tokens.flat(), (x) => BigInt(x)), [2, 7]) }, ['logits', ...hooks]);
+      assertClose(res['logits']!, want!, 1e-5, 'logits');
+      for (const h of hooks) assertClose(res[h]!, cache.get(h)!, 1e-5, h);
+      await s.session.release();
+    } finally {
+      await ht.dispose();
+    }
+  });
+}
+
+test('a tiny Llama-style model trains (RMS, rotary, grouped-query attention, gated SiLU MLP): loss falls', async () => {
+  const model = { normalization_type: 'RMS' as const, positional_embedding_type: 'rotary' as const, n_heads: 4, d_head: 4, n_key_value_heads: 2, gated_mlp: true, act_fn: 'silu' as const };
+  const t = await Trainer.create(tinyConfig({ max_steps: 30, lr: 1e-2, warmup_steps: 0 }, model), { threads: 1 });
+  try {
+    const r = await t.run();
+    const first = r.losses.slice(0, 3).reduce((a, b) => a + b, 0) / 3, last = r.losses.slice(-3).reduce((a, b) => a + b, 0) / 3;
+    assert.ok(last < first - 0.1, `loss ${first.toFixed(3)} -> ${last.toFixed(3)} should fall`);
+    assert.ok(t.layout.specs.some((s) => s.name === 'blocks.0.attn._W_K' && s.dims[0] === 2), 'K has n_key_value_heads heads');
+    assert.ok(t.layout.specs.some((s) => s.name === 'blocks.0.mlp.W_gate'));
+    assert.ok(!t.layout.specs.some((s) => s.name === 'pos_embed.W_pos' || s.name.endsWith('.b') && s.name.includes('ln')), 'no W_pos, no norm biases');
+  } finally {
+    await t.dispose();
+  }
+});
 
 test('one training step is torch.optim.AdamW after clip_grad_norm_ (with warm-up and decay policy)', async () => {
   for (const decay of ['all', 'matrices'] as const) {

@@ -27,8 +27,7 @@ import { OnnxDType } from '../graph/onnxProto.js';
 import { ortF32, ortI64, type CompiledSession } from '../backends/onnx/runtime.js';
 import type { HookedTransformer, Tokens } from '../model/hookedTransformer.js';
 import type { HookName } from '../hooks/hooks.js';
-import { emitForward, initializerParams } from '../training/model.js';
-import { packQKV } from '../graph/gpt2.js';
+import { emitForward, initializerParams, packQKV } from '../training/model.js';
 import type { F32 } from '../tensor/tensor.js';
 
 export type HeadActivation = 'z' | 'q' | 'k' | 'v' | 'pattern';

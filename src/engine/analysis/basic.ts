@@ -194,8 +194,9 @@ export function layerDla(cache: ActivationCache, answers: AnswerPairs): number[]
  */
 export function logitLens(cache: ActivationCache, answers: AnswerPairs): { labels: string[]; values: number[] } {
   checkAnswers(cache, answers, 'logitLens');
-  // An attention-only model has no resid_mid (its blocks are resid_pre + attn_out).
-  const { stack, labels } = cache.accumulatedResid(-1, { incl_mid: !cache.cfg.attn_only, pos_slice: -1, apply_ln: true, recompute_ln: true });
+  // An attention-only model has no resid_mid (its blocks are resid_pre + attn_out), nor does one
+  // whose attention and MLP run in parallel (GPT-NeoX, GPT-J).
+  const { stack, labels } = cache.accumulatedResid(-1, { incl_mid: !cache.cfg.attn_only && !cache.cfg.parallel_attn_mlp, pos_slice: -1, apply_ln: true, recompute_ln: true });
   return { labels, values: meanOverBatch(projectRows(stack, answerResidualDirections(cache.params, answers))) };
 }
 

@@ -17,7 +17,7 @@
  */
 import type { HookedTransformer } from '../model/hookedTransformer.js';
 import type { HookedTransformerConfig } from '../model/config.js';
-import { getParam, type Params } from '../model/params.js';
+import { getParam, headParam, type Params } from '../model/params.js';
 import { factoredSvd, mat, matmul as matmul64, transpose, type Mat, type Svd } from '../weights/linalg.js';
 import { GraphBuilder } from '../graph/builder.js';
 import { OnnxDType } from '../graph/onnxProto.js';
@@ -108,7 +108,7 @@ function to64(t: F32, rows: number, cols: number): Mat {
 export function headWeight(params: Params, cfg: HookedTransformerConfig, layer: number, head: number, which: 'Q' | 'K' | 'V' | 'O'): Mat {
   if (!Number.isInteger(layer) || layer < 0 || layer >= cfg.n_layers) throw new Error(`layer ${layer} is out of range: the model has layers 0..${cfg.n_layers - 1}`);
   if (!Number.isInteger(head) || head < 0 || head >= cfg.n_heads) throw new Error(`head ${head} is out of range: layers have heads 0..${cfg.n_heads - 1}`);
-  const W = getParam(params, `blocks.${layer}.attn.W_${which}`);
+  const W = headParam(params, cfg, layer, `W_${which}`);
   const n = cfg.d_model * cfg.d_head;
   const slice = W.data.subarray(head * n, (head + 1) * n);
   return which === 'O' ? mat(cfg.d_head, cfg.d_model, Float64Array.from(slice)) : mat(cfg.d_model, cfg.d_head, Float64Array.from(slice));
@@ -224,7 +224,7 @@ export async function ovCopyingScores(model: HookedTransformer): Promise<number[
   const WV = new Float32Array(HH * d * dh);
   for (let l = 0; l < cfg.n_layers; l++) {
     WO.set(getParam(params, `blocks.${l}.attn.W_O`).data, l * cfg.n_heads * dh * d);
-    WV.set(getParam(params, `blocks.${l}.attn.W_V`).data, l * cfg.n_heads * d * dh);
+    WV.set(headParam(params, cfg, l, 'W_V').data, l * cfg.n_heads * d * dh);
   }
   const left = await matmul(model.runtime, f32([HH, dh, d], WO), UE); // [HH, d_head, d_model]
   const core = await matmul(model.runtime, left, f32([HH, d, dh], WV)); // [HH, d_head, d_head]

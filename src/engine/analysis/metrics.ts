@@ -61,8 +61,24 @@ export function logitDiffMetric(answers: readonly (readonly [number, number])[])
   return withReader((logits) => score(lastPositionRows(logits), null), { vocab, score: (last) => score(last, col) }, 'logit difference');
 }
 
+/**
+ * Why (patched - corrupted) / (clean - corrupted) is undefined for these two metric values, or
+ * null when it is defined. The one rule every caller uses (experiments, `mechlens analyze`, the
+ * panels): equal (to float32 precision) or non-finite clean and corrupted metrics leave nothing to
+ * normalise by, and callers then show the raw metric, labelled raw, with this reason.
+ */
+export function normalizationUndefined(clean: number, corrupted: number): string | null {
+  if (!Number.isFinite(clean) || !Number.isFinite(corrupted)) return `the clean (${clean}) or corrupted (${corrupted}) metric is not finite`;
+  if (Math.abs(clean - corrupted) <= 1e-6 * Math.max(1, Math.abs(clean), Math.abs(corrupted))) {
+    return `the clean and corrupted metrics are equal (${clean.toPrecision(6)}), so (patched − corrupted) / (clean − corrupted) would divide by zero`;
+  }
+  return null;
+}
+
 /** (patched - corrupted) / (clean - corrupted): 1 = clean behaviour restored, 0 = no effect. */
 export function normalizedMetric(metric: Metric, clean: number, corrupted: number): Metric {
+  const why = normalizationUndefined(clean, corrupted);
+  if (why) throw new Error(`the normalised metric is undefined: ${why}`);
   const denom = clean - corrupted;
   const norm = (x: number) => (x - corrupted) / denom;
   const fn = (logits: F32) => norm(metric(logits));

@@ -4,10 +4,9 @@
  * adds, seconds in onnxruntime's GEMM and minutes in a JavaScript loop. Small graphs are compiled
  * once per runtime and cached.
  */
-import type * as ort from 'onnxruntime-node';
 import { GraphBuilder } from '../graph/builder.js';
 import { OnnxDType } from '../graph/onnxProto.js';
-import { ortF32, type CompiledSession, type OnnxRuntime } from '../backends/onnx/runtime.js';
+import { ortF32, type CompiledSession, type OnnxRuntime, type OrtTensor } from '../backends/onnx/runtime.js';
 import { f32, type F32 } from '../tensor/tensor.js';
 
 const compiled = new WeakMap<OnnxRuntime, Map<string, Promise<CompiledSession>>>();
@@ -25,7 +24,7 @@ export function cachedSession(rt: OnnxRuntime, key: string, build: () => GraphBu
 }
 
 export async function runSession(rt: OnnxRuntime, s: CompiledSession, feeds: Record<string, F32>, fetch: string[]): Promise<Record<string, F32>> {
-  const f: Record<string, ort.Tensor> = {};
+  const f: Record<string, OrtTensor> = {};
   for (const [k, v] of Object.entries(feeds)) f[k] = ortF32(v);
   return rt.run(s, f, fetch);
 }

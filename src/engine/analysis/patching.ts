@@ -88,13 +88,15 @@ export function sweepLayout(cfg: HookedTransformerConfig, P: number, spec: Patch
   const cells: PatchCell[] = [];
   if (spec.kind === 'layer_pos') {
     if (cfg.attn_only && (spec.hook === 'resid_mid' || spec.hook === 'mlp_out')) throw new Error(`an attention-only model has no hook_${spec.hook}`);
+    if (cfg.parallel_attn_mlp && spec.hook === 'resid_mid') throw new Error('attention and MLP run in parallel in this model, so it has no hook_resid_mid');
     const layers = checkLayers(cfg, spec.layers);
     layers.forEach((l, li) => range(P).forEach((p) => cells.push({ index: li * P + p, layer: l, hook: hookAt(t, l), select: { pos: [p] } })));
     return { dims: [layers.length, P], axes: ['layer', 'pos'], coords: [layers, range(P)], cells };
   }
   if (spec.kind === 'head') {
     const layers = checkLayers(cfg, spec.layers);
-    const H = cfg.n_heads;
+    // Keys and values have n_key_value_heads heads under grouped-query attention (as hook_k / hook_v).
+    const H = (spec.activation === 'k' || spec.activation === 'v') && cfg.n_key_value_heads !== null ? cfg.n_key_value_heads : cfg.n_heads;
     const byPos = spec.by === 'pos';
     if (!byPos) {
       layers.forEach((l, li) => range(H).forEach((h) => cells.push({ index: li * H + h, layer: l, hook: hookAt(t, l), select: { head_index: [h] } })));
@@ -175,8 +177,8 @@ export async function runPatchSweep(
         resid_pre: ['hook_resid_pre'],
         resid_mid: ['hook_resid_mid'],
         resid_post: ['hook_resid_post'],
-        attn_out: cfg.attn_only ? ['hook_resid_pre', 'hook_resid_post'] : ['hook_resid_pre', 'hook_resid_mid'],
-        mlp_out: ['hook_resid_mid', 'hook_resid_post'],
+        attn_out: cfg.attn_only ? ['hook_resid_pre', 'hook_resid_post'] : cfg.parallel_attn_mlp ? ['hook_resid_pre', 'hook_mlp_out', 'hook_resid_post'] : ['hook_resid_pre', 'hook_resid_mid'],
+        mlp_out: cfg.parallel_attn_mlp ? ['hook_resid_pre', 'hook_attn_out', 'hook_resid_post'] : ['hook_resid_mid', 'hook_resid_post'],
       };
       for (const s of needs[spec.hook]) corrNames.add(`blocks.${l}.${s}` as HookName);
     } else if (spec.kind === 'head') {
@@ -186,7 +188,8 @@ export async function runPatchSweep(
       // Neurons: a patch of hook_pre or hook_post at neuron n gives the clean post activation
       // there (the activation function is elementwise), so both read the clean hook_post.
       cleanNames.add(`blocks.${l}.mlp.hook_post` as HookName);
-      for (const s of ['hook_resid_mid', 'mlp.hook_post', 'hook_mlp_out']) corrNames.add(`blocks.${l}.${s}` as HookName);
+      // Parallel blocks have no resid_mid: resid_post = (resid_pre + attn_out) + mlp_out there too.
+      for (const s of [...(cfg.parallel_attn_mlp ? ['hook_resid_pre', 'hook_attn_out'] : ['hook_resid_mid']), 'mlp.hook_post', 'hook_mlp_out']) corrNames.add(`blocks.${l}.${s}` as HookName);
     }
   }
   // Positions before the first token where clean and corrupted differ are shared by every run.
@@ -203,7 +206,8 @@ export async function runPatchSweep(
     const cells = byLayer.get(l)!;
     const hook = hookAt(template, l);
     if (spec.kind === 'neuron') {
-      groups.push(neuronGroup(model, cells, B, P, l, get(cleanActs, `blocks.${l}.mlp.hook_post`), get(corrActs, `blocks.${l}.hook_resid_mid`), get(corrActs, `blocks.${l}.mlp.hook_post`), get(corrActs, `blocks.${l}.hook_mlp_out`)));
+      const beforeMlp = cfg.parallel_attn_mlp ? addTensors(get(corrActs, `blocks.${l}.hook_resid_pre`), get(corrActs, `blocks.${l}.hook_attn_out`)) : get(corrActs, `blocks.${l}.hook_resid_mid`);
+      groups.push(neuronGroup(model, cells, B, P, l, get(cleanActs, `blocks.${l}.mlp.hook_post`), beforeMlp, get(corrActs, `blocks.${l}.mlp.hook_post`), get(corrActs, `blocks.${l}.hook_mlp_out`)));
       continue;
     }
     const src = get(cleanActs, hook);
@@ -221,13 +225,21 @@ export async function runPatchSweep(
         case 'resid_mid': base = mid(); fromMid = true; patched = (b, p) => row(src, b, p); break;
         case 'resid_post': base = post(); startLayer = l + 1; patched = (b, p) => row(src, b, p); break;
         case 'attn_out':
+          if (cfg.parallel_attn_mlp) {
+            // resid_post = (resid_pre + attn_out) + mlp_out, and the MLP reads resid_pre: unchanged.
+            base = post(); startLayer = l + 1;
+            patched = (b, p) => add32(add32(row(pre(), b, p), row(src, b, p)), row(get(corrActs, `blocks.${l}.hook_mlp_out`), b, p));
+            break;
+          }
           // resid_mid (resid_post when attention-only) = resid_pre + attn_out, at the patched position.
           if (cfg.attn_only) { base = post(); startLayer = l + 1; } else { base = mid(); fromMid = true; }
           patched = (b, p) => add32(row(pre(), b, p), row(src, b, p));
           break;
         case 'mlp_out':
           base = post(); startLayer = l + 1;
-          patched = (b, p) => add32(row(mid(), b, p), row(src, b, p));
+          patched = cfg.parallel_attn_mlp
+            ? (b, p) => add32(add32(row(pre(), b, p), row(get(corrActs, `blocks.${l}.hook_attn_out`), b, p)), row(src, b, p))
+            : (b, p) => add32(row(mid(), b, p), row(src, b, p));
           break;
       }
       // A cell whose patched rows equal the corrupted ones (positions before the first token
@@ -318,6 +330,13 @@ async function corruptedValue(model: HookedTransformer, corrupted: Tokens, metri
  * instead of recomputing the layer's 2 x d_model x d_mlp MLP per cell. This equals the naive
  * loop up to float32 rounding of the sum (the naive GEMM adds the same terms in another order).
  */
+/** a + b element-wise in float32 (same dims). */
+function addTensors(a: F32, b: F32): F32 {
+  const out = new Float32Array(a.data.length);
+  for (let i = 0; i < out.length; i++) out[i] = a.data[i]! + b.data[i]!;
+  return f32([...a.dims], out);
+}
+
 function neuronGroup(model: HookedTransformer, cells: readonly PatchCell[], B: number, P: number, layer: number, cleanPost: F32, residMid: F32, corrPost: F32, mlpOut: F32): CellGroup {
   const cfg = model.cfg;
   const d = cfg.d_model;

@@ -585,9 +585,11 @@ export class ActivationCache {
     const w = this.params.get('ln_final.w')?.data;
     const b = this.params.get('ln_final.b')?.data;
     const x = stack.data;
+    // RMSNorm (RMS / RMSPre) neither centres nor has a bias: x / sqrt(mean(x^2) + eps) (* w).
+    const centre = this.centers();
     for (let o = 0; o < x.length; o += d) {
       let mean = 0;
-      for (let i = 0; i < d; i++) mean += x[o + i]!;
+      if (centre) for (let i = 0; i < d; i++) mean += x[o + i]!;
       mean /= d;
       let v = 0;
       for (let i = 0; i < d; i++) {

@@ -14,9 +14,9 @@ import * as path from 'node:path';
 import { LoadedEngine } from '../engine.js';
 import type { Processing } from '../model/params.js';
 import type { Device } from '../backends/onnx/runtime.js';
-import { checkWithModel, formatDiagnostic, hasErrors, readExperiment, type Diagnostic, type ResolvedExperiment } from './parse.js';
-import { runExperiment, type ExperimentResults } from './run.js';
-import { loadRun, prepareRunDir, saveRun, type SavedRun } from './store.js';
+import { checkWithModel, formatDiagnostic, hasErrors, parseExperiment, readExperiment, type Diagnostic, type ResolvedExperiment } from './parse.js';
+import { runExperiment, type AnalysisResult, type ExperimentResults } from './run.js';
+import { EXPERIMENT_COPY, existingRunDir, loadParts, loadRun, partKey, prepareRunDir, readProgress, savePart, saveRun, startRun, type RunDestination, type SavedRun } from './store.js';
 import { renderReport } from './report.js';
 
 export class DiagnosticsError extends Error {
@@ -27,9 +27,13 @@ export class DiagnosticsError extends Error {
 }
 
 export class ExpectationsError extends Error {}
+/** A run stopped by the user (Ctrl-C) and left incomplete, to be resumed. */
+export class InterruptedError extends Error {}
 
 export interface RunCommandOptions {
   out?: string;
+  /** On cancel (Ctrl-C), keep the run incomplete and resumable instead of saving partial results. */
+  keepIncomplete?: boolean;
   /** The folder the files an experiment names must stay inside (default: the experiment's folder). */
   root?: string;
   /** Overrides the experiment's model (e.g. a local folder for a quick check). */
@@ -73,8 +77,39 @@ export async function runExperimentFile(file: string, opts: RunCommandOptions = 
   if (opts.model) x.model.spec = fs.existsSync(path.resolve(opts.model)) ? path.resolve(opts.model) : opts.model;
   if (opts.processing) x.model.processing = opts.processing;
   if (opts.device) x.model.device = opts.device;
-  // Where the run goes is checked (and the folder made) before the model loads or anything runs.
+  // Where the run goes is checked (and the folder made) before the model loads or anything runs;
+  // progress.json and the experiment's copy go in first, so a run killed from here on can be resumed.
   const dest = prepareRunDir({ outDir: opts.out });
+  startRun(dest, x);
+  return runInto(x, dest, opts, log, new Map());
+}
+
+/**
+ * Finishes an incomplete run folder (killed, crashed or interrupted): the experiment is read from
+ * the folder's copy, the analyses it saved are kept, and only the missing ones are computed.
+ */
+export async function resumeRun(dir: string, opts: RunCommandOptions = {}): Promise<RunCommandResult> {
+  const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
+  const prog = readProgress(dir);
+  let text: string;
+  try {
+    text = fs.readFileSync(path.join(dir, EXPERIMENT_COPY), 'utf8');
+  } catch {
+    throw new Error(`${path.resolve(dir)} has no ${EXPERIMENT_COPY}: it cannot be resumed; run the experiment again instead`);
+  }
+  const parsed = parseExperiment(text, prog.experiment, undefined, { root: prog.root });
+  for (const d of parsed.diagnostics) log(formatDiagnostic(d));
+  if (!parsed.experiment || hasErrors(parsed.diagnostics)) throw new DiagnosticsError(parsed.diagnostics);
+  const x = parsed.experiment;
+  x.model.spec = prog.model.spec;
+  x.model.processing = prog.model.processing as typeof x.model.processing;
+  x.model.device = prog.model.device as typeof x.model.device;
+  const parts = loadParts(dir);
+  log(`resuming ${path.resolve(dir)}: ${parts.size} of ${prog.total} analyses were saved`);
+  return runInto(x, existingRunDir(dir), opts, log, parts);
+}
+
+async function runInto(x: ResolvedExperiment, dest: RunDestination, opts: RunCommandOptions, log: (l: string) => void, parts: Map<string, AnalysisResult>): Promise<RunCommandResult> {
   let engine: LoadedEngine;
   try {
     engine = await LoadedEngine.load(x.model.spec, { processing: x.model.processing, device: x.model.device, allowDownload: !(opts.offline || x.model.offline), signal: opts.signal });
@@ -85,6 +120,7 @@ export async function runExperimentFile(file: string, opts: RunCommandOptions = 
     throw new DiagnosticsError([d]);
   }
   let saved: SavedRun | undefined;
+  for (const w of engine.warnings) log(`warning: ${w}`);
   try {
     const checked = checkWithModel(x, engine.model.cfg, engine.tokenizer);
     for (const d of checked.diagnostics) log(formatDiagnostic(d));
@@ -94,7 +130,15 @@ export async function runExperimentFile(file: string, opts: RunCommandOptions = 
       onProgress: (p) => {
         if (p.phase === 'start') log(`[${p.done + 1}/${p.total}] ${p.message}`);
       },
+      onResult: (g, r) => savePart(dest.dir, g, r),
+      reuse: (g, i) => parts.get(partKey(g, i)),
+      warnings: engine.warnings,
     });
+    for (const n of new Set(results.results.flatMap((r) => (r.notes ?? []).filter((t) => t.startsWith('Not finite'))))) log(n);
+    if (results.cancelled && opts.keepIncomplete) {
+      const n = results.results.filter((r) => !r.partial).length;
+      throw new InterruptedError(`interrupted: ${n} of ${x.groups.length * x.analyses.length} analyses are saved in ${dest.dir}; finish it with: mechlens run --resume ${dest.dir}`);
+    }
     const run = saveRun(x, results, { modelName: engine.model.cfg.model_name, into: dest });
     saved = run;
     const checks = results.results.flatMap((r) => (r.checks ?? []).map((c) => ({ r, c })));
@@ -110,8 +154,24 @@ export async function runExperimentFile(file: string, opts: RunCommandOptions = 
 }
 
 /** Runs an experiment file; returns the run folder. */
-export async function cmdRun(file: string, opts: RunCommandOptions): Promise<string> {
-  const r = await runExperimentFile(file, opts);
+export async function cmdRun(file: string | undefined, opts: RunCommandOptions & { resume?: string }): Promise<string> {
+  // Ctrl-C stops the run within an analysis (sweeps check the signal between batches) and leaves
+  // it incomplete and resumable; a second Ctrl-C ends the process at once (finished analyses stay).
+  const ac = new AbortController();
+  const onInt = () => {
+    process.stderr.write('mechlens: stopping (Ctrl-C again to quit at once)\n');
+    ac.abort();
+  };
+  process.once('SIGINT', onInt);
+  let r: RunCommandResult;
+  try {
+    const o = { ...opts, signal: ac.signal, keepIncomplete: true };
+    if (opts.resume !== undefined) r = await resumeRun(opts.resume, o);
+    else if (file !== undefined) r = await runExperimentFile(file, o);
+    else throw new Error('missing the experiment file: mechlens run FILE.experiment.json (or --resume RUN_DIR)');
+  } finally {
+    process.removeListener('SIGINT', onInt);
+  }
   if (opts.strict && r.failedChecks > 0) throw new ExpectationsError(`${r.failedChecks} expectation${r.failedChecks === 1 ? '' : 's'} not met (--strict); the run is in ${r.saved.dir}`);
   return r.saved.dir;
 }

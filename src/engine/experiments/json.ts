@@ -72,8 +72,15 @@ export class LineIndex {
   }
 }
 
+/**
+ * Bounds that keep a hostile or careless file from exhausting the parser (docs/experiments.md,
+ * "Limits"): nesting depth (the parser recurses once per level) and the length of one string.
+ */
+export const JSON_LIMITS = { maxDepth: 64, maxStringChars: 1_000_000 } as const;
+
 /** Parses `text`; throws JsonSyntaxError with the offset of the problem. */
-export function parseJsonWithPositions(text: string): JsonNode {
+export function parseJsonWithPositions(text: string, limits: { maxDepth: number; maxStringChars: number } = JSON_LIMITS): JsonNode {
+  let depth = 0;
   let i = text.charCodeAt(0) === 0xfeff ? 1 : 0;
   const ws = () => {
     while (i < text.length) {
@@ -110,8 +117,17 @@ export function parseJsonWithPositions(text: string): JsonNode {
         continue;
       }
       if (c.charCodeAt(0) < 0x20) fail('a string cannot contain a raw control character (a line break inside quotes?): write \\n');
-      out += c;
-      i++;
+      // Copy the run up to the next quote, backslash or control character at once (a long
+      // string char by char was quadratic-ish in practice).
+      let j = i + 1;
+      while (j < text.length) {
+        const d = text.charCodeAt(j);
+        if (d === 0x22 || d === 0x5c || d < 0x20) break;
+        j++;
+      }
+      out += text.slice(i, j);
+      i = j;
+      if (out.length > limits.maxStringChars) fail(`a string longer than ${limits.maxStringChars} characters: shorten it (descriptions and prompts belong in a few lines)`, start);
     }
     i++; // closing quote
     return { value: out, offset: start, length: i - start };
@@ -121,6 +137,15 @@ export function parseJsonWithPositions(text: string): JsonNode {
     ws();
     const start = i;
     const c = text[i];
+    if ((c === '{' || c === '[') && ++depth > limits.maxDepth) fail(`nested deeper than ${limits.maxDepth} levels: an experiment file needs a handful`);
+    try {
+      return parseValueAt(start, c);
+    } finally {
+      if (c === '{' || c === '[') depth--;
+    }
+  };
+
+  const parseValueAt = (start: number, c: string | undefined): JsonNode => {
     if (c === '{') {
       i++;
       const properties: JsonProperty[] = [];

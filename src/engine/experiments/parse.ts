@@ -10,7 +10,9 @@ import * as path from 'node:path';
 import { LineIndex, nodeAt, parseJsonWithPositions, JsonSyntaxError, toValue, type JsonNode, type JsonPath, type Range } from './json.js';
 import { analysisExperimentSchema, ANSWER_KINDS, PATCHING_KINDS, type AnalysisSpec, type ExperimentFile, type GroupExpectation, type PromptSource } from './schema.js';
 import { validate } from './validate.js';
+import type { Diagnostic, Location } from './diagnostics.js';
 import { isTrainRoot, resolveTrainExperiment, type ResolvedTrainExperiment } from './trainParse.js';
+export type { Diagnostic, Location } from './diagnostics.js';
 import { confinedReader, readNamedFile, type FileReader, type NamedFiles } from './files.js';
 import { parsePromptsFile, splitLines } from '../prompts/promptsFile.js';
 import type { HookedTransformerConfig } from '../model/config.js';
@@ -19,20 +21,7 @@ import { toSingleToken, toTokens, tokensToStrings, type Tokenizer } from '../mod
 import type { Processing } from '../model/params.js';
 import type { Device } from '../backends/onnx/runtime.js';
 
-export interface Diagnostic {
-  /** Absolute path of the file the range is in (the experiment, or a .prompts / text file it names). */
-  file: string;
-  range: Range;
-  severity: 'error' | 'warning';
-  message: string;
-  code: string;
-}
 
-/** A place in a file. */
-export interface Location {
-  file: string;
-  range: Range;
-}
 
 export interface ResolvedPrompt {
   prompt: string;
@@ -65,7 +54,7 @@ export interface ResolvedExperiment {
   spec: ExperimentFile;
   title: string;
   model: { name: string; spec: string; processing: Processing; device: Device; offline: boolean; at: Location };
-  prependBos: boolean;
+  prependBos: boolean | undefined;
   metric: 'logit_diff' | 'answer_prob' | 'answer_logprob';
   normalize: boolean;
   groups: ResolvedGroup[];
@@ -82,6 +71,40 @@ export interface ParseResult {
 }
 
 export type { FileReader } from './files.js';
+
+/**
+ * What an experiment file may ask for (docs/experiments.md, "Limits"): each bound is far above
+ * what a study needs and far below what exhausts a 2-core, 24 GB machine. Sizes that depend on the
+ * model (tokens beyond n_ctx, hooks it does not have) are checked with the model (checkWithModel).
+ */
+export const EXPERIMENT_LIMITS = {
+  fileChars: 4 * 1024 * 1024,
+  analyses: 256,
+  groups: 64,
+  promptsPerGroup: 4096,
+  hooks: 4096,
+  samples: 1000,
+  batch: 1024,
+} as const;
+
+type Where = (p: JsonPath, atKey?: boolean) => Location;
+
+/** The size limits that need no model, each a located error naming the limit and what to do. */
+function checkSizes(spec: ExperimentFile, where: Where, err: (loc: Location, message: string, code: string) => void): void {
+  const L = EXPERIMENT_LIMITS;
+  if (spec.analyses.length > L.analyses) err(where(['analyses']), `${spec.analyses.length} analyses; an experiment may have at most ${L.analyses}: split it into several files`, 'limit');
+  if (spec.groups && spec.groups.length > L.groups) err(where(['groups']), `${spec.groups.length} groups; at most ${L.groups}: split the experiment`, 'limit');
+  const inline = (ps: unknown, at: JsonPath) => {
+    if (Array.isArray(ps) && ps.length > L.promptsPerGroup) err(where(at), `${ps.length} prompts; a group may have at most ${L.promptsPerGroup}: sample them, or split them into groups`, 'limit');
+  };
+  inline(spec.prompts, ['prompts']);
+  spec.groups?.forEach((g, i) => inline(g.prompts, ['groups', i, 'prompts']));
+  spec.analyses.forEach((a, i) => {
+    if (a.kind === 'ablation' && a.hooks && a.hooks.length > L.hooks) err(where(['analyses', i, 'hooks']), `${a.hooks.length} hooks; at most ${L.hooks} (a model has a few dozen per layer): list the hooks to ablate, or leave "hooks" out for every hook`, 'limit');
+    if (a.kind === 'causal_trace' && a.samples !== undefined && a.samples > L.samples) err(where(['analyses', i, 'samples']), `${a.samples} noisy samples; at most ${L.samples} (ROME averages 10)`, 'limit');
+    if (a.kind === 'head_scores' && a.batch !== undefined && a.batch > L.batch) err(where(['analyses', i, 'batch']), `a batch of ${a.batch} random sequences; at most ${L.batch} (10 gives stable scores)`, 'limit');
+  });
+}
 
 export interface ParseOptions {
   /**
@@ -121,6 +144,9 @@ export function parseExperiment(text: string, file: string, reader?: FileReader,
   const named: NamedFiles = { root: rootDir, dir, reader: reader ?? confinedReader(rootDir) };
   const lines = new LineIndex(text);
   const diagnostics: Diagnostic[] = [];
+  if (text.length > EXPERIMENT_LIMITS.fileChars) {
+    return { diagnostics: [{ file: absFile, range: lines.range(0, 1), severity: 'error', message: `the experiment file has ${text.length} characters; the limit is ${EXPERIMENT_LIMITS.fileChars}: put long prompt lists in a .prompts file and split the experiment`, code: 'limit' }] };
+  }
   let root: JsonNode;
   try {
     root = parseJsonWithPositions(text);
@@ -140,6 +166,8 @@ export function parseExperiment(text: string, file: string, reader?: FileReader,
   for (const p of validate(root, analysisExperimentSchema)) err(where(p.path, p.atKey), p.message, 'schema');
   if (hasErrors(diagnostics)) return { diagnostics };
   const spec = toValue(root) as ExperimentFile;
+  checkSizes(spec, where, err);
+  if (hasErrors(diagnostics)) return { diagnostics };
 
   // Prompts.
   const groups: ResolvedGroup[] = [];
@@ -199,7 +227,8 @@ export function parseExperiment(text: string, file: string, reader?: FileReader,
     spec,
     title: spec.title ?? path.basename(absFile).replace(/\.experiment\.json$/, ''),
     model: { name: m.name, spec: isFolder ? local : m.name, processing: m.processing ?? 'default', device: m.device ?? 'cpu', offline: m.offline ?? false, at: where(['model']) },
-    prependBos: spec.prependBos ?? true,
+    // Absent: the model family's TransformerLens default (no BOS for GPT-NeoX/Pythia, Qwen, Phi-2).
+    prependBos: spec.prependBos,
     metric,
     normalize: spec.normalize ?? true,
     groups,
@@ -257,6 +286,10 @@ function resolvePrompts(src: PromptSource, at: JsonPath, named: NamedFiles, wher
   const entries = parsed.prompts.filter((e) => e.line >= lo && e.line <= hi);
   if (entries.length === 0) {
     out.push({ ...where(at), severity: 'error', message: `no prompts selected from ${file}`, code: 'prompts-empty' });
+    return null;
+  }
+  if (entries.length > EXPERIMENT_LIMITS.promptsPerGroup) {
+    out.push({ ...where(at), severity: 'error', message: `${entries.length} prompts selected from ${file}; a group may have at most ${EXPERIMENT_LIMITS.promptsPerGroup}: select a section or "lines"`, code: 'limit' });
     return null;
   }
   return entries.map((e) => {

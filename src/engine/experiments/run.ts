@@ -14,7 +14,7 @@ import { f32, type F32 } from '../tensor/tensor.js';
 import { ActivationCache } from '../cache/activationCache.js';
 import { confinedReader, readNamedFile } from './files.js';
 import { headDla, layerDla, logitDiffs, logitLens, rankOf, topK } from '../analysis/basic.js';
-import { answerProbMetric, logitDiffMetric, normalizedMetric, type Metric } from '../analysis/metrics.js';
+import { answerProbMetric, logitDiffMetric, normalizationUndefined, normalizedMetric, type Metric } from '../analysis/metrics.js';
 import { runPatchSweep, type PatchSweepSpec, type SweepResult } from '../analysis/patching.js';
 import { SweepAbortedError } from '../analysis/sweep.js';
 import { attentionPatterns, detectHeads, repeatedTokenHeadScores } from '../analysis/heads.js';
@@ -26,7 +26,7 @@ import { pathPatch } from '../analysis/pathPatching.js';
 import { attributionPatching, type AttributionResult } from '../analysis/attribution.js';
 import type { HookName } from '../hooks/hooks.js';
 import { findSubject, parseHead, type GroupTokens, type ResolvedAnalysis, type ResolvedExperiment } from './parse.js';
-import type { AnalysisKind, AnalysisSpec, GroupExpectation } from './schema.js';
+import { PATCHING_KINDS, type AnalysisKind, type AnalysisSpec, type GroupExpectation } from './schema.js';
 import * as path from 'node:path';
 import { pearson } from '../tensor/stats.js';
 
@@ -61,6 +61,8 @@ export interface ExperimentResults {
   results: AnalysisResult[];
   cancelled: boolean;
   elapsedMs: number;
+  /** Problems with the model that every result inherits (non-finite weights), said in the panel and report. */
+  warnings?: string[];
 }
 
 export interface RunProgress {
@@ -77,6 +79,12 @@ export interface RunProgress {
 export interface RunOptions {
   signal?: AbortSignal;
   onProgress?: (p: RunProgress) => void;
+  /** Called with each analysis as soon as it finished completely (the store writes it at once). */
+  onResult?: (group: number, r: AnalysisResult) => void;
+  /** A result saved by an interrupted run of the same experiment: used instead of computing it again. */
+  reuse?: (group: number, index: number) => AnalysisResult | undefined;
+  /** The loaded model's warnings (LoadedEngine.warnings), carried into the results. */
+  warnings?: readonly string[];
 }
 
 const DEFAULT_TITLES: Record<AnalysisKind, string> = {
@@ -137,6 +145,10 @@ interface GroupContext {
   /** Clean and corrupted metric values, when both exist. */
   clean?: number;
   corrupted?: number;
+  /** Normalisation was asked for but is undefined for this group (metrics.ts's one rule): why. */
+  unnormalised?: string;
+  /** The clean or corrupted metric is NaN/Inf: said on every result of the group instead of a bare null. */
+  nonFinite?: string;
   /** Attribution patching of the group, computed once for every sweep that asks for it. */
   attribution?: Promise<AttributionResult>;
 }
@@ -161,11 +173,21 @@ export async function runExperiment(x: ResolvedExperiment, model: HookedTransfor
       if (base) {
         ctx.clean = base(await model.forward(gt.clean));
         if (gt.corrupted) ctx.corrupted = base(await model.forward(gt.corrupted));
-        ctx.metric = x.normalize && ctx.corrupted !== undefined && ctx.clean !== ctx.corrupted ? normalizedMetric(base, ctx.clean, ctx.corrupted) : base;
+        const odd = ([['clean', ctx.clean], ['corrupted', ctx.corrupted]] as const).filter(([, v]) => v !== undefined && !Number.isFinite(v));
+        if (odd.length) ctx.nonFinite = `the ${odd.map(([k, v]) => `${k} metric is ${v}`).join(' and the ')}: the model's outputs are not finite numbers${opts.warnings?.length ? ' (see the warning about its weights)' : ''}, so values computed from them show as n/a`;
+        ctx.unnormalised = x.normalize && ctx.corrupted !== undefined ? (normalizationUndefined(ctx.clean, ctx.corrupted) ?? undefined) : undefined;
+        ctx.metric = x.normalize && ctx.corrupted !== undefined && !ctx.unnormalised ? normalizedMetric(base, ctx.clean, ctx.corrupted) : base;
       }
     }
     for (const a of x.analyses) {
       if (opts.signal?.aborted) return { results, cancelled: true, elapsedMs: performance.now() - t0 };
+      const saved = opts.reuse?.(gi, a.index);
+      if (saved) {
+        results.push(saved);
+        done++;
+        opts.onProgress?.({ phase: 'done', done, total, message: `${saved.title} (saved by the interrupted run)` });
+        continue;
+      }
       const title = `${g.name !== null ? `${g.name}: ` : ''}${a.spec.title ?? DEFAULT_TITLES[a.spec.kind]}`;
       opts.onProgress?.({ phase: 'start', done, total, message: title });
       const ta = performance.now();
@@ -181,20 +203,26 @@ export async function runExperiment(x: ResolvedExperiment, model: HookedTransfor
         results.push(res);
         return { results, cancelled: true, elapsedMs: performance.now() - t0 };
       }
+      if (ctx.nonFinite) (res.notes ??= []).push(`Not finite: ${ctx.nonFinite}.`);
+      if (ctx.unnormalised && PATCHING_KINDS.has(a.spec.kind)) {
+        (res.notes ??= []).push(`Normalised values are undefined for ${g.name !== null ? `group ${JSON.stringify(g.name)}` : 'these prompts'}: ${ctx.unnormalised}. The figures show the raw ${metricLabel(x, { ...ctx, unnormalised: undefined }).replace(/^normalised /, '')}, labelled raw.`);
+      }
       res.elapsedMs = performance.now() - ta;
       results.push(res);
+      opts.onResult?.(gi, res);
       // The analysis's session variants (and their memory arenas) are not needed by the next one.
       await model.releaseVariants();
       done++;
       opts.onProgress?.({ phase: 'done', done, total, message: res.title });
     }
   }
-  return { results, cancelled: false, elapsedMs: performance.now() - t0 };
+  return { results, cancelled: false, elapsedMs: performance.now() - t0, ...(opts.warnings?.length ? { warnings: [...opts.warnings] } : {}) };
 }
 
 function metricLabel(x: ResolvedExperiment, ctx: GroupContext): string {
   const base = x.metric === 'logit_diff' ? 'logit diff' : x.metric === 'answer_prob' ? 'answer prob' : 'answer log-prob';
-  return x.normalize && ctx.corrupted !== undefined ? `normalised ${base}` : base;
+  if (!x.normalize || ctx.corrupted === undefined) return base;
+  return ctx.unnormalised ? `raw ${base} (normalisation undefined)` : `normalised ${base}`;
 }
 
 /** Heatmap of a patching sweep result, in the seeds' layouts. */
@@ -539,7 +567,7 @@ async function addAttribution(res: AnalysisResult, r: SweepResult, s: Extract<An
   const table = s.kind === 'patch' ? (s.hook === 'resid_pre' ? a.residPre : s.hook === 'attn_out' ? a.attnOut : a.mlpOut) : s.kind === 'patch_heads' ? a.heads[s.activation] : null;
   const flat = s.kind === 'patch_neurons' ? r.coords[0]!.map((n) => a.neurons[s.layer]![n]!) : r.coords[0]!.flatMap((l) => table![l]!);
   // Normalised (patched - corrupted) / (clean - corrupted); back to logit differences when the experiment is not normalised.
-  const values = Float64Array.from(flat, (v) => (x.normalize ? v : v * (a.cleanMetric - a.corruptedMetric) + a.corruptedMetric));
+  const values = Float64Array.from(flat, (v) => (x.normalize && !ctx.unnormalised ? v : v * (a.cleanMetric - a.corruptedMetric) + a.corruptedMetric));
   const pairs = Array.from(values, (v, i) => [r.values[i]!, v] as const).filter(([p, q]) => Number.isFinite(p) && Number.isFinite(q));
   const maxAbsDiff = pairs.reduce((m, [p, q]) => Math.max(m, Math.abs(p - q)), 0);
   const correlation = pearson(pairs.map((p) => p[0]), pairs.map((p) => p[1]));

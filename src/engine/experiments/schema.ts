@@ -6,6 +6,8 @@
  * agree on what is valid.
  */
 import { trainExperimentSchema } from './trainSchema.js';
+import type { Schema } from './jsonSchema.js';
+export type { Schema } from './jsonSchema.js';
 
 export type ModelRef = string | { name: string; processing?: 'none' | 'default' | 'default+refactor'; device?: 'auto' | 'cpu' | 'cuda'; offline?: boolean };
 
@@ -78,38 +80,6 @@ export interface ExperimentFile {
   analyses: AnalysisSpec[];
 }
 
-/** A JSON Schema (the draft-07 subset the validator understands). */
-export interface Schema {
-  $schema?: string;
-  $id?: string;
-  title?: string;
-  description?: string;
-  markdownDescription?: string;
-  type?: string | string[];
-  properties?: Record<string, Schema>;
-  required?: string[];
-  additionalProperties?: boolean | Schema;
-  items?: Schema;
-  minItems?: number;
-  maxItems?: number;
-  enum?: readonly (string | number | boolean)[];
-  const?: string | number | boolean;
-  minimum?: number;
-  maximum?: number;
-  exclusiveMinimum?: number;
-  minLength?: number;
-  pattern?: string;
-  oneOf?: Schema[];
-  anyOf?: Schema[];
-  default?: unknown;
-  examples?: unknown[];
-  definitions?: Record<string, Schema>;
-  $ref?: string;
-  /** Draft-07 conditionals, for editors only: parse.ts picks the experiment kind itself. */
-  if?: Schema;
-  then?: Schema;
-  else?: Schema;
-}
 
 const int = (description: string, minimum = 0, extra: Partial<Schema> = {}): Schema => ({ type: 'integer', minimum, description, ...extra });
 const bool = (description: string, dflt: boolean): Schema => ({ type: 'boolean', description, default: dflt });
@@ -217,7 +187,11 @@ export const analysisExperimentSchema: Schema = {
         },
       ],
     },
-    prependBos: bool('Prepend the BOS token to every prompt (TransformerLens to_tokens default).', true),
+    // No default in the schema: absent means the model family's TransformerLens default_prepend_bos.
+    prependBos: {
+      type: 'boolean',
+      description: "Prepend the BOS token to every prompt. Absent: the model family's TransformerLens default (true for GPT-2 and Llama, false for GPT-NeoX/Pythia, Qwen and Phi-2).",
+    },
     prompts: promptSource,
     groups: {
       type: 'array',

@@ -6,6 +6,14 @@
  *   results.json         every number of every analysis (ExperimentResults, tensors excluded);
  *   tensors.safetensors  large tensors (attention patterns, composition scores), when any;
  *   experiment.json      a copy of the experiment file as it was run.
+ * While a run is under way its folder holds instead
+ *   progress.json        what is being run (the experiment's path, root and model), written first;
+ *   experiment.json      the copy, written first too, so the run can be resumed from it;
+ *   parts/<g>-<i>.json   each analysis (group g, analysis i) as soon as it finished, with its
+ *   parts/<g>-<i>.safetensors  tensors, so a killed run keeps its finished work.
+ * A folder with run.json is a complete run (run.json is written last, then parts/ and progress.json
+ * are removed); one with progress.json but no run.json is an incomplete run that `mechlens run
+ * --resume` finishes; one with neither is debris of a run killed at its very start.
  * Files are written atomically (temporary name, then rename).
  */
 import * as fs from 'node:fs';
@@ -13,13 +21,15 @@ import * as path from 'node:path';
 import { newRunId, RUN_FILE, RUNS_DIR, runRecordProblem, type RunRecord } from '../../protocol/runs.js';
 import { checkRunFile } from '../../protocol/runFiles.js';
 import type { ExperimentCheck, ExperimentSection, ExperimentState } from '../../protocol/webview.js';
-import { writeSafetensors } from '../model/safetensors.js';
+import { readSafetensors, writeSafetensors } from '../model/safetensors.js';
 import type { ResolvedExperiment } from './parse.js';
-import { resultTensors, type ExperimentResults } from './run.js';
+import { resultTensors, type AnalysisResult, type ExperimentResults } from './run.js';
 
 export const RESULTS_FILE = 'results.json';
 export const TENSORS_FILE = 'tensors.safetensors';
 export const EXPERIMENT_COPY = 'experiment.json';
+export const PROGRESS_FILE = 'progress.json';
+export const PARTS_DIR = 'parts';
 
 let cachedVersion: string | undefined;
 
@@ -139,6 +149,11 @@ export function prepareRunDir(opts: { outDir?: string; workspace?: string; now?:
     now,
     abandon: () => {
       try {
+        // Nothing finished (no run.json, no saved analysis): the folder and its in-progress files go.
+        if (fs.existsSync(path.join(made, RUN_FILE)) || fs.readdirSync(path.join(made, PARTS_DIR)).length > 0) return;
+      } catch { /* no parts folder */ }
+      try {
+        for (const f of [PROGRESS_FILE, EXPERIMENT_COPY, PARTS_DIR]) fs.rmSync(path.join(made, f), { recursive: true, force: true });
         if (fs.readdirSync(made).length > 0) return;
         fs.rmdirSync(made);
         for (let d = path.dirname(made); createdTop && d.startsWith(createdTop) && fs.readdirSync(d).length === 0; d = path.dirname(d)) fs.rmdirSync(d);
@@ -181,15 +196,114 @@ export function saveRun(x: ResolvedExperiment, res: ExperimentResults, opts: Sav
   try {
     fs.copyFileSync(x.file, path.join(dir, EXPERIMENT_COPY));
   } catch { /* parsed from an unsaved buffer: nothing to copy */ }
-  // run.json last: a folder with run.json is a complete run.
+  // run.json last: a folder with run.json is a complete run. Then the in-progress files go.
   writeAtomic(path.join(dir, RUN_FILE), toJson(record));
+  fs.rmSync(path.join(dir, PARTS_DIR), { recursive: true, force: true });
+  fs.rmSync(path.join(dir, PROGRESS_FILE), { force: true });
   return { dir, record };
+}
+
+/** progress.json: what an unfinished run was running, enough to resume it. */
+export interface RunProgressRecord {
+  version: 1;
+  /** The experiment file as it was given (named files resolve against its folder). */
+  experiment: string;
+  root: string;
+  model: { spec: string; processing: string; device: string };
+  startedAt: string;
+  /** groups × analyses */
+  total: number;
+}
+
+/** Marks the folder as a run under way and keeps a copy of the experiment (text as run). */
+export function startRun(dest: RunDestination, x: ResolvedExperiment, text?: string): void {
+  const copy = path.join(dest.dir, EXPERIMENT_COPY);
+  if (text !== undefined) writeAtomic(copy, text);
+  else if (!fs.existsSync(copy)) {
+    try {
+      writeAtomic(copy, fs.readFileSync(x.file, 'utf8'));
+    } catch { /* an in-memory experiment: nothing to copy */ }
+  }
+  const rec: RunProgressRecord = {
+    version: 1,
+    experiment: x.file,
+    root: x.root,
+    model: { spec: x.model.spec, processing: x.model.processing, device: x.model.device },
+    startedAt: dest.now.toISOString(),
+    total: x.groups.length * x.analyses.length,
+  };
+  writeAtomic(path.join(dest.dir, PROGRESS_FILE), toJson(rec));
+}
+
+const partName = (group: number, index: number) => `${group}-${index}`;
+
+/** Writes one finished analysis into parts/ (tensors first, the JSON last: the JSON marks it done). */
+export function savePart(dir: string, group: number, r: AnalysisResult): void {
+  const parts = path.join(dir, PARTS_DIR);
+  fs.mkdirSync(parts, { recursive: true });
+  const name = partName(group, r.index);
+  const { tensors, ...plain } = r;
+  if (tensors && Object.keys(tensors).length) {
+    const tmp = path.join(parts, `${name}.safetensors.tmp-${process.pid}`);
+    writeSafetensors(tmp, tensors);
+    fs.renameSync(tmp, path.join(parts, `${name}.safetensors`));
+  }
+  writeAtomic(path.join(parts, `${name}.json`), toJson(plain));
+}
+
+/** The analyses an interrupted run finished, by "group-index" (a damaged part is computed again). */
+export function loadParts(dir: string): Map<string, AnalysisResult> {
+  const out = new Map<string, AnalysisResult>();
+  const parts = path.join(dir, PARTS_DIR);
+  let names: string[];
+  try {
+    names = fs.readdirSync(parts);
+  } catch {
+    return out;
+  }
+  for (const n of names) {
+    const m = /^(\d+)-(\d+)\.json$/.exec(n);
+    if (!m) continue;
+    try {
+      const r = JSON.parse(fs.readFileSync(path.join(parts, n), 'utf8')) as AnalysisResult;
+      const tf = path.join(parts, `${m[1]}-${m[2]}.safetensors`);
+      if (fs.existsSync(tf)) r.tensors = Object.fromEntries(readSafetensors(tf));
+      out.set(`${m[1]}-${m[2]}`, r);
+    } catch { /* half-written or damaged: computed again */ }
+  }
+  return out;
+}
+
+export function partKey(group: number, index: number): string {
+  return partName(group, index);
+}
+
+/** Reads an incomplete run's progress.json; a clear error when the folder is not one. */
+export function readProgress(dir: string): RunProgressRecord {
+  const d = path.resolve(dir);
+  if (fs.existsSync(path.join(d, RUN_FILE))) throw new Error(`${d} is a complete run: there is nothing to resume`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fs.readFileSync(path.join(d, PROGRESS_FILE), 'utf8'));
+  } catch (e) {
+    throw new Error(`${d} is not an incomplete MechLens run (${(e as NodeJS.ErrnoException).code === 'ENOENT' ? `no ${PROGRESS_FILE}` : `${PROGRESS_FILE} is damaged`}): run the experiment again instead`);
+  }
+  const r = raw as Partial<RunProgressRecord>;
+  if (r.version !== 1 || typeof r.experiment !== 'string' || typeof r.root !== 'string' || typeof r.model?.spec !== 'string') throw new Error(`${path.join(d, PROGRESS_FILE)} is damaged: expected experiment, root and model; run the experiment again instead`);
+  return r as RunProgressRecord;
+}
+
+/** An existing incomplete run folder as the destination of its resumed run. */
+export function existingRunDir(dir: string): RunDestination {
+  const d = path.resolve(dir);
+  const id = path.basename(d);
+  return { dir: d, id, now: new Date(), abandon: () => undefined };
 }
 
 /** What the patching numbers mean, for the panel and the report. */
 export function metricDescription(x: ResolvedExperiment): string {
   const base = x.metric === 'logit_diff' ? 'logit difference logit(answer) − logit(wrong) at the last position, mean over prompts' : x.metric === 'answer_prob' ? "the answer's probability at the last position, mean over prompts" : "the answer's log-probability at the last position, mean over prompts";
-  return `${base}${x.normalize ? '; patching normalised: (patched − corrupted) / (clean − corrupted)' : ''}`;
+  return `${base}${x.normalize ? '; patching normalised: (patched − corrupted) / (clean − corrupted), raw (and labelled so) where clean and corrupted are equal' : ''}`;
 }
 
 /** The run as the experiment panel's state (what run.json holds; NaN becomes null in JSON). */
@@ -205,7 +319,7 @@ export function experimentState(x: ResolvedExperiment, res: ExperimentResults, r
     kind: 'experiment',
     title: x.title,
     model: x.model.name,
-    description: `${x.spec.description ?? ''}${res.cancelled ? `${x.spec.description ? '\n' : ''}Cancelled: partial results.` : ''}`,
+    description: [...(res.warnings ?? []).map((w) => `Warning: ${w}`), x.spec.description ?? '', res.cancelled ? 'Cancelled: partial results.' : ''].filter(Boolean).join('\n'),
     metric: metricDescription(x),
     file: x.file,
     run: { id: run.id, dir: run.dir, createdAt: run.createdAt, elapsedMs: res.elapsedMs, cancelled: res.cancelled },

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { nodeAt, toValue, type JsonNode, type JsonPath, type LineIndex } from './json.js';
 import { validate } from './validate.js';
 import { trainExperimentSchema, type TrainExperimentFile } from './trainSchema.js';
-import type { Diagnostic, Location } from './parse.js';
+import type { Diagnostic, Location } from './diagnostics.js';
 import { readNamedFile, type NamedFiles } from './files.js';
 import type { TrainAnalysisSpec, TrainConfigPayload, TrainModelPayload } from '../../protocol/engine.js';
 import { makeConfig, type HookedTransformerConfig } from '../model/config.js';

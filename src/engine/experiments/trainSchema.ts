@@ -7,7 +7,7 @@
  * agree on what is valid.
  */
 import type { TrainAnalysisKind, TrainAnalysisSpec, TrainModelPayload, TrainTaskPayload } from '../../protocol/engine.js';
-import type { Schema } from './schema.js';
+import type { Schema } from './jsonSchema.js';
 
 export interface TrainModelSpec extends TrainModelPayload {
   /** Zero W_pos and never update it (seed 001's deactivate_position). */
@@ -128,9 +128,14 @@ export const trainExperimentSchema: Schema = {
         attn_only: { type: 'boolean', default: false, description: 'Attention-only blocks (no MLPs).' },
         d_vocab: { type: 'integer', minimum: 0, description: 'Vocabulary size. Tokens are ids 0..d_vocab-1 (BOS is 0); for a text task 0 or left out means the tokenizer\'s.' },
         n_ctx: pos('Sequence length of every training sequence (and the context).'),
-        act_fn: { enum: ['relu', 'gelu', 'gelu_new', 'gelu_fast'], default: 'gelu_new', description: 'MLP activation.' },
-        normalization_type: { anyOf: [{ enum: ['LN', 'LNPre'] }, { type: 'null' }], default: 'LN', description: "'LN': LayerNorm with weights; 'LNPre': centring and scaling only; null: none." },
-        positional_embedding_type: { enum: ['standard', 'none'], default: 'standard', description: "'standard': a learned W_pos; 'none': no positional embedding at all." },
+        act_fn: { enum: ['relu', 'gelu', 'gelu_new', 'gelu_fast', 'silu'], default: 'gelu_new', description: 'MLP activation.' },
+        normalization_type: { anyOf: [{ enum: ['LN', 'LNPre', 'RMS', 'RMSPre'] }, { type: 'null' }], default: 'LN', description: "'LN': LayerNorm with weights; 'LNPre': centring and scaling only; 'RMS': RMSNorm with weights (Llama); 'RMSPre': scaling only; null: none." },
+        positional_embedding_type: { enum: ['standard', 'rotary', 'none'], default: 'standard', description: "'standard': a learned W_pos; 'rotary': rotary embeddings on q and k (GPT-NeoX, Llama); 'none': no positional embedding at all." },
+        rotary_dim: pos('Rotary: dims of each head that are rotated (default d_head; GPT-NeoX uses a fraction).'),
+        rotary_base: { type: 'number', exclusiveMinimum: 0, default: 10000, description: 'Rotary: the frequency base (rope_theta).' },
+        n_key_value_heads: pos('Grouped-query attention: key/value heads (a divisor of n_heads; default n_heads).'),
+        gated_mlp: { type: 'boolean', default: false, description: "MLP is act(x W_gate) * (x W_in) + b_in (Llama's SwiGLU with act_fn 'silu')." },
+        parallel_attn_mlp: { type: 'boolean', default: false, description: 'Attention and MLP both read resid_pre and add into resid_post (GPT-NeoX); no resid_mid.' },
         zero_pos_embed: { type: 'boolean', default: false, description: 'Zero W_pos and freeze it (seed 001: W_pos.data[:] = 0; W_pos.requires_grad = False): the model gets no positional information; checkpoints keep a zero W_pos.' },
         model_name: { type: 'string', minLength: 1, description: "cfg.model_name of the trained model (default: the file's name)." },
       },

@@ -119,7 +119,7 @@ export function validate(node: JsonNode, schema: Schema, root: Schema = schema, 
     const props = s.properties ?? {};
     for (const r of s.required ?? []) {
       if (!node.properties.some((p) => p.key === r)) {
-        const d = props[r]?.description;
+        const d = Object.prototype.hasOwnProperty.call(props, r) ? props[r]?.description : undefined;
         out.push({ path, message: `missing required property "${r}"${d ? `: ${d}` : ''}` });
       }
     }
@@ -127,7 +127,8 @@ export function validate(node: JsonNode, schema: Schema, root: Schema = schema, 
     for (const p of node.properties) {
       if (seen.has(p.key)) out.push({ path: [...path, p.key], atKey: true, message: `duplicate property "${p.key}"` });
       seen.add(p.key);
-      const ps = props[p.key];
+      // Own properties only: a key such as "constructor" or "__proto__" must not find Object.prototype's.
+      const ps = Object.prototype.hasOwnProperty.call(props, p.key) ? props[p.key] : undefined;
       if (ps) out.push(...validate(p.value, ps, root, [...path, p.key]));
       else if (s.additionalProperties === false) {
         const known = Object.keys(props).filter((k) => k !== '$schema');

@@ -199,7 +199,7 @@ function elementwiseInts(op: string, a: Dim[], b: Dim[]): Dim[] | undefined {
   return out;
 }
 
-const FLOAT_UNARY = new Set(['Identity', 'Relu', 'Tanh', 'Erf', 'Sqrt', 'Exp', 'Log', 'Neg', 'Abs', 'Sigmoid', 'Reciprocal', 'Softmax', 'LogSoftmax', 'Gelu', 'FastGelu', 'Sign', 'Floor', 'Ceil', 'Round', 'Dropout']);
+const FLOAT_UNARY = new Set(['Identity', 'Relu', 'Tanh', 'Sin', 'Cos', 'Erf', 'Sqrt', 'Exp', 'Log', 'Neg', 'Abs', 'Sigmoid', 'Reciprocal', 'Softmax', 'LogSoftmax', 'Gelu', 'FastGelu', 'Sign', 'Floor', 'Ceil', 'Round', 'Dropout']);
 const BROADCAST = new Set(['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min', 'Sum', 'Mean']);
 const COMPARE = new Set(['Equal', 'Greater', 'Less', 'GreaterOrEqual', 'LessOrEqual', 'And', 'Or', 'Xor']);
 const REDUCE = new Set(['ReduceMean', 'ReduceSum', 'ReduceMax', 'ReduceMin', 'ReduceProd', 'ReduceSumSquare', 'ReduceL2', 'ReduceLogSumExp']);
@@ -420,8 +420,14 @@ function inferNode(n: OnnxNode, st: ShapeTable): void {
       set(n.outputs[1], x, t(0));
       return;
     }
-    case 'Range':
-      return set(out, [unknownDim()], t(0));
+    case 'Range': {
+      // Known start / limit / delta (the rotary and mask positions of a fixed-shape graph) give the length.
+      const [a, l, dl] = [ints(0), ints(1), ints(2)];
+      const num = (v: readonly Dim[] | undefined) => (v && v.length === 1 && typeof v[0] === 'number' ? v[0] : null);
+      const [a0, l0, d0] = [num(a), num(l), num(dl)];
+      const len = a0 !== null && l0 !== null && d0 !== null && d0 !== 0 ? Math.max(0, Math.ceil((l0 - a0) / d0)) : unknownDim();
+      return set(out, [len], t(0), typeof len === 'number' && len <= 4096 ? Array.from({ length: len }, (_, i) => a0! + i * d0!) : undefined);
+    }
     default:
       // Unknown op: its outputs get no shape; differentiating through it will say so.
       return;

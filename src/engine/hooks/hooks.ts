@@ -3,7 +3,25 @@
  * shapes (axis names in TransformerLens order). Everything else (graph outputs, caches,
  * protocol payloads, panels) derives shapes from here.
  */
-import type { HookedTransformerConfig } from '../model/config.js';
+/**
+ * The config fields hooks depend on (HookedTransformerConfig has them all; hooks/ is the ground
+ * floor and takes the sizes in rather than importing the model layer).
+ */
+export interface HookConfig {
+  n_layers: number;
+  d_model: number;
+  n_heads: number;
+  d_head: number;
+  d_mlp: number | null;
+  d_vocab_out: number;
+  attn_only: boolean;
+  normalization_type: string | null;
+  positional_embedding_type: string;
+  n_key_value_heads: number | null;
+  gated_mlp: boolean;
+  parallel_attn_mlp: boolean;
+}
+type HookedTransformerConfig = HookConfig;
 
 export type BlockHookSuffix =
   | 'hook_resid_pre'
@@ -18,11 +36,14 @@ export type BlockHookSuffix =
   | 'attn.hook_q'
   | 'attn.hook_k'
   | 'attn.hook_v'
+  | 'attn.hook_rot_q'
+  | 'attn.hook_rot_k'
   | 'attn.hook_z'
   | 'attn.hook_attn_scores'
   | 'attn.hook_pattern'
   | 'attn.hook_result'
   | 'mlp.hook_pre'
+  | 'mlp.hook_pre_linear'
   | 'mlp.hook_post';
 
 export type GlobalHook = 'hook_embed' | 'hook_pos_embed' | 'ln_final.hook_scale' | 'ln_final.hook_normalized';
@@ -46,11 +67,14 @@ const BLOCK_AXES: Record<BlockHookSuffix, readonly Axis[]> = {
   'attn.hook_q': ['batch', 'pos', 'head_index', 'd_head'],
   'attn.hook_k': ['batch', 'pos', 'head_index', 'd_head'],
   'attn.hook_v': ['batch', 'pos', 'head_index', 'd_head'],
+  'attn.hook_rot_q': ['batch', 'pos', 'head_index', 'd_head'],
+  'attn.hook_rot_k': ['batch', 'pos', 'head_index', 'd_head'],
   'attn.hook_z': ['batch', 'pos', 'head_index', 'd_head'],
   'attn.hook_attn_scores': ['batch', 'head_index', 'query_pos', 'key_pos'],
   'attn.hook_pattern': ['batch', 'head_index', 'query_pos', 'key_pos'],
   'attn.hook_result': ['batch', 'pos', 'head_index', 'd_model'],
   'mlp.hook_pre': ['batch', 'pos', 'd_mlp'],
+  'mlp.hook_pre_linear': ['batch', 'pos', 'd_mlp'],
   'mlp.hook_post': ['batch', 'pos', 'd_mlp'],
 };
 const GLOBAL_AXES: Record<GlobalHook | 'logits', readonly Axis[]> = {
@@ -90,6 +114,18 @@ export function requireHook(name: string, cfg: HookedTransformerConfig): ParsedH
     if (cfg.normalization_type === null && (p.suffix.includes('hook_scale') || p.suffix.includes('hook_normalized'))) {
       throw new Error(`hook ${name} does not exist in a model without LayerNorm`);
     }
+    if (cfg.parallel_attn_mlp && p.suffix === 'hook_resid_mid') {
+      throw new Error(`hook ${name} does not exist: attention and MLP run in parallel in this model (both read hook_resid_pre), so there is no resid_mid`);
+    }
+    if (cfg.positional_embedding_type !== 'rotary' && (p.suffix === 'attn.hook_rot_q' || p.suffix === 'attn.hook_rot_k')) {
+      throw new Error(`hook ${name} exists only in models with rotary positional embeddings`);
+    }
+    if (!cfg.gated_mlp && p.suffix === 'mlp.hook_pre_linear') {
+      throw new Error(`hook ${name} exists only in models with a gated MLP`);
+    }
+    if (cfg.positional_embedding_type !== 'standard' && p.suffix === 'hook_pos_embed') {
+      throw new Error(`hook ${name} exists only in models with learned positional embeddings`);
+    }
     return p;
   }
   const m = /^blocks\.(\d+)\./.exec(name);
@@ -107,6 +143,15 @@ export function hookAxes(name: OutputName, cfg: Pick<HookedTransformerConfig, 'n
   return p.layer === null ? GLOBAL_AXES[p.suffix as GlobalHook | 'logits'] : BLOCK_AXES[p.suffix as BlockHookSuffix];
 }
 
+/**
+ * Heads of a hook: keys and values (and rotated keys) have n_key_value_heads heads under
+ * grouped-query attention, as TransformerLens caches them; every other head axis has n_heads.
+ */
+export function hookHeads(name: OutputName, cfg: HookedTransformerConfig): number {
+  if (cfg.n_key_value_heads !== null && /\.attn\.hook_(k|v|rot_k)$/.test(name)) return cfg.n_key_value_heads;
+  return cfg.n_heads;
+}
+
 /** Concrete dims of a hook for a batch of [batch, pos] tokens. */
 export function hookDims(name: OutputName, cfg: HookedTransformerConfig, batch: number, pos: number): number[] {
   return hookAxes(name, cfg).map((a) => {
@@ -114,7 +159,7 @@ export function hookDims(name: OutputName, cfg: HookedTransformerConfig, batch: 
       case 'batch': return batch;
       case 'pos': case 'query_pos': case 'key_pos': return pos;
       case 'd_model': return cfg.d_model;
-      case 'head_index': return cfg.n_heads;
+      case 'head_index': return hookHeads(name, cfg);
       case 'd_head': return cfg.d_head;
       case 'd_mlp': return cfg.d_mlp ?? 0;
       case 'd_vocab': return cfg.d_vocab_out;
@@ -132,11 +177,15 @@ export function allHooks(cfg: HookedTransformerConfig): HookName[] {
     const b = `blocks.${l}.` as const;
     out.push(`${b}hook_resid_pre`);
     if (ln) out.push(`${b}ln1.hook_scale`, `${b}ln1.hook_normalized`);
-    out.push(`${b}attn.hook_q`, `${b}attn.hook_k`, `${b}attn.hook_v`, `${b}attn.hook_attn_scores`, `${b}attn.hook_pattern`, `${b}attn.hook_z`, `${b}attn.hook_result`, `${b}hook_attn_out`);
+    out.push(`${b}attn.hook_q`, `${b}attn.hook_k`, `${b}attn.hook_v`);
+    if (cfg.positional_embedding_type === 'rotary') out.push(`${b}attn.hook_rot_q`, `${b}attn.hook_rot_k`);
+    out.push(`${b}attn.hook_attn_scores`, `${b}attn.hook_pattern`, `${b}attn.hook_z`, `${b}attn.hook_result`, `${b}hook_attn_out`);
     if (!cfg.attn_only) {
-      out.push(`${b}hook_resid_mid`);
+      if (!cfg.parallel_attn_mlp) out.push(`${b}hook_resid_mid`);
       if (ln) out.push(`${b}ln2.hook_scale`, `${b}ln2.hook_normalized`);
-      out.push(`${b}mlp.hook_pre`, `${b}mlp.hook_post`, `${b}hook_mlp_out`);
+      out.push(`${b}mlp.hook_pre`);
+      if (cfg.gated_mlp) out.push(`${b}mlp.hook_pre_linear`);
+      out.push(`${b}mlp.hook_post`, `${b}hook_mlp_out`);
     }
     out.push(`${b}hook_resid_post`);
   }

@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { makeConfig, type HookedTransformerConfig } from './config.js';
 import type { Params } from './params.js';
+import { paramSpecs } from './paramSpecs.js';
 import { createCharTokenizer, type Tokenizer } from './tokenizer.js';
 import { f32, type F32 } from '../tensor/tensor.js';
 import { mulberry32 } from '../tensor/mulberry32.js';
@@ -50,27 +51,25 @@ export function builtinToy(): BuiltinModel {
     for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(Math.max(r(), 1e-12))) * Math.cos(2 * Math.PI * r()) * std;
     return f32(dims, out);
   };
-  const ones = (n: number) => f32([n], new Float32Array(n).fill(1));
-  const zeros = (dims: number[]) => f32(dims);
-  const { d_model: d, n_heads: H, d_head: dh, d_vocab: V, n_ctx } = cfg;
-  const dm = cfg.d_mlp!;
+  // Drawn in paramSpecs order (matrices only; norm weights 1, biases 0): W_O and W_out scaled
+  // down by sqrt(2 n_layers) as GPT-2 initialises its residual writers; W_U is W_E transposed (tied).
+  const { d_model: d, d_vocab: V } = cfg;
   const p: Params = new Map();
-  const WE = normal([V, d], 0.02);
-  p.set('embed.W_E', WE);
-  p.set('pos_embed.W_pos', normal([n_ctx, d], 0.01));
-  for (let l = 0; l < cfg.n_layers; l++) {
-    const b = `blocks.${l}`;
-    p.set(`${b}.ln1.w`, ones(d)); p.set(`${b}.ln1.b`, zeros([d]));
-    for (const w of ['Q', 'K', 'V']) { p.set(`${b}.attn.W_${w}`, normal([H, d, dh], 0.02)); p.set(`${b}.attn.b_${w}`, zeros([H, dh])); }
-    p.set(`${b}.attn.W_O`, normal([H, dh, d], 0.02 / Math.sqrt(2 * cfg.n_layers))); p.set(`${b}.attn.b_O`, zeros([d]));
-    p.set(`${b}.ln2.w`, ones(d)); p.set(`${b}.ln2.b`, zeros([d]));
-    p.set(`${b}.mlp.W_in`, normal([d, dm], 0.02)); p.set(`${b}.mlp.b_in`, zeros([dm]));
-    p.set(`${b}.mlp.W_out`, normal([dm, d], 0.02 / Math.sqrt(2 * cfg.n_layers))); p.set(`${b}.mlp.b_out`, zeros([d]));
+  for (const s of paramSpecs(cfg)) {
+    const last = s.name.split('.').pop()!;
+    if (s.name === 'unembed.W_U') {
+      const WE = p.get('embed.W_E')!;
+      const WU = new Float32Array(d * V);
+      for (let v = 0; v < V; v++) for (let i = 0; i < d; i++) WU[i * V + v] = WE.data[v * d + i]!;
+      p.set(s.name, f32(s.dims, WU));
+    } else if (last === 'w') {
+      p.set(s.name, f32(s.dims, new Float32Array(s.dims[0]!).fill(1)));
+    } else if (!s.isMatrix) {
+      p.set(s.name, f32(s.dims));
+    } else {
+      const std = s.name === 'pos_embed.W_pos' ? 0.01 : /\.(W_O|W_out)$/.test(s.name) ? 0.02 / Math.sqrt(2 * cfg.n_layers) : 0.02;
+      p.set(s.name, normal(s.dims, std));
+    }
   }
-  p.set('ln_final.w', ones(d)); p.set('ln_final.b', zeros([d]));
-  const WU = new Float32Array(d * V);
-  for (let v = 0; v < V; v++) for (let i = 0; i < d; i++) WU[i * V + v] = WE.data[v * d + i]!;
-  p.set('unembed.W_U', f32([d, V], WU));
-  p.set('unembed.b_U', zeros([V]));
   return { cfg, params: p, tokenizer, source: 'builtin:toy (untrained, deterministic)' };
 }

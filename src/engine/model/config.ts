@@ -2,9 +2,12 @@
  * Model configuration under TransformerLens's HookedTransformerConfig field names, so that
  * users can read our configs against TransformerLens docs one to one.
  */
-export type ActFn = 'gelu_new' | 'gelu' | 'relu' | 'gelu_fast' | 'solu_ln';
-export type NormalizationType = 'LN' | 'LNPre' | null;
-export type PositionalEmbeddingType = 'standard' | 'none';
+export type ActFn = 'gelu_new' | 'gelu' | 'relu' | 'gelu_fast' | 'solu_ln' | 'silu' | 'gelu_pytorch_tanh';
+export const ACT_FNS: readonly ActFn[] = ['gelu_new', 'gelu', 'relu', 'gelu_fast', 'solu_ln', 'silu', 'gelu_pytorch_tanh'];
+/** LN: (x - mean) / scale * w + b; LNPre: without w, b (folded); RMS: x / rms * w; RMSPre: x / rms. */
+export type NormalizationType = 'LN' | 'LNPre' | 'RMS' | 'RMSPre' | null;
+export type PositionalEmbeddingType = 'standard' | 'rotary' | 'none';
+export type AttnType = 'global' | 'local';
 
 export interface HookedTransformerConfig {
   model_name: string;
@@ -31,6 +34,32 @@ export interface HookedTransformerConfig {
   bos_token_id: number | null;
   eos_token_id: number | null;
   original_architecture: string;
+  /** Grouped-query attention: keys and values have this many heads (null: n_heads, plain MHA). */
+  n_key_value_heads: number | null;
+  /** Rotary embedding on the first rotary_dim dims of each q/k head (null unless rotary). */
+  rotary_dim: number | null;
+  rotary_base: number;
+  /** true: GPT-J's interleaved pairs (x0,x1),(x2,x3)…; false: GPT-NeoX's halves (x_i, x_{i+n/2}). */
+  rotary_adjacent_pairs: boolean;
+  /** Llama 3's NTK-by-parts rope scaling (TransformerLens's use_NTK_by_parts_rope and its fields). */
+  use_NTK_by_parts_rope: boolean;
+  NTK_by_parts_factor: number;
+  NTK_by_parts_low_freq_factor: number;
+  NTK_by_parts_high_freq_factor: number;
+  NTK_original_ctx_len: number;
+  /** MLP is act(x W_gate) * (x W_in) + b_in (Llama's SwiGLU). */
+  gated_mlp: boolean;
+  /** Attention and MLP both read resid_pre and add into resid_post (no resid_mid). */
+  parallel_attn_mlp: boolean;
+  /** Sliding-window attention: layers whose attn_types entry is 'local' see window_size keys back. */
+  use_local_attn: boolean;
+  window_size: number | null;
+  attn_types: AttnType[] | null;
+  /** Softcaps c·tanh(x / c) on attention scores / final logits (null: none). */
+  attn_scores_soft_cap: number | null;
+  output_logits_soft_cap: number | null;
+  /** Whether to_tokens prepends BOS by default (TransformerLens's default_prepend_bos). */
+  default_prepend_bos: boolean;
 }
 
 export type ConfigInput = Partial<HookedTransformerConfig> &
@@ -60,6 +89,23 @@ export function makeConfig(c: ConfigInput): HookedTransformerConfig {
     bos_token_id: c.bos_token_id ?? null,
     eos_token_id: c.eos_token_id ?? null,
     original_architecture: c.original_architecture ?? 'GPT2LMHeadModel',
+    n_key_value_heads: c.n_key_value_heads ?? null,
+    rotary_dim: (c.positional_embedding_type ?? 'standard') === 'rotary' ? (c.rotary_dim ?? d_head) : null,
+    rotary_base: c.rotary_base ?? 10000,
+    rotary_adjacent_pairs: c.rotary_adjacent_pairs ?? false,
+    use_NTK_by_parts_rope: c.use_NTK_by_parts_rope ?? false,
+    NTK_by_parts_factor: c.NTK_by_parts_factor ?? 8,
+    NTK_by_parts_low_freq_factor: c.NTK_by_parts_low_freq_factor ?? 1,
+    NTK_by_parts_high_freq_factor: c.NTK_by_parts_high_freq_factor ?? 4,
+    NTK_original_ctx_len: c.NTK_original_ctx_len ?? 8192,
+    gated_mlp: c.gated_mlp ?? false,
+    parallel_attn_mlp: c.parallel_attn_mlp ?? false,
+    use_local_attn: c.use_local_attn ?? false,
+    window_size: c.window_size ?? null,
+    attn_types: c.attn_types ?? null,
+    attn_scores_soft_cap: c.attn_scores_soft_cap ?? null,
+    output_logits_soft_cap: c.output_logits_soft_cap ?? null,
+    default_prepend_bos: c.default_prepend_bos ?? true,
   };
   const positive: (keyof HookedTransformerConfig)[] = ['n_layers', 'd_model', 'n_heads', 'd_head', 'd_vocab', 'd_vocab_out', 'n_ctx'];
   for (const k of positive) {
@@ -71,49 +117,38 @@ export function makeConfig(c: ConfigInput): HookedTransformerConfig {
   if (cfg.d_mlp !== null && (!Number.isInteger(cfg.d_mlp) || cfg.d_mlp <= 0)) {
     throw new Error(`config field d_mlp must be a positive integer (or attn_only: true), got ${JSON.stringify(cfg.d_mlp)}`);
   }
-  if (!['gelu_new', 'gelu', 'relu', 'gelu_fast', 'solu_ln'].includes(cfg.act_fn)) {
-    throw new Error(`config field act_fn must be one of gelu_new, gelu, relu, gelu_fast; got ${JSON.stringify(cfg.act_fn)}`);
+  if (!ACT_FNS.includes(cfg.act_fn)) {
+    throw new Error(`config field act_fn must be one of ${ACT_FNS.join(', ')}; got ${JSON.stringify(cfg.act_fn)}`);
+  }
+  const kv = cfg.n_key_value_heads;
+  if (kv !== null && (!Number.isInteger(kv) || kv <= 0 || cfg.n_heads % kv !== 0)) {
+    throw new Error(`config field n_key_value_heads must be a positive divisor of n_heads = ${cfg.n_heads}, got ${JSON.stringify(kv)}`);
+  }
+  if (cfg.rotary_dim !== null && (!Number.isInteger(cfg.rotary_dim) || cfg.rotary_dim <= 0 || cfg.rotary_dim % 2 !== 0 || cfg.rotary_dim > cfg.d_head)) {
+    throw new Error(`config field rotary_dim must be an even integer in 2..d_head (${cfg.d_head}), got ${JSON.stringify(cfg.rotary_dim)}`);
+  }
+  if (cfg.use_local_attn && (cfg.window_size === null || !Number.isInteger(cfg.window_size) || cfg.window_size <= 0)) {
+    throw new Error(`config field window_size must be a positive integer when use_local_attn is true, got ${JSON.stringify(cfg.window_size)}`);
+  }
+  if (cfg.attn_types !== null && cfg.attn_types.length !== cfg.n_layers) {
+    throw new Error(`config field attn_types must list one of 'global' / 'local' per layer (${cfg.n_layers}), got ${cfg.attn_types.length}`);
   }
   if (!(cfg.eps > 0)) throw new Error(`config field eps must be > 0, got ${cfg.eps}`);
   return cfg;
 }
 
-/** Hugging Face GPT-2 config.json -> HookedTransformerConfig (as TransformerLens's convert_hf_model_config does). */
-export function configFromHfGpt2(hf: Record<string, unknown>, modelName = 'gpt2'): HookedTransformerConfig {
-  const num = (k: string, fallback?: number): number => {
-    const v = hf[k];
-    if (typeof v === 'number') return v;
-    if (fallback !== undefined) return fallback;
-    throw new Error(`config.json is missing the number field "${k}" (a GPT-2 config needs n_layer, n_embd, n_head, vocab_size, n_positions)`);
-  };
-  const mt = hf['model_type'];
-  if (mt !== undefined && mt !== 'gpt2') {
-    throw new Error(`config.json has model_type ${JSON.stringify(mt)}; MechLens loads GPT-2-family checkpoints (model_type "gpt2")`);
-  }
-  const act = (hf['activation_function'] as string | undefined) ?? 'gelu_new';
-  const actMap: Record<string, HookedTransformerConfig['act_fn']> = {
-    gelu_new: 'gelu_new', gelu_pytorch_tanh: 'gelu_new', gelu: 'gelu', relu: 'relu', gelu_fast: 'gelu_fast',
-  };
-  const act_fn = actMap[act];
-  if (!act_fn) throw new Error(`config.json activation_function ${JSON.stringify(act)} is not supported (use gelu_new, gelu or relu)`);
-  const d_model = num('n_embd');
-  const n_heads = num('n_head');
-  const nInner = hf['n_inner'];
-  return makeConfig({
-    model_name: modelName,
-    n_layers: num('n_layer'),
-    d_model,
-    n_heads,
-    d_head: Math.floor(d_model / n_heads),
-    d_mlp: typeof nInner === 'number' ? nInner : 4 * d_model,
-    d_vocab: num('vocab_size'),
-    n_ctx: num('n_positions', num('n_ctx', 1024)),
-    act_fn,
-    normalization_type: 'LN',
-    eps: num('layer_norm_epsilon', 1e-5),
-    tie_word_embeddings: hf['tie_word_embeddings'] !== false,
-    bos_token_id: typeof hf['bos_token_id'] === 'number' ? (hf['bos_token_id'] as number) : null,
-    eos_token_id: typeof hf['eos_token_id'] === 'number' ? (hf['eos_token_id'] as number) : null,
-    original_architecture: 'GPT2LMHeadModel',
-  });
+/** Key/value heads: n_key_value_heads under grouped-query attention, else n_heads. */
+export function nKvHeads(cfg: Pick<HookedTransformerConfig, 'n_heads' | 'n_key_value_heads'>): number {
+  return cfg.n_key_value_heads ?? cfg.n_heads;
+}
+
+/** The attention type of a layer: 'local' only when use_local_attn and attn_types say so. */
+export function attnType(cfg: HookedTransformerConfig, layer: number): AttnType {
+  if (!cfg.use_local_attn) return 'global';
+  return cfg.attn_types?.[layer] ?? 'local';
+}
+
+/** RMS-family norms (no centring): RMS, RMSPre. */
+export function isRmsNorm(cfg: Pick<HookedTransformerConfig, 'normalization_type'>): boolean {
+  return cfg.normalization_type === 'RMS' || cfg.normalization_type === 'RMSPre';
 }

@@ -1,19 +1,16 @@
 /**
- * Hugging Face GPT-2 state dict -> TransformerLens parameters, exactly as TransformerLens's
- * convert_gpt2_weights does (no processing: the result is TransformerLens's 'none' params).
- *
- * HF GPT-2 uses Conv1D layers, which compute x @ W with W stored [d_in, d_out] (the transpose of
- * nn.Linear), so Conv1D weights are already in TransformerLens's [d_model, ...] orientation and
- * only need splitting per head:
- *   attn.c_attn.weight [d_model, 3*d_model] -> W_Q/W_K/W_V [head_index, d_model, d_head]
- *   attn.c_attn.bias   [3*d_model]          -> b_Q/b_K/b_V [head_index, d_head]
- *   attn.c_proj.weight [d_model, d_model]   -> W_O [head_index, d_head, d_model]
- *   mlp.c_fc.weight    [d_model, d_mlp]     -> W_in (as is);  mlp.c_proj.weight [d_mlp, d_model] -> W_out
- *   wte.weight [d_vocab, d_model] -> W_E, and (tied) its transpose -> W_U [d_model, d_vocab_out]
+ * Hugging Face state dict -> TransformerLens parameters, the part every family shares: a family
+ * (src/engine/arch/<family>.ts) lists rules "these HF tensors, of these shapes, make these
+ * TransformerLens params", and convertWeights checks every source's shape first (reporting all
+ * problems in one error that names each tensor with its expected and actual shape), then reads
+ * the tensors one rule at a time (a lazy state dict never holds the checkpoint twice) and checks
+ * that the result is exactly paramSpecs(cfg). Layout helpers below are the einops rearranges of
+ * TransformerLens's weight conversions, on row-major Float32Arrays.
  */
 import { f32, type F32 } from '../tensor/tensor.js';
 import type { HookedTransformerConfig } from './config.js';
 import type { Params } from './params.js';
+import { paramSpecs } from './paramSpecs.js';
 
 /**
  * A read-only view of a state dict. A Map<string, F32> is one; a lazy reader over safetensors
@@ -26,140 +23,98 @@ export interface StateDict {
   shapeOf?(name: string): readonly number[] | undefined;
 }
 
+/** One conversion step: HF tensors (with the shapes they must have) -> TransformerLens params. */
+export interface WeightRule {
+  from: { name: string; dims: readonly number[] }[];
+  to: string[];
+  /** The new params' data, one per `to`, in TransformerLens's row-major layout (fresh buffers). */
+  make: (src: Float32Array[]) => Float32Array[];
+}
+
 const fmt = (dims: readonly number[]): string => `[${dims.join(', ')}]`;
 
-/** 'transformer.' for GPT2LMHeadModel checkpoints, '' for GPT2Model ones (e.g. the original gpt2 upload). */
-export function detectGpt2Prefix(sd: StateDict): string {
-  const keys = [...sd.keys()];
-  if (keys.includes('transformer.wte.weight')) return 'transformer.';
-  if (keys.includes('wte.weight')) return '';
-  return keys.some((k) => k.startsWith('transformer.')) ? 'transformer.' : '';
+/** Same bytes, new buffer (dims come from paramSpecs). */
+export const copyRule = (tl: string, hf: string, dims: readonly number[]): WeightRule => ({ from: [{ name: hf, dims }], to: [tl], make: ([s]) => [s!.slice()] });
+
+/** nn.Linear weight [d_out, d_in] -> TransformerLens W [d_in, d_out]. */
+export const linearRule = (tl: string, hf: string, dOut: number, dIn: number): WeightRule => ({
+  from: [{ name: hf, dims: [dOut, dIn] }], to: [tl], make: ([s]) => [transpose2(s!, dOut, dIn)],
+});
+
+/** Zeros (TransformerLens fills biases a family does not have). */
+export const zerosRule = (tl: string, size: number): WeightRule => ({ from: [], to: [tl], make: () => [new Float32Array(size)] });
+
+/** [rows, cols] -> [cols, rows]. */
+export function transpose2(src: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = src[r * cols + c]!;
+  return out;
+}
+
+/** "(n h) m -> n m h": an nn.Linear projection weight [n·h, m] to per-head W [n, m, h]. */
+export function headsFromLinear(src: Float32Array, n: number, h: number, m: number): Float32Array {
+  const out = new Float32Array(n * h * m);
+  for (let i = 0; i < n; i++) for (let j = 0; j < h; j++) {
+    const row = (i * h + j) * m;
+    for (let k = 0; k < m; k++) out[(i * m + k) * h + j] = src[row + k]!;
+  }
+  return out;
+}
+
+/** "m (n h) -> n h m": an output projection weight [m, n·h] to W_O [n, h, m] (a transpose). */
+export function headsToLinearOut(src: Float32Array, m: number, nh: number): Float32Array {
+  return transpose2(src, m, nh);
 }
 
 /**
- * Converts a Hugging Face GPT-2 state dict (keys with or without the `transformer.` prefix) to
- * TransformerLens params. Every tensor is checked against cfg before anything is converted;
- * all problems are reported together in one Error naming each tensor with its expected and
- * actual shape. Returned tensors own fresh buffers (never aliases of the input's).
+ * Converts with `rules` and checks the result against paramSpecs(cfg). `family` names the
+ * architecture in errors; `extraLayerKey(n_layers)` is an HF key that exists only when the
+ * checkpoint has more layers than the config says.
  */
-export function convertGpt2Weights(sd: StateDict, cfg: HookedTransformerConfig): Params {
-  const { d_model, n_heads, d_head, d_vocab, d_vocab_out, n_ctx, n_layers } = cfg;
-  if (n_heads * d_head !== d_model) {
-    throw new Error(`GPT-2 weights need n_heads * d_head == d_model, but config has ${n_heads} * ${d_head} != ${d_model}`);
-  }
-  if (cfg.d_mlp === null) throw new Error('GPT-2 weights have an MLP in every block, but the config has d_mlp null (attn_only)');
-  const d_mlp = cfg.d_mlp;
-  const prefix = detectGpt2Prefix(sd);
+export function convertWeights(sd: StateDict, cfg: HookedTransformerConfig, rules: WeightRule[], family: string, extraLayerKey?: string): Params {
   const keys = new Set(sd.keys());
-
-  // W_U comes from lm_head only when the embeddings are untied; tied checkpoints usually omit it.
-  const useLmHead = !cfg.tie_word_embeddings;
-  const lmHeadKey = keys.has('lm_head.weight') ? 'lm_head.weight' : `${prefix}lm_head.weight`;
-
-  const expected: [string, number[]][] = [
-    [`${prefix}wte.weight`, [d_vocab, d_model]],
-    [`${prefix}wpe.weight`, [n_ctx, d_model]],
-  ];
-  for (let l = 0; l < n_layers; l++) {
-    const h = `${prefix}h.${l}.`;
-    expected.push(
-      [`${h}ln_1.weight`, [d_model]], [`${h}ln_1.bias`, [d_model]],
-      [`${h}attn.c_attn.weight`, [d_model, 3 * d_model]], [`${h}attn.c_attn.bias`, [3 * d_model]],
-      [`${h}attn.c_proj.weight`, [d_model, d_model]], [`${h}attn.c_proj.bias`, [d_model]],
-      [`${h}ln_2.weight`, [d_model]], [`${h}ln_2.bias`, [d_model]],
-      [`${h}mlp.c_fc.weight`, [d_model, d_mlp]], [`${h}mlp.c_fc.bias`, [d_mlp]],
-      [`${h}mlp.c_proj.weight`, [d_mlp, d_model]], [`${h}mlp.c_proj.bias`, [d_model]],
-    );
-  }
-  expected.push([`${prefix}ln_f.weight`, [d_model]], [`${prefix}ln_f.bias`, [d_model]]);
-  if (useLmHead) expected.push([lmHeadKey, [d_vocab_out, d_model]]);
-  if (!useLmHead && d_vocab_out !== d_vocab) {
-    throw new Error(`tied embeddings need d_vocab_out == d_vocab, but config has ${d_vocab_out} != ${d_vocab}`);
-  }
-
   const problems: string[] = [];
-  for (const [name, dims] of expected) {
-    const got = keys.has(name) ? (sd.shapeOf ? sd.shapeOf(name) : sd.get(name)?.dims) : undefined;
-    if (got === undefined) {
-      problems.push(`${name}: expected shape ${fmt(dims)}, but the tensor is missing`);
-    } else if (got.length !== dims.length || got.some((d, i) => d !== dims[i])) {
-      problems.push(`${name}: expected shape ${fmt(dims)}, got ${fmt(got)}`);
-    }
+  const seen = new Set<string>();
+  for (const r of rules) for (const s of r.from) {
+    if (seen.has(s.name)) continue;
+    seen.add(s.name);
+    const got = keys.has(s.name) ? (sd.shapeOf ? sd.shapeOf(s.name) : sd.get(s.name)?.dims) : undefined;
+    if (got === undefined) problems.push(`${s.name}: expected shape ${fmt(s.dims)}, but the tensor is missing`);
+    else if (got.length !== s.dims.length || got.some((d, i) => d !== s.dims[i])) problems.push(`${s.name}: expected shape ${fmt(s.dims)}, got ${fmt(got)}`);
   }
-  // More layers than the config declares means config.json and the weights disagree.
-  if (keys.has(`${prefix}h.${n_layers}.ln_1.weight`)) {
-    problems.push(`${prefix}h.${n_layers}.*: the weights have more layers than the config's n_layers = ${n_layers}`);
+  if (extraLayerKey !== undefined && keys.has(extraLayerKey)) {
+    problems.push(`${extraLayerKey}: the weights have more layers than the config's n_layers = ${cfg.n_layers}`);
   }
   if (problems.length > 0) {
     // One line: callers such as the CLI show only an error's first line.
-    const where = prefix ? ` (keys prefixed "${prefix}")` : '';
     const shown = problems.slice(0, 8).join('; ') + (problems.length > 8 ? `; and ${problems.length - 8} more` : '');
-    throw new Error(`cannot convert GPT-2 weights to TransformerLens params${where}, ${problems.length} problem(s): ${shown}`);
+    throw new Error(`cannot convert ${family} weights to TransformerLens params, ${problems.length} problem(s): ${shown}`);
   }
-
-  const get = (name: string): F32 => {
-    const t = sd.get(name);
-    if (!t) throw new Error(`${name}: tensor disappeared from the state dict while converting`);
-    return t;
-  };
-  // A fresh copy with TransformerLens dims and axis names (pure reshapes keep the row-major order).
-  const copy = (name: string, dims: number[], axes: string[]): F32 => f32(dims, get(name).data.slice(), axes);
-
+  const specs = new Map(paramSpecs(cfg).map((s) => [s.name, s]));
   const params: Params = new Map();
-  const W_E = copy(`${prefix}wte.weight`, [d_vocab, d_model], ['d_vocab', 'd_model']);
-  params.set('embed.W_E', W_E);
-  params.set('pos_embed.W_pos', copy(`${prefix}wpe.weight`, [n_ctx, d_model], ['n_ctx', 'd_model']));
-
-  for (let l = 0; l < n_layers; l++) {
-    const h = `${prefix}h.${l}.`;
-    const b = `blocks.${l}.`;
-    params.set(`${b}ln1.w`, copy(`${h}ln_1.weight`, [d_model], ['d_model']));
-    params.set(`${b}ln1.b`, copy(`${h}ln_1.bias`, [d_model], ['d_model']));
-
-    // c_attn.weight [d_model, 3*d_model]: columns are (qkv, head_index, d_head) -> W_X [head_index, d_model, d_head].
-    const Wqkv = get(`${h}attn.c_attn.weight`).data;
-    const names = ['W_Q', 'W_K', 'W_V'] as const;
-    for (let q = 0; q < 3; q++) {
-      const out = new Float32Array(n_heads * d_model * d_head);
-      for (let i = 0; i < n_heads; i++) {
-        for (let m = 0; m < d_model; m++) {
-          const src = m * 3 * d_model + q * d_model + i * d_head;
-          const dst = (i * d_model + m) * d_head;
-          out.set(Wqkv.subarray(src, src + d_head), dst);
-        }
-      }
-      params.set(`${b}attn.${names[q]}`, f32([n_heads, d_model, d_head], out, ['head_index', 'd_model', 'd_head']));
-    }
-    // c_attn.bias [3*d_model] = (qkv, head_index, d_head) -> b_X [head_index, d_head].
-    const bqkv = get(`${h}attn.c_attn.bias`).data;
-    const bnames = ['b_Q', 'b_K', 'b_V'] as const;
-    for (let q = 0; q < 3; q++) {
-      const out = bqkv.slice(q * d_model, (q + 1) * d_model);
-      params.set(`${b}attn.${bnames[q]}`, f32([n_heads, d_head], out, ['head_index', 'd_head']));
-    }
-    // c_proj.weight [d_model (= head_index d_head), d_model] is W_O [head_index, d_head, d_model] reshaped.
-    params.set(`${b}attn.W_O`, copy(`${h}attn.c_proj.weight`, [n_heads, d_head, d_model], ['head_index', 'd_head', 'd_model']));
-    params.set(`${b}attn.b_O`, copy(`${h}attn.c_proj.bias`, [d_model], ['d_model']));
-
-    params.set(`${b}ln2.w`, copy(`${h}ln_2.weight`, [d_model], ['d_model']));
-    params.set(`${b}ln2.b`, copy(`${h}ln_2.bias`, [d_model], ['d_model']));
-    params.set(`${b}mlp.W_in`, copy(`${h}mlp.c_fc.weight`, [d_model, d_mlp], ['d_model', 'd_mlp']));
-    params.set(`${b}mlp.b_in`, copy(`${h}mlp.c_fc.bias`, [d_mlp], ['d_mlp']));
-    params.set(`${b}mlp.W_out`, copy(`${h}mlp.c_proj.weight`, [d_mlp, d_model], ['d_mlp', 'd_model']));
-    params.set(`${b}mlp.b_out`, copy(`${h}mlp.c_proj.bias`, [d_model], ['d_model']));
+  for (const r of rules) {
+    const src = r.from.map((s) => {
+      const t = sd.get(s.name);
+      if (!t) throw new Error(`${s.name}: tensor disappeared from the state dict while converting`);
+      return t.data;
+    });
+    const outs = r.make(src);
+    r.to.forEach((name, i) => {
+      const spec = specs.get(name);
+      if (!spec) throw new Error(`internal: ${family} conversion makes ${name}, which the config's paramSpecs do not list`);
+      const data = outs[i]!;
+      const n = spec.dims.reduce((a, b) => a * b, 1);
+      if (data.length !== n) throw new Error(`internal: ${family} conversion made ${name} with ${data.length} values, expected ${fmt(spec.dims)}`);
+      params.set(name, f32(spec.dims, data, spec.axes));
+    });
   }
-
-  params.set('ln_final.w', copy(`${prefix}ln_f.weight`, [d_model], ['d_model']));
-  params.set('ln_final.b', copy(`${prefix}ln_f.bias`, [d_model], ['d_model']));
-
-  // W_U [d_model, d_vocab_out] = (lm_head.weight or, when tied, wte.weight) [d_vocab_out, d_model] transposed.
-  const U = useLmHead ? get(lmHeadKey).data : W_E.data;
-  const W_U = new Float32Array(d_model * d_vocab_out);
-  for (let v = 0; v < d_vocab_out; v++) {
-    for (let m = 0; m < d_model; m++) W_U[m * d_vocab_out + v] = U[v * d_model + m]!;
-  }
-  params.set('unembed.W_U', f32([d_model, d_vocab_out], W_U, ['d_model', 'd_vocab_out']));
-  // GPT-2 has no unembedding bias; TransformerLens fills zeros.
-  params.set('unembed.b_U', f32([d_vocab_out], undefined, ['d_vocab_out']));
+  const missing = [...specs.keys()].filter((k) => !params.has(k));
+  if (missing.length > 0) throw new Error(`internal: ${family} conversion does not make ${missing.slice(0, 5).join(', ')}`);
   return params;
+}
+
+/** The first of `names` present in the state dict (prefixed / unprefixed checkpoints). */
+export function firstPresent(sd: StateDict, names: string[]): string {
+  const keys = new Set(sd.keys());
+  return names.find((n) => keys.has(n)) ?? names[0]!;
 }

@@ -9,11 +9,10 @@
  * block L ([batch, pos, d_model]); `stopAtLayer: L` returns the residual stream entering block L
  * instead of logits, exactly as TransformerLens's start_at_layer / stop_at_layer.
  */
-import type * as ort from 'onnxruntime-node';
-import { buildBlockGraph, buildEmbedGraph, buildFinalGraph, buildUnembedGraph, FINAL_X, fuseSegments, fusedInputName, PAST_K, PAST_V, RESID_IN, RESID_OUT, slotInputName, TOKENS, VOCAB_IDS, type InterventionSlot, type Segment, type SegmentGraph, type SegmentVariant } from '../graph/gpt2.js';
+import { buildBlockGraph, buildEmbedGraph, buildFinalGraph, buildUnembedGraph, FINAL_X, fuseSegments, fusedInputName, PAST_K, PAST_V, RESID_IN, RESID_OUT, slotInputName, TOKENS, VOCAB_IDS, type InterventionSlot, type Segment, type SegmentGraph, type SegmentVariant } from '../graph/segments.js';
 import { allHooks, hookAxes, hookDims, requireHook, type HookName, type OutputName } from '../hooks/hooks.js';
 import type { Intervention, InterventionIndex } from '../interventions/plan.js';
-import { OnnxRuntime, ortF32, ortI64, type CompiledSession, type RuntimeOptions } from '../backends/onnx/runtime.js';
+import { OnnxRuntime, ortF32, ortI64, type CompiledSession, type OrtTensor, type RuntimeOptions } from '../backends/onnx/runtime.js';
 import { f32, type F32 } from '../tensor/tensor.js';
 import type { HookedTransformerConfig } from './config.js';
 import type { LoadedModel, Params, Processing } from './params.js';
@@ -158,10 +157,12 @@ export class HookedTransformer {
       if (!resid) throw new Error('prefix needs startAtLayer and the residual stream of the positions after the prefix');
       if ((opts.names && opts.names !== 'all' && opts.names.length > 0) || opts.names === 'all' || (opts.interventions?.length ?? 0) > 0) throw new Error('prefix runs cannot return hooks or take interventions');
       // A block that starts at resid_mid runs only its MLP, which needs no other position.
+      // Keys and values as hook_k / hook_v cache them: n_key_value_heads heads under grouped-query attention.
+      const KV = cfg.n_key_value_heads ?? cfg.n_heads;
       for (let l = fromMid ? start + 1 : start; l < stop; l++) {
         for (const t of [opts.prefix.keys[l], opts.prefix.values[l]]) {
-          if (!t || t.dims.length !== 4 || t.dims[0] !== B || t.dims[2] !== cfg.n_heads || t.dims[3] !== cfg.d_head || t.dims[1]! + P > cfg.n_ctx) {
-            throw new Error(`prefix: layer ${l} needs keys and values [${B}, length, ${cfg.n_heads}, ${cfg.d_head}] with length + ${P} <= n_ctx`);
+          if (!t || t.dims.length !== 4 || t.dims[0] !== B || t.dims[2] !== KV || t.dims[3] !== cfg.d_head || t.dims[1]! + P > cfg.n_ctx) {
+            throw new Error(`prefix: layer ${l} needs keys and values [${B}, length, ${KV}, ${cfg.d_head}] with length + ${P} <= n_ctx`);
           }
         }
       }
@@ -197,8 +198,8 @@ export class HookedTransformer {
       return { seg, variant, segIvs };
     });
     /** The segment's own inputs (not the residual from the previous segment). */
-    const localFeeds = ({ seg, variant, segIvs }: (typeof plan)[number]): Record<string, ort.Tensor> => {
-      const feeds: Record<string, ort.Tensor> = {};
+    const localFeeds = ({ seg, variant, segIvs }: (typeof plan)[number]): Record<string, OrtTensor> => {
+      const feeds: Record<string, OrtTensor> = {};
       if (seg.kind === 'embed') {
         const flat = new BigInt64Array(B * P);
         tokens!.forEach((row, b) => row.forEach((t, p) => (flat[b * P + p] = BigInt(t))));
@@ -226,7 +227,7 @@ export class HookedTransformer {
     // interventions, a residual or a prefix chain per-segment sessions, so a new intervention
     // compiles only its own block.
     if (!resid && ivs.length === 0 && !opts.prefix && plan.length > 1) {
-      const feeds: Record<string, ort.Tensor> = {};
+      const feeds: Record<string, OrtTensor> = {};
       plan.forEach((step, k) => {
         for (const [n, t] of Object.entries(localFeeds(step))) feeds[fusedInputName(k, n)] = t;
       });
@@ -261,7 +262,7 @@ export class HookedTransformer {
   }
 
   /** Runs a cached session, holding it so that a release in the meantime waits for this run. */
-  private async runSession(sp: Promise<CompiledSession>, feeds: Record<string, ort.Tensor>, fetch: readonly string[]): Promise<Record<string, F32>> {
+  private async runSession(sp: Promise<CompiledSession>, feeds: Record<string, OrtTensor>, fetch: readonly string[]): Promise<Record<string, F32>> {
     this.inUse.set(sp, (this.inUse.get(sp) ?? 0) + 1);
     try {
       return await this.runtime.run(await sp, feeds, fetch);
@@ -481,8 +482,8 @@ export function buildMask(hook: HookName, index: InterventionIndex | undefined, 
   return m;
 }
 
-function slotFeeds(iv: Intervention, j: number, cfg: HookedTransformerConfig, B: number, P: number): Record<string, ort.Tensor> {
-  const feeds: Record<string, ort.Tensor> = { [slotInputName(j, 'mask')]: ortF32(iv.mask ?? buildMask(iv.hook, iv.index, cfg, B, P)) };
+function slotFeeds(iv: Intervention, j: number, cfg: HookedTransformerConfig, B: number, P: number): Record<string, OrtTensor> {
+  const feeds: Record<string, OrtTensor> = { [slotInputName(j, 'mask')]: ortF32(iv.mask ?? buildMask(iv.hook, iv.index, cfg, B, P)) };
   switch (iv.kind) {
     case 'patch': feeds[slotInputName(j, 'source')] = ortF32(iv.source); break;
     case 'mean': if (iv.over === 'supplied') feeds[slotInputName(j, 'mean')] = ortF32(iv.mean); break;

@@ -22,11 +22,13 @@ import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import type { F32 } from '../tensor/tensor.js';
-import { configFromHfGpt2, type HookedTransformerConfig } from './config.js';
-import { convertGpt2Weights, type StateDict } from './hf.js';
+import type { HookedTransformerConfig } from './config.js';
+import { checkConfigAgainstWeights } from './checkDims.js';
+import type { StateDict } from './hf.js';
+import { familyOf, type ArchFamily } from '../arch/index.js';
 import type { Params } from './params.js';
 import { SafetensorsFile } from './safetensors.js';
-import { isTransformerLensConfigJson, readTransformerLensFolder } from '../training/tlFormat.js';
+import { isTransformerLensConfigJson, readTransformerLensFolder } from './tlFormat.js';
 
 export interface LoadProgress {
   /** Repo-relative file name, e.g. 'model.safetensors'. */
@@ -66,7 +68,7 @@ const INDEX = 'model.safetensors.index.json';
 /** Reported in `files` when present; the tokenizer reads them (vocab.json with `chars` = char-level model). */
 const SIDE_FILES = ['vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json'];
 const FOLDER_HELP =
-  `A model folder contains ${CONFIG} (a Hugging Face GPT-2 config) and ${WEIGHTS}, ` +
+  `A model folder contains ${CONFIG} (a Hugging Face config of a supported family: GPT-2, GPT-NeoX/Pythia, Llama, Mistral) and ${WEIGHTS}, ` +
   `or ${INDEX} plus the shard files its weight_map names.`;
 const DEFAULT_ENDPOINT = 'https://huggingface.co';
 const SOCKET_TIMEOUT_MS = 30_000;
@@ -266,7 +268,7 @@ export function loadModelFolder(dir: string, modelName?: string): LoadResult {
     throw new ModelLoadError(`${configPath} is not a JSON object`);
   }
   if (isTransformerLensConfigJson(hfConfig)) {
-    // A TransformerLens-layout folder (written by training/, see training/tlFormat.ts); it keeps
+    // A TransformerLens-layout folder (written by training/, see model/tlFormat.ts); it keeps
     // its config's model_name.
     try {
       return { ...readTransformerLensFolder(folder, hfConfig, modelName), source: folder, files };
@@ -274,16 +276,20 @@ export function loadModelFolder(dir: string, modelName?: string): LoadResult {
       throw new ModelLoadError(`${folder}: ${(e as Error).message}`);
     }
   }
+  // The family (arch/) says how its config and tensors map to TransformerLens's.
   let cfg: HookedTransformerConfig;
+  let family: ArchFamily;
   try {
-    cfg = configFromHfGpt2(hfConfig as Record<string, unknown>, modelName ?? path.basename(folder));
+    family = familyOf(hfConfig as Record<string, unknown>);
+    cfg = family.config(hfConfig as Record<string, unknown>, modelName ?? path.basename(folder));
   } catch (e) {
     throw new ModelLoadError(`${configPath}: ${(e as Error).message}`);
   }
   let sd: SafetensorsStateDict | null = null;
   try {
     sd = new SafetensorsStateDict(shards, weightMap, folder);
-    return { cfg, params: convertGpt2Weights(sd, cfg), source: folder, files };
+    checkConfigAgainstWeights(cfg, sd, configPath);
+    return { cfg, params: family.weights(sd, cfg), source: folder, files };
   } catch (e) {
     if (e instanceof ModelLoadError) throw e;
     throw new ModelLoadError(`${folder}: ${(e as Error).message}`);

@@ -18,6 +18,22 @@ export function getParam(params: Params, name: string): F32 {
   return t;
 }
 
+/**
+ * A layer's per-head attention weight with n_heads heads, as TransformerLens's W_K / W_V / b_K /
+ * b_V properties give it: under grouped-query attention the stored _W_K [kv_head, d_model, d_head]
+ * is repeated so that query head h gets key/value head floor(h / (n_heads / kv_head)).
+ */
+export function headParam(params: Params, cfg: Pick<HookedTransformerConfig, 'n_heads' | 'n_key_value_heads'>, layer: number, name: 'W_Q' | 'W_K' | 'W_V' | 'W_O' | 'b_Q' | 'b_K' | 'b_V'): F32 {
+  const kv = cfg.n_key_value_heads;
+  if (kv === null || !/^[Wb]_[KV]$/.test(name)) return getParam(params, `blocks.${layer}.attn.${name}`);
+  const t = getParam(params, `blocks.${layer}.attn._${name}`);
+  const per = t.data.length / kv;
+  const group = cfg.n_heads / kv;
+  const out = new Float32Array(per * cfg.n_heads);
+  for (let h = 0; h < cfg.n_heads; h++) out.set(t.data.subarray(Math.floor(h / group) * per, (Math.floor(h / group) + 1) * per), h * per);
+  return { ...t, dims: [cfg.n_heads, ...t.dims.slice(1)], data: out };
+}
+
 export type Processing = 'none' | 'default' | 'default+refactor';
 export const PROCESSING_MODES: readonly Processing[] = ['none', 'default', 'default+refactor'];
 

@@ -19,26 +19,9 @@ import { Tiktoken } from 'js-tiktoken/lite';
 // from it costs ~200 ms, which is why that step is deferred to the first GPT-2 call.
 import gpt2Ranks from 'js-tiktoken/ranks/gpt2';
 
-export type TokenizerKind = 'gpt2-bpe' | 'char' | 'ids';
-
-export interface Tokenizer {
-  kind: TokenizerKind;
-  /** Number of distinct token ids; valid ids are 0 .. vocabSize-1. */
-  vocabSize: number;
-  bosTokenId: number | null;
-  eosTokenId: number | null;
-  padTokenId: number | null;
-  /** Text -> ids [pos]. Never adds BOS: that is toTokens's job, as in TransformerLens. */
-  encode(text: string): number[];
-  /** ids [pos] -> text, special tokens included (TransformerLens decodes without skipping them). */
-  decode(ids: number[]): string;
-  /** The text of one token, as TransformerLens's to_str_tokens shows it. */
-  idToString(id: number): string;
-}
-
-export class TokenizerError extends Error {
-  override name = 'TokenizerError';
-}
+export { TokenizerError, type Tokenizer, type TokenizerKind } from './tokenizerBase.js';
+import { TokenizerError, type Tokenizer } from './tokenizerBase.js';
+import { loadHfTokenizer } from './hfTokenizer.js';
 
 export const GPT2_VOCAB_SIZE = 50257;
 export const GPT2_EOT_ID = 50256;
@@ -296,17 +279,41 @@ function checkGpt2Folder(folder: string): void {
   }
 }
 
+/** A vocab.json + merges.txt folder whose tokenizer_config.json names a class we rebuild (Qwen2Tokenizer). */
+function isRebuildableVocabMerges(folder: string): boolean {
+  const cfgPath = path.join(folder, 'tokenizer_config.json');
+  if (!fs.existsSync(cfgPath)) return false;
+  const cls = (readJson(cfgPath) as { tokenizer_class?: unknown }).tokenizer_class;
+  return cls === 'Qwen2Tokenizer' || cls === 'Qwen2TokenizerFast';
+}
+
+/** True when a tokenizer.json holds GPT-2's vocabulary (then js-tiktoken runs it, as before). */
+function isGpt2TokenizerJson(file: string): boolean {
+  const tj = readJson(file) as { model?: { type?: unknown; vocab?: unknown }; added_tokens?: unknown };
+  if (tj.model?.type !== 'BPE' || typeof tj.model.vocab !== 'object' || tj.model.vocab === null) return false;
+  const vocab = tj.model.vocab as Record<string, unknown>;
+  const ids = Object.values(vocab).filter((x): x is number => typeof x === 'number');
+  if (Array.isArray(tj.added_tokens)) for (const t of tj.added_tokens as { id?: unknown }[]) if (typeof t.id === 'number') ids.push(t.id);
+  const size = ids.reduce((m, x) => Math.max(m, x + 1), 0);
+  return size === GPT2_VOCAB_SIZE && GPT2_SPOT_CHECKS.every(([t, id]) => t === GPT2_EOT || vocab[t] === id);
+}
+
 /**
  * Picks the tokenizer for a model folder:
  *  1. `vocab.json` with a "chars" string -> character tokenizer (BOS only from vocab.json's
  *     bos_token_id: HF configs carry GPT-2's default bos_token_id 50256 even for tiny vocabularies);
- *  2. a GPT-2 style folder (`tokenizer.json`, or `vocab.json` + `merges.txt`), checked to be GPT-2's
+ *  2. a `tokenizer.json` that is not GPT-2's -> @huggingface/tokenizers with TransformerLens's BOS
+ *     rules for cfg.architecture (hfTokenizer.ts);
+ *  3. a GPT-2 style folder (`tokenizer.json`, or `vocab.json` + `merges.txt`), checked to be GPT-2's
  *     vocabulary, or no tokenizer files and d_vocab = 50257 -> GPT-2 BPE;
- *  3. otherwise integer ids 0..d_vocab-1, with BOS = cfg.bos_token_id when that is a valid id
+ *  4. otherwise integer ids 0..d_vocab-1, with BOS = cfg.bos_token_id when that is a valid id
  *     (ignored otherwise, for the same HF-default reason).
  * Throws when the tokenizer's size differs from d_vocab: such a tokenizer belongs to another model.
  */
-export function loadTokenizerForModel(folder: string, cfg: { d_vocab: number; bos_token_id?: number | null }): Tokenizer {
+export function loadTokenizerForModel(
+  folder: string,
+  cfg: { d_vocab: number; bos_token_id?: number | null; architecture?: string; original_architecture?: string },
+): Tokenizer {
   if (!Number.isInteger(cfg.d_vocab) || cfg.d_vocab <= 0) {
     throw new TokenizerError(`d_vocab must be a positive integer, got ${JSON.stringify(cfg.d_vocab)}`);
   }
@@ -319,12 +326,41 @@ export function loadTokenizerForModel(folder: string, cfg: { d_vocab: number; bo
   if (isCharVocab(vocabJson)) {
     tok = createCharTokenizer(vocabJson, vocabPath);
     source = vocabPath;
+  } else if (fs.existsSync(path.join(folder, 'tokenizer.json')) && !isGpt2TokenizerJson(path.join(folder, 'tokenizer.json'))) {
+    // Any other tokenizer.json (Pythia, Llama, Phi, OLMo, ...): @huggingface/tokenizers runs it.
+    // A model's embedding is often padded beyond the tokenizer (Pythia 50304 vs 50277 tokens).
+    const hf = loadHfTokenizer(folder, { architecture: cfg.architecture ?? cfg.original_architecture });
+    if (hf.vocabSize > cfg.d_vocab) {
+      throw new TokenizerError(
+        `tokenizer/model mismatch: ${hf.file} has ids up to ${hf.vocabSize - 1} but the model's d_vocab is ${cfg.d_vocab}; the tokenizer files in ${folder} do not belong to these weights`,
+      );
+    }
+    return hf;
+  } else if (!fs.existsSync(path.join(folder, 'tokenizer.json')) && hasVocab && fs.existsSync(path.join(folder, 'merges.txt')) && isRebuildableVocabMerges(folder)) {
+    // vocab.json + merges.txt of another BPE (Qwen2): the tokenizer.json its class would build.
+    const hf = loadHfTokenizer(folder, { architecture: cfg.architecture ?? cfg.original_architecture });
+    if (hf.vocabSize > cfg.d_vocab) {
+      throw new TokenizerError(
+        `tokenizer/model mismatch: ${hf.file} has ids up to ${hf.vocabSize - 1} but the model's d_vocab is ${cfg.d_vocab}; the tokenizer files in ${folder} do not belong to these weights`,
+      );
+    }
+    return hf;
   } else if (fs.existsSync(path.join(folder, 'tokenizer.json')) || hasVocab) {
+    // GPT-2's own vocabulary (in tokenizer.json or vocab.json + merges.txt) keeps js-tiktoken,
+    // which gives the same ids (checked against the tokenizers library in tokenizerOracle.test.ts)
+    // and is faster.
     // merges.txt is not read: the merges are implied by GPT-2's ranks once the vocabulary is
     // confirmed to be GPT-2's, so a vocab.json without merges.txt is accepted too.
     checkGpt2Folder(folder);
     tok = createGpt2Tokenizer();
     source = `the GPT-2 tokenizer files in ${folder}`;
+  } else if (fs.existsSync(path.join(folder, 'tokenizer.model'))) {
+    // Llama/Mistral ship a SentencePiece protobuf, Llama 3 a tiktoken rank file, under this name;
+    // guessing ids for them would feed the model garbage.
+    throw new TokenizerError(
+      `${path.join(folder, 'tokenizer.model')}: MechLens cannot read tokenizer.model files (SentencePiece protobufs or tiktoken rank files); ` +
+        `put the model's Hugging Face tokenizer.json (and tokenizer_config.json) in ${folder}`,
+    );
   } else if (cfg.d_vocab === GPT2_VOCAB_SIZE) {
     return createGpt2Tokenizer();
   } else {
@@ -346,7 +382,7 @@ export function loadTokenizerForModel(folder: string, cfg: { d_vocab: number; bo
 
 export interface ToTokensOptions {
   /**
-   * Prepend BOS (default true, as TransformerLens). Tokenizers without a BOS (character models
+   * Prepend BOS (default: the tokenizer's defaultPrependBos, else true, as TransformerLens). Tokenizers without a BOS (character models
    * whose vocab.json has no bos_token_id, ids models without bos_token_id) prepend nothing,
    * even when this is explicitly true.
    */
@@ -376,14 +412,19 @@ export interface TokenBatch {
  * '<|endoftext|>' at the end of a prompt is never mistaken for padding.
  */
 export function toTokens(tok: Tokenizer, input: string | string[], opts: ToTokensOptions = {}): TokenBatch {
-  const { prependBos = true, paddingSide = 'right', truncate = true, nCtx } = opts;
+  const { paddingSide = 'right', truncate = true, nCtx } = opts;
+  const prependBos = opts.prependBos ?? tok.defaultPrependBos ?? true;
   const texts = typeof input === 'string' ? [input] : input;
   if (texts.length === 0) throw new TokenizerError('toTokens needs at least one string');
   if (nCtx !== undefined && (!Number.isInteger(nCtx) || nCtx <= 0)) throw new TokenizerError(`nCtx must be a positive integer, got ${nCtx}`);
 
   const rows = texts.map((text, b) => {
-    let ids = tok.encode(text);
-    if (prependBos && tok.bosTokenId !== null) ids.unshift(tok.bosTokenId);
+    let ids: number[];
+    if (tok.toModelTokens) ids = tok.toModelTokens(text, prependBos);
+    else {
+      ids = tok.encode(text);
+      if (prependBos && tok.bosTokenId !== null) ids.unshift(tok.bosTokenId);
+    }
     if (nCtx !== undefined && ids.length > nCtx) {
       if (!truncate) {
         throw new TokenizerError(
@@ -429,7 +470,7 @@ export function tokensToStrings(tok: Tokenizer, ids: number[]): string[] {
  */
 export function toStrTokens(tok: Tokenizer, input: string | number[], opts: { prependBos?: boolean } = {}): string[] {
   if (typeof input !== 'string') return tokensToStrings(tok, input);
-  const { tokens } = toTokens(tok, input, { prependBos: opts.prependBos ?? true, truncate: false });
+  const { tokens } = toTokens(tok, input, { prependBos: opts.prependBos, truncate: false });
   return tokensToStrings(tok, tokens[0] ?? []);
 }
 

@@ -20,3 +20,30 @@ export function pearson(a: ArrayLike<number>, b: ArrayLike<number>): number {
   }
   return saa > 0 && sbb > 0 ? sab / Math.sqrt(saa * sbb) : NaN;
 }
+
+/** NaN and ±Infinity counts of a tensor's values. */
+export function countNonFinite(data: ArrayLike<number>): { nan: number; inf: number } {
+  let nan = 0;
+  let inf = 0;
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i]!;
+    if (v !== v) nan++;
+    else if (v === Infinity || v === -Infinity) inf++;
+  }
+  return { nan, inf };
+}
+
+/**
+ * One warning naming every tensor with non-finite values (as loaded, before processing spreads
+ * them into other tensors), or null. A single NaN weight makes every result NaN: users must be
+ * told at load time, not find `null` in their results.
+ */
+export function nonFiniteWarning(tensors: Iterable<[string, { data: ArrayLike<number> }]>): string | null {
+  const bad: string[] = [];
+  for (const [name, t] of tensors) {
+    const c = countNonFinite(t.data);
+    if (c.nan || c.inf) bad.push(`${name} (${[c.nan ? `${c.nan} NaN` : '', c.inf ? `${c.inf} ±Inf` : ''].filter(Boolean).join(', ')})`);
+  }
+  if (!bad.length) return null;
+  return `the model's weights hold non-finite values in ${bad.length} tensor${bad.length === 1 ? '' : 's'}: ${bad.slice(0, 8).join('; ')}${bad.length > 8 ? `; and ${bad.length - 8} more` : ''}. Results computed from them will be NaN: check the checkpoint.`;
+}

@@ -243,6 +243,8 @@ function runNode(n: OnnxNode, I: (RefTensor | undefined)[]): RefTensor[] {
     case 'Abs': return un(Math.abs);
     case 'Sign': return un(Math.sign);
     case 'Sigmoid': return un((v) => 1 / (1 + Math.exp(-v)));
+    case 'Sin': return un(Math.sin);
+    case 'Cos': return un(Math.cos);
     case 'Reciprocal': return un((v) => 1 / v);
     case 'Gelu': return aStr(n, 'approximate', 'none') === 'tanh' ? un(geluTanh) : un(geluErf);
     case 'FastGelu': return [mapN(I[1] ? [x, I[1]] : [x], (v, b = 0) => geluTanh(v + b), 'float')];
@@ -264,6 +266,15 @@ function runNode(n: OnnxNode, I: (RefTensor | undefined)[]): RefTensor[] {
     case 'Equal': return [mapN([x, I[1]!], (p, q) => (p === q ? 1 : 0), 'bool')];
     case 'Greater': return [mapN([x, I[1]!], (p, q) => (p > q ? 1 : 0), 'bool')];
     case 'Less': return [mapN([x, I[1]!], (p, q) => (p < q ? 1 : 0), 'bool')];
+    case 'LessOrEqual': return [mapN([x, I[1]!], (p, q) => (p <= q ? 1 : 0), 'bool')];
+    case 'GreaterOrEqual': return [mapN([x, I[1]!], (p, q) => (p >= q ? 1 : 0), 'bool')];
+    case 'And': return [mapN([x, I[1]!], (p, q) => (p && q ? 1 : 0), 'bool')];
+    case 'Range': {
+      // start, limit, delta scalars -> [ceil((limit - start) / delta)] (positions for rotary and masks).
+      const [a, lim, dl] = [x.data[0]!, I[1]!.data[0]!, I[2]!.data[0]!];
+      const len = Math.max(0, Math.ceil((lim - a) / dl));
+      return [{ dtype: x.dtype, dims: [len], data: Float64Array.from({ length: len }, (_, i) => a + i * dl) }];
+    }
     case 'Where': return [mapN([x, I[1]!, I[2]!], (c, p, q) => (c ? p : q), I[1]!.dtype)];
     case 'MatMul': return [matmul(x, I[1]!)];
     case 'FusedMatMul': {

@@ -25,7 +25,7 @@ import { flatten, initParams, makeLayout, paramSpecs, unflatten, type ParamLayou
 import { Rng, type RngState } from './rng.js';
 import { buildTrainStepGraph, stepHyper, STEP_IO } from './stepGraph.js';
 import { makeTask, type Task, type TaskSpec } from './tasks.js';
-import { readTransformerLensFolder, writeFileAtomic, writeTransformerLensFolder } from './tlFormat.js';
+import { readTransformerLensFolder, writeFileAtomic, writeTransformerLensFolder } from '../model/tlFormat.js';
 
 export interface TrainConfig {
   /** The model, in HookedTransformerConfig field names (defaults as makeConfig's). */

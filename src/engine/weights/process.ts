@@ -12,6 +12,7 @@
  */
 import type { HookedTransformerConfig } from '../model/config.js';
 import type { Params, Processing } from '../model/params.js';
+import { kvParamName, paramSpecs } from '../model/paramSpecs.js';
 import { assertDims, f32, type F32 } from '../tensor/tensor.js';
 import { factoredSvd, mat } from './linalg.js';
 
@@ -72,13 +73,16 @@ export function processWeights(cfg: HookedTransformerConfig, params: Params, opt
 
   if (o.fold_ln) {
     const norm = cfg.normalization_type;
-    if (norm !== 'LN' && norm !== 'LNPre') {
-      notes.push('fold_ln skipped: the model has no LayerNorm (normalization_type is null)');
+    if (norm === null) {
+      notes.push('fold_ln skipped: the model has no LayerNorm or RMSNorm (normalization_type is null)');
     } else if (![...w.names()].some((k) => /(^|\.)(ln1|ln2|ln_final)\.w$/.test(k))) {
       notes.push('fold_ln skipped: no LayerNorm weights in the params (already folded?)');
     } else {
-      foldLayerNorm(cfg, w);
-      outCfg = { ...outCfg, normalization_type: 'LNPre' };
+      // RMSNorm has no bias and does not centre its input, so TransformerLens folds only its
+      // weight and leaves the reading weights uncentred (fold_biases = center_weights = False).
+      const rms = norm === 'RMS' || norm === 'RMSPre';
+      foldLayerNorm(cfg, w, !rms);
+      outCfg = { ...outCfg, normalization_type: rms ? 'RMSPre' : 'LNPre' };
     }
   }
 
@@ -87,7 +91,7 @@ export function processWeights(cfg: HookedTransformerConfig, params: Params, opt
   const canCentre = outCfg.normalization_type === 'LN' || outCfg.normalization_type === 'LNPre';
   const centred = o.center_writing_weights && canCentre;
   if (o.center_writing_weights && !canCentre) {
-    notes.push('center_writing_weights skipped: only valid for LayerNorm models (normalization_type is null)');
+    notes.push(`center_writing_weights skipped: only valid for LayerNorm models (normalization_type is ${JSON.stringify(outCfg.normalization_type)})`);
   }
   if (centred) centerWritingWeights(cfg, w);
   if (o.center_unembed) centerUnembed(w);
@@ -140,26 +144,13 @@ class Work {
   }
 }
 
+/** Dims of every parameter the config can have (norm weights whether folded or not). */
 function expectedDims(cfg: HookedTransformerConfig): Map<string, number[]> {
-  const { n_heads: H, d_model: D, d_head: E, d_vocab: V, d_vocab_out: VO, n_ctx: C } = cfg;
-  const m = new Map<string, number[]>([
-    ['embed.W_E', [V, D]], ['pos_embed.W_pos', [C, D]], ['ln_final.w', [D]], ['ln_final.b', [D]],
-    ['unembed.W_U', [D, VO]], ['unembed.b_U', [VO]],
-  ]);
-  for (let l = 0; l < cfg.n_layers; l++) {
-    const p = `blocks.${l}.`;
-    for (const n of ['ln1.w', 'ln1.b', 'ln2.w', 'ln2.b', 'attn.b_O']) m.set(p + n, [D]);
-    for (const n of ['W_Q', 'W_K', 'W_V']) m.set(`${p}attn.${n}`, [H, D, E]);
-    for (const n of ['b_Q', 'b_K', 'b_V']) m.set(`${p}attn.${n}`, [H, E]);
-    m.set(`${p}attn.W_O`, [H, E, D]);
-    if (cfg.d_mlp !== null) {
-      const M = cfg.d_mlp;
-      m.set(`${p}mlp.W_in`, [D, M]);
-      m.set(`${p}mlp.b_in`, [M]);
-      m.set(`${p}mlp.W_out`, [M, D]);
-      m.set(`${p}mlp.b_out`, [D]);
-      m.set(`${p}mlp.ln.w`, [M]);
-      m.set(`${p}mlp.ln.b`, [M]);
+  const m = new Map<string, number[]>(paramSpecs({ ...cfg, normalization_type: 'LN', gated_mlp: cfg.gated_mlp }).map((s) => [s.name, s.dims]));
+  if (cfg.d_mlp !== null) {
+    for (let l = 0; l < cfg.n_layers; l++) {
+      m.set(`blocks.${l}.mlp.ln.w`, [cfg.d_mlp]);
+      m.set(`blocks.${l}.mlp.ln.b`, [cfg.d_mlp]);
     }
   }
   return m;
@@ -181,8 +172,9 @@ function fillMissingBiases(cfg: HookedTransformerConfig, w: Work): void {
   for (let l = 0; l < cfg.n_layers; l++) {
     const p = `blocks.${l}.`;
     fill(`${p}attn.W_Q`, `${p}attn.b_Q`, [H, E]);
-    fill(`${p}attn.W_K`, `${p}attn.b_K`, [H, E]);
-    fill(`${p}attn.W_V`, `${p}attn.b_V`, [H, E]);
+    const KV = cfg.n_key_value_heads ?? H;
+    fill(`${p}attn.${kvParamName(cfg, 'W_K')}`, `${p}attn.${kvParamName(cfg, 'b_K')}`, [KV, E]);
+    fill(`${p}attn.${kvParamName(cfg, 'W_V')}`, `${p}attn.${kvParamName(cfg, 'b_V')}`, [KV, E]);
     fill(`${p}attn.W_O`, `${p}attn.b_O`, [D]);
     if (cfg.d_mlp !== null) {
       fill(`${p}mlp.W_in`, `${p}mlp.b_in`, [cfg.d_mlp]);
@@ -248,23 +240,32 @@ function foldNormInto(W: Float32Array, b: Float32Array | null, lnW: Float32Array
   }
 }
 
-function foldLayerNorm(cfg: HookedTransformerConfig, w: Work): void {
+/**
+ * `centre`: LayerNorm (fold biases, centre the reading weights); false for RMSNorm (its weight
+ * only: it has no bias, and its input is not centred so neither may the weights be).
+ */
+function foldLayerNorm(cfg: HookedTransformerConfig, w: Work, centre: boolean): void {
   const { d_model: D, d_head: E } = cfg;
   const data = (n: string): Float32Array | null => (w.has(n) ? w.get(n).data : null);
+  const bias = (n: string): Float32Array | null => (centre ? data(n) : null);
   for (let l = 0; l < cfg.n_layers; l++) {
     const p = `blocks.${l}.`;
-    // ln1 -> W_Q, W_K, W_V [head_index, d_model, d_head] and b_Q, b_K, b_V [head_index, d_head].
+    // ln1 -> W_Q, W_K, W_V [heads, d_model, d_head] and b_Q, b_K, b_V [heads, d_head]
+    // (K and V have n_key_value_heads heads under grouped-query attention).
     if (w.has(`${p}attn.W_Q`)) {
       const ln1w = data(`${p}ln1.w`);
-      const ln1b = data(`${p}ln1.b`);
-      for (const x of ['Q', 'K', 'V']) {
-        foldNormInto(w.mut(`${p}attn.W_${x}`), w.mut(`${p}attn.b_${x}`), ln1w, ln1b, D, E, true);
+      const ln1b = bias(`${p}ln1.b`);
+      foldNormInto(w.mut(`${p}attn.W_Q`), w.mut(`${p}attn.b_Q`), ln1w, ln1b, D, E, centre);
+      for (const x of ['K', 'V'] as const) {
+        foldNormInto(w.mut(`${p}attn.${kvParamName(cfg, `W_${x}`)}`), w.mut(`${p}attn.${kvParamName(cfg, `b_${x}`)}`), ln1w, ln1b, D, E, centre);
       }
     }
-    // ln2 -> W_in [d_model, d_mlp], b_in [d_mlp].
+    // ln2 -> W_in (and W_gate) [d_model, d_mlp], b_in [d_mlp]. A gated MLP's bias is added after
+    // the product, so only W_in's bias path folds the norm's bias (none for RMS).
     if (!cfg.attn_only && cfg.d_mlp !== null && w.has(`${p}mlp.W_in`)) {
       const M = cfg.d_mlp;
-      foldNormInto(w.mut(`${p}mlp.W_in`), w.mut(`${p}mlp.b_in`), data(`${p}ln2.w`), data(`${p}ln2.b`), D, M, true);
+      foldNormInto(w.mut(`${p}mlp.W_in`), w.mut(`${p}mlp.b_in`), data(`${p}ln2.w`), bias(`${p}ln2.b`), D, M, centre);
+      if (cfg.gated_mlp && w.has(`${p}mlp.W_gate`)) foldNormInto(w.mut(`${p}mlp.W_gate`), null, data(`${p}ln2.w`), null, D, M, centre);
       // SoLU's LayerNorm over d_mlp -> W_out [d_mlp, d_model], b_out [d_model]; W_out is then
       // centred over d_mlp, the axis that LayerNorm normalizes.
       const lnw = data(`${p}mlp.ln.w`);
@@ -276,7 +277,7 @@ function foldLayerNorm(cfg: HookedTransformerConfig, w: Work): void {
   // ln_final -> W_U [d_model, d_vocab_out], b_U [d_vocab_out].
   const lnfw = data('ln_final.w');
   if (lnfw && w.has('unembed.W_U')) {
-    foldNormInto(w.mut('unembed.W_U'), w.mut('unembed.b_U'), lnfw, data('ln_final.b'), D, cfg.d_vocab_out, true);
+    foldNormInto(w.mut('unembed.W_U'), w.mut('unembed.b_U'), lnfw, bias('ln_final.b'), D, cfg.d_vocab_out, centre);
   }
   // The model now runs LNPre (no affine): the LayerNorm params no longer exist.
   for (const k of [...w.names()]) {
@@ -319,14 +320,17 @@ function centerUnembed(w: Work): void {
  */
 function foldValueBiasesInLayer(cfg: HookedTransformerConfig, w: Work, l: number): void {
   const p = `blocks.${l}.attn.`;
-  if (!w.has(`${p}b_V`) || !w.has(`${p}W_O`)) return;
+  const bVName = `${p}${kvParamName(cfg, 'b_V')}`;
+  if (!w.has(bVName) || !w.has(`${p}W_O`)) return;
   const { n_heads: H, d_head: E, d_model: D } = cfg;
-  const bV = w.get(`${p}b_V`).data;
+  // Under grouped-query attention, query head h reads value head floor(h / (n_heads / kv_head)).
+  const group = H / (cfg.n_key_value_heads ?? H);
+  const bV = w.get(bVName).data;
   const WO = w.get(`${p}W_O`).data;
   const acc = new Float64Array(D);
   for (let h = 0; h < H; h++) {
     for (let e = 0; e < E; e++) {
-      const b = bV[h * E + e]!;
+      const b = bV[Math.floor(h / group) * E + e]!;
       if (b === 0) continue;
       const row = (h * E + e) * D;
       for (let d = 0; d < D; d++) acc[d]! += b * WO[row + d]!;
@@ -334,7 +338,8 @@ function foldValueBiasesInLayer(cfg: HookedTransformerConfig, w: Work, l: number
   }
   const bO = w.mut(`${p}b_O`);
   for (let d = 0; d < D; d++) bO[d] = bO[d]! + acc[d]!;
-  w.set(`${p}b_V`, f32([H, E], undefined, w.get(`${p}b_V`).axes));
+  const old = w.get(bVName);
+  w.set(bVName, f32([...old.dims], undefined, old.axes));
 }
 
 function foldValueBiases(cfg: HookedTransformerConfig, w: Work): void {
@@ -357,6 +362,7 @@ function refactorFactoredAttnMatrices(cfg: HookedTransformerConfig, w: Work): vo
   if ((cfg.positional_embedding_type as string) === 'rotary') {
     throw new Error("refactor_factored_attn_matrices can't be used with rotary embeddings: the QK matrix depends on the positions");
   }
+  if (cfg.n_key_value_heads !== null) throw new Error('refactor_factored_attn_matrices is not supported with grouped-query attention');
   const { n_heads: H, d_model: D, d_head: E } = cfg;
   if (E > D) throw new Error(`refactor_factored_attn_matrices needs d_head <= d_model (got d_head ${E}, d_model ${D})`);
   for (let l = 0; l < cfg.n_layers; l++) {

@@ -13,7 +13,7 @@ import { requireHook, type OutputName } from '../hooks/hooks.js';
 import { f32 } from '../tensor/tensor.js';
 import type { WireMessage } from '../../protocol/ipc.js';
 import { registerTrainingHandlers } from './trainingService.js';
-import { registerExperimentHandlers } from '../../extension/experimentsWorker.js';
+import { registerExperimentHandlers } from './experimentsWorker.js';
 
 export function serveEngine(channel: Channel): RpcEndpoint {
   const rpc = new RpcEndpoint(channel);
@@ -60,7 +60,7 @@ export function serveEngine(channel: Channel): RpcEndpoint {
 
   rpc.onRequest(EngineRequests.modelInfo, () => engine?.info() ?? null);
 
-  rpc.onRequest(EngineRequests.tokenize, (p) => current().tokenize(p.texts, p.prependBos ?? true));
+  rpc.onRequest(EngineRequests.tokenize, (p) => current().tokenize(p.texts, p.prependBos));
 
   rpc.onRequest(EngineRequests.runWithCache, async (p) => {
     const e = current();

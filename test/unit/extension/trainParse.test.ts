@@ -195,3 +195,20 @@ test('analysis experiments are unchanged: no "kind", or "kind": "analysis"; a mi
   assert.match(d.message, /"analysis", "train"/);
   assert.deepEqual(d.range.start, at(typo, '"trian"'));
 });
+
+test('a train experiment may use the registered families\' blocks (a tiny Llama-style model); a bad n_key_value_heads is reported at the model', () => {
+  const text = (kv: number) => JSON.stringify({
+    kind: 'train',
+    model: { n_layers: 2, d_model: 16, n_heads: 4, n_key_value_heads: kv, d_mlp: 32, d_vocab: 12, n_ctx: 8, act_fn: 'silu', normalization_type: 'RMS', positional_embedding_type: 'rotary', gated_mlp: true },
+    task: { kind: 'previous_token' },
+    training: { batch_size: 4, lr: 0.001, max_steps: 5 },
+  }, null, 2);
+  const ok = parse(text(2));
+  assert.deepEqual(ok.diagnostics, [], show(ok.diagnostics));
+  const m = ok.train!.config.model;
+  assert.equal(m.normalization_type, 'RMS');
+  assert.equal(m.n_key_value_heads, 2);
+  assert.equal(m.gated_mlp, true);
+  const bad = parse(text(3));
+  assert.match(only(bad.diagnostics, /n_key_value_heads/).message, /divisor of n_heads = 4/);
+});

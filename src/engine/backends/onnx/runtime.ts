@@ -8,6 +8,8 @@ import type { F32 } from '../../tensor/tensor.js';
 
 export type Device = 'auto' | 'cpu' | 'cuda';
 export type ResolvedDevice = 'cpu' | 'cuda';
+/** onnxruntime's tensor type, for code that hands feeds to this module (only backends/ imports onnxruntime). */
+export type OrtTensor = ort.Tensor;
 
 export interface RuntimeOptions {
   device?: Device;

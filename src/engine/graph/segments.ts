@@ -1,5 +1,6 @@
 /**
- * The hooked GPT-2 as ONNX graphs, one segment at a time: `embed` (tokens -> residual stream),
+ * The hooked transformer as ONNX graphs, one segment at a time, assembled from the shared
+ * components (./components: embed, norm, attention, mlp, unembed) for every registered family: `embed` (tokens -> residual stream),
  * one graph per transformer block, and `final` (ln_final + unembed). Chaining per-segment
  * sessions means an intervention at layer L only recompiles block L, and start/stop at a layer
  * is just running a sub-chain; runs without interventions fuse the chain into one session
@@ -11,11 +12,15 @@
  * (as TransformerLens's cache hooks registered after the intervention hooks would see them).
  */
 import type { HookedTransformerConfig } from '../model/config.js';
-import { getParam, type Params } from '../model/params.js';
-import { hookAxes, type HookName, type OutputName } from '../hooks/hooks.js';
+import { hookAxes, hookHeads, type HookName, type OutputName } from '../hooks/hooks.js';
 import type { InterventionKind } from '../interventions/plan.js';
-import { f32, type F32 } from '../tensor/tensor.js';
+import type { F32 } from '../tensor/tensor.js';
 import { GraphBuilder } from './builder.js';
+import { emitAttention } from './components/attention.js';
+import { emitEmbed, emitUnembed } from './components/embed.js';
+import { lastPosition, SLICE_END, type Emitter } from './components/emitter.js';
+import { emitMlp } from './components/mlp.js';
+import { emitNorm } from './components/norm.js';
 import { OnnxDType, type OnnxGraph, type OnnxNode, type OnnxTensor, type OnnxValueInfo } from './onnxProto.js';
 
 /** The compiled shape of one intervention: which hook, which kind, which axes its mask indexes. */
@@ -75,8 +80,14 @@ export const FINAL_X = 'final_x';
 /** int64 [K]: the token ids whose logits a `vocab` final segment computes. */
 export const VOCAB_IDS = 'vocab_ids';
 
-/** End index meaning "to the end" in an ONNX Slice. */
-const SLICE_END = Number.MAX_SAFE_INTEGER;
+/** Parameters by TransformerLens name (plain tensors: graph code does not depend on the model layer). */
+export type ParamSource = ReadonlyMap<string, F32>;
+
+function getParam(params: ParamSource, name: string): F32 {
+  const t = params.get(name);
+  if (!t) throw new Error(`model parameter ${name} is missing`);
+  return t;
+}
 
 export function slotInputName(i: number, what: 'mask' | 'source' | 'mean' | 'vector' | 'factor'): string {
   return `iv${i}.${what}`;
@@ -91,7 +102,7 @@ function symDims(name: OutputName, cfg: HookedTransformerConfig): (number | stri
       case 'query_pos': return 'pos';
       case 'key_pos': return 'pos';
       case 'd_model': return cfg.d_model;
-      case 'head_index': return cfg.n_heads;
+      case 'head_index': return hookHeads(name, cfg);
       case 'd_head': return cfg.d_head;
       case 'd_mlp': return cfg.d_mlp ?? 0;
       case 'd_vocab': return cfg.d_vocab_out;
@@ -100,11 +111,11 @@ function symDims(name: OutputName, cfg: HookedTransformerConfig): (number | stri
   });
 }
 
-class SegmentBuilder {
+class SegmentBuilder implements Emitter {
   readonly g: GraphBuilder;
   private readonly produced = new Set<OutputName>();
 
-  constructor(readonly cfg: HookedTransformerConfig, readonly params: Params, readonly v: SegmentVariant, name: string) {
+  constructor(readonly cfg: HookedTransformerConfig, readonly params: ParamSource, readonly v: SegmentVariant, name: string) {
     this.g = new GraphBuilder(name);
   }
 
@@ -161,45 +172,6 @@ class SegmentBuilder {
     return named;
   }
 
-  /** `plain`: the same computation without naming hooks (values after a lastPos slice). */
-  layerNorm(prefix: string, x: string, paramPrefix: string, plain = false): string {
-    const g = this.g;
-    const cfg = this.cfg;
-    if (cfg.normalization_type === null) return x;
-    // TransformerLens LayerNorm / LayerNormPre: centre, scale = sqrt(mean(x^2) + eps), divide;
-    // LN then applies w and b. hook_scale is [batch, pos, 1]. hook_normalized is the value
-    // before w and b (TransformerLens 3's HookedTransformer, as its RMSNorm always did).
-    const mean = g.op('ReduceMean', [x], { axes: [-1], keepdims: 1 });
-    const xc = g.op('Sub', [x, mean]);
-    const var_ = g.op('ReduceMean', [g.op('Mul', [xc, xc])], { axes: [-1], keepdims: 1 });
-    const sq = g.op('Sqrt', [g.op('Add', [var_, g.constF([cfg.eps])])]);
-    const scale = plain ? sq : this.hook(`${prefix}.hook_scale` as OutputName, sq);
-    const div = g.op('Div', [xc, scale]);
-    const y = plain ? div : this.hook(`${prefix}.hook_normalized` as OutputName, div);
-    if (cfg.normalization_type !== 'LN') return y;
-    return g.op('Add', [g.op('Mul', [y, this.w(`${paramPrefix}.w`)]), this.w(`${paramPrefix}.b`)]);
-  }
-
-  /**
-   * The MLP activation. GELUs use onnxruntime's fused contrib kernels (com.microsoft FastGelu is
-   * exactly gelu_new's tanh form; Gelu is the erf form): the same numbers as the element-wise
-   * formula, but one vectorised pass, and it stays fast when hook_pre is also a graph output
-   * (which otherwise blocks onnxruntime's own fusion and costs ~4 ms per GPT-2-small block).
-   */
-  act(x: string): string {
-    const g = this.g;
-    switch (this.cfg.act_fn) {
-      case 'relu':
-        return g.op('Relu', [x]);
-      case 'gelu':
-        return g.op('Gelu', [x], undefined, undefined, 'com.microsoft');
-      case 'gelu_new':
-      case 'gelu_fast':
-      case 'solu_ln':
-        return g.op('FastGelu', [x], undefined, undefined, 'com.microsoft');
-    }
-  }
-
   finish(extraOutputs: { name: string; dims: (number | string)[] }[]): SegmentGraph {
     for (const o of this.v.outputs) {
       if (!this.produced.has(o)) throw new Error(`internal: segment ${this.g.name} does not produce ${o}`);
@@ -210,38 +182,21 @@ class SegmentBuilder {
   }
 }
 
-export function buildEmbedGraph(cfg: HookedTransformerConfig, params: Params, v: SegmentVariant): SegmentGraph {
+export function buildEmbedGraph(cfg: HookedTransformerConfig, params: ParamSource, v: SegmentVariant): SegmentGraph {
   const b = new SegmentBuilder(cfg, params, v, 'embed');
   const g = b.g;
   const tokens = g.input(TOKENS, OnnxDType.INT64, ['batch', 'pos']);
-  // hook_embed [batch, pos, d_model] = W_E[tokens]
-  const embed = b.hook('hook_embed', g.op('Gather', [b.w('embed.W_E'), tokens], { axis: 0 }));
-  let resid = embed;
-  if (cfg.positional_embedding_type === 'standard') {
-    // hook_pos_embed [batch, pos, d_model] = W_pos[0:pos] broadcast over batch
-    const pos = g.op('Slice', [g.op('Shape', [tokens]), g.constI64([1]), g.constI64([2])]);
-    const wpos = g.op('Slice', [b.w('pos_embed.W_pos'), g.constI64([0]), pos, g.constI64([0])]);
-    const posEmbed = b.hook('hook_pos_embed', g.op('Expand', [wpos, g.op('Shape', [embed])]));
-    resid = g.op('Add', [embed, posEmbed]);
-  }
+  const resid = emitEmbed(b, tokens, { usePos: cfg.positional_embedding_type === 'standard' });
   g.alias(resid, RESID_OUT);
   return b.finish([{ name: RESID_OUT, dims: ['batch', 'pos', cfg.d_model] }]);
 }
 
-/** Lower-triangular [n_ctx, n_ctx] mask, sliced to [pos, pos] in the graph. */
-function causalMask(n: number): boolean[] {
-  const m = new Array<boolean>(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) m[i * n + j] = j <= i;
-  return m;
-}
-
-export function buildBlockGraph(cfg: HookedTransformerConfig, params: Params, layer: number, v: SegmentVariant): SegmentGraph {
+export function buildBlockGraph(cfg: HookedTransformerConfig, params: ParamSource, layer: number, v: SegmentVariant): SegmentGraph {
   const b = new SegmentBuilder(cfg, params, v, `block${layer}`);
   const g = b.g;
   const P = `blocks.${layer}`;
-  const H = cfg.n_heads;
-  const dh = cfg.d_head;
   const d = cfg.d_model;
+  const KV = cfg.n_key_value_heads ?? cfg.n_heads;
   const h = (s: string) => `${P}.${s}` as OutputName;
 
   const residIn = g.input(RESID_IN, OnnxDType.FLOAT, ['batch', 'pos', d]);
@@ -251,135 +206,61 @@ export function buildBlockGraph(cfg: HookedTransformerConfig, params: Params, la
   if (v.prefix && v.fromMid) throw new Error('internal: a block cannot both start at resid_mid and take a prefix');
   if (v.fromMid) {
     if (cfg.attn_only) throw new Error('internal: an attention-only block has no resid_mid to start from');
-    const mlpHooks = new Set(['hook_resid_mid', 'ln2.hook_scale', 'ln2.hook_normalized', 'mlp.hook_pre', 'mlp.hook_post', 'hook_mlp_out', 'hook_resid_post'].map(h));
+    if (cfg.parallel_attn_mlp) throw new Error(`block ${layer} runs attention and MLP in parallel: there is no resid_mid to start from`);
+    const mlpHooks = new Set(['hook_resid_mid', 'ln2.hook_scale', 'ln2.hook_normalized', 'mlp.hook_pre', 'mlp.hook_pre_linear', 'mlp.hook_post', 'hook_mlp_out', 'hook_resid_post'].map(h));
     const bad = [...v.outputs, ...v.slots.map((s) => s.hook)].find((n) => !mlpHooks.has(n));
     if (bad) throw new Error(`internal: block ${layer} starts at resid_mid, so ${bad} is not computed`);
   }
-  // [batch, pos, ...] -> [batch, 1, ...]: the last position (lastPos variants).
-  const lastOf = (x: string) => g.op('Slice', [x, g.constI64([-1]), g.constI64([SLICE_END]), g.constI64([1])]);
+  const plain = v.lastPos === true;
+  const hk = (name: string, value: string) => (plain ? value : b.hook(h(name), value));
+  /** ln2, the MLP (hook_mlp_out) on `from` [batch, pos, d_model]. */
+  const mlpOut = (from: string) => hk('hook_mlp_out', emitMlp(b, P, emitNorm(b, `${P}.ln2`, from, plain), plain));
 
   let residPost: string;
   if (v.fromMid) {
     // resid_mid [batch, pos, d_model] is given: only ln2 and the MLP run.
-    const residMid = v.lastPos ? lastOf(residIn) : b.hook(h('hook_resid_mid'), g.op('Identity', [residIn]));
-    residPost = mlpHalf(b, P, residMid, v.lastPos === true);
+    const residMid = plain ? lastPosition(g, residIn) : b.hook(h('hook_resid_mid'), g.op('Identity', [residIn]));
+    residPost = g.op('Add', [residMid, mlpOut(residMid)]);
   } else {
     const residPre = b.hook(h('hook_resid_pre'), g.op('Identity', [residIn]));
-    const x = b.layerNorm(`${P}.ln1`, residPre, `${P}.ln1`);
-
-    // q, k, v [batch, pos, head_index, d_head] = x @ W[h] + b[h], each as one MatMul batched over
-    // heads on the weights as TransformerLens stores them: [1, batch*pos, d_model] x W
-    // [head_index, d_model, d_head] -> [head_index, batch*pos, d_head]. No packed W_QKV copy
-    // (85 MB for GPT-2 small), and measured as fast as one packed GEMM at 64 tokens (2.03 vs 1.99 ms).
-    const xs = g.op('Reshape', [x, g.constI64([1, -1, d])]);
-    const bphd = g.op('Concat', [g.op('Slice', [g.op('Shape', [x]), g.constI64([0]), g.constI64([2])]), g.constI64([H, dh])], { axis: 0 });
-    const project = (which: 'Q' | 'K' | 'V'): string => {
-      const y = g.op('Add', [g.op('MatMul', [xs, b.w(`${P}.attn.W_${which}`)]), b.w(`${P}.attn.b_${which}`, [H, 1, dh])]);
-      return g.op('Reshape', [g.op('Transpose', [y], { perm: [1, 0, 2] }), bphd]);
-    };
-    const q = b.hook(h('attn.hook_q'), project('Q'));
-    let k = b.hook(h('attn.hook_k'), project('K'));
-    let vv = b.hook(h('attn.hook_v'), project('V'));
-    // prefix: keys / values of the earlier positions come in, [batch, past + pos, head_index, d_head].
-    let past: string | null = null;
-    if (v.prefix) {
-      const pk = g.input(PAST_K, OnnxDType.FLOAT, ['batch', 'past', H, dh]);
-      const pv = g.input(PAST_V, OnnxDType.FLOAT, ['batch', 'past', H, dh]);
-      past = g.op('Slice', [g.op('Shape', [pk]), g.constI64([1]), g.constI64([2])]);
-      k = g.op('Concat', [pk, k], { axis: 1 });
-      vv = g.op('Concat', [pv, vv], { axis: 1 });
-    }
-
-    // scores [batch, head_index, query_pos, key_pos] = q . k / sqrt(d_head), causal mask -> -inf.
-    // lastPos: one query row [batch, head_index, 1, key_pos]; the last query sees every key, so no mask.
-    const qT = g.op('Transpose', [v.lastPos ? lastOf(q) : q], { perm: [0, 2, 1, 3] });
-    const kT = g.op('Transpose', [k], { perm: [0, 2, 3, 1] });
-    let scores = g.op('MatMul', [qT, kT]);
-    if (cfg.use_attn_scale) scores = g.op('Mul', [scores, g.constF([1 / Math.sqrt(dh)])]);
-    if (!v.lastPos) {
-      // Rows [past, past + pos) and columns [0, past + pos) of the causal mask.
-      const n = cfg.n_ctx;
-      const posLen = g.op('Slice', [g.op('Shape', [residIn]), g.constI64([1]), g.constI64([2])]);
-      const first = past ?? g.constI64([0]);
-      const total = past ? g.op('Add', [past, posLen]) : posLen;
-      const starts = g.op('Concat', [first, g.constI64([0])], { axis: 0 });
-      const ends = g.op('Concat', [total, total], { axis: 0 });
-      const mask = g.op('Slice', [g.constBool(causalMask(n), [n, n]), starts, ends, g.constI64([0, 1])]);
-      scores = g.op('Where', [mask, scores, g.constF([-Infinity])]);
-    }
-    // Values after the lastPos slice have one position, so they are not hooks (and never outputs).
-    const hk = (name: string, value: string) => (v.lastPos ? value : b.hook(h(name), value));
-    const attnScores = hk('attn.hook_attn_scores', scores);
-    const pattern = hk('attn.hook_pattern', g.op('Softmax', [attnScores], { axis: -1 }));
-
-    // z [batch, pos, head_index, d_head] = pattern @ v
-    const vT = g.op('Transpose', [vv], { perm: [0, 2, 1, 3] });
-    const zT = g.op('MatMul', [pattern, vT]); // [batch, head_index, pos, d_head]
-    const z = hk('attn.hook_z', g.op('Transpose', [zT], { perm: [0, 2, 1, 3] }));
-
-    let attnOut: string;
-    const zFlat = g.op('Reshape', [z, g.constI64([0, 0, H * dh])]);
-    const plainOut = () => g.op('Add', [g.op('MatMul', [zFlat, b.w(`${P}.attn.W_O`, [H * dh, d])]), b.w(`${P}.attn.b_O`)]);
-    if (v.useAttnResult && !v.lastPos) {
-      // result [batch, pos, head_index, d_model] = z[b,p,h,:] @ W_O[h], computed as head_index GEMMs
-      // of [batch*pos, d_head] x [d_head, d_model] (one per head) rather than batch*head tiny ones.
-      const zH = g.op('Transpose', [g.op('Reshape', [z, g.constI64([-1, H, dh])])], { perm: [1, 0, 2] }); // [head_index, batch*pos, d_head]
-      const resH = g.op('MatMul', [zH, b.w(`${P}.attn.W_O`)]); // [head_index, batch*pos, d_model]
-      const bp = g.op('Slice', [g.op('Shape', [z]), g.constI64([0]), g.constI64([2])]);
-      const shape = g.op('Concat', [bp, g.constI64([H, d])], { axis: 0 });
-      const result = b.hook(h('attn.hook_result'), g.op('Reshape', [g.op('Transpose', [resH], { perm: [1, 0, 2] }), shape]));
-      // TransformerLens sums the per-head results when they are used; we only need to when an
-      // intervention may have changed them, otherwise the single GEMM gives the same attn_out.
-      attnOut = v.slots.some((s) => s.hook === h('attn.hook_result'))
-        ? g.op('Add', [g.op('ReduceSum', [result, g.constI64([2])], { keepdims: 0 }), b.w(`${P}.attn.b_O`)])
-        : plainOut();
-    } else {
-      attnOut = plainOut();
-    }
-    attnOut = hk('hook_attn_out', attnOut);
-
-    const residPreOut = v.lastPos ? lastOf(residPre) : residPre;
+    const past = v.prefix
+      ? { k: g.input(PAST_K, OnnxDType.FLOAT, ['batch', 'past', KV, cfg.d_head]), v: g.input(PAST_V, OnnxDType.FLOAT, ['batch', 'past', KV, cfg.d_head]) }
+      : null;
+    const attnOut = hk('hook_attn_out', emitAttention(b, emitNorm(b, `${P}.ln1`, residPre), {
+      layer, lastPos: plain, past, useAttnResult: v.useAttnResult,
+      resultIntervened: v.slots.some((s) => s.hook === h('attn.hook_result')),
+    }));
+    const residPreOut = plain ? lastPosition(g, residPre) : residPre;
     if (cfg.attn_only) {
       residPost = g.op('Add', [residPreOut, attnOut]);
+    } else if (cfg.parallel_attn_mlp) {
+      // GPT-NeoX / GPT-J: the MLP reads resid_pre too; resid_post = resid_pre + attn_out + mlp_out.
+      residPost = g.op('Add', [g.op('Add', [residPreOut, attnOut]), mlpOut(residPreOut)]);
     } else {
-      residPost = mlpHalf(b, P, hk('hook_resid_mid', g.op('Add', [residPreOut, attnOut])), v.lastPos === true);
+      const residMid = hk('hook_resid_mid', g.op('Add', [residPreOut, attnOut]));
+      residPost = g.op('Add', [residMid, mlpOut(residMid)]);
     }
   }
-  const out = v.lastPos ? residPost : b.hook(h('hook_resid_post'), residPost);
+  const out = plain ? residPost : b.hook(h('hook_resid_post'), residPost);
   g.alias(out, RESID_OUT);
-  return b.finish([{ name: RESID_OUT, dims: ['batch', v.lastPos ? 1 : 'pos', d] }]);
+  return b.finish([{ name: RESID_OUT, dims: ['batch', plain ? 1 : 'pos', d] }]);
 }
 
-/**
- * ln2, the MLP and the residual add of block `P` on resid_mid [batch, pos, d_model]; returns
- * resid_post. `plain` values are not hooks (lastPos / fromMid variants have none).
- */
-function mlpHalf(b: SegmentBuilder, P: string, residMid: string, plain: boolean): string {
-  const g = b.g;
-  const h = (s: string) => `${P}.${s}` as OutputName;
-  const hk = (name: string, value: string) => (plain ? value : b.hook(h(name), value));
-  const x2 = b.layerNorm(`${P}.ln2`, residMid, `${P}.ln2`, plain);
-  const pre = hk('mlp.hook_pre', g.op('Add', [g.op('MatMul', [x2, b.w(`${P}.mlp.W_in`)]), b.w(`${P}.mlp.b_in`)]));
-  const post = hk('mlp.hook_post', b.act(pre));
-  const mlpOut = hk('hook_mlp_out', g.op('Add', [g.op('MatMul', [post, b.w(`${P}.mlp.W_out`)]), b.w(`${P}.mlp.b_out`)]));
-  return g.op('Add', [residMid, mlpOut]);
-}
-
-export function buildFinalGraph(cfg: HookedTransformerConfig, params: Params, v: SegmentVariant): SegmentGraph {
+export function buildFinalGraph(cfg: HookedTransformerConfig, params: ParamSource, v: SegmentVariant): SegmentGraph {
   const b = new SegmentBuilder(cfg, params, v, 'final');
   const g = b.g;
   if (v.lastPos && (v.outputs.length > 0 || v.slots.length > 0)) throw new Error('internal: a lastPos final segment cannot have hook outputs or interventions');
   const residIn = g.input(RESID_IN, OnnxDType.FLOAT, ['batch', 'pos', cfg.d_model]);
   // lastPos: [batch, pos, d_model] -> [batch, 1, d_model] (a no-op when the last block already sliced).
   const resid = v.lastPos ? g.op('Slice', [residIn, g.constI64([-1]), g.constI64([SLICE_END]), g.constI64([1])]) : residIn;
-  const x = b.layerNorm('ln_final', resid, 'ln_final', v.lastPos === true);
+  const x = emitNorm(b, 'ln_final', resid, v.lastPos === true);
   if (v.unembedApart) {
     if (v.lastPos || v.vocab) throw new Error('internal: unembedApart is for full logits only');
     g.alias(x, FINAL_X);
     return b.finish([{ name: FINAL_X, dims: ['batch', 'pos', cfg.d_model] }]);
   }
-  let WU: string, bU: string;
   if (v.vocab || v.lastPos) {
+    let WU: string, bU: string;
     // Patching sweeps read a few rows of logits: W_U stays a zero-copy input (not another
     // pre-packed copy of the largest matrix), and `vocab` gathers only the K columns needed:
     // W_U[:, ids] [d_model, K], b_U[ids] [K].
@@ -390,12 +271,11 @@ export function buildFinalGraph(cfg: HookedTransformerConfig, params: Params, v:
       WU = g.op('Gather', [WU, ids], { axis: 1 });
       bU = g.op('Gather', [bU, ids], { axis: 0 });
     }
+    // logits [batch, pos, d_vocab_out] (pos = 1 with lastPos, d_vocab_out = K with vocab) = x @ W_U + b_U
+    g.op('Add', [g.op('MatMul', [x, WU]), bU], undefined, 'logits');
   } else {
-    WU = b.w('unembed.W_U');
-    bU = b.w('unembed.b_U');
+    emitUnembed(b, x, 'logits');
   }
-  // logits [batch, pos, d_vocab_out] (pos = 1 with lastPos, d_vocab_out = K with vocab) = x @ W_U + b_U
-  g.op('Add', [g.op('MatMul', [x, WU]), bU], undefined, 'logits');
   return b.finish([{ name: 'logits', dims: ['batch', v.lastPos ? 1 : 'pos', v.vocab ? 'K' : cfg.d_vocab_out] }]);
 }
 
@@ -406,7 +286,7 @@ export function buildFinalGraph(cfg: HookedTransformerConfig, params: Params, v:
  * measured ~20 ms of a 64-token forward). One such session per model serves every full-logits
  * run, so the pre-packed copy exists once; lastPos / vocab runs keep W_U as a zero-copy input.
  */
-export function buildUnembedGraph(cfg: HookedTransformerConfig, params: Params): SegmentGraph {
+export function buildUnembedGraph(cfg: HookedTransformerConfig, params: ParamSource): SegmentGraph {
   const g = new GraphBuilder('unembed');
   const x = g.input(FINAL_X, OnnxDType.FLOAT, ['batch', 'pos', cfg.d_model]);
   const WU = g.weight('unembed.W_U', getParam(params, 'unembed.W_U'));
@@ -414,32 +294,6 @@ export function buildUnembedGraph(cfg: HookedTransformerConfig, params: Params):
   g.op('Add', [g.op('MatMul', [x, WU]), bU], undefined, 'logits');
   g.output('logits', OnnxDType.FLOAT, ['batch', 'pos', cfg.d_vocab_out]);
   return g.build();
-}
-
-/**
- * W_Q/W_K/W_V [head_index, d_model, d_head] -> W_QKV [d_model, 3 * head_index * d_head] with
- * columns ordered (Q|K|V, head, d_head), and b_QKV [3 * head_index * d_head], so one MatMul
- * computes q, k and v and each third reshapes to [batch, pos, head_index, d_head].
- */
-export function packQKV(params: Params, P: string, cfg: HookedTransformerConfig): { W: F32; b: F32 } {
-  const H = cfg.n_heads, d = cfg.d_model, dh = cfg.d_head;
-  const cols = 3 * H * dh;
-  const W = new Float32Array(d * cols);
-  const bias = new Float32Array(cols);
-  (['Q', 'K', 'V'] as const).forEach((which, wi) => {
-    const src = getParam(params, `${P}.attn.W_${which}`).data;
-    const bsrc = getParam(params, `${P}.attn.b_${which}`).data;
-    for (let hh = 0; hh < H; hh++) {
-      const colBase = wi * H * dh + hh * dh;
-      for (let r = 0; r < d; r++) {
-        const srcOff = (hh * d + r) * dh;
-        const dstOff = r * cols + colBase;
-        for (let c = 0; c < dh; c++) W[dstOff + c] = src[srcOff + c]!;
-      }
-      for (let c = 0; c < dh; c++) bias[colBase + c] = bsrc[hh * dh + c]!;
-    }
-  });
-  return { W: f32([d, cols], W), b: f32([cols], bias) };
 }
 
 /**

@@ -9,11 +9,11 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { EngineClient } from '../../../src/engine/worker/client.js';
-import { EngineRequests, type ExperimentDiagnostic, type ExperimentProgress } from '../../../src/protocol/engine.js';
-import { RUNS_DIR, type RunRecord } from '../../../src/protocol/runs.js';
+import { EngineClient } from '../../src/engine/worker/client.js';
+import { EngineRequests, type ExperimentDiagnostic, type ExperimentProgress } from '../../src/protocol/engine.js';
+import { RUNS_DIR, type RunRecord } from '../../src/protocol/runs.js';
 
-const ROOT = path.join(__dirname, '..', '..', '..');
+const ROOT = path.join(__dirname, '..', '..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mechlens-exp-worker-'));
 // The worker copies process.env when it starts: an empty Hugging Face cache, so 'gpt2' is missing.
 process.env['HF_HUB_CACHE'] = path.join(tmp, 'hf-empty');

@@ -4,13 +4,13 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { ExperimentBlock, ExperimentState, HeatmapData } from '../../../src/protocol/webview.js';
-import type { RunRecord } from '../../../src/protocol/runs.js';
-import { checkTotals, expandRefs, experimentStateOf, firstHeatmap, heatmapSummary, limitState } from '../../../src/extension/experimentsState.js';
-import { checkWithModel, parseExperiment } from '../../../src/engine/experiments/parse.js';
-import { runExperiment } from '../../../src/engine/experiments/run.js';
-import { saveRun } from '../../../src/engine/experiments/store.js';
-import { LoadedEngine } from '../../../src/engine/engine.js';
+import type { ExperimentBlock, ExperimentState, HeatmapData } from '../../src/protocol/webview.js';
+import type { RunRecord } from '../../src/protocol/runs.js';
+import { checkTotals, expandRefs, experimentStateOf, firstHeatmap, heatmapSummary, limitState } from '../../src/protocol/experimentsState.js';
+import { checkWithModel, parseExperiment } from '../../src/engine/experiments/parse.js';
+import { runExperiment } from '../../src/engine/experiments/run.js';
+import { saveRun } from '../../src/engine/experiments/store.js';
+import { LoadedEngine } from '../../src/engine/engine.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mechlens-exp-state-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -76,7 +76,7 @@ test('run records: experiment states pass (limited), old heatmap runs become one
 });
 
 test('a real run of samples/toy-patching.experiment.json: patching as layer × tok_i heatmaps beside attribution patching', async () => {
-  const file = path.join(__dirname, '..', '..', '..', 'samples', 'toy-patching.experiment.json');
+  const file = path.join(__dirname, '..', '..', 'samples', 'toy-patching.experiment.json');
   const text = fs.readFileSync(file, 'utf8').replace('"builtin:default"', '"builtin:toy"');
   const parsed = parseExperiment(text, file);
   assert.ok(parsed.experiment, parsed.diagnostics.map((d) => d.message).join('; '));

@@ -9,8 +9,8 @@
  * (`results[i].blocks[j]`, the same numbers), its shape, range and largest cells. The HTML
  * report still draws it in full.
  */
-import type { ExperimentBlock, ExperimentSection, ExperimentState, HeatmapData, PanelState } from '../protocol/webview.js';
-import type { RunRecord } from '../protocol/runs.js';
+import type { ExperimentBlock, ExperimentSection, ExperimentState, HeatmapData, PanelState } from './webview.js';
+import type { RunRecord } from './runs.js';
 
 export const RUN_RESULTS_FILE = 'results.json';
 

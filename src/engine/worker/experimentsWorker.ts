@@ -11,16 +11,16 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { RpcEndpoint } from '../protocol/rpc.js';
-import { EngineNotifications, EngineRequests, type ExperimentCheckResult, type ExperimentDiagnostic, type ExperimentProgress, type ExperimentRunResult } from '../protocol/engine.js';
-import { LoadedEngine } from '../engine/engine.js';
-import { hfCacheSnapshot, hfRepoCacheDir, isHfModelId } from '../engine/model/load.js';
-import { isBuiltin } from '../engine/model/builtin.js';
-import { checkWithModel, hasErrors, parseExperiment, readExperiment, type Diagnostic, type ParseResult, type ResolvedExperiment } from '../engine/experiments/parse.js';
-import { runExperiment } from '../engine/experiments/run.js';
-import { EXPERIMENT_COPY, prepareRunDir, saveRun, toJson } from '../engine/experiments/store.js';
-import { RUN_FILE } from '../protocol/runs.js';
-import { limitState } from './experimentsState.js';
+import type { RpcEndpoint } from '../../protocol/rpc.js';
+import { EngineNotifications, EngineRequests, type ExperimentCheckResult, type ExperimentDiagnostic, type ExperimentProgress, type ExperimentRunResult } from '../../protocol/engine.js';
+import { LoadedEngine } from '../engine.js';
+import { hfCacheSnapshot, hfRepoCacheDir, isHfModelId } from '../model/load.js';
+import { isBuiltin } from '../model/builtin.js';
+import { checkWithModel, hasErrors, parseExperiment, readExperiment, type Diagnostic, type ParseResult, type ResolvedExperiment } from '../experiments/parse.js';
+import { runExperiment, type AnalysisResult } from '../experiments/run.js';
+import { EXPERIMENT_COPY, existingRunDir, loadParts, partKey, prepareRunDir, readProgress, savePart, saveRun, startRun, toJson } from '../experiments/store.js';
+import { RUN_FILE } from '../../protocol/runs.js';
+import { limitState } from '../../protocol/experimentsState.js';
 
 /** Experiment models kept loaded besides the settings' model (each GPT-2 small is ~0.5 GB). */
 const MAX_IDLE_ENGINES = 1;
@@ -202,7 +202,10 @@ export function registerExperimentHandlers(rpc: RpcEndpoint, main: MainEngine): 
       rpc.notify(EngineNotifications.progress, { requestId: ctx.requestId, message, ...(fraction !== undefined ? { fraction } : {}) });
     };
     try {
-      const parsed = parse(p.file, p.text, p.root ?? p.workspace);
+      // Resuming: the experiment as it was run (the folder's copy) and the analyses it saved.
+      const prog = p.resume !== undefined ? readProgress(p.resume) : undefined;
+      const parsed = prog ? parseExperiment(fs.readFileSync(path.join(p.resume!, EXPERIMENT_COPY), 'utf8'), prog.experiment, undefined, { root: prog.root }) : parse(p.file, p.text, p.root ?? p.workspace);
+      const parts = prog ? loadParts(p.resume!) : new Map<string, AnalysisResult>();
       const diagnostics = parsed.diagnostics.map(plain);
       const x = parsed.experiment;
       if (!x || hasErrors(parsed.diagnostics)) return { diagnostics };
@@ -210,7 +213,9 @@ export function registerExperimentHandlers(rpc: RpcEndpoint, main: MainEngine): 
       if (bad.length) throw new Error(`analysis ${bad.join(', ')} does not exist: the file has ${x.analyses.length} analyses (0-based)`);
       const allowDownload = p.allowDownload && !x.model.offline;
       // A read-only or unusable workspace fails now, not after every analysis ran.
-      const dest = prepareRunDir({ workspace: p.workspace });
+      const dest = prog ? existingRunDir(p.resume!) : prepareRunDir({ workspace: p.workspace });
+      if (prog) Object.assign(x.model, { spec: prog.model.spec, processing: prog.model.processing, device: prog.model.device });
+      else startRun(dest, x, p.text);
       let kept = false;
       report(`loading ${x.model.name}`, 0, 0);
       // Set once the model is loaded: an error before that is the model's, reported at "model".
@@ -232,6 +237,10 @@ export function registerExperimentHandlers(rpc: RpcEndpoint, main: MainEngine): 
               const within = pr.phase === 'progress' ? (pr.fraction ?? 0) : 0;
               report(`${Math.min(pr.done + 1, total)}/${total} ${pr.message}`, pr.done, total, total > 0 ? (pr.done + within) / total : undefined);
             },
+            // Each finished analysis is on disk at once: if the engine dies, the run can be resumed.
+            onResult: (g, r) => savePart(dest.dir, g, r),
+            reuse: (g, i) => parts.get(partKey(g, i)),
+            warnings: engine.warnings,
           });
           // Even a cancelled run is saved: the folder holds what was computed (partial sweeps as NaN).
           const saved = saveRun(x, results, { modelName: engine.model.cfg.model_name, into: dest });

@@ -17,10 +17,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { makeConfig, type ConfigInput, type HookedTransformerConfig } from '../model/config.js';
-import type { Params } from '../model/params.js';
-import { SafetensorsFile, writeSafetensors } from '../model/safetensors.js';
-import { paramSpecs } from './model.js';
+import { makeConfig, type ConfigInput, type HookedTransformerConfig } from './config.js';
+import type { Params } from './params.js';
+import { SafetensorsFile, writeSafetensors } from './safetensors.js';
+import { paramSpecs } from './paramSpecs.js';
 
 export const TL_FORMAT_MARKER = 'transformer_lens';
 export const TL_FORMAT_VERSION = 1;

@@ -1,0 +1,26 @@
+/**
+ * Embedding and unembedding:
+ *   hook_embed [batch, pos, d_model] = W_E[tokens];
+ *   hook_pos_embed [batch, pos, d_model] = W_pos[0:pos] broadcast over batch (learned positions only;
+ *     rotary models add nothing here, their positions enter in attention);
+ *   logits [batch, pos, d_vocab_out] = x W_U + b_U.
+ */
+import type { Emitter } from './emitter.js';
+
+/** tokens [batch, pos] (int ids) -> the residual stream [batch, pos, d_model]. `pos`: a fixed length, else read from tokens. */
+export function emitEmbed(e: Emitter, tokens: string, opts: { usePos: boolean; pos?: number }): string {
+  const g = e.g;
+  const embed = e.hook('hook_embed', g.op('Gather', [e.w('embed.W_E'), tokens], { axis: 0 }));
+  if (!opts.usePos) return embed;
+  const end = opts.pos !== undefined ? g.constI64([opts.pos]) : g.op('Slice', [g.op('Shape', [tokens]), g.constI64([1]), g.constI64([2])]);
+  const wpos = g.op('Slice', [e.w('pos_embed.W_pos'), g.constI64([0]), end, g.constI64([0])]); // [pos, d_model]
+  // The hook needs the batch axis; when nobody reads it the Add broadcasts instead.
+  const posEmbed = (e.wants?.('hook_pos_embed') ?? true) ? e.hook('hook_pos_embed', g.op('Expand', [wpos, g.op('Shape', [embed])])) : wpos;
+  return g.op('Add', [embed, posEmbed]);
+}
+
+/** x [batch, pos, d_model] -> logits [batch, pos, d_vocab_out] = x W_U + b_U. */
+export function emitUnembed(e: Emitter, x: string, out?: string): string {
+  const g = e.g;
+  return g.op('Add', [g.op('MatMul', [x, e.w('unembed.W_U')]), e.w('unembed.b_U')], undefined, out);
+}

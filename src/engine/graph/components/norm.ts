@@ -1,0 +1,41 @@
+/**
+ * The four TransformerLens norms on x [batch, pos, d_model], hooks [batch, pos, 1] and
+ * [batch, pos, d_model]:
+ *   LN / LNPre:   scale = sqrt(mean((x - mean x)^2) + eps); hook_normalized = (x - mean x) / scale;
+ *                 LN then applies w and b;
+ *   RMS / RMSPre: scale = sqrt(mean(x^2) + eps); hook_normalized = x / scale; RMS then multiplies by w.
+ * Both hook hook_normalized BEFORE the affine, as TransformerLens 3.9's LayerNorm and RMSNorm do.
+ * `plain`: the same maths without hooks.
+ */
+import type { Emitter } from './emitter.js';
+
+export function emitNorm(e: Emitter, prefix: string, x: string, plain = false): string {
+  const { g, cfg } = e;
+  const t = cfg.normalization_type;
+  if (t === null) return x;
+  const hook = (name: string, v: string) => (plain ? v : e.hook(`${prefix}.${name}` as never, v));
+  const rms = t === 'RMS' || t === 'RMSPre';
+  if (!rms && e.fusedLayerNorm) {
+    // One LayerNormalization kernel; LN's affine goes inside it unless hook_normalized (the value
+    // before w and b) is wanted, in which case it runs after the hook.
+    const d = cfg.d_model;
+    const wantScale = !plain && (e.wants?.(`${prefix}.hook_scale`) ?? true);
+    const wantNormalized = !plain && (e.wants?.(`${prefix}.hook_normalized`) ?? true);
+    const fusedAffine = t === 'LN' && !wantNormalized;
+    const inputs = fusedAffine ? [x, e.w(`${prefix}.w`), e.w(`${prefix}.b`)] : [x, g.constF(new Array<number>(d).fill(1), [d])];
+    const y = g.fresh('ln');
+    const outputs = wantScale ? [y, g.fresh('ln_mean'), g.fresh('ln_invstd')] : [y];
+    g.nodes.push({ op: 'LayerNormalization', inputs, outputs, attrs: { axis: { kind: 'int', v: -1 }, epsilon: { kind: 'float', v: cfg.eps } } });
+    // hook_scale [batch, pos, 1] = sqrt(var + eps) = 1 / InvStdDev.
+    if (wantScale) hook('hook_scale', g.op('Reciprocal', [outputs[2]!]));
+    if (fusedAffine) return y;
+    const normalized = hook('hook_normalized', y);
+    return t === 'LN' ? g.op('Add', [g.op('Mul', [normalized, e.w(`${prefix}.w`)]), e.w(`${prefix}.b`)]) : normalized;
+  }
+  const xc = rms ? x : g.op('Sub', [x, g.op('ReduceMean', [x], { axes: [-1], keepdims: 1 })]);
+  const ms = g.op('ReduceMean', [g.op('Mul', [xc, xc])], { axes: [-1], keepdims: 1 });
+  const scale = hook('hook_scale', g.op('Sqrt', [g.op('Add', [ms, g.constF([cfg.eps])])]));
+  const y = hook('hook_normalized', g.op('Div', [xc, scale]));
+  if (t === 'LN') return g.op('Add', [g.op('Mul', [y, e.w(`${prefix}.w`)]), e.w(`${prefix}.b`)]);
+  return t === 'RMS' ? g.op('Mul', [y, e.w(`${prefix}.w`)]) : y;
+}

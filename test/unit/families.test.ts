@@ -1,0 +1,175 @@
+/**
+ * The architecture registry (src/engine/arch/) as a user meets it: config.json picks the family,
+ * an unknown one is named with the supported list, and every family's checkpoint loads from a
+ * folder and from the Hugging Face cache in bf16, sharded, computed in float32. Numbers against
+ * TransformerLens are test/unit/oracle.test.ts's (every family's fixture, every mode).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { FAMILIES, familyOf, supportedFamilies } from '../../src/engine/arch/index.js';
+import { hfRepoCacheDir, loadModel, loadModelFolder, ModelLoadError } from '../../src/engine/model/load.js';
+import { readSafetensors } from '../../src/engine/model/safetensors.js';
+import { paramSpecs } from '../../src/engine/model/paramSpecs.js';
+import { allHooks, requireHook } from '../../src/engine/hooks/hooks.js';
+import type { F32 } from '../../src/engine/tensor/tensor.js';
+import { headParam } from '../../src/engine/model/params.js';
+import { headWeight } from '../../src/engine/analysis/circuits.js';
+import { packQKV } from '../../src/engine/training/model.js';
+
+const FIXTURES = path.join(__dirname, '..', 'fixtures');
+const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'mechlens-families-'));
+process.on('exit', () => fs.rmSync(tmpRoot, { recursive: true, force: true }));
+
+/** Oracle fixture -> the registry family its config.json must pick. */
+const FAMILY_OF_FIXTURE: Record<string, string> = {
+  'gpt2-tied-gelu-new': 'gpt2',
+  'neox-parallel-partial-rotary': 'gpt-neox',
+  'rms-gqa-gated': 'llama',
+  'rms-gqa-rope-scaling': 'llama',
+  'mistral-sliding-window': 'mistral',
+};
+
+const readConfig = (fx: string): Record<string, unknown> => JSON.parse(fs.readFileSync(path.join(FIXTURES, fx, 'config.json'), 'utf8')) as Record<string, unknown>;
+
+test('config.json picks the family (architectures first, then model_type); an unknown one names the supported families', () => {
+  for (const [fx, fam] of Object.entries(FAMILY_OF_FIXTURE)) assert.equal(familyOf(readConfig(fx)).name, fam, fx);
+  assert.equal(familyOf({ model_type: 'llama' }).name, 'llama');
+  assert.equal(familyOf({ architectures: ['MistralForCausalLM'], model_type: 'llama' }).name, 'mistral');
+  assert.throws(() => familyOf({ architectures: ['BertForMaskedLM'], model_type: 'bert' }), (e: Error) => {
+    assert.match(e.message, /architectures \["BertForMaskedLM"\] and model_type "bert"/);
+    for (const f of FAMILIES) assert.ok(e.message.includes(f.architectures[0]!), `${f.name} listed: ${e.message}`);
+    return true;
+  });
+  assert.match(supportedFamilies(), /gpt2.*gpt-neox.*llama.*mistral/);
+  // Through loading: the error names config.json and the supported families.
+  const dir = path.join(tmpRoot, 'bert');
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ architectures: ['BertForMaskedLM'], model_type: 'bert' }));
+  fs.writeFileSync(path.join(dir, 'model.safetensors'), Buffer.alloc(16));
+  assert.throws(() => loadModelFolder(dir), (e: Error) => e instanceof ModelLoadError && e.message.includes('config.json') && e.message.includes('LlamaForCausalLM'));
+});
+
+test('each family has its TransformerLens config fields and hook set', () => {
+  const neox = loadModelFolder(path.join(FIXTURES, 'neox-parallel-partial-rotary')).cfg;
+  assert.equal(neox.parallel_attn_mlp, true);
+  assert.equal(neox.positional_embedding_type, 'rotary');
+  assert.ok(neox.rotary_dim! < neox.d_head, 'partial rotary');
+  assert.ok(!allHooks(neox).some((h) => h.endsWith('hook_resid_mid')), 'no resid_mid in parallel blocks');
+  assert.throws(() => requireHook('blocks.0.hook_resid_mid', neox), /parallel/);
+  const llama = loadModelFolder(path.join(FIXTURES, 'rms-gqa-rope-scaling')).cfg;
+  assert.equal(llama.normalization_type, 'RMS');
+  assert.equal(llama.gated_mlp, true);
+  assert.equal(llama.n_key_value_heads, 2);
+  assert.equal(llama.use_NTK_by_parts_rope, true);
+  assert.ok(allHooks(llama).includes('blocks.0.mlp.hook_pre_linear'));
+  assert.ok(allHooks(llama).includes('blocks.1.attn.hook_rot_k'));
+  const mistral = loadModelFolder(path.join(FIXTURES, 'mistral-sliding-window')).cfg;
+  assert.equal(mistral.use_local_attn, true);
+  assert.ok(mistral.window_size! > 0);
+  assert.deepEqual(new Set(mistral.attn_types), new Set(['local']));
+});
+
+/** float32 -> bfloat16 bits, round to nearest even (as torch's .to(torch.bfloat16)). */
+function toBf16(x: number): number {
+  const u = new Uint32Array(new Float32Array([x]).buffer)[0]!;
+  return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+}
+const fromBf16 = (h: number): number => new Float32Array(new Uint32Array([h << 16]).buffer)[0]!;
+
+/** A safetensors file of bf16 tensors (the layout save_pretrained writes for a bf16 model). */
+function bf16File(tensors: [string, F32][]): Buffer {
+  const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
+  let off = 0;
+  for (const [n, t] of tensors) {
+    header[n] = { dtype: 'BF16', shape: t.dims, data_offsets: [off, off + 2 * t.data.length] };
+    off += 2 * t.data.length;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (json.length % 8)) % 8);
+  const body = Buffer.alloc(off);
+  let o = 0;
+  for (const [, t] of tensors) for (const v of t.data) { body.writeUInt16LE(toBf16(v), o); o += 2; }
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  return Buffer.concat([len, Buffer.from(json), body]);
+}
+
+/** The fixture's checkpoint re-saved as bf16 in two shards with model.safetensors.index.json. */
+function bf16Sharded(fx: string): Map<string, Buffer> {
+  const all = [...readSafetensors(path.join(FIXTURES, fx, 'model.safetensors'))];
+  const half = Math.ceil(all.length / 2);
+  const shards = [all.slice(0, half), all.slice(half)];
+  const names = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'];
+  const weightMap: Record<string, string> = {};
+  shards.forEach((s, i) => s.forEach(([n]) => (weightMap[n] = names[i]!)));
+  return new Map<string, Buffer>([
+    ['config.json', fs.readFileSync(path.join(FIXTURES, fx, 'config.json'))],
+    ['model.safetensors.index.json', Buffer.from(JSON.stringify({ metadata: {}, weight_map: weightMap }))],
+    [names[0]!, bf16File(shards[0]!)],
+    [names[1]!, bf16File(shards[1]!)],
+  ]);
+}
+
+/** Params of the fp32 checkpoint rounded to bf16: the conversion only moves values, so it commutes with rounding. */
+function assertBf16Of(got: Map<string, F32>, fp32: Map<string, F32>, what: string): void {
+  assert.deepEqual([...got.keys()].sort(), [...fp32.keys()].sort(), `${what}: param names`);
+  for (const [n, t] of fp32) {
+    const g = got.get(n)!;
+    assert.deepEqual(g.dims, t.dims, `${what}: ${n} dims`);
+    for (let i = 0; i < t.data.length; i++) {
+      if (g.data[i] !== fromBf16(toBf16(t.data[i]!))) assert.fail(`${what}: ${n}[${i}] = ${g.data[i]}, expected bf16(${t.data[i]}) = ${fromBf16(toBf16(t.data[i]!))}`);
+    }
+  }
+}
+
+for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window']) {
+  test(`${fx}: loads from a bf16 sharded folder and from the HF cache, computed in float32`, async () => {
+    const fp32 = loadModelFolder(path.join(FIXTURES, fx));
+    assert.deepEqual([...fp32.params.keys()].sort(), paramSpecs(fp32.cfg).map((s) => s.name).sort(), 'exactly paramSpecs(cfg)');
+    const files = bf16Sharded(fx);
+    const dir = path.join(tmpRoot, `${fx}-bf16`);
+    fs.mkdirSync(dir);
+    for (const [n, b] of files) fs.writeFileSync(path.join(dir, n), b);
+    const folder = loadModelFolder(dir);
+    assert.deepEqual(folder.cfg, { ...fp32.cfg, model_name: path.basename(dir) });
+    assertBf16Of(folder.params, fp32.params, 'folder');
+    for (const t of folder.params.values()) assert.ok(t.data instanceof Float32Array);
+
+    // The same files in a huggingface_hub cache (blobs + relative snapshot links + refs/main).
+    const cacheDir = path.join(tmpRoot, `${fx}-cache`);
+    const id = `test-org/${fx}`;
+    const repo = hfRepoCacheDir(id, cacheDir);
+    const snap = path.join(repo, 'snapshots', 'c0ffee');
+    fs.mkdirSync(path.join(repo, 'blobs'), { recursive: true });
+    fs.mkdirSync(snap, { recursive: true });
+    fs.mkdirSync(path.join(repo, 'refs'));
+    [...files].forEach(([n, b], i) => {
+      fs.writeFileSync(path.join(repo, 'blobs', `blob${i}`), b);
+      fs.symlinkSync(path.join('..', '..', 'blobs', `blob${i}`), path.join(snap, n));
+    });
+    fs.writeFileSync(path.join(repo, 'refs', 'main'), 'c0ffee');
+    const cached = await loadModel(id, { cacheDir, allowDownload: false });
+    assert.equal(cached.cfg.original_architecture, fp32.cfg.original_architecture);
+    assertBf16Of(cached.params, fp32.params, 'HF cache');
+  });
+}
+
+test('grouped-query attention: per-head weights repeat each key/value head over its query heads (TransformerLens W_K / W_V)', () => {
+  const { cfg, params } = loadModelFolder(path.join(FIXTURES, 'rms-gqa-gated'));
+  assert.equal(cfg.n_heads / cfg.n_key_value_heads!, 2);
+  const stored = params.get('blocks.1.attn._W_K')!; // [kv_head, d_model, d_head]
+  const per = cfg.d_model * cfg.d_head;
+  for (let h = 0; h < cfg.n_heads; h++) {
+    const m = headWeight(params, cfg, 1, h, 'K'); // [d_model, d_head] of query head h
+    const src = stored.data.subarray(Math.floor(h / 2) * per, (Math.floor(h / 2) + 1) * per);
+    assert.deepEqual(Array.from(m.data, (v) => Math.fround(v)), Array.from(src), `query head ${h} reads key head ${Math.floor(h / 2)}`);
+  }
+  const v = headParam(params, cfg, 0, 'b_V');
+  assert.deepEqual(v.dims, [cfg.n_heads, cfg.d_head]);
+  // The packed Q|K|V the attribution graph feeds keeps the stored key/value heads.
+  const packed = packQKV(params, 'blocks.0', cfg);
+  assert.deepEqual(packed.W.dims, [cfg.d_model, (cfg.n_heads + 2 * cfg.n_key_value_heads!) * cfg.d_head]);
+});
