@@ -19,7 +19,7 @@ import { logitDiffMetric, naivePatchCell, normalizedMetric, runPatchSweep, sweep
 import { gpt2SmallConfig, randomParams } from './randomModel.js';
 
 /** the contraction-circuit study Experiment 1: GPT-2 tokens of the ('re, they) prompts, as the notebook prints them. */
-const SEED004_TOKENS = [
+export const CONTRACTION_TOKENS = [
   [50256, 1135, 821, 5742, 674, 1545, 618, 484],
   [50256, 1135, 389, 5742, 674, 1545, 618, 484],
   [50256, 2990, 821, 6600, 8073, 1978, 981, 484],
@@ -29,9 +29,10 @@ const SEED004_TOKENS = [
   [50256, 2990, 821, 11029, 1165, 2582, 290, 484],
   [50256, 2990, 389, 11029, 1165, 2582, 290, 484],
 ];
-const SEED004_ANSWERS: [number, number][] = SEED004_TOKENS.map((_, i) => (i % 2 === 0 ? [821, 389] : [389, 821]));
+export const CONTRACTION_ANSWERS: [number, number][] = CONTRACTION_TOKENS.map((_, i) => (i % 2 === 0 ? [821, 389] : [389, 821]));
 
-const SWEEPS: { name: string; spec: PatchSweepSpec }[] = [
+/** The study's patching suite, sweep by sweep (shared with the TransformerLens peer bench). */
+export const SWEEPS: { name: string; spec: PatchSweepSpec }[] = [
   { name: 'resid_pre', spec: { kind: 'layer_pos', hook: 'resid_pre' } },
   { name: 'attn_out', spec: { kind: 'layer_pos', hook: 'attn_out' } },
   { name: 'mlp_out', spec: { kind: 'layer_pos', hook: 'mlp_out' } },
@@ -50,9 +51,9 @@ export async function benchExperiments(): Promise<Record<string, number>> {
   const model = new HookedTransformer(cfg, params, 'default', 'random', { device: 'cpu' });
   const out: Record<string, number> = { load_avg_1m_start: round(os.loadavg()[0]!, 2), cpus: os.cpus().length };
   try {
-    const clean = SEED004_TOKENS;
-    const corrupted = SEED004_TOKENS.map((_, i) => SEED004_TOKENS[i % 2 === 0 ? i + 1 : i - 1]!);
-    const ld = logitDiffMetric(SEED004_ANSWERS);
+    const clean = CONTRACTION_TOKENS;
+    const corrupted = CONTRACTION_TOKENS.map((_, i) => CONTRACTION_TOKENS[i % 2 === 0 ? i + 1 : i - 1]!);
+    const ld = logitDiffMetric(CONTRACTION_ANSWERS);
     const metric = normalizedMetric(ld, ld(await model.forward(clean)), ld(await model.forward(corrupted)));
 
     let batchedTotal = 0;

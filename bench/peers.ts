@@ -31,34 +31,12 @@ import { applyProcessing } from '../src/engine/weights/process.js';
 import { logitDiffMetric, normalizedMetric, runPatchSweep, sweepLayout, type PatchCell, type PatchSweepSpec } from '../src/engine/analysis/patching.js';
 import { seed001Config, Trainer } from '../src/engine/training/trainer.js';
 import { randomTokens } from './randomModel.js';
+import { CONTRACTION_ANSWERS, CONTRACTION_TOKENS, SWEEPS } from './experiments.js';
 import { BENCH_DIR, findOraclePython, makeCheckpoint, median, nodePeakRss, PyPeer, round } from './pyPeer.js';
 
 /** GPT-2 small's shape (124M parameters, tied unembedding), as transformers' GPT2Config fields. */
 const GPT2_SMALL_HF = { model_type: 'gpt2', n_layer: 12, n_embd: 768, n_head: 12, n_positions: 1024, vocab_size: 50257, activation_function: 'gelu_new', tie_word_embeddings: true };
 
-/** The contraction-circuit study's prompts ('re / are contractions), as GPT-2 token ids, and answer pairs. */
-const CONTRACTION_TOKENS = [
-  [50256, 1135, 821, 5742, 674, 1545, 618, 484],
-  [50256, 1135, 389, 5742, 674, 1545, 618, 484],
-  [50256, 2990, 821, 6600, 8073, 1978, 981, 484],
-  [50256, 2990, 389, 6600, 8073, 1978, 981, 484],
-  [50256, 1135, 821, 5059, 18529, 593, 290, 484],
-  [50256, 1135, 389, 5059, 18529, 593, 290, 484],
-  [50256, 2990, 821, 11029, 1165, 2582, 290, 484],
-  [50256, 2990, 389, 11029, 1165, 2582, 290, 484],
-];
-const CONTRACTION_ANSWERS: [number, number][] = CONTRACTION_TOKENS.map((_, i) => (i % 2 === 0 ? [821, 389] : [389, 821]));
-
-const SWEEPS: { name: string; spec: PatchSweepSpec }[] = [
-  { name: 'resid_pre', spec: { kind: 'layer_pos', hook: 'resid_pre' } },
-  { name: 'attn_out', spec: { kind: 'layer_pos', hook: 'attn_out' } },
-  { name: 'mlp_out', spec: { kind: 'layer_pos', hook: 'mlp_out' } },
-  { name: 'head_z', spec: { kind: 'head', activation: 'z' } },
-  { name: 'head_v', spec: { kind: 'head', activation: 'v' } },
-  { name: 'head_pattern', spec: { kind: 'head', activation: 'pattern' } },
-  { name: 'neurons_L8', spec: { kind: 'neuron', layer: 8 } },
-  { name: 'neurons_L10', spec: { kind: 'neuron', layer: 10 } },
-];
 
 /** Cells of TransformerLens's loop timed per sweep (spread evenly over layers and positions/heads/neurons). */
 const TL_SAMPLE_CELLS = Number(process.env['PEERS_TL_CELLS'] ?? 12);
