@@ -28,7 +28,7 @@ import * as path from 'node:path';
 import { HookedTransformer } from '../src/engine/model/hookedTransformer.js';
 import { loadModelFolder } from '../src/engine/model/load.js';
 import { applyProcessing } from '../src/engine/weights/process.js';
-import { logitDiffMetric, normalizedMetric, runPatchSweep, sweepLayout, type PatchCell, type PatchSweepSpec } from '../src/engine/analysis/patching.js';
+import { logitDiffMetric, normalizedMetric, runPatchSweep, sweepLayout, type PatchCell } from '../src/engine/analysis/patching.js';
 import { seed001Config, Trainer } from '../src/engine/training/trainer.js';
 import { randomTokens } from './randomModel.js';
 import { CONTRACTION_ANSWERS, CONTRACTION_TOKENS, SWEEPS } from './experiments.js';
@@ -36,7 +36,6 @@ import { BENCH_DIR, findOraclePython, makeCheckpoint, median, nodePeakRss, PyPee
 
 /** GPT-2 small's shape (124M parameters, tied unembedding), as transformers' GPT2Config fields. */
 const GPT2_SMALL_HF = { model_type: 'gpt2', n_layer: 12, n_embd: 768, n_head: 12, n_positions: 1024, vocab_size: 50257, activation_function: 'gelu_new', tie_word_embeddings: true };
-
 
 /** Cells of TransformerLens's loop timed per sweep (spread evenly over layers and positions/heads/neurons). */
 const TL_SAMPLE_CELLS = Number(process.env['PEERS_TL_CELLS'] ?? 12);
