@@ -199,7 +199,8 @@ function mockAttribution(): AttributionState {
     layerDla,
     headDla,
     logitLens: { labels, values },
-    total,
+    // The logit difference = the components (the lens's final_post) + the unembedding bias.
+    total: r4(total + 0.0375),
     unembedBias: 0.0375,
     lnFinalTerm: null,
   };
