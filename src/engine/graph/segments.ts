@@ -12,7 +12,7 @@
  * (as TransformerLens's cache hooks registered after the intervention hooks would see them).
  */
 import type { HookedTransformerConfig } from '../model/config.js';
-import { hookAxes, hookHeads, type HookName, type OutputName } from '../hooks/hooks.js';
+import { hookAxes, hookDims, type HookName, type OutputName } from '../hooks/hooks.js';
 import type { InterventionKind } from '../interventions/plan.js';
 import type { F32 } from '../tensor/tensor.js';
 import { GraphBuilder } from './builder.js';
@@ -93,22 +93,9 @@ export function slotInputName(i: number, what: 'mask' | 'source' | 'mean' | 'vec
   return `iv${i}.${what}`;
 }
 
-/** Symbolic dims of a hook's axes for graph value_info. */
+/** Symbolic dims of a hook's axes for graph value_info (every position axis is 'pos'). */
 function symDims(name: OutputName, cfg: HookedTransformerConfig): (number | string)[] {
-  return hookAxes(name, cfg).map((a) => {
-    switch (a) {
-      case 'batch': return 'batch';
-      case 'pos': return 'pos';
-      case 'query_pos': return 'pos';
-      case 'key_pos': return 'pos';
-      case 'd_model': return cfg.d_model;
-      case 'head_index': return hookHeads(name, cfg);
-      case 'd_head': return cfg.d_head;
-      case 'd_mlp': return cfg.d_mlp ?? 0;
-      case 'd_vocab': return cfg.d_vocab_out;
-      case 'one': return 1;
-    }
-  });
+  return hookDims(name, cfg, 'batch', 'pos');
 }
 
 class SegmentBuilder implements Emitter {

@@ -152,8 +152,11 @@ export function hookHeads(name: OutputName, cfg: HookedTransformerConfig): numbe
   return cfg.n_heads;
 }
 
-/** Concrete dims of a hook for a batch of [batch, pos] tokens. */
-export function hookDims(name: OutputName, cfg: HookedTransformerConfig, batch: number, pos: number): number[] {
+/**
+ * Dims of a hook for a batch of [batch, pos] tokens: concrete numbers, or (graph value_info)
+ * symbolic names for the batch and position axes.
+ */
+export function hookDims<D extends number | string = number>(name: OutputName, cfg: HookedTransformerConfig, batch: D, pos: D): (number | D)[] {
   return hookAxes(name, cfg).map((a) => {
     switch (a) {
       case 'batch': return batch;
