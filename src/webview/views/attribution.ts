@@ -101,7 +101,9 @@ export function renderAttribution(st: AttributionState, ctx: ViewContext): HTMLE
     },
     ctx.disposables,
   );
-  const lensSection = section(doc, 'Logit lens', `the ${what} read off the residual stream after each layer's attention (mid) and MLP (next pre)`, lens.el);
+  // Attention-only models (and parallel attention+MLP blocks) have no resid_mid: say only what is shown.
+  const hasMid = st.logitLens.labels.some((l) => l.endsWith('_mid'));
+  const lensSection = section(doc, 'Logit lens', hasMid ? `the ${what} read off the residual stream after each layer's attention (_mid) and after its MLP (the next _pre)` : `the ${what} read off the residual stream entering each layer (_pre) and at the end (final_post)`, lens.el);
 
   return h(doc, 'div', { class: 'ml-view ml-attribution' }, panelHeader(doc, 'Direct logit attribution', st.model), promptText(doc, st.prompt), target, bars, heads, lensSection);
 }

@@ -142,6 +142,10 @@ test('attribution: component bars, head heatmap with top heads, logit lens line'
   assert.ok(labels.includes('+ unembedding bias'), labels.join('|'));
   assert.ok(!labels.includes("+ final norm's weight and bias"), 'folded: no final-norm row');
   assert.doesNotMatch(el.innerHTML, /up to the final LayerNorm scale/);
+  assert.match(el.textContent ?? '', /attention \(_mid\)/);
+  // An attention-only model's lens has no _mid streams, and the caption does not claim them.
+  const attnOnly = render({ ...MOCK_ATTRIBUTION, logitLens: { labels: ['0_pre', '1_pre', 'final_post'], values: [0, 1, 2] } }).el;
+  assert.doesNotMatch(attnOnly.textContent ?? '', /_mid|\(mid\)/);
   const none = render({ ...MOCK_ATTRIBUTION, lnFinalTerm: 0.125 }).el;
   assert.ok(texts(none, '.ml-stat-label').includes("+ final norm's weight and bias"));
 });
