@@ -130,6 +130,10 @@ test('the toy tour sample runs every analysis kind on builtin:toy', async () => 
   for (const res of results!.results) {
     assert.ok(res.blocks.length > 0, `${res.title} shows something`);
   }
+  // The list of contents names each analysis once (mean and zero ablation used to share a title).
+  const titles = results!.results.map((x) => x.title);
+  assert.deepEqual(titles.filter((t, i) => titles.indexOf(t) !== i), []);
+  assert.ok(titles.includes('Loss with each hook mean-ablated') && titles.includes('Loss with each hook zero-ablated'), titles.join(' | '));
   const html = path.join(tmp, 'toy.html');
   assert.equal((await cli(['report', out, '--out', html])).code, 0);
 });

@@ -188,7 +188,8 @@ export async function runExperiment(x: ResolvedExperiment, model: HookedTransfor
         opts.onProgress?.({ phase: 'done', done, total, message: `${saved.title} (saved by the interrupted run)` });
         continue;
       }
-      const title = `${g.name !== null ? `${g.name}: ` : ''}${a.spec.title ?? DEFAULT_TITLES[a.spec.kind]}`;
+      const kindTitle = a.spec.kind === 'ablation' ? `Loss with each hook ${a.spec.ablation ?? 'mean'}-ablated` : DEFAULT_TITLES[a.spec.kind];
+      const title = `${g.name !== null ? `${g.name}: ` : ''}${a.spec.title ?? kindTitle}`;
       opts.onProgress?.({ phase: 'start', done, total, message: title });
       const ta = performance.now();
       const res: AnalysisResult = { index: a.index, kind: a.spec.kind, group: g.name, title, data: {}, blocks: [], elapsedMs: 0 };
@@ -207,6 +208,9 @@ export async function runExperiment(x: ResolvedExperiment, model: HookedTransfor
       if (ctx.unnormalised && PATCHING_KINDS.has(a.spec.kind)) {
         (res.notes ??= []).push(`Normalised values are undefined for ${g.name !== null ? `group ${JSON.stringify(g.name)}` : 'these prompts'}: ${ctx.unnormalised}. The figures show the raw ${metricLabel(x, { ...ctx, unnormalised: undefined }).replace(/^normalised /, '')}, labelled raw.`);
       }
+      // Two analyses of a group with one title (the same kind twice) stay tellable apart in the
+      // panel's and report's lists of contents.
+      if (results.some((r) => r.group === res.group && r.title === res.title)) res.title = `${res.title} (analysis ${a.index + 1})`;
       res.elapsedMs = performance.now() - ta;
       results.push(res);
       opts.onResult?.(gi, res);
