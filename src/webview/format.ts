@@ -29,6 +29,16 @@ export function formatSig(x: number, digits = 3): string {
   return signed(x, s);
 }
 
+/**
+ * A figure's value relative to the figure's scale (its largest |value|): a value below a
+ * 1/100,000th of it is float noise around 0 and is shown as 0 (1.273e-6 on a ±0.9 patching map
+ * means 0), anything else as formatSig.
+ */
+export function formatRelative(x: number, scale: number, digits = 4): string {
+  if (Number.isFinite(x) && Number.isFinite(scale) && scale > 0 && Math.abs(x) < scale * 1e-5) return '0';
+  return formatSig(x, digits);
+}
+
 /** Fixed decimals (logits: 2, like TransformerLens's test_prompt). Never prints '−0.00'. */
 export function formatFixed(x: number, decimals = 2): string {
   if (Number.isNaN(x)) return 'n/a';

@@ -9,7 +9,7 @@ import { PAPER_THEME, type ChartTheme, type ColorLut, type ScaleKind, makeLut } 
 import type { HostActions } from '../context.js';
 import { Disposables, Tooltip, h, observeWidth } from '../dom.js';
 import { heatmapToCsv, heatmapToJson, heatmapToSvg } from '../export.js';
-import { displayLabel, formatPercent, formatSig, slug } from '../format.js';
+import { displayLabel, formatPercent, formatRelative, slug } from '../format.js';
 import { button, checkbox } from '../ui/controls.js';
 import {
   type HeatmapLayout,
@@ -370,7 +370,7 @@ export class Heatmap {
     const lines: (string | [string, string])[] = [
       [`${d.rowAxis}`, displayLabel(d.rowLabels[hit.row] ?? String(hit.row))],
       [`${d.colAxis}`, displayLabel(d.colLabels[hit.col] ?? String(hit.col))],
-      [d.valueLabel, this.props.valueFormat === 'percent' ? formatPercent(hit.value) : formatSig(hit.value, 4)],
+      [d.valueLabel, this.props.valueFormat === 'percent' ? formatPercent(hit.value) : formatRelative(hit.value, this.zmax)],
     ];
     const binned = hit.rows[1] - hit.rows[0] > 1 || hit.cols[1] - hit.cols[0] > 1;
     if (binned) lines.push(`largest |value| of ${hit.rows[1] - hit.rows[0]}×${hit.cols[1] - hit.cols[0]} cells under the cursor`);

@@ -6,6 +6,7 @@ import {
   displayLabel,
   formatFixed,
   formatPercent,
+  formatRelative,
   formatSig,
   formatSigned,
   formatTick,
@@ -105,4 +106,12 @@ test('displayLabel marks only leading/trailing spaces; truncate and slug', () =>
   assert.equal(truncateLabel('short', 10), 'short');
   assert.equal(slug('Patching each head’s output (hook_z)'), 'patching-each-head-s-output-hook-z');
   assert.equal(slug('***'), 'mechlens');
+});
+
+test('formatRelative: float noise around 0 reads as 0, relative to the figure\'s scale', () => {
+  assert.equal(formatRelative(1.273e-6, 0.917), '0');
+  assert.equal(formatRelative(-3e-7, 0.5), '0');
+  assert.equal(formatRelative(0.0123, 0.917), formatSig(0.0123, 4));
+  assert.equal(formatRelative(1.273e-6, 2e-6), formatSig(1.273e-6, 4), 'on a tiny scale it is a real value');
+  assert.equal(formatRelative(NaN, 1), 'n/a');
 });
