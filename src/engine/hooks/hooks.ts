@@ -132,9 +132,50 @@ export function requireHook(name: string, cfg: HookedTransformerConfig): ParsedH
   if (m && Number(m[1]) >= cfg.n_layers) {
     throw new Error(`unknown hook ${JSON.stringify(name)}: the model has ${cfg.n_layers} layers (0..${cfg.n_layers - 1})`);
   }
+  const near = nearestHook(name, cfg);
   throw new Error(
-    `unknown hook ${JSON.stringify(name)}: use a full TransformerLens name such as blocks.0.attn.hook_pattern, blocks.0.hook_resid_pre, hook_embed or ln_final.hook_normalized`,
+    near !== null
+      ? `unknown hook ${JSON.stringify(name)}: did you mean ${near}?`
+      : `unknown hook ${JSON.stringify(name)}: use a full TransformerLens name such as blocks.0.attn.hook_pattern, blocks.0.hook_resid_pre, hook_embed or ln_final.hook_normalized`,
   );
+}
+
+/** Levenshtein distance, stopping early once every path exceeds `max` (returns max + 1). */
+export function editDistance(a: string, b: string, max = Infinity): number {
+  if (Math.abs(a.length - b.length) > max) return max + 1;
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    let best = i;
+    for (let j = 1; j <= b.length; j++) {
+      const v = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      cur.push(v);
+      if (v < best) best = v;
+    }
+    if (best > max) return max + 1;
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/**
+ * The model's hook name closest to a misspelt one (edit distance), when it is close enough to be
+ * what was meant: at most a quarter of the name's length, and never a tie with another hook.
+ */
+export function nearestHook(name: string, cfg: HookedTransformerConfig): string | null {
+  const max = Math.max(2, Math.floor(name.length / 4));
+  let best: string | null = null;
+  let bestD = max + 1;
+  let tie = false;
+  for (const h of allHooks(cfg)) {
+    const d = editDistance(name, h, bestD);
+    if (d < bestD) {
+      best = h;
+      bestD = d;
+      tie = false;
+    } else if (d === bestD && best !== null) tie = true;
+  }
+  return best !== null && !tie ? best : null;
 }
 
 export function hookAxes(name: OutputName, cfg: Pick<HookedTransformerConfig, 'n_layers'>): readonly Axis[] {
