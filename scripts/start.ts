@@ -1,6 +1,6 @@
 /**
- * `npm start`: build MechLens, then open the samples workspace in a real VS Code with the
- * extension loaded from this working tree.
+ * `npm start`: build MechLens, then open a copy of the samples workspace (.vscode-test/start/) in a
+ * real VS Code with the extension loaded from this working tree.
  *
  *   - Desktop VS Code (`code` on PATH): `code --wait --extensionDevelopmentPath=<repo> samples`
  *     (an Extension Development Host window; this command returns when the window closes).
@@ -16,7 +16,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
-import { CACHE_DIR, REPO_ROOT, SAMPLES_DIR, SkipError, buildExtension, extensionId, extensionVersion, log, which, type RunDirs } from './vscode/common';
+import { CACHE_DIR, REPO_ROOT, SAMPLES_DIR, SkipError, buildExtension, extensionId, extensionVersion, log, prepareWorkspace, which, type RunDirs } from './vscode/common';
 import { ensureCodeServer } from './vscode/install';
 import { launchCodeServer, workbenchUrl } from './vscode/launch';
 
@@ -59,9 +59,20 @@ function desktopCode(): string | null {
   return p;
 }
 
+/**
+ * The workspace npm start opens: a copy of samples/ under .vscode-test/start/ (made once, then
+ * only missing files are added), so runs (.mechlens/) and edits never land in the source tree.
+ */
+function startWorkspace(): string {
+  const ws = prepareWorkspace(startDirs(), { keepExisting: true });
+  log(`workspace: ${path.relative(process.cwd(), ws)} (a copy of ${path.relative(process.cwd(), SAMPLES_DIR)}; delete it to start afresh)`);
+  return ws;
+}
+
 function openInDesktop(code: string): Promise<number> {
-  log(`opening ${path.relative(process.cwd(), SAMPLES_DIR) || SAMPLES_DIR} in VS Code with MechLens (${code})`);
-  const child = spawn(code, ['--wait', '--new-window', `--extensionDevelopmentPath=${REPO_ROOT}`, SAMPLES_DIR], { stdio: 'inherit' });
+  const ws = startWorkspace();
+  log(`opening ${ws} in VS Code with MechLens (${code})`);
+  const child = spawn(code, ['--wait', '--new-window', `--extensionDevelopmentPath=${REPO_ROOT}`, ws], { stdio: 'inherit' });
   return new Promise((resolve) => {
     child.on('exit', (c) => resolve(c ?? 0));
     child.on('error', (e) => {
@@ -109,7 +120,7 @@ async function serveWithCodeServer(args: Args): Promise<number> {
     logFile: path.join(dirs.root, 'code-server.log'),
   });
   if (args.port !== undefined && server.port !== args.port) log(`port ${args.port} was in use: serving on ${server.port} instead`);
-  const url = workbenchUrl(server, SAMPLES_DIR);
+  const url = workbenchUrl(server, startWorkspace());
   console.log(`\n  MechLens is running in VS Code (code-server) at:\n\n    ${url}\n\n  Open it in a browser. Logs: ${path.relative(process.cwd(), server.logFile)}. Press Ctrl-C to stop.\n`);
   const code = await server.exited;
   console.error(`code-server exited by itself (code ${code}); see ${server.logFile}`);

@@ -11,6 +11,7 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
+import { pathToFileURL } from 'node:url';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 
@@ -216,10 +217,22 @@ export const SAMPLES_DIR = path.join(REPO_ROOT, 'samples');
  * open files, and must never leave traces (.vscode/settings.json, runs) in the repo. The folder
  * keeps the name `samples` so the explorer shows what a user sees.
  */
-export function prepareWorkspace(dirs: RunDirs): string {
+export function prepareWorkspace(dirs: RunDirs, opts: { keepExisting?: boolean } = {}): string {
   const ws = path.join(dirs.root, 'workspace', 'samples');
   fs.mkdirSync(ws, { recursive: true });
-  if (fs.existsSync(SAMPLES_DIR)) fs.cpSync(SAMPLES_DIR, ws, { recursive: true });
+  if (!fs.existsSync(SAMPLES_DIR)) return ws;
+  // keepExisting (npm start): copy only what is missing, so a user's edits and runs survive restarts.
+  fs.cpSync(SAMPLES_DIR, ws, { recursive: true, force: !opts.keepExisting, errorOnExist: false });
+  // The samples name their schema relative to the repository ("../schemas/…"); the copy lives
+  // elsewhere, so point it at the repository's schema folder (same line count, same content otherwise).
+  const schemas = pathToFileURL(path.join(REPO_ROOT, 'schemas')).href;
+  for (const f of fs.readdirSync(ws)) {
+    if (!f.endsWith('.experiment.json')) continue;
+    const file = path.join(ws, f);
+    const text = fs.readFileSync(file, 'utf8');
+    const fixed = text.replace(/("\$schema"\s*:\s*")\.\.\/schemas\//, `$1${schemas}/`);
+    if (fixed !== text) fs.writeFileSync(file, fixed);
+  }
   return ws;
 }
 
