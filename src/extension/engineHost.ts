@@ -1,5 +1,5 @@
 /**
- * The extension's side of the engine: one EngineClient (a worker thread running
+ * The extension's side of the engine: one EngineClient (a child process running
  * dist/engineWorker.js, so inference never blocks the extension host), the model the settings
  * name (loaded lazily, with a cancellable progress notification), and recovery when the worker
  * dies: pending requests reject (EngineClient does that), the user is told, the worker restarts
@@ -62,6 +62,11 @@ export class EngineHost implements vscode.Disposable {
     return this._state;
   }
 
+  /** The engine process's id while it runs (tests kill it to prove the window survives). */
+  get pid(): number | undefined {
+    return this.client?.alive ? this.client.pid : undefined;
+  }
+
   get settings(): EngineSettings {
     return this.opts.settings();
   }
@@ -82,7 +87,7 @@ export class EngineHost implements vscode.Disposable {
     const client = new EngineClient({ workerPath: this.opts.workerPath, workerData: this.opts.workerData });
     client.onDidExit((reason) => this.onWorkerExit(client, reason));
     this.client = client;
-    this.opts.log.info(`engine worker started (${this.opts.workerPath})`);
+    this.opts.log.info(`engine process ${client.pid ?? '?'} started (${this.opts.workerPath})`);
     return client;
   }
 
@@ -209,7 +214,7 @@ export class EngineHost implements vscode.Disposable {
     this.loadedKey = undefined;
     // The load (if any) rejects by itself with the reason; it is no longer ours to track.
     this.loading = undefined;
-    this.opts.log.error(`engine worker died: ${reason}`);
+    this.opts.log.error(`engine process died: ${reason}`);
     const now = Date.now();
     const auto = now - this.lastAutoRestart > AUTO_RESTART_WINDOW_MS;
     const spec = this.settings.model;

@@ -1,5 +1,5 @@
 /**
- * MechLens's entry point in VS Code: wires the engine host (worker thread), the `.prompts`
+ * MechLens's entry point in VS Code: wires the engine host (engine process), the `.prompts`
  * language support, panels, side views, status bar and commands. Every disposable is registered
  * in context.subscriptions, so deactivation stops the worker and releases everything.
  *
@@ -35,8 +35,10 @@ export interface MechLensApi {
     /** Loads the configured model if needed. */
     ensureModel(): Promise<ModelInfo>;
     readonly state: EngineHostState;
-    /** Worker deaths since activation. */
+    /** Engine process deaths since activation. */
     readonly crashes: number;
+    /** The engine process's id while it runs. */
+    readonly pid: number | undefined;
   };
   /** Snapshots of the open panels (title, kind, complete state). */
   readonly panels: PanelSnapshot[];
@@ -140,6 +142,9 @@ export function activate(context: vscode.ExtensionContext): MechLensApi {
       ensureModel: () => host.ensureModel({ interactive: true }),
       get state() {
         return host.state;
+      },
+      get pid() {
+        return host.pid;
       },
       get crashes() {
         return host.crashes;

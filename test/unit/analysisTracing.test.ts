@@ -8,6 +8,9 @@ import { logitDiffMetric, normalizedMetric, answerProbMetric } from '../../src/e
 import { maxActivatingLines, neuronActivations, neuronDla } from '../../src/engine/analysis/neurons.js';
 import { ActivationCache } from '../../src/engine/cache/activationCache.js';
 import { tileBatch } from '../../src/engine/analysis/sweep.js';
+import { checkWithModel, parseExperiment } from '../../src/engine/experiments/parse.js';
+import { LoadedEngine } from '../../src/engine/engine.js';
+import { toTokens } from '../../src/engine/model/tokenizer.js';
 import type { HookName } from '../../src/engine/hooks/hooks.js';
 import type { Intervention } from '../../src/engine/interventions/plan.js';
 import { fixtureConfig, fixtureParams, spec } from '../helpers/tinyModel.js';
@@ -135,5 +138,22 @@ test('neuron activations, max-activating lines and neuron DLA', async () => {
     }
   } finally {
     await m.dispose();
+  }
+});
+
+test('an attention-only model: causal tracing restores resid and attn by default; listing mlp is a located error before anything runs', async () => {
+  const eng = await LoadedEngine.load('builtin:default', { processing: 'default' });
+  try {
+    assert.equal(eng.model.cfg.attn_only, true);
+    const text = (kinds?: string[]) => JSON.stringify({ model: 'builtin:default', prompts: [{ prompt: 'Call me Ishmael.' }], analyses: [{ kind: 'causal_trace', subject: [1, 5], samples: 2, ...(kinds ? { kinds } : {}) }] });
+    const bad = parseExperiment(text(['resid', 'mlp']), '/virtual/t.experiment.json', { read: () => null }).experiment!;
+    const ds = checkWithModel(bad, eng.model.cfg, eng.tokenizer).diagnostics.filter((d) => d.severity === 'error');
+    assert.equal(ds.length, 1);
+    assert.match(ds[0]!.message, /attention-only: it has no MLP to restore; list "kinds": \["resid", "attn"\]/);
+    const row = toTokens(eng.tokenizer, 'Call me Ishmael.', { prependBos: true, truncate: false }).tokens[0]!;
+    const r = await causalTrace(eng.model, row, { subject: [1, 4], samples: 2 });
+    assert.deepEqual(Object.keys(r.scores).sort(), ['attn', 'resid']);
+  } finally {
+    await eng.dispose();
   }
 });

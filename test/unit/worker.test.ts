@@ -84,3 +84,21 @@ test('a crashing worker rejects what was pending and reports its exit', async ()
     await c.dispose();
   }
 });
+
+test('the engine runs in a process of its own: killing it (as the OOM killer would) rejects what was pending, with the reason', async () => {
+  const c = client();
+  try {
+    await c.request(EngineRequests.modelInfo, {}).catch(() => undefined);
+    assert.ok(c.pid && c.pid !== process.pid, 'a separate process');
+    let reason = '';
+    const exited = new Promise<void>((resolve) => c.onDidExit((r) => { reason = r; resolve(); }));
+    const pending = c.request(EngineRequests.sleep, { ms: 10_000 });
+    process.kill(c.pid!, 'SIGKILL');
+    await assert.rejects(pending, /killed \(SIGKILL: out of memory, or killed by the system or a user\)/);
+    await exited;
+    assert.match(reason, /SIGKILL/);
+    assert.equal(c.alive, false);
+  } finally {
+    await c.dispose();
+  }
+});

@@ -92,7 +92,8 @@ export async function causalTrace(model: HookedTransformer, tokens: readonly num
   if (!(Number.isInteger(s0) && Number.isInteger(s1) && 0 <= s0 && s0 < s1 && s1 <= P)) throw new Error(`subject [${s0}, ${s1}) must be a non-empty token range within the prompt's ${P} tokens`);
   const S = opts.samples ?? 10;
   const window = opts.window ?? 10;
-  const kinds = opts.kinds ?? ['resid', 'mlp', 'attn'];
+  // ROME's three traces; an attention-only model has no MLP outputs to restore.
+  const kinds = opts.kinds ?? (cfg.attn_only ? ['resid', 'attn'] : ['resid', 'mlp', 'attn']);
   if (cfg.attn_only && kinds.includes('mlp')) throw new Error('an attention-only model has no MLP to restore');
   const noise = opts.noise ?? 3 * embeddingStd(model);
   const n = cfg.n_layers;

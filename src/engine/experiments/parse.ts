@@ -464,6 +464,8 @@ export function checkWithModel(x: ResolvedExperiment, cfg: HookedTransformerConf
         break;
       }
       case 'causal_trace': {
+        // Checked here, before anything runs (it used to fail after the analyses before it ran).
+        if (cfg.attn_only && s.kinds?.includes('mlp')) err(at('kinds'), `${name} is attention-only: it has no MLP to restore; list "kinds": ["resid", "attn"] (the default for such a model)`, 'range');
         for (const [gi, g] of tokens.entries()) {
           const row = g.clean[s.prompt ?? 0];
           if (!row) continue;

@@ -360,7 +360,7 @@ const analyses: Schema[] = [
     samples: int('Noisy runs averaged.', 1, { default: 10 }),
     noise: { type: 'number', exclusiveMinimum: 0, description: "Standard deviation of the noise (default 3 x the std of W_E's entries)." },
     window: int('Layers restored together for mlp / attn.', 1, { default: 10 }),
-    kinds: { type: 'array', items: { enum: ['resid', 'mlp', 'attn'] }, minItems: 1, description: 'Which states to restore (default all three).' },
+    kinds: { type: 'array', items: { enum: ['resid', 'mlp', 'attn'] }, minItems: 1, description: 'Which states to restore (default all three; resid and attn for an attention-only model).' },
     seed: int('Seed of the noise.', 0, { default: 1 }),
   }, ['subject']),
   analysis('path_patch', 'Path patching: the effect of each sender head through a path to receiver heads (their q, k or v) or directly to the logits (Wang et al. 2022).', {

@@ -1,9 +1,12 @@
 /**
- * The client side of the engine worker: starts the worker thread, exposes the typed requests,
- * and makes failures visible instead of silent: if the worker exits or crashes, every pending
- * request rejects with the reason and `onDidExit` fires, so the host can report and restart.
+ * The client side of the engine: starts the engine in a child process of its own (not a worker
+ * thread: onnxruntime's native allocations are not bounded by V8's per-worker heap limits, and a
+ * native abort in a worker thread ends the whole extension host), exposes the typed requests over
+ * the process's IPC channel, and makes failures visible instead of silent: if the process exits,
+ * crashes or is killed, every pending request rejects with the reason and `onDidExit` fires, so
+ * the host can report and restart.
  */
-import { Worker } from 'node:worker_threads';
+import { fork, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { RpcEndpoint } from '../../protocol/rpc.js';
 import { EngineNotifications, EngineRequests, type ProgressParams } from '../../protocol/engine.js';
@@ -14,30 +17,46 @@ export interface EngineClientOptions {
   workerPath?: string;
   /** Extra Node flags for the worker (tests run the TypeScript source with ['--import', 'tsx']). */
   execArgv?: string[];
-  /** Passed to the worker as workerData (tests use it to name a TypeScript entry). */
+  /** Passed to the process as JSON in MECHLENS_ENGINE_DATA (tests use it to name a TypeScript entry). */
   workerData?: unknown;
-  /** Worker heap limit (MB); the model's weights live outside the JS heap in typed arrays. */
+  /** JS heap limit (MB); the model's weights live outside the JS heap in typed arrays. */
   maxOldGenerationSizeMb?: number;
 }
 
+/** Why the engine process ended, in words a user can act on. */
+export function exitReason(code: number | null, signal: NodeJS.Signals | null): string {
+  if (signal === 'SIGKILL') return 'the MechLens engine process was killed (SIGKILL: out of memory, or killed by the system or a user)';
+  if (signal) return `the MechLens engine process ended on ${signal}`;
+  if (code === 0) return 'the MechLens engine stopped';
+  if (code === 134) return 'the MechLens engine process aborted (code 134: a native crash, often out of memory in onnxruntime)';
+  return `the MechLens engine exited with code ${code}`;
+}
+
 export class EngineClient {
-  private readonly worker: Worker;
+  private readonly child: ChildProcess;
   private readonly rpc: RpcEndpoint;
   private readonly exitListeners: ((reason: string) => void)[] = [];
   private exited = false;
+  private readonly done: Promise<void>;
 
   constructor(opts: EngineClientOptions = {}) {
     const workerPath = opts.workerPath ?? path.join(__dirname, 'engineWorker.js');
-    this.worker = new Worker(workerPath, {
-      execArgv: opts.execArgv ?? [],
-      workerData: opts.workerData,
-      resourceLimits: opts.maxOldGenerationSizeMb ? { maxOldGenerationSizeMb: opts.maxOldGenerationSizeMb } : undefined,
+    const execArgv = [...(opts.execArgv ?? []), ...(opts.maxOldGenerationSizeMb ? [`--max-old-space-size=${opts.maxOldGenerationSizeMb}`] : [])];
+    // 'advanced' serialization (structured clone) carries the typed arrays of tensor payloads.
+    this.child = fork(workerPath, [], {
+      execArgv,
+      serialization: 'advanced',
+      // stderr is passed through, and its tail kept: an uncaught error's message names the crash.
+      stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+      env: { ...process.env, MECHLENS_ENGINE_DATA: JSON.stringify(opts.workerData ?? null) },
     });
     this.rpc = new RpcEndpoint({
-      post: (m: WireMessage) => this.worker.postMessage(m),
+      post: (m: WireMessage) => {
+        if (this.child.connected) this.child.send(m);
+      },
       onMessage: (fn) => {
-        this.worker.on('message', fn);
-        return () => this.worker.off('message', fn);
+        this.child.on('message', fn);
+        return () => this.child.off('message', fn);
       },
     });
     const fail = (reason: string) => {
@@ -46,8 +65,23 @@ export class EngineClient {
       this.rpc.dispose(reason);
       for (const l of this.exitListeners) l(reason);
     };
-    this.worker.on('error', (e) => fail(`the MechLens engine crashed: ${e.message}`));
-    this.worker.on('exit', (code) => fail(code === 0 ? 'the MechLens engine stopped' : `the MechLens engine exited with code ${code}`));
+    let tail = '';
+    this.child.stderr?.on('data', (chunk: Buffer) => {
+      process.stderr.write(chunk);
+      tail = (tail + chunk.toString('utf8')).slice(-4096);
+    });
+    this.done = new Promise((resolve) => this.child.once('close', () => resolve()));
+    this.child.on('error', (e) => fail(`the MechLens engine process failed: ${e.message}`));
+    // 'close' (not 'exit'): stderr is complete by then.
+    this.child.on('close', (code, signal) => {
+      const thrown = code !== 0 && signal === null ? [...tail.matchAll(/^(?:Uncaught )?\w*Error: (.+)$/gm)].at(-1)?.[1] : undefined;
+      fail(thrown ? `the MechLens engine crashed: ${thrown}` : exitReason(code, signal));
+    });
+  }
+
+  /** The engine process's id (tests kill it to prove the host survives). */
+  get pid(): number | undefined {
+    return this.child.pid;
   }
 
   request<T extends RequestType<unknown, unknown>>(type: T, params: ParamsOf<T>, signal?: AbortSignal): Promise<ResultOf<T>> {
@@ -76,7 +110,8 @@ export class EngineClient {
   async dispose(): Promise<void> {
     this.rpc.dispose('the MechLens engine was shut down');
     this.exited = true;
-    await this.worker.terminate();
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill();
+    await this.done;
   }
 }
 

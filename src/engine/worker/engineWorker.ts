@@ -1,5 +1,5 @@
 /**
- * Entry point of the engine worker thread. The extension host (or any Node client) starts this
+ * Entry point of the engine process (a child of the extension host; also usable as a worker thread). The extension host (or any Node client) starts this
  * file in a worker_threads Worker and talks to it with the typed requests of
  * src/protocol/engine.ts over one RpcEndpoint. Long requests honour cancellation between steps
  * and stream progress notifications.
@@ -127,6 +127,7 @@ function toIntervention(p: InterventionPayload, hook: (n: string) => string): In
 }
 
 if (parentPort) {
+  // In a worker thread (kept for embedding; the extension and CLI tests use a child process).
   const port = parentPort;
   serveEngine({
     post: (m: WireMessage) => port.postMessage(m),
@@ -135,4 +136,17 @@ if (parentPort) {
       return () => port.off('message', fn);
     },
   });
+} else if (process.send) {
+  // A child process of the extension host (client.ts): the IPC channel carries the protocol; when
+  // the host goes away the channel closes and the engine ends with it.
+  serveEngine({
+    post: (m: WireMessage) => {
+      if (process.connected) process.send!(m);
+    },
+    onMessage: (fn) => {
+      process.on('message', fn);
+      return () => process.off('message', fn);
+    },
+  });
+  process.on('disconnect', () => process.exit(0));
 }

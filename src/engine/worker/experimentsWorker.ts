@@ -1,7 +1,7 @@
 /**
  * The engine worker's side of experiment files: the handlers of engine/experiment/check, /run
  * and /progress (src/protocol/engine.ts). It lives with the extension's experiment feature but
- * runs only in the worker thread (dist/engineWorker.js imports it; the extension bundle never
+ * runs only in the engine process (dist/engineWorker.js imports it; the extension bundle never
  * does, so the engine stays out of the extension host): no `vscode` here.
  *
  * An experiment names its own model, which may differ from the one the settings load: the worker
