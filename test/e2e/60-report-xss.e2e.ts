@@ -10,7 +10,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { renderReport } from '../../src/engine/experiments/report';
 import type { RunRecord } from '../../src/protocol/runs';
-import { session } from './session';
+import { findWebview, screenshot, session } from './session';
+import { SEL, closeAllEditors, openFromExplorer, waitForLensTexts } from './workbench';
 
 const EVIL = [
   `<img src=x onerror="window.__pwned=(window.__pwned||0)+1">`,
@@ -45,7 +46,7 @@ function evilRecord(): RunRecord {
   } as unknown as RunRecord;
 }
 
-describe('e2e: the shareable report runs no script', function () {
+describe('e2e: hostile text runs no script, in the report and in the panels', function () {
   this.timeout(120_000);
 
   it('shows hostile titles, prompts, labels and notes as text in Chromium, and no script runs', async () => {
@@ -73,5 +74,37 @@ describe('e2e: the shareable report runs no script', function () {
   } finally {
     await page.close();
   }
+  });
+
+  it('a prompt carrying HTML and script shows as text in its panel and runs nothing', async () => {
+    const { page, workspace } = session();
+    const hostile = '<img src=x onerror=alert(1)><script>alert(2)</script><b>the cat</b>';
+    const file = 'hostile.prompts';
+    fs.writeFileSync(path.join(workspace, file), `${hostile}\n`);
+    const dialogs: string[] = [];
+    const onDialog = (d: { message(): string; dismiss(): Promise<void> }) => {
+      dialogs.push(d.message());
+      void d.dismiss();
+    };
+    page.on('dialog', onDialog);
+    try {
+      await closeAllEditors(page);
+      await openFromExplorer(page, file);
+      await waitForLensTexts(page, (t) => t[0] === 'Inspect');
+      await page.locator(SEL.codeLens, { hasText: /^Inspect$/ }).first().click();
+      // builtin:default's characters do not include < = > /, so the panel shows the tokenizer's
+      // error with the prompt in its title: the path a user meets with such a prompt.
+      const frame = await findWebview(page, '.ml-error, .ml-inspect', 90_000);
+      const shown = await frame.locator('.ml-error h1, .ml-inspect .ml-prompt').first().innerText();
+      assert.ok(shown.includes('<img src=x onerror=alert(1)>'), `the hostile prompt is shown as text: ${shown}`);
+      assert.equal(await frame.locator('img[src="x"], b:text-is("the cat")').count(), 0, 'no element was made from the prompt');
+      await page.waitForTimeout(500);
+      assert.deepEqual(dialogs, [], 'no script ran');
+      await screenshot('e2e-60-hostile-prompt');
+    } finally {
+      page.off('dialog', onDialog);
+      await closeAllEditors(page);
+      fs.rmSync(path.join(workspace, file), { force: true });
+    }
   });
 });
