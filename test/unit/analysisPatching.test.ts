@@ -43,6 +43,8 @@ const sweeps: PatchSweepSpec[] = [
   { kind: 'head', activation: 'v' },
   { kind: 'head', activation: 'pattern' },
   { kind: 'head', activation: 'z', by: 'pos' },
+  { kind: 'head', activation: 'q', by: 'pos' },
+  { kind: 'head', activation: 'k', by: 'pos' },
   { kind: 'head', activation: 'v', by: 'pos' },
   { kind: 'head', activation: 'pattern', by: 'pos' },
   { kind: 'neuron', layer: 0 },

@@ -184,6 +184,8 @@ export async function runPatchSweep(
     } else if (spec.kind === 'head') {
       cleanNames.add(hookAt(template, l));
       corrNames.add(`blocks.${l}.hook_resid_pre` as HookName);
+      // By position: cells whose clean value equals the corrupted one are not run.
+      if (spec.by === 'pos') corrNames.add(hookAt(template, l));
     } else {
       // Neurons: a patch of hook_pre or hook_post at neuron n gives the clean post activation
       // there (the activation function is elementwise), so both read the clean hook_post.
@@ -192,12 +194,16 @@ export async function runPatchSweep(
       for (const s of [...(cfg.parallel_attn_mlp ? ['hook_resid_pre', 'hook_attn_out'] : ['hook_resid_mid']), 'mlp.hook_post', 'hook_mlp_out']) corrNames.add(`blocks.${l}.${s}` as HookName);
     }
   }
-  // Positions before the first token where clean and corrupted differ are shared by every run.
+  // Positions before the first token where clean and corrupted differ are shared by every run;
+  // a cell patched at position p leaves every earlier position as the corrupted run has it too.
+  // Both are read from the corrupted run's keys and values instead of being recomputed.
   const prefixLen = opts.noPrefix ? 0 : sharedPrefixLength(clean, corrupted);
-  if (prefixLen > 0) for (let l = 0; l < n; l++) corrNames.add(`blocks.${l}.attn.hook_k` as HookName).add(`blocks.${l}.attn.hook_v` as HookName);
+  const perPosition = spec.kind === 'layer_pos' || (spec.kind === 'head' && spec.by === 'pos');
+  const usePrefix = !opts.noPrefix && P > 1 && (prefixLen > 0 || perPosition);
+  if (usePrefix) for (let l = 0; l < n; l++) corrNames.add(`blocks.${l}.attn.hook_k` as HookName).add(`blocks.${l}.attn.hook_v` as HookName);
   const cleanActs = (await model.run(clean, { names: [...cleanNames], noLogits: true, stopAtLayer: Math.max(...layers) + 1 })).cache;
-  const corrActs = (await model.run(corrupted, { names: [...corrNames], noLogits: true, stopAtLayer: prefixLen > 0 ? n : Math.max(...layers) + 1 })).cache;
-  const prefix = prefixLen > 0 && prefixLen < P ? sharedPrefix(model, prefixLen, corrActs) : null;
+  const corrActs = (await model.run(corrupted, { names: [...corrNames], noLogits: true, stopAtLayer: usePrefix ? n : Math.max(...layers) + 1 })).cache;
+  const prefix = usePrefix ? sharedPrefix(model, Math.min(prefixLen, P - 1), corrActs) : null;
   const get = (m: Map<OutputName, F32>, name: string) => m.get(name as OutputName)!;
 
   const groups: CellGroup[] = [];
@@ -269,20 +275,42 @@ export async function runPatchSweep(
             const p = cells[ci]!.select.pos![0]!;
             setPos(resid, c, B, P, p, (b) => patched(b, p));
           });
-          return { startLayer: Math.min(startLayer, n), fromMid, residual: resid, interventions: [] };
+          return { startLayer: Math.min(startLayer, n), fromMid, residual: resid, interventions: [], firstChanged: Math.min(...chunk.map((ci) => cells[ci]!.select.pos![0]!)) };
         },
+        // Cells of a layer come in position order (sweepLayout).
+        firstChanged: (i) => runCells[i]!.select.pos![0]!,
       });
     } else {
       const start = get(corrActs, `blocks.${l}.hook_resid_pre`);
       const axes = spec.activation === 'pattern' ? ['batch', 'head_index', 'query_pos', 'key_pos'] : ['batch', 'pos', 'head_index', 'd_head'];
+      const posOf = (c: PatchCell): number | undefined => c.select.pos?.[0] ?? c.select.query_pos?.[0];
+      let runCells = cells;
+      if (spec.kind === 'head' && spec.by === 'pos') {
+        // By position, two kinds of cell are the corrupted run itself and are not run: a patch
+        // whose clean values equal the corrupted ones (positions before the first token where
+        // the prompts differ), and a patch of z, q or the pattern in the last layer at a position
+        // before the last (it changes only that position's output, which no later layer reads).
+        const corr = get(corrActs, hook);
+        const onlyItsPosition = spec.activation === 'z' || spec.activation === 'q' || spec.activation === 'pattern';
+        runCells = [];
+        for (const c of cells) {
+          if ((onlyItsPosition && l === n - 1 && posOf(c)! < P - 1) || sameSelection(src, corr, axes, c.select)) unchanged.push(c.index);
+          else runCells.push(c);
+        }
+        // Cells in position order, so that a batch's first changed position is as late as it can be.
+        runCells.sort((a, b) => posOf(a)! - posOf(b)!);
+        if (runCells.length === 0) continue;
+      }
       // Mask [cells*B, ...]: size 1 on axes no cell indexes, so it broadcasts.
       const indexed = new Set(Object.keys(cells[0]!.select));
       const maskDimsOf = (rows: number) => src.dims.map((s, i) => (i === 0 ? rows : indexed.has(axes[i]!) ? s : 1));
       const srcBytes = 4 * src.data.length;
+      const cells2 = runCells;
       groups.push({
-        cells: cells.map((c) => c.index),
+        cells: cells2.map((c) => c.index),
         bytesPerCell: 4 * B * P * d + srcBytes * 2,
         build: (chunk): CellRun => {
+          const cells = cells2;
           const md = maskDimsOf(chunk.length * B);
           const mask = f32(md);
           const strides = md.map((_, i) => md.slice(i + 1).reduce((a, b) => a * b, 1));
@@ -301,8 +329,10 @@ export async function runPatchSweep(
             startLayer: l,
             residual: tileBatch(start, chunk.length),
             interventions: [{ kind: 'patch', hook, mask, source: tileBatch(src, chunk.length) }],
+            ...(posOf(cells[chunk[0]!]!) !== undefined ? { firstChanged: Math.min(...chunk.map((ci) => posOf(cells[ci]!)!)) } : {}),
           };
         },
+        ...(spec.by === 'pos' ? { firstChanged: (i: number) => posOf(cells2[i]!)! } : {}),
       });
     }
   }
@@ -312,6 +342,19 @@ export async function runPatchSweep(
   }
   await runGroups(model, groups, B, P, metric, values, opts, () => result, prefix);
   return result;
+}
+
+/** Whether the clean and corrupted hook values agree on every prompt at a cell's selection (its head and position, all of its last axis). */
+function sameSelection(a: F32, b: F32, axes: readonly string[], select: InterventionIndex): boolean {
+  const dims = a.dims;
+  const strides = dims.map((_, i) => dims.slice(i + 1).reduce((x, y) => x * y, 1));
+  const last = dims[dims.length - 1]!;
+  for (let bi = 0; bi < dims[0]!; bi++) {
+    let off = bi * strides[0]!;
+    for (let i = 1; i < axes.length - 1; i++) off += (select[axes[i] as keyof InterventionIndex]?.[0] ?? 0) * strides[i]!;
+    for (let j = 0; j < last; j++) if (a.data[off + j] !== b.data[off + j]) return false;
+  }
+  return true;
 }
 
 /** The metric of the unpatched corrupted run (computed the way the cells are: last-position logits). */

@@ -5,7 +5,8 @@
  * cached residual stream, and are scored by the metric from the last-position logits it reads.
  * Results are the same numbers a one-forward-per-cell loop gives (tests check 1e-5 on the fixture).
  */
-import type { HookedTransformer, Tokens } from '../model/hookedTransformer.js';
+import { buildMask, type HookedTransformer, type Tokens } from '../model/hookedTransformer.js';
+import { prefixHookOk } from '../graph/segments.js';
 import type { Intervention } from '../interventions/plan.js';
 import { f32, type F32 } from '../tensor/tensor.js';
 import type { Metric } from './metrics.js';
@@ -40,6 +41,12 @@ export interface CellRun {
   /** [cells * B, pos, d_model] */
   residual: F32;
   interventions: Intervention[];
+  /**
+   * Every position before this one is the cached run's in every cell of the run (a causal model:
+   * a patch at position p changes nothing before p), so with a cached prefix only the positions
+   * from here on are computed.
+   */
+  firstChanged?: number;
 }
 
 /** Repeats a tensor [B, ...] n times along the batch axis -> [n*B, ...]. */
@@ -50,18 +57,18 @@ export function tileBatch(t: F32, n: number): F32 {
 }
 
 /**
- * The first positions of the prompts, up to the first token where clean and corrupted differ:
- * a causal model computes them identically in the clean, the corrupted and every patched run
- * (patches there change nothing), so patched runs reuse the corrupted run's keys and values
- * there and compute only the later positions.
+ * The keys and values of a cached run (the corrupted run of a patching sweep, the noisy run of
+ * causal tracing), so that a patched run reuses them for the positions it does not change and
+ * computes only the later ones. `length` positions are unchanged in every run (up to the first
+ * token where clean and corrupted differ); a run may declare more (CellRun.firstChanged).
  */
 export interface SharedPrefix {
   length: number;
-  /** blocks.l.attn.hook_k / hook_v of the prefix positions in the corrupted run, [batch, length, head_index, d_head]. */
+  /** blocks.l.attn.hook_k / hook_v of the cached run, every position: [batch, pos, head_index, d_head]. */
   keys: F32[];
   values: F32[];
-  /** Copies tiled to a batch's row count, reused by every batch of that size. */
-  tiled: Map<number, { keys: F32[]; values: F32[] }>;
+  /** The last slice taken ([0, p) of every layer), reused while runs start at the same position. */
+  slice?: { at: number; keys: F32[]; values: F32[] };
 }
 
 /** Number of leading positions where every clean row equals its corrupted row. */
@@ -76,71 +83,85 @@ export function sharedPrefixLength(clean: Tokens, corrupted: Tokens): number {
   return n;
 }
 
-/** The shared prefix's keys and values from a corrupted run's cache of every layer's hook_k / hook_v (null if there is no usable prefix). */
-export function sharedPrefix(model: HookedTransformer, length: number, corrCache: ReadonlyMap<string, F32>): SharedPrefix | null {
-  const cfg = model.cfg;
-  if (length < 1) return null;
+/** The cached keys and values of a run's cache of every layer's hook_k / hook_v (null if they are not all there). */
+export function sharedPrefix(model: HookedTransformer, length: number, cache: ReadonlyMap<string, F32>): SharedPrefix | null {
   const keys: F32[] = [];
   const values: F32[] = [];
-  for (let l = 0; l < cfg.n_layers; l++) {
+  for (let l = 0; l < model.cfg.n_layers; l++) {
     for (const [which, list] of [['k', keys], ['v', values]] as const) {
-      const t = corrCache.get(`blocks.${l}.attn.hook_${which}`);
+      const t = cache.get(`blocks.${l}.attn.hook_${which}`);
       if (!t) return null;
-      list.push(slicePositions(t, 0, length));
+      list.push(t);
     }
   }
-  return { length, keys, values, tiled: new Map() };
+  return { length, keys, values };
 }
 
 /** t [batch, pos, ...] -> positions [from, to). */
 export function slicePositions(t: F32, from: number, to: number): F32 {
   const [B, P] = t.dims as [number, number];
+  if (from === 0 && to === P) return t;
   const inner = t.dims.slice(2).reduce((a, b) => a * b, 1);
   const out = new Float32Array(B * (to - from) * inner);
   for (let b = 0; b < B; b++) out.set(t.data.subarray((b * P + from) * inner, (b * P + to) * inner), b * (to - from) * inner);
   return f32([B, to - from, ...t.dims.slice(2)], out);
 }
 
+/** The prefix's keys and values of positions [0, at) of every layer. */
+function prefixSlice(prefix: SharedPrefix, at: number): { keys: F32[]; values: F32[] } {
+  if (prefix.slice?.at !== at) prefix.slice = { at, keys: prefix.keys.map((t) => slicePositions(t, 0, at)), values: prefix.values.map((t) => slicePositions(t, 0, at)) };
+  return prefix.slice;
+}
+
+/** An intervention restricted to positions [from, P) of its hook (pos is axis 1 of every hook prefixHookOk accepts). */
+function interventionFrom(model: HookedTransformer, iv: Intervention, rows: number, P: number, from: number): Intervention {
+  const mask = iv.mask ?? buildMask(iv.hook, iv.index, model.cfg, rows, P);
+  const cut = (t: F32) => (t.dims[1] === P ? slicePositions(t, from, P) : t);
+  const out = { ...iv, mask: cut(mask) } as Intervention;
+  delete (out as { index?: unknown }).index;
+  if (out.kind === 'patch') out.source = cut(out.source);
+  if (out.kind === 'mean' && out.over === 'supplied' && out.mean.dims[0] === P) {
+    const m = slicePositions(f32([1, ...out.mean.dims], out.mean.data), from, P);
+    out.mean = f32(m.dims.slice(1), m.data);
+  }
+  return out;
+}
+
 /**
  * Runs a batch of cells and scores each: metric of rows [c*B, (c+1)*B). Uses the metric's
  * last-position reader when it has one (logits of its tokens at the last position only), and
- * a shared prefix when given (positions before it are not recomputed; a run that intervenes
- * first runs its first block in full, then the rest on the later positions).
+ * the cached prefix when given: positions before the run's first changed one (at least the
+ * shared prefix) are not recomputed. Interventions act on the computed positions only; one at
+ * the attention pattern or scores (whose key axis spans the prefix) runs its block in full first.
  */
 export async function scoreCells(model: HookedTransformer, run: CellRun, cells: number, B: number, metric: Metric, prefix: SharedPrefix | null = null): Promise<number[]> {
   const lp = metric.lastPosition;
   const n = model.cfg.n_layers;
   const last = { lastPositionOnly: lp !== undefined, vocab: lp?.vocab ?? undefined };
+  const rows = run.residual.dims[0]!;
+  const P = run.residual.dims[1]!;
+  const at = prefix ? Math.min(P - 1, Math.max(prefix.length, run.firstChanged ?? 0)) : 0;
+  const startBlock = `blocks.${run.startLayer}.`;
   let r: Awaited<ReturnType<HookedTransformer['run']>>;
-  // Only with a last-position metric (a prefix run has no logits for the prefix positions); an
-  // intervention in the last block leaves no later block to save.
-  if (prefix && lp !== undefined && run.startLayer < n && (run.interventions.length === 0 || run.startLayer + 1 < n)) {
-    let resid = run.residual;
-    let start = run.startLayer;
-    let fromMid = run.fromMid;
-    if (run.interventions.length > 0) {
-      // The intervened block runs on every position (its hooks cover them all).
-      resid = (await model.run(null, { residual: resid, startAtLayer: start, startAtResidMid: fromMid, interventions: run.interventions, stopAtLayer: start + 1, names: [] })).residual!;
-      start++;
-      fromMid = false;
-    }
-    const rows = resid.dims[0]!;
-    let tiled = prefix.tiled.get(rows);
-    if (!tiled) {
-      tiled = { keys: prefix.keys.map((t) => tileBatch(t, rows / B)), values: prefix.values.map((t) => tileBatch(t, rows / B)) };
-      prefix.tiled.set(rows, tiled);
-    }
-    r = await model.run(null, { residual: slicePositions(resid, prefix.length, resid.dims[1]!), startAtLayer: start, startAtResidMid: fromMid, prefix: tiled, names: [], ...last });
+  // Only with a last-position metric (a prefix run has no logits for the prefix positions).
+  if (prefix && at > 0 && lp !== undefined && run.startLayer < n && run.interventions.every((iv) => prefixHookOk(iv.hook))) {
+    const interventions = run.interventions.map((iv) => interventionFrom(model, iv, rows, P, at));
+    r = await model.run(null, { residual: slicePositions(run.residual, at, P), startAtLayer: run.startLayer, startAtResidMid: run.fromMid, interventions, prefix: prefixSlice(prefix, at), names: [], ...last });
+  } else if (prefix && at > 0 && lp !== undefined && run.startLayer + 1 < n && run.interventions.every((iv) => iv.hook.startsWith(startBlock))) {
+    // The intervened block runs on every position (its pattern hooks cover them all), the rest
+    // from the cached prefix.
+    const resid = (await model.run(null, { residual: run.residual, startAtLayer: run.startLayer, startAtResidMid: run.fromMid, interventions: run.interventions, stopAtLayer: run.startLayer + 1, names: [] })).residual!;
+    r = await model.run(null, { residual: slicePositions(resid, at, P), startAtLayer: run.startLayer + 1, prefix: prefixSlice(prefix, at), names: [], ...last });
   } else {
     r = await model.run(null, { residual: run.residual, startAtLayer: run.startLayer, startAtResidMid: run.fromMid, interventions: run.interventions, names: [], ...last });
   }
   const logits = r.logits!;
-  const [, P, V] = logits.dims as [number, number, number];
+  const [, Pl, V] = logits.dims as [number, number, number];
   const out: number[] = [];
   for (let c = 0; c < cells; c++) {
-    const n = B * P * V;
-    const view = logits.data.subarray(c * n, (c + 1) * n);
-    out.push(lp ? lp.score(f32([B, V], view)) : metric(f32([B, P, V], view)));
+    const k = B * Pl * V;
+    const view = logits.data.subarray(c * k, (c + 1) * k);
+    out.push(lp ? lp.score(f32([B, V], view)) : metric(f32([B, Pl, V], view)));
   }
   return out;
 }
@@ -153,6 +174,11 @@ export interface CellGroup {
   bytesPerCell: number;
   /** Builds the run of a chunk of this group's cells (positions into `cells`). */
   build(chunk: readonly number[]): CellRun;
+  /**
+   * The first position cell i (a position into `cells`, which are in that order) changes, when
+   * runs compute only the positions from there on: a batch then holds more rows.
+   */
+  firstChanged?: (i: number) => number;
 }
 
 /**
@@ -163,14 +189,19 @@ export async function runGroups<T>(
   model: HookedTransformer, groups: readonly CellGroup[], B: number, P: number, metric: Metric, out: Float64Array, opts: SweepOptions, partial: () => T, prefix: SharedPrefix | null = null,
 ): Promise<void> {
   const total = groups.reduce((s, g) => s + g.cells.length, 0);
-  const maxRows = opts.maxBatchRows ?? Math.max(B, Math.floor(4096 / P));
+  // About 4096 token positions per run: fewer rows for long prompts, more for runs that compute
+  // only the positions after a cached prefix.
+  const positions = (from: number) => Math.max(1, P - (prefix ? Math.min(P - 1, Math.max(prefix.length, from)) : 0));
+  const maxRowsFrom = (from: number) => opts.maxBatchRows ?? Math.max(B, Math.floor(4096 / positions(from)));
   const maxBytes = opts.maxBatchBytes ?? 256e6;
   let done = 0;
   for (const g of groups) {
-    const perChunk = Math.max(1, Math.min(Math.floor(maxRows / B), Math.floor(maxBytes / Math.max(1, g.bytesPerCell))));
-    for (let i0 = 0; i0 < g.cells.length; i0 += perChunk) {
+    const byBytes = Math.floor(maxBytes / Math.max(1, g.bytesPerCell));
+    for (let i0 = 0; i0 < g.cells.length;) {
       if (opts.signal?.aborted) throw new SweepAbortedError(partial());
+      const perChunk = Math.max(1, Math.min(Math.floor(maxRowsFrom(g.firstChanged?.(i0) ?? 0) / B), byBytes));
       const chunk = Array.from({ length: Math.min(perChunk, g.cells.length - i0) }, (_, j) => i0 + j);
+      i0 += chunk.length;
       const scores = await scoreCells(model, g.build(chunk), chunk.length, B, metric, prefix);
       chunk.forEach((ci, j) => (out[g.cells[ci]!] = scores[j]!));
       done += chunk.length;

@@ -12,15 +12,19 @@
  * The answer is the clean run's top prediction unless given. As in ROME the noise is drawn once
  * (a fixed seed) and reused for every restored state, so cells differ only in what is restored;
  * here that lets every cell start at the first layer it restores, from the cached noisy run,
- * with all tokens of one layer (window) batched together. Results are [token][layer] tables.
+ * and compute only the tokens from the restored one on (the earlier ones are the noisy run's:
+ * their keys and values come from its cache). What the last position cannot read is not run: a
+ * token before the subject (noise has not reached it) or a last-layer state at an earlier token
+ * scores as the noisy run, and windows that restore the same states share one run. Results
+ * are [token][layer] tables.
  */
 import type { HookedTransformer } from '../model/hookedTransformer.js';
 import type { HookName, OutputName } from '../hooks/hooks.js';
 import type { Intervention } from '../interventions/plan.js';
 import { getParam } from '../model/params.js';
-import { f32 } from '../tensor/tensor.js';
+import { f32, type F32 } from '../tensor/tensor.js';
 import { answerProbMetric } from './metrics.js';
-import { runGroups, tileBatch, type CellGroup, type SweepOptions } from './sweep.js';
+import { runGroups, sharedPrefix, tileBatch, type CellGroup, type SweepOptions } from './sweep.js';
 import { mulberry32 } from '../tensor/mulberry32.js';
 
 export type TraceKind = 'resid' | 'mlp' | 'attn';
@@ -119,61 +123,136 @@ export async function causalTrace(model: HookedTransformer, tokens: readonly num
   const z = gaussian(S * (s1 - s0) * d, opts.seed ?? 1);
   for (let s = 0; s < S; s++) for (let p = s0; p < s1; p++) for (let i = 0; i < d; i++) noisy.data[(s * P + p) * d + i]! += noise * z[(s * (s1 - s0) + p - s0) * d + i]!;
   const rows = Array.from({ length: S }, () => tokens);
-  const corrNames = Array.from({ length: n }, (_, l) => `blocks.${l}.hook_resid_pre` as OutputName);
+  // The noisy run's residual streams (where restored runs start), and its keys and values:
+  // restoring a state at token t leaves every earlier position as the noisy run has it, so
+  // restored runs compute only positions t.. (SharedPrefix).
+  const seq = !cfg.attn_only && !cfg.parallel_attn_mlp;
+  const windowed = kinds.some((k) => k !== 'resid');
+  const corrNames: OutputName[] = [];
+  for (let l = 0; l < n; l++) {
+    corrNames.push(`blocks.${l}.hook_resid_pre` as OutputName, `blocks.${l}.attn.hook_k` as OutputName, `blocks.${l}.attn.hook_v` as OutputName);
+    if (windowed && seq) corrNames.push(`blocks.${l}.hook_resid_mid` as OutputName);
+    if (windowed && cfg.parallel_attn_mlp) corrNames.push(`blocks.${l}.hook_attn_out` as OutputName, `blocks.${l}.hook_mlp_out` as OutputName);
+  }
   corrNames.push(`blocks.${n - 1}.hook_resid_post` as OutputName);
   const noiseIv: Intervention = { kind: 'patch', hook: 'hook_embed', source: noisy };
   const corr = await model.run(rows, { names: corrNames, interventions: [noiseIv] });
   const lowScore = metric(corr.logits!);
-  const residIn = (l: number) => (l < n ? corr.cache.get(`blocks.${l}.hook_resid_pre` as OutputName)! : corr.cache.get(`blocks.${n - 1}.hook_resid_post` as OutputName)!);
+  const noisyAt = (hook: string) => corr.cache.get(hook as OutputName)!;
+  const residIn = (l: number) => (l < n ? noisyAt(`blocks.${l}.hook_resid_pre`) : noisyAt(`blocks.${n - 1}.hook_resid_post`));
   const cleanAt = (hook: string) => clean.cache.get(hook as OutputName)!;
+  const prefix = sharedPrefix(model, 0, corr.cache);
 
   // One flat output, [kind, token, layer].
   const all = new Float64Array(kinds.length * P * n).fill(NaN);
-  const groups: CellGroup[] = [];
+  // Cells that restore nothing the last position reads are the noisy run itself: tokens before
+  // the subject (the noise has not reached them, so clean and noisy states are equal there),
+  // and states of the last layer at tokens before the last (no later layer reads them).
+  // Cells whose window restores the same states as another cell's take its value.
+  const same = new Map<number, number>();
+  const firstOf = new Map<string, number>();
+  /** Cells of one structure (kind and restored layers), by token. */
+  const structures = new Map<string, { kind: TraceKind; layers: number[]; cells: { t: number; out: number }[] }>();
   kinds.forEach((kind, ki) => {
     for (let L = 0; L < n; L++) {
-      const cells = Array.from({ length: P }, (_, t) => (ki * P + t) * n + L);
-      if (kind === 'resid') {
-        // Restoring block L's output at t = the residual entering L + 1 with row t clean.
-        const base = residIn(L + 1);
-        const src = cleanAt(`blocks.${L}.hook_resid_post`);
-        groups.push({
-          cells,
-          bytesPerCell: 4 * S * P * d,
-          build: (chunk) => {
-            const resid = tileBatch(base, chunk.length);
-            chunk.forEach((t, c) => {
-              for (let s = 0; s < S; s++) resid.data.set(src.data.subarray(t * d, (t + 1) * d), ((c * S + s) * P + t) * d);
-            });
-            return { startLayer: L + 1, residual: resid, interventions: [] };
-          },
-        });
-      } else {
-        const layers = traceWindow(L, window, n);
-        const hook = kind === 'mlp' ? 'hook_mlp_out' : 'hook_attn_out';
-        groups.push({
-          cells,
-          bytesPerCell: 4 * S * P * d * (1 + layers.length),
-          build: (chunk) => {
-            // mask [cells*S, pos, 1]: row block c restores token chunk[c] at every layer of the window.
-            const mask = f32([chunk.length * S, P, 1]);
-            chunk.forEach((t, c) => {
-              for (let s = 0; s < S; s++) mask.data[(c * S + s) * P + t] = 1;
-            });
-            const ivs: Intervention[] = layers.map((k) => ({ kind: 'patch', hook: `blocks.${k}.${hook}` as HookName, mask, source: tileBatch(cleanAt(`blocks.${k}.${hook}`), chunk.length * S) }));
-            return { startLayer: layers[0]!, residual: tileBatch(residIn(layers[0]!), chunk.length), interventions: ivs };
-          },
-        });
+      for (let t = 0; t < P; t++) {
+        const out = (ki * P + t) * n + L;
+        const layers = (kind === 'resid' ? [L] : traceWindow(L, window, n)).filter((k) => k < n - 1 || t === P - 1);
+        if (t < s0 || layers.length === 0) {
+          all[out] = lowScore;
+          continue;
+        }
+        const key = `${kind}:${layers.join(',')}`;
+        const first = firstOf.get(`${key}:${t}`);
+        if (first !== undefined) {
+          same.set(out, first);
+          continue;
+        }
+        firstOf.set(`${key}:${t}`, out);
+        let st = structures.get(key);
+        if (!st) structures.set(key, (st = { kind, layers, cells: [] }));
+        st.cells.push({ t, out });
       }
     }
   });
+
+  const f32add = (a: Float32Array, b: Float32Array) => Float32Array.from(a, (x, i) => x + b[i]!);
+  const rowOf = (t: F32, s: number, p: number) => t.data.subarray((s * t.dims[1]! + p) * d, (s * t.dims[1]! + p + 1) * d);
+  const groups: CellGroup[] = [];
+  for (const { kind, layers, cells } of structures.values()) {
+    cells.sort((a, b) => a.t - b.t);
+    const lo = layers[0]!;
+    // The first restored layer is applied to the residual stream directly, with the float32
+    // additions its block makes (so the values are those of a patched forward); the others of a
+    // window are patched in their blocks at token t.
+    let startLayer: number;
+    let fromMid = false;
+    let base: F32;
+    let restored: (s: number, t: number) => Float32Array;
+    if (kind === 'resid') {
+      startLayer = lo + 1;
+      base = residIn(lo + 1);
+      const src = cleanAt(`blocks.${lo}.hook_resid_post`);
+      restored = (_s, t) => rowOf(src, 0, t);
+    } else if (kind === 'mlp') {
+      // resid_post = resid_mid + mlp_out (parallel blocks: (resid_pre + attn_out) + mlp_out).
+      startLayer = lo + 1;
+      base = residIn(lo + 1);
+      const src = cleanAt(`blocks.${lo}.hook_mlp_out`);
+      restored = seq
+        ? (s, t) => f32add(rowOf(noisyAt(`blocks.${lo}.hook_resid_mid`), s, t), rowOf(src, 0, t))
+        : (s, t) => f32add(f32add(rowOf(noisyAt(`blocks.${lo}.hook_resid_pre`), s, t), rowOf(noisyAt(`blocks.${lo}.hook_attn_out`), s, t)), rowOf(src, 0, t));
+    } else {
+      const src = cleanAt(`blocks.${lo}.hook_attn_out`);
+      const pre = noisyAt(`blocks.${lo}.hook_resid_pre`);
+      if (seq) {
+        // resid_mid = resid_pre + attn_out; block lo then runs its MLP.
+        startLayer = lo;
+        fromMid = true;
+        base = noisyAt(`blocks.${lo}.hook_resid_mid`);
+        restored = (s, t) => f32add(rowOf(pre, s, t), rowOf(src, 0, t));
+      } else {
+        // Attention-only: resid_post = resid_pre + attn_out; parallel: + mlp_out, whose input (resid_pre) is unchanged.
+        startLayer = lo + 1;
+        base = residIn(lo + 1);
+        restored = cfg.attn_only
+          ? (s, t) => f32add(rowOf(pre, s, t), rowOf(src, 0, t))
+          : (s, t) => f32add(f32add(rowOf(pre, s, t), rowOf(src, 0, t)), rowOf(noisyAt(`blocks.${lo}.hook_mlp_out`), s, t));
+      }
+    }
+    const rest = layers.slice(1);
+    const hook = kind === 'mlp' ? 'hook_mlp_out' : 'hook_attn_out';
+    groups.push({
+      cells: cells.map((c) => c.out),
+      bytesPerCell: 4 * S * P * d * (1 + rest.length),
+      build: (chunk) => {
+        const resid = tileBatch(base, chunk.length);
+        chunk.forEach((ci, c) => {
+          const t = cells[ci]!.t;
+          for (let s = 0; s < S; s++) resid.data.set(restored(s, t), ((c * S + s) * P + t) * d);
+        });
+        let interventions: Intervention[] = [];
+        if (rest.length > 0) {
+          // mask [cells*S, pos, 1]: row block c restores token chunk[c] at every other layer of the window.
+          const mask = f32([chunk.length * S, P, 1]);
+          chunk.forEach((ci, c) => {
+            for (let s = 0; s < S; s++) mask.data[(c * S + s) * P + cells[ci]!.t] = 1;
+          });
+          interventions = rest.map((k) => ({ kind: 'patch', hook: `blocks.${k}.${hook}` as HookName, mask, source: tileBatch(cleanAt(`blocks.${k}.${hook}`), chunk.length * S) }));
+        }
+        return { startLayer, fromMid, residual: resid, interventions, firstChanged: cells[chunk[0]!]!.t };
+      },
+      firstChanged: (i) => cells[i]!.t,
+    });
+  }
   const result = (): CausalTraceResult => {
+    same.forEach((from, to) => (all[to] = all[from]!));
     const scores: Partial<Record<TraceKind, number[][]>> = {};
     kinds.forEach((k, ki) => {
       scores[k] = Array.from({ length: P }, (_, t) => Array.from(all.subarray((ki * P + t) * n, (ki * P + t + 1) * n)));
     });
     return { answer, highScore, lowScore, noise, window, subject: [s0, s1], scores };
   };
-  await runGroups(model, groups, S, P, metric, all, opts, result);
+  await runGroups(model, groups, S, P, metric, all, opts, result, prefix);
   return result();
 }

@@ -60,7 +60,9 @@ export interface SegmentVariant {
   /**
    * block only: the input holds only the positions after a prefix whose keys and values are fed
    * as PAST_K / PAST_V [batch, prefix, head_index, d_head] (a prefix that every patched run shares
-   * with the cached corrupted run, so it is not recomputed). No hook outputs or interventions.
+   * with the cached corrupted run, so it is not recomputed). No hook outputs; interventions only
+   * at hooks whose position axis is the input's (not attention scores / pattern, whose key axis
+   * spans the prefix too, nor the rotated q / k, which a prefix block does not hook).
    */
   prefix?: boolean;
 }
@@ -178,6 +180,16 @@ export function buildEmbedGraph(cfg: HookedTransformerConfig, params: ParamSourc
   return b.finish([{ name: RESID_OUT, dims: ['batch', 'pos', cfg.d_model] }]);
 }
 
+/**
+ * Whether a prefix block (positions after a cached prefix only) can intervene at this hook: every
+ * hook whose axes are [batch, pos, ...] over the block's own positions, i.e. all but the
+ * attention scores and pattern (their key axis spans the prefix too) and the rotated q / k
+ * (not hooked in a prefix block).
+ */
+export function prefixHookOk(hook: string): boolean {
+  return !/\.attn\.hook_(attn_scores|pattern|rot_q|rot_k)$/.test(hook);
+}
+
 export function buildBlockGraph(cfg: HookedTransformerConfig, params: ParamSource, layer: number, v: SegmentVariant): SegmentGraph {
   const b = new SegmentBuilder(cfg, params, v, `block${layer}`);
   const g = b.g;
@@ -187,9 +199,10 @@ export function buildBlockGraph(cfg: HookedTransformerConfig, params: ParamSourc
   const h = (s: string) => `${P}.${s}` as OutputName;
 
   const residIn = g.input(RESID_IN, OnnxDType.FLOAT, ['batch', 'pos', d]);
-  if ((v.lastPos || v.prefix) && (v.outputs.length > 0 || v.slots.length > 0)) {
-    throw new Error(`internal: a lastPos / prefix variant of block ${layer} cannot have hook outputs or interventions`);
-  }
+  if ((v.lastPos || v.prefix) && v.outputs.length > 0) throw new Error(`internal: a lastPos / prefix variant of block ${layer} cannot have hook outputs`);
+  if (v.lastPos && v.slots.length > 0) throw new Error(`internal: a lastPos variant of block ${layer} cannot have interventions`);
+  const notInPrefix = v.prefix ? v.slots.find((s) => !prefixHookOk(s.hook)) : undefined;
+  if (notInPrefix) throw new Error(`internal: a prefix variant of block ${layer} cannot intervene at ${notInPrefix.hook}`);
   if (v.prefix && v.fromMid) throw new Error('internal: a block cannot both start at resid_mid and take a prefix');
   if (v.fromMid) {
     if (cfg.attn_only) throw new Error('internal: an attention-only block has no resid_mid to start from');

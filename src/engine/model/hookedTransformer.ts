@@ -9,7 +9,7 @@
  * block L ([batch, pos, d_model]); `stopAtLayer: L` returns the residual stream entering block L
  * instead of logits, exactly as TransformerLens's start_at_layer / stop_at_layer.
  */
-import { buildBlockGraph, buildEmbedGraph, buildFinalGraph, buildUnembedGraph, FINAL_X, fuseSegments, fusedInputName, PAST_K, PAST_V, RESID_IN, RESID_OUT, slotInputName, TOKENS, VOCAB_IDS, type InterventionSlot, type Segment, type SegmentGraph, type SegmentVariant } from '../graph/segments.js';
+import { buildBlockGraph, buildEmbedGraph, buildFinalGraph, buildUnembedGraph, FINAL_X, fuseSegments, fusedInputName, PAST_K, PAST_V, prefixHookOk, RESID_IN, RESID_OUT, slotInputName, TOKENS, VOCAB_IDS, type InterventionSlot, type Segment, type SegmentGraph, type SegmentVariant } from '../graph/segments.js';
 import { allHooks, hookAxes, hookDims, requireHook, type HookName, type OutputName } from '../hooks/hooks.js';
 import type { Intervention, InterventionIndex } from '../interventions/plan.js';
 import { OnnxRuntime, ortF32, ortI64, type CompiledSession, type OrtTensor, type RuntimeOptions } from '../backends/onnx/runtime.js';
@@ -51,9 +51,11 @@ export interface RunOptions {
   /**
    * The residual covers only the positions after a prefix of `length` positions whose keys and
    * values at every layer run are given (keys[l], values[l]: blocks.l.attn.hook_k / hook_v of
-   * those positions, [batch, length, head_index, d_head]), e.g. a prefix shared with a cached
-   * run. Logits are for the given positions only. No hook outputs or interventions. With
-   * startAtResidMid the first block runs its MLP on the given positions alone.
+   * those positions, [batch, length, head_index, d_head], or [k, length, ...] with k dividing
+   * batch, for which row r reads row r mod k), e.g. a prefix shared with a cached
+   * run. Logits are for the given positions only. No hook outputs; interventions act on the
+   * given positions (their masks and sources cover those), at every hook but the attention
+   * scores / pattern and the rotated q / k (prefixHookOk). With startAtResidMid the first block runs its MLP on the given positions alone.
    */
   prefix?: { keys: readonly (F32 | undefined)[]; values: readonly (F32 | undefined)[] };
 }
@@ -155,14 +157,17 @@ export class HookedTransformer {
     }
     if (opts.prefix) {
       if (!resid) throw new Error('prefix needs startAtLayer and the residual stream of the positions after the prefix');
-      if ((opts.names && opts.names !== 'all' && opts.names.length > 0) || opts.names === 'all' || (opts.interventions?.length ?? 0) > 0) throw new Error('prefix runs cannot return hooks or take interventions');
+      if ((opts.names && opts.names !== 'all' && opts.names.length > 0) || opts.names === 'all') throw new Error('prefix runs cannot return hooks');
+      // Interventions apply to the given positions (masks and sources cover those only).
+      const bad = opts.interventions?.find((iv) => !prefixHookOk(iv.hook));
+      if (bad) throw new Error(`prefix runs cannot intervene at ${bad.hook}: its key axis spans the prefix too, or a prefix block does not hook it`);
       // A block that starts at resid_mid runs only its MLP, which needs no other position.
       // Keys and values as hook_k / hook_v cache them: n_key_value_heads heads under grouped-query attention.
       const KV = cfg.n_key_value_heads ?? cfg.n_heads;
       for (let l = fromMid ? start + 1 : start; l < stop; l++) {
         for (const t of [opts.prefix.keys[l], opts.prefix.values[l]]) {
-          if (!t || t.dims.length !== 4 || t.dims[0] !== B || t.dims[2] !== KV || t.dims[3] !== cfg.d_head || t.dims[1]! + P > cfg.n_ctx) {
-            throw new Error(`prefix: layer ${l} needs keys and values [${B}, length, ${KV}, ${cfg.d_head}] with length + ${P} <= n_ctx`);
+          if (!t || t.dims.length !== 4 || !(t.dims[0]! > 0 && B % t.dims[0]! === 0) || t.dims[2] !== KV || t.dims[3] !== cfg.d_head || t.dims[1]! + P > cfg.n_ctx) {
+            throw new Error(`prefix: layer ${l} needs keys and values [${B} (or a divisor of it: rows c·k + b read row b), length, ${KV}, ${cfg.d_head}] with length + ${P} <= n_ctx`);
           }
         }
       }

@@ -150,8 +150,12 @@ export function emitAttention(e: Emitter, x: string, o: AttentionOptions): strin
   // prefix: keys / values of the earlier positions come in, [batch, past + pos, kv_head, d_head].
   const past = o.past ? dimOf(g, o.past.k, 1) : null;
   if (o.past) {
-    k = g.op('Concat', [o.past.k, k], { axis: 1 });
-    v = g.op('Concat', [o.past.v, v], { axis: 1 });
+    // The cached run's keys and values may come once per prompt ([prompts, past, ...]) for a
+    // batch of cells x prompts rows (row c·prompts + b reads prompt b): tiled here, one layer at
+    // a time, rather than fed as n_layers tiled copies.
+    const reps = g.op('Concat', [g.op('Div', [dimOf(g, k, 0), dimOf(g, o.past.k, 0)]), g.constI64([1, 1, 1])], { axis: 0 });
+    k = g.op('Concat', [g.op('Tile', [o.past.k, reps]), k], { axis: 1 });
+    v = g.op('Concat', [g.op('Tile', [o.past.v, reps]), v], { axis: 1 });
   }
   const zero = g.constI64([0]);
   if (cfg.positional_embedding_type === 'rotary') {
