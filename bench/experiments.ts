@@ -11,12 +11,27 @@
  * and its total is extrapolated per sweep; the sampled cells are also compared with the batched
  * values. Targets (2-core machine): >= 8x the naive loop overall, every layer x position or
  * layer x head sweep <= 10 s, both neuron sweeps together <= 120 s.
+ *
+ * Long prompts (`long_prompt_*`): one prompt at builtin:toy's whole context (256 tokens) with six
+ * analyses (logit difference, resid_pre patching, head z patching by position, causal tracing,
+ * head attribution, logit lens) run as `mechlens run` runs them; each analysis's time, and
+ * causal tracing and head patching by position against their naive loops (one full forward per
+ * cell, timed on a sample of cells in the same process and extrapolated). Target: each of the
+ * two under 5 s.
  */
 import * as os from 'node:os';
 import { HookedTransformer } from '../src/engine/model/hookedTransformer.js';
 import { applyProcessing } from '../src/engine/weights/process.js';
 import { logitDiffMetric, naivePatchCell, normalizedMetric, runPatchSweep, sweepLayout, type PatchSweepSpec } from '../src/engine/analysis/patching.js';
 import { gpt2SmallConfig, randomParams } from './randomModel.js';
+import { LoadedEngine } from '../src/engine/engine.js';
+import { checkWithModel, parseExperiment } from '../src/engine/experiments/parse.js';
+import { runExperiment } from '../src/engine/experiments/run.js';
+import { embeddingStd, gaussian, traceWindow } from '../src/engine/analysis/tracing.js';
+import { answerProbMetric } from '../src/engine/analysis/metrics.js';
+import { tileBatch } from '../src/engine/analysis/sweep.js';
+import type { HookName } from '../src/engine/hooks/hooks.js';
+import type { Intervention } from '../src/engine/interventions/plan.js';
 
 /** the contraction-circuit study Experiment 1: GPT-2 tokens of the ('re, they) prompts, as the notebook prints them. */
 export const CONTRACTION_TOKENS = [
@@ -102,14 +117,115 @@ export async function benchExperiments(): Promise<Record<string, number>> {
     out['target_overall_speedup'] = 8;
     out['target_grid_sweep_s'] = 10;
     out['target_neuron_sweeps_s'] = 120;
-    out['pass'] = out['overall_speedup']! >= 8 && gridMax <= 10_000 && neurons <= 120_000 && worstDiff <= 1e-4 ? 1 : 0;
+    const pass = out['overall_speedup']! >= 8 && gridMax <= 10_000 && neurons <= 120_000 && worstDiff <= 1e-4;
+    await model.dispose();
+    Object.assign(out, await benchLongPrompt());
+    out['pass'] = pass && out['long_prompt_pass'] === 1 ? 1 : 0;
     return out;
   } finally {
     await model.dispose();
   }
 }
 
+/** The long-prompt case on builtin:toy (see the file header). */
+export async function benchLongPrompt(): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  const eng = await LoadedEngine.load('builtin:toy', { processing: 'default' });
+  try {
+    const cfg = eng.model.cfg;
+    // 255 characters + BOS = n_ctx tokens; the corrupted prompt differs early (position 25), so
+    // almost nothing is shared between clean and corrupted.
+    const words = 'the cat sat on a mat while the dog ran to the park and saw a bird fly over the tree near the river bank'.split(' ');
+    let text = 'The Eiffel Tower is in the city of';
+    for (let i = 0; text.length < 300; i++) text += ` ${words[(i * 7) % words.length]}`;
+    const clean = text.slice(0, cfg.n_ctx - 1);
+    const corrupted = clean.slice(0, 24) + (clean[24] === 'x' ? 'y' : 'x') + clean.slice(25);
+    const analyses = [
+      { kind: 'logit_diff' },
+      { kind: 'patch', hook: 'resid_pre' },
+      { kind: 'patch_heads', activation: 'z', by: 'pos' },
+      { kind: 'causal_trace', subject: 'Eiffel Tower' },
+      { kind: 'head_dla' },
+      { kind: 'logit_lens' },
+    ];
+    const file = JSON.stringify({ model: 'builtin:toy', prompts: [{ prompt: clean, corrupted, answer: 'a', wrong: 'e' }], analyses });
+    const parsed = parseExperiment(file, '/virtual/long-prompt.experiment.json', { read: () => null });
+    const x = parsed.experiment!;
+    const checked = checkWithModel(x, cfg, eng.tokenizer);
+    if (checked.diagnostics.some((d) => d.severity === 'error')) throw new Error(checked.diagnostics.map((d) => d.message).join('; '));
+    const P = checked.tokens[0]!.clean[0]!.length;
+    out['long_prompt_tokens'] = P;
+    const t0 = performance.now();
+    const r = await runExperiment(x, eng.model, eng.tokenizer, checked.tokens);
+    out['long_prompt_total_s'] = round((performance.now() - t0) / 1000, 2);
+    for (const res of r.results) out[`long_prompt_${res.kind}${res.kind === 'patch_heads' ? '_by_pos' : ''}_ms`] = round(res.elapsedMs);
+
+    // Naive loops on samples of cells, in the same process.
+    const m = eng.model;
+    const row = checked.tokens[0]!.clean[0]!;
+    const corrRow = checked.tokens[0]!.corrupted![0]!;
+    const trace = r.results.find((x) => x.kind === 'causal_trace')!.data as { answer: number; noise: number; subject: [number, number]; window: number; scores: Record<string, number[][]> };
+    const S = 10;
+    const [s0, s1] = trace.subject;
+    const cleanRun = await m.runWithCache([row]);
+    const noisy = tileBatch(cleanRun.cache.get('hook_embed')!, S);
+    const z = gaussian(S * (s1 - s0) * cfg.d_model, 1);
+    const d = cfg.d_model;
+    for (let s = 0; s < S; s++) for (let p = s0; p < s1; p++) for (let i = 0; i < d; i++) noisy.data[(s * P + p) * d + i]! += trace.noise * z[(s * (s1 - s0) + p - s0) * d + i]!;
+    if (Math.abs(trace.noise - 3 * embeddingStd(m)) > 1e-9) throw new Error('the bench expects the default noise');
+    const rows = Array.from({ length: S }, () => row);
+    const prob = answerProbMetric(new Array<number>(S).fill(trace.answer));
+    const naiveTrace = async (kind: 'resid' | 'mlp' | 'attn', t: number, L: number) => {
+      const layers = kind === 'resid' ? [L] : traceWindow(L, trace.window, cfg.n_layers);
+      const hook = kind === 'resid' ? 'hook_resid_post' : kind === 'mlp' ? 'hook_mlp_out' : 'hook_attn_out';
+      const ivs: Intervention[] = [{ kind: 'patch', hook: 'hook_embed', source: noisy }, ...layers.map((k) => ({ kind: 'patch' as const, hook: `blocks.${k}.${hook}` as HookName, index: { pos: [t] }, source: tileBatch(cleanRun.cache.get(`blocks.${k}.${hook}` as HookName)!, S) }))];
+      return prob(await m.runWithHooks(rows, ivs));
+    };
+    let worst = 0;
+    let naiveMs = 0;
+    const sample: ['resid' | 'mlp' | 'attn', number, number][] = [['resid', s1, 0], ['mlp', P >> 1, 1], ['attn', P - 1, 0]];
+    for (const [kind, t, L] of sample) {
+      await naiveTrace(kind, t, L);
+      const t1 = performance.now();
+      const v = await naiveTrace(kind, t, L);
+      naiveMs += performance.now() - t1;
+      worst = Math.max(worst, Math.abs(v - trace.scores[kind]![t]![L]!));
+    }
+    const traceCells = 3 * P * cfg.n_layers;
+    const traceMs = out['long_prompt_causal_trace_ms']!;
+    out['long_prompt_causal_trace_naive_estimated_ms'] = round((naiveMs / sample.length) * traceCells);
+    out['long_prompt_causal_trace_speedup'] = round(out['long_prompt_causal_trace_naive_estimated_ms']! / traceMs, 1);
+
+    const ld = logitDiffMetric(checked.tokens[0]!.answers!);
+    const [ldClean, ldCorr] = [ld(await m.forward([row])), ld(await m.forward([corrRow]))];
+    const metric = normalizedMetric(ld, ldClean, ldCorr);
+    const spec: PatchSweepSpec = { kind: 'head', activation: 'z', by: 'pos' };
+    const heads = r.results.find((x) => x.kind === 'patch_heads')!.data as { values: number[] };
+    const cells = sweepLayout(cfg, P, spec).cells;
+    const cleanCache = (await m.run([row], { names: 'all', noLogits: true })).cache;
+    naiveMs = 0;
+    for (const c of [cells[0]!, cells[Math.floor(cells.length / 2)]!, cells[cells.length - 1]!]) {
+      await naivePatchCell(m, cleanCache, [corrRow], metric, c);
+      const t1 = performance.now();
+      const v = await naivePatchCell(m, cleanCache, [corrRow], metric, c);
+      naiveMs += performance.now() - t1;
+      // In logit-difference units: the untrained toy's clean and corrupted differ little, so the
+      // normalised values magnify float rounding by 1 / (clean - corrupted).
+      worst = Math.max(worst, Math.abs(v - heads.values[c.index]!) * Math.abs(ldClean - ldCorr));
+    }
+    const headsMs = out['long_prompt_patch_heads_by_pos_ms']!;
+    out['long_prompt_patch_heads_by_pos_naive_estimated_ms'] = round((naiveMs / 3) * cells.length);
+    out['long_prompt_patch_heads_by_pos_speedup'] = round(out['long_prompt_patch_heads_by_pos_naive_estimated_ms']! / headsMs, 1);
+    out['long_prompt_max_abs_diff_vs_naive'] = worst;
+    out['long_prompt_target_ms'] = 5000;
+    out['long_prompt_pass'] = traceMs <= 5000 && headsMs <= 5000 && worst <= 1e-4 ? 1 : 0;
+    return out;
+  } finally {
+    await eng.dispose();
+  }
+}
+
 // `node --import tsx bench/experiments.ts` runs this benchmark alone.
 if (require.main === module) {
-  void benchExperiments().then((r) => process.stdout.write(JSON.stringify({ bench: 'experiments', ...r }) + '\n'));
+  void (process.argv[2] === 'long' ? benchLongPrompt() : benchExperiments()).then((r) => process.stdout.write(JSON.stringify({ bench: 'experiments', ...r }) + '\n'));
 }
