@@ -29,7 +29,7 @@ import { HookedTransformer } from '../src/engine/model/hookedTransformer.js';
 import { loadModelFolder } from '../src/engine/model/load.js';
 import { applyProcessing } from '../src/engine/weights/process.js';
 import { logitDiffMetric, normalizedMetric, runPatchSweep, sweepLayout, type PatchCell } from '../src/engine/analysis/patching.js';
-import { seed001Config, Trainer } from '../src/engine/training/trainer.js';
+import { noPositionConfig, Trainer } from '../src/engine/training/trainer.js';
 import { randomTokens } from './randomModel.js';
 import { CONTRACTION_ANSWERS, CONTRACTION_TOKENS, SWEEPS } from './experiments.js';
 import { BENCH_DIR, findOraclePython, makeCheckpoint, median, nodePeakRss, PyPeer, round } from './pyPeer.js';
@@ -154,7 +154,7 @@ export async function benchPeers(): Promise<Record<string, unknown>> {
     model = null;
 
     // -- training: the no-positional-embedding experiment --------------------------------------
-    const trainer = await Trainer.create(seed001Config({ max_steps: 1000 }), { threads: 2 });
+    const trainer = await Trainer.create(noPositionConfig({ max_steps: 1000 }), { threads: 2 });
     await tl.request('train_setup', { seed: 123 });
     const mlSteps: number[] = [];
     const tlSteps: number[] = [];

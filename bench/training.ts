@@ -15,7 +15,7 @@
  * reported with it.
  */
 import * as os from 'node:os';
-import { seed001Config, Trainer } from '../src/engine/training/trainer.js';
+import { noPositionConfig, Trainer } from '../src/engine/training/trainer.js';
 import { HookedTransformer } from '../src/engine/model/hookedTransformer.js';
 import { AttributionPatcher } from '../src/engine/analysis/attribution.js';
 import { logitDiffMetric, normalizedMetric, runPatchSweep } from '../src/engine/analysis/patching.js';
@@ -29,7 +29,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 async function benchSteps(steps = 40, warm = 5): Promise<Record<string, number>> {
   const t0 = performance.now();
-  const trainer = await Trainer.create(seed001Config({ max_steps: steps + warm }));
+  const trainer = await Trainer.create(noPositionConfig({ max_steps: steps + warm }));
   const sessionMs = performance.now() - t0;
   const times: number[] = [];
   let loss = 0;
@@ -44,14 +44,14 @@ async function benchSteps(steps = 40, warm = 5): Promise<Record<string, number>>
   }
   const med = median(times);
   return {
-    seed001_steps_per_s: round(1000 / med, 2),
-    seed001_step_ms_median: round(med),
-    seed001_step_ms_min: round(Math.min(...times)),
-    seed001_step_ms_max: round(Math.max(...times)),
-    seed001_tokens_per_s: Math.round((256 * 50 * 1000) / med),
-    seed001_session_ms: round(sessionMs),
-    seed001_last_loss: round(loss, 4),
-    target_seed001_steps_per_s: 5.5,
+    no_position_steps_per_s: round(1000 / med, 2),
+    no_position_step_ms_median: round(med),
+    no_position_step_ms_min: round(Math.min(...times)),
+    no_position_step_ms_max: round(Math.max(...times)),
+    no_position_tokens_per_s: Math.round((256 * 50 * 1000) / med),
+    no_position_session_ms: round(sessionMs),
+    no_position_last_loss: round(loss, 4),
+    target_no_position_steps_per_s: 5.5,
   };
 }
 
@@ -104,6 +104,6 @@ export async function benchTraining(): Promise<Record<string, number>> {
     ...attr,
     load1_before: round(loadBefore, 2),
     load1_after: round(loadAfter, 2),
-    pass: steps['seed001_steps_per_s']! >= 5.5 && attr['attribution_gpt2small_8x8_cold_ms']! <= 5000 ? 1 : 0,
+    pass: steps['no_position_steps_per_s']! >= 5.5 && attr['attribution_gpt2small_8x8_cold_ms']! <= 5000 ? 1 : 0,
   };
 }

@@ -116,19 +116,19 @@ describe('e2e: training from the Train lens', function () {
 });
 
 /**
- * Seed 001 end to end on a real checkpoint (about 10–25 minutes of training, so only when one is
- * given: MECHLENS_SEED001_CHECKPOINT=<folder with latest/step-004000>, e.g. from
+ * The no-positional-embedding experiment end to end on a real checkpoint (about 10–25 minutes of training, so only when one is
+ * given: MECHLENS_NO_POSITION_CHECKPOINT=<folder with latest/step-004000>, e.g. from
  * `node --import tsx scripts/train-experiment.ts samples/no-position.experiment.json --checkpoints DIR`).
  * The checkpoint goes where the sample's Train lens would have put it; "Analyse" then runs the
  * notebook's analyses and the panel shows the loss and the ablation chart.
  */
-describe('e2e: seed 001 — Analyse the trained no-position model', function () {
+describe('e2e: no-positional-embedding experiment — Analyse the trained no-position model', function () {
   this.timeout(900_000);
   const SAMPLE = 'no-position.experiment.json';
   let frame: FrameLocator;
 
   before(function () {
-    const src = process.env.MECHLENS_SEED001_CHECKPOINT;
+    const src = process.env.MECHLENS_NO_POSITION_CHECKPOINT;
     if (!src) this.skip();
     const dest = path.join(session().workspace, '.mechlens', 'train', 'no-position');
     fs.mkdirSync(dest, { recursive: true });
@@ -168,10 +168,10 @@ describe('e2e: seed 001 — Analyse the trained no-position model', function () 
     assert.ok(of('hook_embed') > 5, `hook_embed ablated: ${of('hook_embed')}`);
     assert.ok(of('blocks.1.attn.hook_pattern') < 0.01, `layer 1's pattern ablated: ${of('blocks.1.attn.hook_pattern')}`);
     await frame.locator('.ml-exp-section[data-kind="loss"]').scrollIntoViewIfNeeded();
-    await screenshot('e2e-52-seed001-analysis-top');
+    await screenshot('e2e-52-no-position-analysis-top');
     await frame.locator('.ml-exp-section[data-kind="attention_patterns"]').scrollIntoViewIfNeeded();
-    await screenshot('e2e-53-seed001-attention');
+    await screenshot('e2e-53-no-position-attention');
     await abl.scrollIntoViewIfNeeded();
-    await screenshot('e2e-54-seed001-ablation');
+    await screenshot('e2e-54-no-position-ablation');
   });
 });

@@ -29,7 +29,7 @@ for (const kind of ['mean', 'zero'] as const) {
   test(`${kind} ablation of every hook equals one full forward per hook`, async () => {
     const m = fixtureModel();
     try {
-      // The mean comes from another batch (the corrupted prompts), as seed 001 averages a fresh batch.
+      // The mean comes from another batch (the corrupted prompts), as the no-positional-embedding experiment averages a fresh batch.
       const r = await ablateEveryHook(m, spec.tokens, { kind, meanTokens: spec.corrupted_tokens });
       assert.ok(Math.abs(r.baseline - loss(await m.forward(spec.tokens), spec.tokens)) < 1e-6);
       const meanCache = (await m.runWithCache(spec.corrupted_tokens)).cache;
@@ -51,7 +51,7 @@ for (const kind of ['mean', 'zero'] as const) {
   });
 }
 
-test("seed 001's previous-token loss reads logits[:, 1:] against tokens[:, :-1]", () => {
+test("the no-positional-embedding experiment's previous-token loss reads logits[:, 1:] against tokens[:, :-1]", () => {
   // logits [1, 3, 4]: position 1 predicts token 0 (id 2), position 2 predicts token 1 (id 3).
   const logits = f32([1, 3, 4], [0, 0, 0, 0, 0, 0, 10, 0, 0, 0, 0, 10]);
   const l = tokenLoss(logits, [[2, 3, 1]], 'previous_token');

@@ -4,7 +4,7 @@
  *     every parameter, for several architectures;
  *  2. against @tensorflow/tfjs's autodiff of an independent tfjs implementation of the same
  *     model (TransformerLens maths written with tf ops), on every coordinate.
- * Loss: the seed-001 previous-token cross-entropy (mean over scored tokens, position 0 ignored).
+ * Loss: the no-positional-embedding experiment's previous-token cross-entropy (mean over scored tokens, position 0 ignored).
  */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';

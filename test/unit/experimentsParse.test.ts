@@ -187,7 +187,7 @@ test('the samples parse, and on GPT-2 tokenize to the seed notebooks\' tokens', 
     assert.deepEqual(c.diagnostics, [], `${f}: ${JSON.stringify(c.diagnostics)}`);
     for (const g of c.tokens) assert.equal(g.clean.length, 8);
     if (f === 'contractions-re-they') {
-      // seed 004: tokens and answer_tokens as printed in the notebook.
+      // The contraction-circuit study: tokens and answer_tokens as printed in the notebook.
       assert.deepEqual(c.tokens[0]!.clean, [
         [50256, 1135, 821, 5742, 674, 1545, 618, 484],
         [50256, 1135, 389, 5742, 674, 1545, 618, 484],

@@ -162,7 +162,7 @@ function miniGpt2Folder(dir: string): void {
   writeSafetensors(path.join(dir, 'model.safetensors'), t);
 }
 
-test("seed 004's contraction sample runs end to end on a GPT-2-vocabulary model (random weights)", async () => {
+test("the contraction-circuit study's sample runs end to end on a GPT-2-vocabulary model (random weights)", async () => {
   const model = path.join(tmp, 'mini-gpt2');
   miniGpt2Folder(model);
   // The sample as written, except that the two 3072-neuron sweeps are cut to a few neurons to
@@ -175,7 +175,7 @@ test("seed 004's contraction sample runs end to end on a GPT-2-vocabulary model 
   const out = path.join(tmp, 'run-contractions');
   const r = await cli(['run', file, '--model', model, '--out', out]);
   assert.equal(r.code, 0, r.stderr);
-  // Random weights: the seed's GPT-2 numbers are reported as not met, the run still completes.
+  // Random weights: the study's GPT-2 numbers are reported as not met, the run still completes.
   assert.match(r.stderr, /FAIL .*average clean logit difference: expected 2\.1055/);
   const { results } = loadRun(out);
   assert.equal(results!.results.length, 17);

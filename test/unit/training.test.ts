@@ -1,6 +1,6 @@
 /**
  * Training (src/engine/training): the differentiable model graph against HookedTransformer, the
- * in-graph AdamW against torch's update rule, a short seed-001-style run, checkpoints (loadModel,
+ * in-graph AdamW against torch's update rule, a short no-positional-embedding-style run, checkpoints (loadModel,
  * resume = uninterrupted, failures), NaN detection and the tasks.
  */
 import { test } from 'node:test';
@@ -22,7 +22,7 @@ import type { HookName } from '../../src/engine/hooks/hooks.js';
 import { emitForward, initializerParams, initParams, paramSpecs, tokenInput } from '../../src/engine/training/model.js';
 import { Rng } from '../../src/engine/training/rng.js';
 import { IGNORE, makeTask } from '../../src/engine/training/tasks.js';
-import { seed001Config, Trainer, TrainingError, type TrainConfig } from '../../src/engine/training/trainer.js';
+import { noPositionConfig, Trainer, TrainingError, type TrainConfig } from '../../src/engine/training/trainer.js';
 import { assertClose, fixtureConfig, fixtureParams, spec } from '../helpers/fixture.js';
 import type * as ort from 'onnxruntime-node';
 
@@ -30,9 +30,9 @@ const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'mechlens-training-'));
 process.on('exit', () => fs.rmSync(tmpRoot, { recursive: true, force: true }));
 const tmp = (name: string) => path.join(tmpRoot, name);
 
-/** A small seed-001-style config (previous token, no positional information, LN, relu). */
+/** A small no-positional-embedding-style config (previous token, no positional information, LN, relu). */
 function tinyConfig(overrides: Partial<TrainConfig> = {}, model: Partial<TrainConfig['model']> = {}): TrainConfig {
-  return seed001Config({
+  return noPositionConfig({
     model: { n_layers: 2, d_model: 16, d_head: 16, n_heads: 1, d_mlp: 32, d_vocab: 12, n_ctx: 8, act_fn: 'relu', normalization_type: 'LN', bos_token_id: 0, ...model },
     batch_size: 16, lr: 3e-3, warmup_steps: 5, max_steps: 20, seed: 7, ...overrides,
   });
@@ -233,7 +233,7 @@ async function gradientGraph(cfg: HookedTransformerConfig): Promise<(p: Params, 
   };
 }
 
-test('a short seed-001-style run learns the previous token; its checkpoint loads through loadModel into HookedTransformer', async () => {
+test('a short no-positional-embedding-style run learns the previous token; its checkpoint loads through loadModel into HookedTransformer', async () => {
   const c = tinyConfig({ max_steps: 250, batch_size: 64, lr: 3e-3, warmup_steps: 20, seed: 1 }, { d_model: 32, d_head: 32, d_mlp: 64, d_vocab: 20, n_ctx: 12 });
   const saveDir = tmp('short-run');
   const t = await Trainer.create(c, { saveDir, threads: 1 });
@@ -246,7 +246,7 @@ test('a short seed-001-style run learns the previous token; its checkpoint loads
   assert.equal(progress, 250);
   assert.ok(last !== null && (last as { tokensPerSec: number }).tokensPerSec > 0);
   const curve = [0, 25, 50, 100, 150, 200, 249].map((i) => `${i + 1}: ${r.losses[i]!.toFixed(3)}`).join(', ');
-  console.log(`seed-001-style run (d_vocab 20, ln 20 = ${Math.log(20).toFixed(3)}): ${curve}`);
+  console.log(`no-positional-embedding-style run (d_vocab 20, ln 20 = ${Math.log(20).toFixed(3)}): ${curve}`);
   const tail = r.losses.slice(-20).reduce((a, b) => a + b, 0) / 20;
   assert.ok(r.losses[0]! > 2.5, `initial loss ${r.losses[0]} should be near ln(20)`);
   assert.ok(tail < 0.3, `mean loss over the last 20 steps ${tail} should be far below ln(20) = 3.0`);

@@ -1,7 +1,7 @@
 /**
  * Training toy transformers on the CPU (or wherever onnxruntime runs), TransformerLens-style.
  *
- *   const t = await Trainer.create(seed001Config({ max_steps: 4000 }), { saveDir: 'runs/no-pos' });
+ *   const t = await Trainer.create(noPositionConfig({ max_steps: 4000 }), { saveDir: 'runs/no-pos' });
  *   const r = await t.run({ onProgress: (p) => ..., signal });
  *   // r.checkpoint is a model folder: loadModel(r.checkpoint) -> HookedTransformer
  *
@@ -56,7 +56,7 @@ export interface TrainConfig {
 }
 
 /** The no-positional-embedding experiment: 2 layers, d_model 64, 1 head, relu, LN, no positional information. */
-export function seed001Config(overrides: Partial<TrainConfig> = {}): TrainConfig {
+export function noPositionConfig(overrides: Partial<TrainConfig> = {}): TrainConfig {
   return {
     model: { n_layers: 2, d_model: 64, d_head: 64, n_heads: 1, d_mlp: 256, d_vocab: 300, n_ctx: 50, act_fn: 'relu', normalization_type: 'LN', bos_token_id: 0, model_name: 'no-pos-prev-token' },
     task: { kind: 'previous_token' },

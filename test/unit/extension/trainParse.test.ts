@@ -1,6 +1,6 @@
 /**
  * "kind": "train" experiment files: the schema (one file for both kinds, if/then/else for
- * editors), the samples (seed 001 exactly), and diagnostics at the line and column of the
+ * editors), the samples (the no-positional-embedding experiment exactly), and diagnostics at the line and column of the
  * offending text — through parseExperiment, as every caller reads them, and through the
  * extension's parseTrainText (trainParse.ts without the tokenizer).
  */
@@ -13,7 +13,7 @@ import { LineIndex } from '../../../src/engine/experiments/json.js';
 import { analysisExperimentSchema, experimentSchema } from '../../../src/engine/experiments/schema.js';
 import { trainExperimentSchema } from '../../../src/engine/experiments/trainSchema.js';
 import { defaultCheckpointDir } from '../../../src/engine/experiments/trainParse.js';
-import { seed001Config } from '../../../src/engine/training/trainer.js';
+import { noPositionConfig } from '../../../src/engine/training/trainer.js';
 
 const ROOT = path.join(__dirname, '..', '..', '..');
 const DIR = '/virtual/train';
@@ -76,17 +76,17 @@ test('schemas/experiment.schema.json holds both kinds: "kind" picks the train or
   walk(trainExperimentSchema, 'train');
 });
 
-test('samples/no-position.experiment.json is seed 001 exactly (the engine\'s seed001Config)', () => {
+test('samples/no-position.experiment.json is the no-positional-embedding experiment exactly (the engine\'s noPositionConfig)', () => {
   const file = path.join(ROOT, 'samples', 'no-position.experiment.json');
   const r = parseExperiment(fs.readFileSync(file, 'utf8'), file);
   assert.deepEqual(r.diagnostics, [], show(r.diagnostics));
   assert.equal(r.experiment, undefined);
   const x = r.train!;
-  const seed = seed001Config();
+  const seed = noPositionConfig();
   const { model_name: _a, ...want } = seed.model;
   const { model_name: _b, ...got } = x.config.model;
   assert.deepEqual(got, { ...want, positional_embedding_type: 'standard' });
-  // The seed's BOS is 0, the task's default, written out in the sample.
+  // The experiment's BOS is 0, the task's default, written out in the sample.
   assert.deepEqual(x.config.task, { bos_token_id: 0, ...seed.task });
   for (const k of ['zero_pos_embed', 'max_steps', 'batch_size', 'lr', 'betas', 'eps', 'weight_decay', 'decay_params', 'max_grad_norm', 'warmup_steps', 'seed'] as const) {
     assert.deepEqual(x.config[k], seed[k], k);

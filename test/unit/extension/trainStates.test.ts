@@ -8,11 +8,11 @@ import { MAX_CURVE_POINTS, TrainingTracker, analysisRunRecord, analysisState, de
 import type { TrainAnalyseResult, TrainConfigPayload, TrainingStepPayload } from '../../../src/protocol/engine.js';
 import { isRunRecord } from '../../../src/protocol/runs.js';
 import { configDifferences } from '../../../src/engine/worker/trainingService.js';
-import { seed001Config } from '../../../src/engine/training/trainer.js';
+import { noPositionConfig } from '../../../src/engine/training/trainer.js';
 
 const step = (n: number, loss: number, extra: Partial<TrainingStepPayload> = {}): TrainingStepPayload => ({ step: n, maxSteps: 100, loss, gradNorm: 0.5, lr: 1e-3, stepMs: 100, tokensPerSec: 2560, etaSec: (100 - n) / 10, posLoss: [0, loss, loss], ...extra });
 
-const config = (): TrainConfigPayload => ({ ...seed001Config(), model: { ...seed001Config().model } }) as TrainConfigPayload;
+const config = (): TrainConfigPayload => ({ ...noPositionConfig(), model: { ...noPositionConfig().model } }) as TrainConfigPayload;
 
 test('downsampleCurve keeps every step up to the limit, then averages equal runs ending at the latest step', () => {
   assert.deepEqual(downsampleCurve([3, 2, 1]), { step: [1, 2, 3], loss: [3, 2, 1] });
@@ -114,7 +114,7 @@ test('latestCheckpoint reads the `latest` pointer of a checkpoint folder', () =>
 });
 
 test('configDifferences lists what a resumed checkpoint keeps from its own config', () => {
-  const c = seed001Config();
+  const c = noPositionConfig();
   const file = { ...c, model: { ...c.model }, max_steps: 8000 } as TrainConfigPayload;
   assert.deepEqual(configDifferences(file, c), [], 'max_steps may change');
   file.lr = 3e-4;
