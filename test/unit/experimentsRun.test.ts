@@ -120,13 +120,19 @@ test('an experiment whose model cannot load is not run: the diagnostic points at
   assert.equal((await cli(['run'])).code, 2);
 });
 
-test('the toy tour sample runs every analysis kind on builtin:toy', async () => {
+test('the toy tour sample runs on builtin:default and shows what it says: L0H0 a previous-token head, L1H1 an induction head', async () => {
+  const file = path.join(ROOT, 'samples', 'toy-tour.experiment.json');
+  const sample = JSON.parse(fs.readFileSync(file, 'utf8')) as { model: string; description: string; analyses: Record<string, unknown>[] };
+  assert.equal(sample.model, 'builtin:default');
+  assert.match(sample.description, /L0H0 is a previous-token head/);
+  assert.match(sample.description, /L1H1 is an induction head/);
   const out = path.join(tmp, 'run-toy');
-  const r = await cli(['run', path.join(ROOT, 'samples', 'toy-tour.experiment.json'), '--out', out]);
+  const r = await cli(['run', file, '--out', out]);
   assert.equal(r.code, 0, r.stderr);
   const { results } = loadRun(out);
   const kinds = new Set(results!.results.map((x) => x.kind));
-  assert.equal(kinds.size, 19);
+  // Every kind but the three that need MLPs (builtin:default is attention-only).
+  assert.equal(kinds.size, 16);
   for (const res of results!.results) {
     assert.ok(res.blocks.length > 0, `${res.title} shows something`);
   }
@@ -134,8 +140,49 @@ test('the toy tour sample runs every analysis kind on builtin:toy', async () => 
   const titles = results!.results.map((x) => x.title);
   assert.deepEqual(titles.filter((t, i) => titles.indexOf(t) !== i), []);
   assert.ok(titles.includes('Loss with each hook mean-ablated') && titles.includes('Loss with each hook zero-ablated'), titles.join(' | '));
+  const argmax = (grid: number[][]) => {
+    let best = { l: 0, h: 0, v: -Infinity };
+    grid.forEach((row, l) => row.forEach((v, h) => v > best.v && (best = { l, h, v })));
+    return `L${best.l}H${best.h}`;
+  };
+  const prev = results!.results.find((x) => x.kind === 'detect_heads' && (x.data as { pattern: string }).pattern === 'previous_token_head')!;
+  assert.equal(argmax((prev.data as { values: number[][] }).values), 'L0H0');
+  const scores = results!.results.find((x) => x.kind === 'head_scores')!;
+  assert.equal(argmax((scores.data as { inductionStripe: number[][] }).inductionStripe), 'L1H1');
+  const dla = results!.results.find((x) => x.kind === 'head_dla')!;
+  assert.equal(argmax((dla.data as { values: number[][] }).values), 'L1H1');
+  // The prompts' answer is the model's top prediction.
+  const top = results!.results.find((x) => x.kind === 'test_prompt')!;
+  assert.equal((top.data as { topK: { str: string }[] }).topK[0]!.str, 'v');
+  const trace = results!.results.find((x) => x.kind === 'causal_trace')!;
+  const traceTitles = JSON.stringify(trace.blocks);
+  assert.match(traceTitles, /restoring one layer's residual stream/);
+  assert.doesNotMatch(traceTitles, /restoring single restored/);
   const html = path.join(tmp, 'toy.html');
   assert.equal((await cli(['report', out, '--out', html])).code, 0);
+});
+
+test('the MLP and neuron analyses run on builtin:toy (the tour model has no MLPs)', async () => {
+  const file = path.join(tmp, 'toy-mlp.experiment.json');
+  fs.writeFileSync(file, JSON.stringify({
+    model: 'builtin:toy',
+    prompts: [{ prompt: 'the cat sat on the m', corrupted: 'the dog sat on the m', answer: 'a', wrong: 'o' }],
+    metric: 'logit_diff',
+    analyses: [
+      { kind: 'neuron_dla', layer: 1, top: 5 },
+      { kind: 'neuron_activations', layer: 0, neuron: 7, text: 'the cat sat on the mat' },
+      { kind: 'patch', hook: 'mlp_out' },
+      { kind: 'patch_neurons', layer: 1, top: 5 },
+      { kind: 'causal_trace', subject: 'cat', samples: 2, window: 2 },
+    ],
+  }));
+  const out = path.join(tmp, 'run-toy-mlp');
+  const r = await cli(['run', file, '--out', out]);
+  assert.equal(r.code, 0, r.stderr);
+  const { results } = loadRun(out);
+  assert.deepEqual(results!.results.map((x) => x.kind), ['neuron_dla', 'neuron_activations', 'patch', 'patch_neurons', 'causal_trace']);
+  for (const res of results!.results) assert.ok(res.blocks.length > 0, `${res.title} shows something`);
+  assert.match(JSON.stringify(results!.results[4]!.blocks), /restoring MLP outputs over a 2-layer window/);
 });
 
 /**

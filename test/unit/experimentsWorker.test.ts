@@ -147,5 +147,5 @@ test('cancel: the run stops and keeps the analyses done so far', async () => {
   const rec = JSON.parse(fs.readFileSync(path.join(r.run.dir, 'run.json'), 'utf8')) as RunRecord;
   assert.ok(rec.state.kind === 'experiment' && rec.state.run?.cancelled === true);
   const n = rec.state.kind === 'experiment' ? rec.state.sections.length : 0;
-  assert.ok(n >= 2 && n < 24, `${n} of 24 analyses kept`);
+  assert.ok(n >= 2 && n < 21, `${n} of 21 analyses kept`);
 });

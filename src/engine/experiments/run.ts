@@ -528,8 +528,8 @@ async function runAnalysis(
       const labels = gt.strTokens.map((t, p) => (p >= subject[0] && p < subject[1] ? `${t}*` : t));
       const ans = tokensToStrings(tok, [r.answer])[0]!;
       res.data = { ...r, answerStr: ans, prompt: ctx.texts.clean[i] };
-      // What one cell restores (ROME's three traces): read as "restoring <name> at one token".
-      const names: Record<string, string> = { resid: "one layer's hidden state (block output)", mlp: `the MLP outputs of ${r.window} layers around it`, attn: `the attention outputs of ${r.window} layers around it` };
+      // "restoring <what>": one layer's residual stream, or a window of layers' MLP / attention outputs.
+      const names: Record<string, string> = { resid: "one layer's residual stream", mlp: `MLP outputs over a ${r.window}-layer window`, attn: `attention outputs over a ${r.window}-layer window` };
       for (const [k, table] of Object.entries(r.scores)) {
         res.blocks.push(heat(heatmap(`${title}: restoring ${names[k]} (p(${JSON.stringify(ans)}): clean ${r.highScore.toFixed(4)}, noised ${r.lowScore.toFixed(4)})`, 'token', 'layer', labels, range(L).map(String), table!, `p(${ans})`), 'sequential'));
       }
