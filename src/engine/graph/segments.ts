@@ -12,9 +12,11 @@
  * (as TransformerLens's cache hooks registered after the intervention hooks would see them).
  */
 import type { HookedTransformerConfig } from '../model/config.js';
-import { hookAxes, hookDims, type HookName, type OutputName } from '../hooks/hooks.js';
+import { hookAxes, hookDims, parseSaeHook, type HookName, type OutputName, type SaeHookName } from '../hooks/hooks.js';
 import type { InterventionKind } from '../interventions/plan.js';
 import type { F32 } from '../tensor/tensor.js';
+import { emitSae, type SaeEmitter, type SaeSlot } from '../sae/graph.js';
+import type { Sae } from '../sae/sae.js';
 import { GraphBuilder } from './builder.js';
 import { emitAttention } from './components/attention.js';
 import { emitEmbed, emitUnembed } from './components/embed.js';
@@ -25,7 +27,7 @@ import { OnnxDType, type OnnxGraph, type OnnxNode, type OnnxTensor, type OnnxVal
 
 /** The compiled shape of one intervention: which hook, which kind, which axes its mask indexes. */
 export interface InterventionSlot {
-  hook: HookName;
+  hook: HookName | SaeHookName;
   kind: InterventionKind;
   over?: 'batch' | 'supplied';
   /** For each axis of the hook: true when the mask varies along it (else it is broadcast, size 1). */
@@ -65,7 +67,16 @@ export interface SegmentVariant {
    * spans the prefix too, nor the rotated q / k, which a prefix block does not hook).
    */
   prefix?: boolean;
+  /**
+   * SAEs / transcoders spliced in this segment (src/engine/sae/graph.ts): at each slot's output
+   * hook the value downstream is the SAE's output; the hook itself keeps the model's value.
+   * Their hooks (`<hook>.hook_sae_*`) can be outputs and intervention targets.
+   */
+  saes?: readonly SaeSlot[];
 }
+
+/** Loaded SAEs by id: the weights of a variant's SAE slots. */
+export type SaeSource = ReadonlyMap<string, Sae>;
 
 /** A segment's ONNX graph plus the weights it expects as inputs. */
 export type SegmentGraph = OnnxGraph & { weightInputs: Map<string, F32> };
@@ -95,17 +106,38 @@ export function slotInputName(i: number, what: 'mask' | 'source' | 'mean' | 'vec
   return `iv${i}.${what}`;
 }
 
-/** Symbolic dims of a hook's axes for graph value_info (every position axis is 'pos'). */
-function symDims(name: OutputName, cfg: HookedTransformerConfig): (number | string)[] {
+/**
+ * Symbolic dims of a hook's axes for graph value_info (every position axis is 'pos'). An SAE hook
+ * is [batch, pos, width] with the width of its SAE (saeHookWidth).
+ */
+function symDims(name: OutputName, cfg: HookedTransformerConfig, saeWidths?: ReadonlyMap<string, number>): (number | string)[] {
+  if (parseSaeHook(name)) {
+    const w = saeWidths?.get(name);
+    if (w === undefined) throw new Error(`internal: no SAE spliced in this segment produces ${name}`);
+    return ['batch', 'pos', w];
+  }
   return hookDims(name, cfg, 'batch', 'pos');
 }
 
-class SegmentBuilder implements Emitter {
+class SegmentBuilder implements Emitter, SaeEmitter {
   readonly g: GraphBuilder;
   private readonly produced = new Set<OutputName>();
+  /** Width of each SAE hook emitted so far. */
+  private readonly saeWidths = new Map<string, number>();
+  /** The value each SAE slot reads (its input hook's), by slot id, once that hook is emitted. */
+  private readonly saeInputs = new Map<string, string>();
 
-  constructor(readonly cfg: HookedTransformerConfig, readonly params: ParamSource, readonly v: SegmentVariant, name: string) {
+  constructor(readonly cfg: HookedTransformerConfig, readonly params: ParamSource, readonly v: SegmentVariant, name: string, readonly saes: SaeSource = new Map()) {
     this.g = new GraphBuilder(name);
+  }
+
+  saeHook(name: OutputName, value: string, width: number): string {
+    this.saeWidths.set(name, width);
+    return this.applyHook(name, value, 3);
+  }
+
+  intervenesOn(slot: SaeSlot): boolean {
+    return this.v.slots.some((s) => parseSaeHook(s.hook)?.base === slot.hookOut);
   }
 
   private readonly weights = new Map<string, string>();
@@ -120,10 +152,29 @@ class SegmentBuilder implements Emitter {
     return v;
   }
 
-  /** Applies the variant's interventions at this hook, then names the value after the hook. */
+  /**
+   * Applies the variant's interventions at this hook, then names the value after the hook; then
+   * splices the SAE whose output hook this is (returning its output, which replaces the value
+   * downstream) and keeps the value as the input of an SAE or transcoder reading this hook.
+   */
   hook(name: OutputName, value: string): string {
+    const named = this.applyHook(name, value, hookAxes(name, this.cfg).length);
+    let out = named;
+    for (const slot of this.v.saes ?? []) {
+      if (slot.hookIn === name) this.saeInputs.set(slot.id, named);
+      if (slot.hookOut === name) {
+        const x = this.saeInputs.get(slot.id);
+        if (x === undefined) throw new Error(`internal: ${slot.hookOut} is emitted before the input hook ${slot.hookIn} of its transcoder`);
+        const sae = this.saes.get(slot.id);
+        if (!sae) throw new Error(`internal: SAE ${slot.id} is spliced but its weights were not given to the graph builder`);
+        out = emitSae(this, slot, sae, x, named);
+      }
+    }
+    return out;
+  }
+
+  private applyHook(name: OutputName, value: string, rank: number): string {
     let cur = value;
-    const rank = hookAxes(name, this.cfg).length;
     this.v.slots.forEach((s, i) => {
       if (s.hook !== name) return;
       const g = this.g;
@@ -132,18 +183,18 @@ class SegmentBuilder implements Emitter {
       let target: string;
       switch (s.kind) {
         case 'patch':
-          target = g.input(slotInputName(i, 'source'), OnnxDType.FLOAT, symDims(name, this.cfg));
+          target = g.input(slotInputName(i, 'source'), OnnxDType.FLOAT, symDims(name, this.cfg, this.saeWidths));
           break;
         case 'zero':
           target = g.constF([0]);
           break;
         case 'mean':
           target = s.over === 'supplied'
-            ? g.input(slotInputName(i, 'mean'), OnnxDType.FLOAT, symDims(name, this.cfg).slice(1))
+            ? g.input(slotInputName(i, 'mean'), OnnxDType.FLOAT, symDims(name, this.cfg, this.saeWidths).slice(1))
             : g.op('ReduceMean', [cur], { axes: [0], keepdims: 1 });
           break;
         case 'add': {
-          const vec = g.input(slotInputName(i, 'vector'), OnnxDType.FLOAT, [symDims(name, this.cfg)[rank - 1]!]);
+          const vec = g.input(slotInputName(i, 'vector'), OnnxDType.FLOAT, [symDims(name, this.cfg, this.saeWidths)[rank - 1]!]);
           target = g.op('Add', [cur, vec]);
           break;
         }
@@ -164,15 +215,15 @@ class SegmentBuilder implements Emitter {
   finish(extraOutputs: { name: string; dims: (number | string)[] }[]): SegmentGraph {
     for (const o of this.v.outputs) {
       if (!this.produced.has(o)) throw new Error(`internal: segment ${this.g.name} does not produce ${o}`);
-      this.g.output(o, OnnxDType.FLOAT, symDims(o, this.cfg));
+      this.g.output(o, OnnxDType.FLOAT, symDims(o, this.cfg, this.saeWidths));
     }
     for (const e of extraOutputs) this.g.output(e.name, OnnxDType.FLOAT, e.dims);
     return this.g.build();
   }
 }
 
-export function buildEmbedGraph(cfg: HookedTransformerConfig, params: ParamSource, v: SegmentVariant): SegmentGraph {
-  const b = new SegmentBuilder(cfg, params, v, 'embed');
+export function buildEmbedGraph(cfg: HookedTransformerConfig, params: ParamSource, v: SegmentVariant, saes?: SaeSource): SegmentGraph {
+  const b = new SegmentBuilder(cfg, params, v, 'embed', saes);
   const g = b.g;
   const tokens = g.input(TOKENS, OnnxDType.INT64, ['batch', 'pos']);
   const resid = emitEmbed(b, tokens, { usePos: cfg.positional_embedding_type === 'standard' });
@@ -190,8 +241,8 @@ export function prefixHookOk(hook: string): boolean {
   return !/\.attn\.hook_(attn_scores|pattern|rot_q|rot_k)$/.test(hook);
 }
 
-export function buildBlockGraph(cfg: HookedTransformerConfig, params: ParamSource, layer: number, v: SegmentVariant): SegmentGraph {
-  const b = new SegmentBuilder(cfg, params, v, `block${layer}`);
+export function buildBlockGraph(cfg: HookedTransformerConfig, params: ParamSource, layer: number, v: SegmentVariant, saes?: SaeSource): SegmentGraph {
+  const b = new SegmentBuilder(cfg, params, v, `block${layer}`, saes);
   const g = b.g;
   const P = `blocks.${layer}`;
   const d = cfg.d_model;
@@ -200,7 +251,7 @@ export function buildBlockGraph(cfg: HookedTransformerConfig, params: ParamSourc
 
   const residIn = g.input(RESID_IN, OnnxDType.FLOAT, ['batch', 'pos', d]);
   if ((v.lastPos || v.prefix) && v.outputs.length > 0) throw new Error(`internal: a lastPos / prefix variant of block ${layer} cannot have hook outputs`);
-  if (v.lastPos && v.slots.length > 0) throw new Error(`internal: a lastPos variant of block ${layer} cannot have interventions`);
+  if (v.lastPos && (v.slots.length > 0 || (v.saes?.length ?? 0) > 0)) throw new Error(`internal: a lastPos variant of block ${layer} cannot have interventions or SAEs`);
   const notInPrefix = v.prefix ? v.slots.find((s) => !prefixHookOk(s.hook)) : undefined;
   if (notInPrefix) throw new Error(`internal: a prefix variant of block ${layer} cannot intervene at ${notInPrefix.hook}`);
   if (v.prefix && v.fromMid) throw new Error('internal: a block cannot both start at resid_mid and take a prefix');
@@ -208,7 +259,7 @@ export function buildBlockGraph(cfg: HookedTransformerConfig, params: ParamSourc
     if (cfg.attn_only) throw new Error('internal: an attention-only block has no resid_mid to start from');
     if (cfg.parallel_attn_mlp) throw new Error(`block ${layer} runs attention and MLP in parallel: there is no resid_mid to start from`);
     const mlpHooks = new Set(['hook_resid_mid', 'ln2.hook_scale', 'ln2.hook_normalized', 'mlp.hook_pre', 'mlp.hook_pre_linear', 'mlp.hook_post', 'hook_mlp_out', 'hook_resid_post'].map(h));
-    const bad = [...v.outputs, ...v.slots.map((s) => s.hook)].find((n) => !mlpHooks.has(n));
+    const bad = [...v.outputs, ...v.slots.map((s) => s.hook), ...(v.saes ?? []).flatMap((s) => [s.hookIn, s.hookOut])].find((n) => !mlpHooks.has(parseSaeHook(n)?.base ?? n));
     if (bad) throw new Error(`internal: block ${layer} starts at resid_mid, so ${bad} is not computed`);
   }
   const plain = v.lastPos === true;
@@ -246,10 +297,10 @@ export function buildBlockGraph(cfg: HookedTransformerConfig, params: ParamSourc
   return b.finish([{ name: RESID_OUT, dims: ['batch', plain ? 1 : 'pos', d] }]);
 }
 
-export function buildFinalGraph(cfg: HookedTransformerConfig, params: ParamSource, v: SegmentVariant): SegmentGraph {
-  const b = new SegmentBuilder(cfg, params, v, 'final');
+export function buildFinalGraph(cfg: HookedTransformerConfig, params: ParamSource, v: SegmentVariant, saes?: SaeSource): SegmentGraph {
+  const b = new SegmentBuilder(cfg, params, v, 'final', saes);
   const g = b.g;
-  if (v.lastPos && (v.outputs.length > 0 || v.slots.length > 0)) throw new Error('internal: a lastPos final segment cannot have hook outputs or interventions');
+  if (v.lastPos && (v.outputs.length > 0 || v.slots.length > 0 || (v.saes?.length ?? 0) > 0)) throw new Error('internal: a lastPos final segment cannot have hook outputs or interventions');
   const residIn = g.input(RESID_IN, OnnxDType.FLOAT, ['batch', 'pos', cfg.d_model]);
   // lastPos: [batch, pos, d_model] -> [batch, 1, d_model] (a no-op when the last block already sliced).
   const resid = v.lastPos ? g.op('Slice', [residIn, g.constI64([-1]), g.constI64([SLICE_END]), g.constI64([1])]) : residIn;

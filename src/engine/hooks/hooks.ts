@@ -48,11 +48,27 @@ export type BlockHookSuffix =
 
 export type GlobalHook = 'hook_embed' | 'hook_pos_embed' | 'ln_final.hook_scale' | 'ln_final.hook_normalized';
 export type HookName = GlobalHook | `blocks.${number}.${BlockHookSuffix}`;
-/** Graph values that are not hooks but can be requested like one. */
-export type OutputName = HookName | 'logits';
+
+/**
+ * Hooks of an SAE or transcoder spliced in at a hook (src/engine/sae), named as SAELens's
+ * HookedSAETransformer names them: `<output hook>.hook_sae_<what>`. They exist only in runs that
+ * splice an SAE there.
+ */
+export const SAE_HOOK_SUFFIXES = ['hook_sae_input', 'hook_sae_acts_pre', 'hook_sae_acts_post', 'hook_sae_recons', 'hook_sae_error', 'hook_sae_output'] as const;
+export type SaeHookSuffix = (typeof SAE_HOOK_SUFFIXES)[number];
+export type SaeHookName = `${HookName}.${SaeHookSuffix}`;
+/** Graph values that are not model hooks but can be requested like one. */
+export type OutputName = HookName | 'logits' | SaeHookName;
+
+/** `blocks.0.hook_resid_pre.hook_sae_acts_post` -> its hook and suffix; null for other names. */
+export function parseSaeHook(name: string): { base: HookName; suffix: SaeHookSuffix } | null {
+  const m = /^(.+)\.(hook_sae_[a-z_]+)$/.exec(name);
+  if (!m || !(SAE_HOOK_SUFFIXES as readonly string[]).includes(m[2]!)) return null;
+  return { base: m[1] as HookName, suffix: m[2] as SaeHookSuffix };
+}
 
 export type Axis =
-  | 'batch' | 'pos' | 'd_model' | 'head_index' | 'd_head' | 'query_pos' | 'key_pos' | 'd_mlp' | 'd_vocab' | 'one';
+  | 'batch' | 'pos' | 'd_model' | 'head_index' | 'd_head' | 'query_pos' | 'key_pos' | 'd_mlp' | 'd_vocab' | 'one' | 'd_sae';
 
 const BLOCK_AXES: Record<BlockHookSuffix, readonly Axis[]> = {
   hook_resid_pre: ['batch', 'pos', 'd_model'],
@@ -179,6 +195,13 @@ export function nearestHook(name: string, cfg: HookedTransformerConfig): string 
 }
 
 export function hookAxes(name: OutputName, cfg: Pick<HookedTransformerConfig, 'n_layers'>): readonly Axis[] {
+  const sae = parseSaeHook(name);
+  if (sae) {
+    // Features: [batch, pos, d_sae]; the SAE's input and its outputs keep the hook's axes
+    // (a transcoder's input has its input hook's width, with the same axis names here).
+    if (sae.suffix === 'hook_sae_acts_pre' || sae.suffix === 'hook_sae_acts_post') return ['batch', 'pos', 'd_sae'];
+    return hookAxes(sae.base, cfg);
+  }
   const p = parseHook(name, cfg);
   if (!p) throw new Error(`unknown hook ${JSON.stringify(name)}`);
   return p.layer === null ? GLOBAL_AXES[p.suffix as GlobalHook | 'logits'] : BLOCK_AXES[p.suffix as BlockHookSuffix];
@@ -208,6 +231,7 @@ export function hookDims<D extends number | string = number>(name: OutputName, c
       case 'd_mlp': return cfg.d_mlp ?? 0;
       case 'd_vocab': return cfg.d_vocab_out;
       case 'one': return 1;
+      case 'd_sae': throw new Error(`internal: the size of ${name}'s d_sae axis comes from its SAE (saeHookDims)`);
     }
   });
 }

@@ -15,17 +15,19 @@
  *   scale: factor * h.
  */
 import type { F32 } from '../tensor/tensor.js';
-import type { HookName } from '../hooks/hooks.js';
+import type { HookName, SaeHookName } from '../hooks/hooks.js';
 
 /**
  * Which entries an intervention touches, by axis name of the hook (see hooks.ts):
- * batch, pos, head_index, query_pos, key_pos, d_mlp (neurons), d_model, d_head.
+ * batch, pos, head_index, query_pos, key_pos, d_mlp (neurons), d_model, d_head, d_sae (the
+ * features of an SAE spliced in the run, at its hook_sae_acts_pre / hook_sae_acts_post).
  * An absent or null axis means "all". Negative positions count from the end (TransformerLens style).
  */
-export type InterventionIndex = Partial<Record<'batch' | 'pos' | 'head_index' | 'query_pos' | 'key_pos' | 'd_mlp' | 'd_model' | 'd_head', readonly number[] | null>>;
+export type InterventionIndex = Partial<Record<'batch' | 'pos' | 'head_index' | 'query_pos' | 'key_pos' | 'd_mlp' | 'd_model' | 'd_head' | 'd_sae', readonly number[] | null>>;
 
 interface Base {
-  hook: HookName;
+  /** A model hook, or a hook of an SAE spliced in the same run (`<hook>.hook_sae_acts_post`). */
+  hook: HookName | SaeHookName;
   index?: InterventionIndex;
   /**
    * A dense 0/1 mask instead of `index`, broadcastable to the hook's shape (each dim 1 or the

@@ -10,7 +10,9 @@
  * instead of logits, exactly as TransformerLens's start_at_layer / stop_at_layer.
  */
 import { buildBlockGraph, buildEmbedGraph, buildFinalGraph, buildUnembedGraph, FINAL_X, fuseSegments, fusedInputName, PAST_K, PAST_V, prefixHookOk, RESID_IN, RESID_OUT, slotInputName, TOKENS, VOCAB_IDS, type InterventionSlot, type Segment, type SegmentGraph, type SegmentVariant } from '../graph/segments.js';
-import { allHooks, hookAxes, hookDims, requireHook, type HookName, type OutputName } from '../hooks/hooks.js';
+import { allHooks, hookAxes, hookDims, parseSaeHook, requireHook, type HookName, type OutputName, type SaeHookName } from '../hooks/hooks.js';
+import { saeHooksOf, saeHookWidth, saeSlot, type SaeSlot } from '../sae/graph.js';
+import { checkSaeForModel, type Sae } from '../sae/sae.js';
 import type { Intervention, InterventionIndex } from '../interventions/plan.js';
 import { OnnxRuntime, ortF32, ortI64, type CompiledSession, type OrtTensor, type RuntimeOptions } from '../backends/onnx/runtime.js';
 import { f32, type F32 } from '../tensor/tensor.js';
@@ -58,6 +60,22 @@ export interface RunOptions {
    * scores / pattern and the rotated q / k (prefixHookOk). With startAtResidMid the first block runs its MLP on the given positions alone.
    */
   prefix?: { keys: readonly (F32 | undefined)[]; values: readonly (F32 | undefined)[] };
+  /**
+   * SAEs and transcoders to splice in for this run (as HookedSAETransformer's run_with_saes):
+   * at each one's output hook the model continues with its output, the reconstruction (plus
+   * the error term with useErrorTerm, which leaves the model's output unchanged while features
+   * stay readable and editable). Their hooks, `<output hook>.hook_sae_{input, acts_pre,
+   * acts_post, recons, error, output}`, can be asked for in `names` ('all' includes them) and
+   * intervened on like any hook. The output hook itself keeps the model's own value.
+   */
+  saes?: readonly SaeSplice[];
+}
+
+/** One SAE spliced into a run. */
+export interface SaeSplice {
+  sae: Sae;
+  /** Add the error term (the activation minus the clean reconstruction); default false, as SAELens. */
+  useErrorTerm?: boolean;
 }
 
 export interface RunResult {
@@ -172,11 +190,12 @@ export class HookedTransformer {
         }
       }
     }
-    const names: OutputName[] = opts.names === 'all' ? this.allOutputs(start, stop) : [...(opts.names ?? [])];
+    const saeSlots = this.saeSlots(opts.saes ?? [], start, stop, fromMid);
+    const names: OutputName[] = opts.names === 'all' ? this.allOutputs(start, stop, saeSlots) : [...(opts.names ?? [])];
     if (opts.lastPositionOnly && names.some((n) => n.startsWith('ln_final.'))) throw new Error('lastPositionOnly cannot return ln_final hooks (they would cover one position)');
-    for (const n of names) requireHookOrLogits(n, cfg);
+    for (const n of names) requireHookOrLogits(n, cfg, saeSlots);
     const ivs = opts.interventions ?? [];
-    ivs.forEach((iv) => this.checkIntervention(iv, B, P));
+    ivs.forEach((iv) => this.checkIntervention(iv, B, P, saeSlots));
 
     const cache = new Map<OutputName, F32>();
     const wantLogits = stop === cfg.n_layers && !opts.noLogits;
@@ -191,9 +210,11 @@ export class HookedTransformer {
       const slots: InterventionSlot[] = segIvs.map((iv) => toSlot(iv, cfg));
       const needsResult = segHooks.some((n) => n.endsWith('attn.hook_result')) || slots.some((s) => s.hook.endsWith('attn.hook_result'));
       const variant: SegmentVariant = { outputs: segHooks.filter((n) => n !== 'logits'), useAttnResult: needsResult, slots };
+      const segSaes = saeSlots.filter((s) => segmentOf(s.hookOut) === segKey(seg));
+      if (segSaes.length > 0) variant.saes = segSaes;
       if (seg.kind === 'block' && seg.layer === start && fromMid) variant.fromMid = true;
       // Only the last block can skip the other positions: every earlier block feeds them as keys.
-      if (opts.lastPositionOnly && wantLogits && ((seg.kind === 'block' && seg.layer === cfg.n_layers - 1 && variant.outputs.length === 0 && slots.length === 0) || seg.kind === 'final')) {
+      if (opts.lastPositionOnly && wantLogits && ((seg.kind === 'block' && seg.layer === cfg.n_layers - 1 && variant.outputs.length === 0 && slots.length === 0 && segSaes.length === 0) || (seg.kind === 'final' && segSaes.length === 0))) {
         variant.lastPos = true;
       }
       if (seg.kind === 'final' && opts.vocab) variant.vocab = true;
@@ -215,7 +236,7 @@ export class HookedTransformer {
         feeds[PAST_V] = ortF32(opts.prefix!.values[seg.layer]!);
       }
       if (variant.vocab) feeds[VOCAB_IDS] = ortI64(BigInt64Array.from(opts.vocab!.map((t) => BigInt(t))), [opts.vocab!.length]);
-      segIvs.forEach((iv, j) => Object.assign(feeds, slotFeeds(iv, j, cfg, B, P)));
+      segIvs.forEach((iv, j) => Object.assign(feeds, slotFeeds(iv, j, cfg, B, P, saeSlots)));
       return feeds;
     };
     const collect = async (seg: Segment, variant: SegmentVariant, out: Record<string, F32>) => {
@@ -294,11 +315,43 @@ export class HookedTransformer {
   }
 
   private segmentGraph(seg: Segment, v: SegmentVariant): SegmentGraph {
-    return seg.kind === 'embed' ? buildEmbedGraph(this.cfg, this.params, v) : seg.kind === 'block' ? buildBlockGraph(this.cfg, this.params, seg.layer, v) : buildFinalGraph(this.cfg, this.params, v);
+    const saes = this.saeWeights;
+    return seg.kind === 'embed' ? buildEmbedGraph(this.cfg, this.params, v, saes) : seg.kind === 'block' ? buildBlockGraph(this.cfg, this.params, seg.layer, v, saes) : buildFinalGraph(this.cfg, this.params, v, saes);
   }
 
-  private allOutputs(start: number, stop: number): OutputName[] {
-    const all = allHooksOf(this.cfg).filter((n) => !n.endsWith('attn.hook_result'));
+  /**
+   * SAEs spliced in runs so far, by id (sessions compiled for them read their weights). An id
+   * names one loaded SAE: another object under the same id is refused.
+   */
+  private readonly saeWeights = new Map<string, Sae>();
+
+  /** Checks a run's SAEs against the model and each other; their compiled slots. */
+  private saeSlots(splices: readonly SaeSplice[], start: number, stop: number, fromMid: boolean): SaeSlot[] {
+    const byOut = new Map<string, Sae>();
+    return splices.map(({ sae, useErrorTerm }) => {
+      const known = this.saeWeights.get(sae.id);
+      if (known && known !== sae) throw new Error(`SAE id ${sae.id} is already used by another SAE in this model; load each SAE once (loadSaeFolder gives each load its own id)`);
+      const { hookIn, hookOut } = checkSaeForModel(sae, this.cfg);
+      const other = byOut.get(hookOut);
+      if (other) throw new Error(`two SAEs replace ${hookOut} in one run (${other.source} and ${sae.source}); splice one SAE per hook`);
+      byOut.set(hookOut, sae);
+      const layer = /^blocks\.(\d+)\./.exec(hookOut);
+      const l = layer ? Number(layer[1]) : null;
+      if (l !== null && (l < start || l >= stop)) throw new Error(`SAE ${sae.source} at ${hookOut} is outside the layers this run computes (${start}..${stop - 1})`);
+      if (l === null && hookOut.startsWith('ln_final.') && stop < this.cfg.n_layers) throw new Error(`SAE ${sae.source} at ${hookOut}: this run stops before ln_final`);
+      if (l === null && !hookOut.startsWith('ln_final.') && start > 0) throw new Error(`SAE ${sae.source} at ${hookOut}: this run starts after the embedding`);
+      if (fromMid && l === start && !/\.(hook_resid_mid|ln2\.hook_normalized|mlp\.hook_(pre|pre_linear|post)|hook_mlp_out|hook_resid_post)$/.test(hookIn)) {
+        throw new Error(`SAE ${sae.source} reads ${hookIn}, which a run starting at blocks.${start}.hook_resid_mid does not compute`);
+      }
+      this.saeWeights.set(sae.id, sae);
+      return saeSlot(sae, hookIn, hookOut, useErrorTerm === true);
+    });
+  }
+
+  private allOutputs(start: number, stop: number, saes: readonly SaeSlot[] = []): OutputName[] {
+    const all: OutputName[] = allHooksOf(this.cfg).filter((n) => !n.endsWith('attn.hook_result'));
+    // Each SAE's hooks right after its output hook, as they fire.
+    for (const s of saes) all.splice(all.indexOf(s.hookOut) + 1, 0, ...saeHooksOf(s));
     return all.filter((n) => {
       const s = segmentOf(n);
       if (s === 'embed') return start === 0;
@@ -308,10 +361,10 @@ export class HookedTransformer {
     });
   }
 
-  private checkIntervention(iv: Intervention, B: number, P: number): void {
-    requireHook(iv.hook, this.cfg);
+  private checkIntervention(iv: Intervention, B: number, P: number, saes: readonly SaeSlot[]): void {
+    requireHookOrLogits(iv.hook, this.cfg, saes);
     const axes = hookAxes(iv.hook, this.cfg);
-    const dims = hookDims(iv.hook, this.cfg, B, P);
+    const dims = outputDims(iv.hook, this.cfg, B, P, saes);
     if (iv.mask) {
       if (iv.index) throw new Error(`intervention at ${iv.hook}: give either index or mask, not both`);
       const md = iv.mask.dims;
@@ -428,9 +481,29 @@ export class HookedTransformer {
   }
 }
 
-function requireHookOrLogits(n: string, cfg: HookedTransformerConfig): void {
+function requireHookOrLogits(n: string, cfg: HookedTransformerConfig, saes: readonly SaeSlot[] = []): void {
   if (n === 'logits') return;
+  const sae = parseSaeHook(n);
+  if (sae) {
+    const slot = saes.find((s) => s.hookOut === sae.base);
+    if (!slot) {
+      throw new Error(`hook ${n} exists only while an SAE is spliced at ${sae.base}` + (saes.length ? ` (this run splices SAEs at ${saes.map((s) => s.hookOut).join(', ')})` : ' (pass it in the run\'s saes)'));
+    }
+    if (sae.suffix === 'hook_sae_error' && !slot.useErrorTerm) throw new Error(`hook ${n} exists only when the SAE at ${sae.base} is spliced with useErrorTerm`);
+    return;
+  }
   requireHook(n, cfg);
+}
+
+/** Concrete dims of a hook, SAE hooks included ([batch, pos, width of the SAE's axis]). */
+function outputDims(name: OutputName, cfg: HookedTransformerConfig, B: number, P: number, saes: readonly SaeSlot[]): number[] {
+  const sae = parseSaeHook(name);
+  if (sae) {
+    const slot = saes.find((s) => s.hookOut === sae.base);
+    if (!slot) throw new Error(`internal: no SAE at ${sae.base}`);
+    return [B, P, saeHookWidth(slot, sae.suffix)];
+  }
+  return hookDims(name, cfg, B, P);
 }
 
 function segKey(s: Segment): string {
@@ -464,9 +537,9 @@ function toSlot(iv: Intervention, cfg: HookedTransformerConfig): InterventionSlo
 }
 
 /** Mask [dims with 1 on unindexed axes] with ones on the cartesian product of the indices. */
-export function buildMask(hook: HookName, index: InterventionIndex | undefined, cfg: HookedTransformerConfig, B: number, P: number): F32 {
+export function buildMask(hook: HookName | SaeHookName, index: InterventionIndex | undefined, cfg: HookedTransformerConfig, B: number, P: number, saes: readonly SaeSlot[] = []): F32 {
   const axes = hookAxes(hook, cfg);
-  const full = hookDims(hook, cfg, B, P);
+  const full = outputDims(hook, cfg, B, P, saes);
   const sel = axes.map((a, i) => {
     const idx = index?.[a as keyof InterventionIndex];
     if (idx == null) return null;
@@ -487,8 +560,8 @@ export function buildMask(hook: HookName, index: InterventionIndex | undefined, 
   return m;
 }
 
-function slotFeeds(iv: Intervention, j: number, cfg: HookedTransformerConfig, B: number, P: number): Record<string, OrtTensor> {
-  const feeds: Record<string, OrtTensor> = { [slotInputName(j, 'mask')]: ortF32(iv.mask ?? buildMask(iv.hook, iv.index, cfg, B, P)) };
+function slotFeeds(iv: Intervention, j: number, cfg: HookedTransformerConfig, B: number, P: number, saes: readonly SaeSlot[]): Record<string, OrtTensor> {
+  const feeds: Record<string, OrtTensor> = { [slotInputName(j, 'mask')]: ortF32(iv.mask ?? buildMask(iv.hook, iv.index, cfg, B, P, saes)) };
   switch (iv.kind) {
     case 'patch': feeds[slotInputName(j, 'source')] = ortF32(iv.source); break;
     case 'mean': if (iv.over === 'supplied') feeds[slotInputName(j, 'mean')] = ortF32(iv.mean); break;
