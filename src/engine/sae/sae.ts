@@ -12,7 +12,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { hookDims, parseHook, requireHook, type HookName } from '../hooks/hooks.js';
+import { allHooks, hookDims, parseHook, requireHook, type HookName } from '../hooks/hooks.js';
 import type { HookedTransformerConfig } from '../model/config.js';
 import { SafetensorsFile } from '../model/safetensors.js';
 import { f32, type F32 } from '../tensor/tensor.js';
@@ -190,6 +190,8 @@ export function checkSaeForModel(sae: Sae, cfg: HookedTransformerConfig): { hook
     const li = parseHook(hookIn, cfg)!.layer;
     const lo = parseHook(hookOut, cfg)!.layer;
     if (li === null || li !== lo) throw new SaeFormatError(`${what}: a transcoder's input and output hooks must be in one block (got ${hookIn} and ${hookOut})`);
+    const order = allHooks(cfg);
+    if (order.indexOf(hookIn) > order.indexOf(hookOut)) throw new SaeFormatError(`${what}: a transcoder's input hook ${hookIn} must come before its output hook ${hookOut} in the forward pass`);
   }
   return { hookIn, hookOut };
 }
