@@ -836,3 +836,75 @@ async function downloadFiles(ctx: DownloadCtx, cfgMeta: FileMeta | null): Promis
   writeRef(ctx.repoDir, ctx.revision, commit);
   return snapDir;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Other repositories' files (SAE releases: one folder per hook)
+
+export interface HubFilesOptions extends LoadOptions {
+  /** What the files are, for errors ("SAE blocks.8.hook_resid_pre of org/release"). */
+  what: string;
+}
+
+/**
+ * Chosen files of a hub repository, from the cache when all `required` ones are there, else
+ * downloaded into it with the model loader's machinery (HEAD for commit and etag, resumable
+ * verified blob transfers, snapshot links, refs). `optional` files are fetched when the repository
+ * has them. Returns the snapshot folder; the files keep their repository paths under it.
+ */
+export async function fetchHubFiles(id: string, required: readonly string[], optional: readonly string[], opts: HubFilesOptions): Promise<string> {
+  if (!isHfModelId(id)) throw new ModelLoadError(`${JSON.stringify(id)} is not a Hugging Face repository id such as org/name`);
+  for (const f of [...required, ...optional]) if (!isSafeRelativeFile(f)) throw new ModelLoadError(`${opts.what}: ${JSON.stringify(f)} is not a file path inside the repository`);
+  const revision = opts.revision ?? 'main';
+  checkRevision(revision);
+  const cacheDir = opts.cacheDir !== undefined ? path.resolve(expandHome(opts.cacheDir)) : resolveHfCacheDir();
+  const repoDir = hfRepoCacheDir(id, cacheDir);
+  let commit: string | null = COMMIT_RE.test(revision) ? revision : null;
+  if (commit === null) {
+    try {
+      commit = fs.readFileSync(path.join(repoDir, 'refs', ...revision.split('/')), 'utf8').trim();
+    } catch {
+      commit = null;
+    }
+  }
+  if (commit !== null && /^[A-Za-z0-9._-]+$/.test(commit) && !/^\.+$/.test(commit)) {
+    const snap = path.join(repoDir, 'snapshots', commit);
+    if (required.every((f) => isFile(path.join(snap, ...f.split('/'))))) return snap;
+  }
+  if (opts.allowDownload === false) {
+    throw new ModelLoadError(`${opts.what} (revision ${revision}) is not in the Hugging Face cache (searched ${repoDir}) and downloading is turned off`);
+  }
+  const endpoint = normalizeEndpoint(opts.endpoint ?? process.env['HF_ENDPOINT'] ?? DEFAULT_ENDPOINT);
+  const ctx: DownloadCtx = { id, revision, endpoint, repoDir, signal: opts.signal, onProgress: opts.onProgress };
+  try {
+    const first = await headFile(ctx, revision, required[0]!);
+    if (first === null) throw new ModelLoadError(`${opts.what}: ${id} on ${endpoint} has no ${required[0]} (check the repository and folder name)`);
+    const metas: FileMeta[] = [first];
+    for (const f of required.slice(1)) {
+      const m = await headFile(ctx, first.commit, f);
+      if (m === null) throw new ModelLoadError(`${opts.what}: ${id} on ${endpoint} has ${required[0]} but no ${f}`);
+      metas.push(m);
+    }
+    for (const f of optional) {
+      const m = await headFile(ctx, first.commit, f);
+      if (m !== null) metas.push(m);
+    }
+    const blobs: string[] = [];
+    for (const m of metas) {
+      ctx.signal?.throwIfAborted();
+      blobs.push(await ensureBlob(ctx, m));
+    }
+    metas.forEach((m, i) => linkSnapshot(repoDir, first.commit, m.file, blobs[i]!));
+    writeRef(repoDir, revision, first.commit);
+    return path.join(repoDir, 'snapshots', first.commit);
+  } catch (e) {
+    ctx.signal?.throwIfAborted();
+    if (e instanceof TransferError) {
+      const offline = e.code !== undefined && OFFLINE_CODES.has(e.code);
+      throw new ModelLoadError(
+        `cannot download ${opts.what}: ${endpoint} ${offline ? 'is unreachable' : 'failed'} (${e.message}), and it is not in the Hugging Face cache (searched ${repoDir}). ` +
+          'Connect to the network, set HF_ENDPOINT to a reachable mirror, or pass a local folder.',
+      );
+    }
+    throw e;
+  }
+}
