@@ -16,6 +16,11 @@ out/saes/<model>/expected.safetensors:
   <sae>/without_error/<hook>.hook_sae_{recons,output}, .../logits (input and features are
         the same with and without the error term)
   multi/without_error/... two SAEs spliced at once
+  edits/{zero,mean}/logits: features ablated through a forward hook on hook_sae_acts_post (to 0,
+        or to their mean over the prompts' positions; SAELens's error term keeps the rest)
+  edits/feature_means: every feature's mean activation over the prompts' positions
+  edits/steer/logits: the plain model with STEER_ALPHA x W_dec[feature] added at the SAE's hook
+        at STEER_POSITIONS (TransformerLens run_with_hooks)
 out/saes/<model>/expected.json: versions, processing mode, per SAE its hooks and the cache keys
   SAELens's run_with_cache returned (the SAE hook names), and max |logits_with_error - logits|.
 """
@@ -64,6 +69,11 @@ MODELS: list[tuple[str, str, list[dict[str, Any]]]] = [
         {"name": "legacy-topk-resid-post-0", "architecture": "topk", "hook": "blocks.0.hook_resid_post", "k": 4, "legacy": True},
     ]),
 ]
+# Feature edits checked per model: this SAE's two most active features zero- and mean-ablated
+# (error term on), and steering along its most active feature's decoder row.
+EDITED = {"gpt2-tied-gelu-new": "standard-resid-post-0", "rms-gqa-gated": "gated-resid-post-1"}
+STEER_ALPHA = 4.0
+STEER_POSITIONS = [2, 5]
 # Spliced together (without the error term): one SAE and one transcoder per model.
 MULTI = {"gpt2-tied-gelu-new": ["standard-resid-post-0", "transcoder-mlp-0"], "rms-gqa-gated": ["topk-resid-mid-0-rescaled", "jumprelu-transcoder-mlp-1"]}
 SAE_HOOKS = ("hook_sae_input", "hook_sae_acts_pre", "hook_sae_acts_post", "hook_sae_recons", "hook_sae_error", "hook_sae_output")
@@ -237,8 +247,39 @@ def generate_model(name: str, mode: str, specs: list[dict[str, Any]], out: pathl
                 tensors[f"multi/without_error/{k}"] = cache[k]
         tensors["multi/without_error/logits"] = logits
         expected["multi"] = {"saes": multi, "cache_keys": keys}
+        expected["edits"] = edits(model, plain, saes[EDITED[name]], EDITED[name], tokens, tensors)
     write_json(root / "expected.json", expected)
     write_tensors(root / "expected.safetensors", dict(sorted(tensors.items())))
+
+
+def edits(model: Any, plain: Any, sae: Any, name: str, tokens: torch.Tensor, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    hook = sae.cfg.metadata.hook_name_out or sae.cfg.metadata.hook_name
+    acts_name = f"{hook}.hook_sae_acts_post"
+    with torch.no_grad():
+        _, cache = model.run_with_cache_with_saes(tokens, saes=[sae], use_error_term=True)
+        acts = cache[acts_name]
+        top = torch.argsort(acts.sum(dim=(0, 1)), descending=True)[:2].tolist()
+        means = acts.mean(dim=(0, 1))
+        for kind in ("zero", "mean"):
+            def edit(x: torch.Tensor, hook: Any) -> torch.Tensor:  # noqa: ARG001
+                x = x.clone()
+                x[..., top] = 0.0 if kind == "zero" else means[top]
+                return x
+
+            model.add_sae(sae, use_error_term=True)
+            logits = model.run_with_hooks(tokens, fwd_hooks=[(acts_name, edit)])
+            model.reset_saes()
+            tensors[f"edits/{kind}/logits"] = logits
+        direction = sae.W_dec[top[0]] * STEER_ALPHA
+
+        def steer(x: torch.Tensor, hook: Any) -> torch.Tensor:  # noqa: ARG001
+            x = x.clone()
+            x[:, STEER_POSITIONS] += direction
+            return x
+
+        tensors["edits/steer/logits"] = plain.run_with_hooks(tokens, fwd_hooks=[(hook, steer)])
+    tensors["edits/feature_means"] = means
+    return {"sae": name, "hook": hook, "features": top, "steer": {"feature": top[0], "alpha": STEER_ALPHA, "positions": STEER_POSITIONS}}
 
 
 def generate(out: pathlib.Path, only: list[str] | None = None) -> None:

@@ -12,6 +12,8 @@ import { readSafetensors } from '../../src/engine/model/safetensors.js';
 import { loadSaeFolder, type Sae } from '../../src/engine/sae/sae.js';
 import type { OutputName } from '../../src/engine/hooks/hooks.js';
 import type { Processing } from '../../src/engine/model/params.js';
+import { featureAblation, featureMeans, steeringIntervention } from '../../src/engine/analysis/sae.js';
+import { f32 } from '../../src/engine/tensor/tensor.js';
 
 const ATOL = 1e-4;
 const SAE_ROOT = path.join(FIXTURES_ROOT, 'saes');
@@ -22,6 +24,7 @@ interface SaeExpected {
   tokens: number[][];
   saes: Record<string, { architecture: string; hook_name: string; hook_name_out: string; with_error_cache_keys: string[]; without_error_cache_keys: string[] }>;
   multi: { saes: string[]; cache_keys: string[] };
+  edits: { sae: string; hook: string; features: number[]; steer: { feature: number; alpha: number; positions: number[] } };
 }
 
 const models = fs.existsSync(SAE_ROOT) ? fs.readdirSync(SAE_ROOT).filter((n) => fs.existsSync(path.join(SAE_ROOT, n, 'expected.json'))).sort() : [];
@@ -73,5 +76,32 @@ for (const model of models) {
     console.log(formatChecks(`${model} SAEs vs SAELens`, checks));
     assertChecks(`${model} SAEs vs SAELens`, checks);
     if (archs.size < 4) throw new Error(`${model}: expected at least four architectures among the fixtures, got ${[...archs].join(', ')}`);
+  });
+}
+
+for (const model of models) {
+  const dir = path.join(SAE_ROOT, model);
+  const exp = JSON.parse(fs.readFileSync(path.join(dir, 'expected.json'), 'utf8')) as SaeExpected;
+  const want = readSafetensors(path.join(dir, 'expected.safetensors'));
+
+  test(`${model}: feature ablation (zero, mean) and steering match SAELens / TransformerLens`, async () => {
+    const ht = engineModel(oracleFixture(model), exp.processing);
+    const sae = loadSaeFolder(path.join(dir, exp.edits.sae));
+    const checks: Check[] = [];
+    try {
+      const means = await featureMeans(ht, exp.tokens, sae);
+      checks.push(compareTensors('feature means', f32([means.length], means), want.get('edits/feature_means')!, ATOL));
+      for (const kind of ['zero', 'mean'] as const) {
+        const opts = await featureAblation(ht, exp.tokens, sae, { features: exp.edits.features, kind });
+        checks.push(compareTensors(`${kind}-ablated features ${exp.edits.features.join(', ')}: logits`, await ht.forward(exp.tokens, opts), want.get(`edits/${kind}/logits`)!, ATOL));
+      }
+      const st = exp.edits.steer;
+      const iv = steeringIntervention(ht, sae, { feature: st.feature, alpha: st.alpha, positions: st.positions });
+      checks.push(compareTensors(`steering ${st.alpha} x feature ${st.feature} at ${st.positions.join(', ')}: logits`, await ht.runWithHooks(exp.tokens, [iv]), want.get('edits/steer/logits')!, ATOL));
+    } finally {
+      await ht.dispose();
+    }
+    console.log(formatChecks(`${model} feature edits vs SAELens`, checks));
+    assertChecks(`${model} feature edits vs SAELens`, checks);
   });
 }
