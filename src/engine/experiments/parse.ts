@@ -20,6 +20,8 @@ import { requireHook } from '../hooks/hooks.js';
 import { toSingleToken, toTokens, tokensToStrings, type Tokenizer } from '../model/tokenizer.js';
 import type { Processing } from '../model/params.js';
 import type { Device } from '../backends/onnx/runtime.js';
+import { resolveSaeSpec, type SaeSpecResolution } from './saeRefs.js';
+import { checkSaeForModel, type Sae } from '../sae/sae.js';
 
 
 
@@ -61,6 +63,8 @@ export interface ResolvedExperiment {
   analyses: ResolvedAnalysis[];
   /** Where a value of the experiment file is written (path of keys / indices from the root). */
   locate(path: JsonPath): Location;
+  /** The SAEs the sae_* analyses name, by their `"sae"` value as written (local folders read, hub ones to fetch). */
+  saes: Map<string, Exclude<SaeSpecResolution, { kind: 'error' }>>;
 }
 
 export interface ParseResult {
@@ -188,6 +192,7 @@ export function parseExperiment(text: string, file: string, reader?: FileReader,
 
   const metric = spec.metric ?? 'logit_diff';
   const analyses: ResolvedAnalysis[] = spec.analyses.map((a, index) => ({ index, spec: a, at: where(['analyses', index]) }));
+  const saes = new Map<string, SaeSpecResolution>() as Map<string, Exclude<SaeSpecResolution, { kind: 'error' }>>;
   for (const a of analyses) {
     const kindAt = where(['analyses', a.index, 'kind']);
     for (const g of groups) {
@@ -210,6 +215,19 @@ export function parseExperiment(text: string, file: string, reader?: FileReader,
     if (a.spec.kind === 'neuron_activations' && a.spec.file !== undefined) {
       const r = readNamedFile(named, a.spec.file, 'the text file');
       if ('error' in r) err(where(['analyses', a.index, 'file']), r.error, r.code);
+    }
+    if (a.spec.kind === 'sae_features' || a.spec.kind === 'sae_ablate' || a.spec.kind === 'sae_steer') {
+      const r = saes.get(a.spec.sae) ?? resolveSaeSpec(named, a.spec.sae);
+      if (r.kind === 'error') err(where(['analyses', a.index, 'sae']), r.error, r.code);
+      else {
+        saes.set(a.spec.sae, r);
+        if (r.kind === 'local') {
+          const D = r.cfg.d_sae;
+          const bad = (f: number, p: (string | number)[]) => f >= D && err(where(['analyses', a.index, ...p]), `feature ${f} does not exist: the SAE has features 0..${D - 1}`, 'range');
+          if (a.spec.kind === 'sae_ablate') a.spec.features.forEach((f, i) => bad(f, ['features', i]));
+          if (a.spec.kind === 'sae_steer') bad(a.spec.feature, ['feature']);
+        }
+      }
     }
     if (a.spec.kind === 'causal_trace' && Array.isArray(a.spec.subject) && a.spec.subject[0] >= a.spec.subject[1]) {
       err(where(['analyses', a.index, 'subject']), 'subject [start, end) must have start < end', 'range');
@@ -234,6 +252,7 @@ export function parseExperiment(text: string, file: string, reader?: FileReader,
     groups,
     analyses,
     locate: (p) => where(p),
+    saes,
   };
   return { experiment, diagnostics };
 }
@@ -457,6 +476,19 @@ export function checkWithModel(x: ResolvedExperiment, cfg: HookedTransformerConf
           }
         });
         break;
+      case 'sae_features':
+      case 'sae_ablate':
+      case 'sae_steer': {
+        const r = x.saes.get(s.sae);
+        if (r?.kind === 'local') {
+          try {
+            checkSaeForModel({ cfg: r.cfg, source: s.sae } as Sae, cfg);
+          } catch (e) {
+            err(at('sae'), (e as Error).message, 'sae-model');
+          }
+        }
+        break;
+      }
       case 'head_scores': {
         const len = 2 * (s.seqLen ?? 50) + (s.prependBos ? 1 : 0);
         if (len > cfg.n_ctx) err(at('seqLen'), `2 x seqLen${s.prependBos ? ' + 1' : ''} = ${len} tokens exceeds ${name}'s context of ${cfg.n_ctx}`, 'range');

@@ -29,6 +29,10 @@ import { findSubject, parseHead, type GroupTokens, type ResolvedAnalysis, type R
 import { PATCHING_KINDS, type AnalysisKind, type AnalysisSpec, type GroupExpectation } from './schema.js';
 import * as path from 'node:path';
 import { pearson } from '../tensor/stats.js';
+import { featureAblation, featureActivations, greedyContinue, steeringIntervention, topFeaturesPerToken } from '../analysis/sae.js';
+import { loss as lmLoss } from '../analysis/basic.js';
+import { loadSae } from '../sae/load.js';
+import { loadSaeFolder, type Sae } from '../sae/sae.js';
 
 export interface Check {
   what: string;
@@ -107,6 +111,9 @@ const DEFAULT_TITLES: Record<AnalysisKind, string> = {
   patch_neurons: 'Activation patching of neurons',
   causal_trace: 'Causal tracing',
   path_patch: 'Path patching',
+  sae_features: 'SAE features per token',
+  sae_ablate: 'Ablating SAE features',
+  sae_steer: 'Steering with an SAE feature',
 };
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
@@ -535,6 +542,86 @@ async function runAnalysis(
       }
       return;
     }
+    case 'sae_features': {
+      const sae = await experimentSae(x, s.sae);
+      const f = await featureActivations(model, gt.clean, sae);
+      const k = s.top ?? 5;
+      const top = topFeaturesPerToken(f.acts, k);
+      const D = sae.cfg.d_sae;
+      const [B, P] = f.acts.dims as [number, number, number];
+      const rows: (string | number | null)[][] = [];
+      top.forEach((perPos, b) => {
+        const strs = tokensToStrings(tok, gt.clean[b]!);
+        perPos.forEach((feats, p) => rows.push([b, p, JSON.stringify(strs[p]!), feats.map((t) => `${t.feature} (${t.act.toFixed(3)})`).join(', ') || '-']));
+      });
+      const l0 = range(B).map((b) => range(P).map((p) => {
+        let n = 0;
+        for (let j = 0; j < D; j++) if (f.acts.data[(b * P + p) * D + j]! > 0) n++;
+        return n;
+      }));
+      res.data = { sae: sae.source, hook: sae.cfg.hook_name_out, d_sae: D, l0: f.l0, explainedVariance: f.explainedVariance, mse: f.mse, top };
+      res.blocks = [
+        { type: 'stats', items: [{ label: 'SAE', value: `${sae.cfg.architecture} at ${sae.cfg.hook_name_out}, d_sae ${D}`, format: 'text' }, { label: 'L0 (active features per token)', value: f.l0, format: 'sig' }, { label: 'explained variance', value: f.explainedVariance, format: 'percent' }, { label: 'reconstruction MSE', value: f.mse, format: 'sig' }] },
+        ...gt.clean.map((row, b) => ({ type: 'tokens' as const, title: `${ctx.texts.clean[b]}: active features per token`, tokens: tokensToStrings(tok, row), values: l0[b]!, valueLabel: 'L0' })),
+        table(`Top ${k} features per token (activation)`, ['prompt', 'pos', 'token', 'features'], rows),
+      ];
+      res.tensors = { acts: f.acts };
+      return;
+    }
+    case 'sae_ablate': {
+      const sae = await experimentSae(x, s.sae);
+      const kind = s.ablation ?? 'zero';
+      const edit = await featureAblation(model, gt.clean, sae, { features: s.features, kind, ...(s.positions ? { positions: s.positions } : {}) });
+      const before = await model.forward(gt.clean, { saes: [{ sae, useErrorTerm: true }] });
+      const after = await model.forward(gt.clean, edit);
+      const m = ctx.metric;
+      const items: { label: string; value: number | string | null; format?: 'sig' | 'signed' | 'percent' | 'text' }[] = [
+        { label: 'features', value: s.features.join(', '), format: 'text' },
+        { label: 'ablation', value: kind, format: 'text' },
+        { label: 'loss before', value: lmLoss(before, gt.clean), format: 'sig' },
+        { label: 'loss after', value: lmLoss(after, gt.clean), format: 'sig' },
+      ];
+      const data: Record<string, unknown> = { sae: sae.source, features: s.features, ablation: kind, positions: s.positions ?? null, lossBefore: items[2]!.value, lossAfter: items[3]!.value };
+      if (m) {
+        const mb = m(before), ma = m(after);
+        items.push({ label: `${valueLabel} before`, value: mb, format: 'signed' }, { label: `${valueLabel} after`, value: ma, format: 'signed' });
+        data['metricBefore'] = mb;
+        data['metricAfter'] = ma;
+      }
+      if (answers && answers.every((a2) => a2[1] >= 0)) {
+        const ldB = logitDiffs(before, answers), ldA = logitDiffs(after, answers);
+        data['logitDiffs'] = { before: ldB, after: ldA };
+        res.blocks.push(table('Logit difference per prompt', ['#', 'prompt', 'before', 'after', 'change'], ldB.map((v, i) => [i, ctx.texts.clean[i]!, v, ldA[i]!, ldA[i]! - v])));
+      }
+      res.blocks.unshift({ type: 'stats', items });
+      res.data = data;
+      return;
+    }
+    case 'sae_steer': {
+      const sae = await experimentSae(x, s.sae);
+      const i = s.prompt ?? 0;
+      const row = gt.clean[i]!;
+      const iv = steeringIntervention(model, sae, { feature: s.feature, alpha: s.alpha, ...(s.positions ? { positions: s.positions } : {}) });
+      const V = cfg.d_vocab_out;
+      const last = (l: F32) => l.data.subarray((row.length - 1) * V, row.length * V);
+      const before = await model.forward([row]);
+      const after = await model.runWithHooks([row], [iv]);
+      const k = 10;
+      const entries = (l: F32) => topK(last(l), k).map((t) => ({ token: t.token, str: tokensToStrings(tok, [t.token])[0]!, logit: t.logit, prob: t.prob }));
+      const n = s.generate ?? 10;
+      const contBefore = n > 0 ? await greedyContinue(model, row, n, {}, sweepOpts.signal) : [];
+      const contAfter = n > 0 ? await greedyContinue(model, row, n, { interventions: [iv] }, sweepOpts.signal) : [];
+      const text = (ids: number[]) => tok.decode(ids);
+      const strTokens = tokensToStrings(tok, row);
+      res.data = { sae: sae.source, feature: s.feature, alpha: s.alpha, positions: s.positions ?? null, prompt: ctx.texts.clean[i], topBefore: entries(before), topAfter: entries(after), continuationBefore: text(contBefore), continuationAfter: text(contAfter), tokensBefore: contBefore, tokensAfter: contAfter };
+      res.blocks = [
+        { type: 'stats', items: [{ label: 'feature', value: String(s.feature), format: 'text' }, { label: 'alpha', value: s.alpha, format: 'signed' }, { label: 'at', value: `${sae.cfg.hook_name_out}${s.positions ? ` positions ${s.positions.join(', ')}` : ', every position'}`, format: 'text' }] },
+        { type: 'topk', title: `Before: ${JSON.stringify(ctx.texts.clean[i])}`, strTokens, entries: entries(before) },
+        { type: 'topk', title: `Steered (+${s.alpha} x feature ${s.feature})`, strTokens, entries: entries(after) },
+        ...(n > 0 ? [table(`Greedy continuation (${n} tokens)`, ['', 'text'], [['before', JSON.stringify(text(contBefore))], ['steered', JSON.stringify(text(contAfter))]])] : []),
+      ];
+      return;
+    }
     case 'path_patch': {
       const denoise = (s.direction ?? 'denoise') === 'denoise';
       const [base, source] = denoise ? [gt.corrupted!, gt.clean] : [gt.clean, gt.corrupted!];
@@ -586,6 +673,21 @@ async function addAttribution(res: AnalysisResult, r: SweepResult, s: Extract<An
   const at = res.blocks.findIndex((b) => b.type === 'heatmap');
   if (at < 0) res.blocks.push(...compares);
   else res.blocks = [...res.blocks.slice(0, at).filter((b) => b.type !== 'heatmap'), ...compares, ...res.blocks.slice(at).filter((b) => b.type !== 'heatmap')];
+}
+
+/** SAEs loaded for each experiment run (one load per `"sae"` value). */
+const loadedSaes = new WeakMap<ResolvedExperiment, Map<string, Promise<Sae>>>();
+
+function experimentSae(x: ResolvedExperiment, spec: string): Promise<Sae> {
+  let per = loadedSaes.get(x);
+  if (!per) loadedSaes.set(x, (per = new Map()));
+  const hit = per.get(spec);
+  if (hit) return hit;
+  const r = x.saes.get(spec);
+  if (!r) throw new Error(`internal: the SAE ${JSON.stringify(spec)} was not resolved when the experiment was parsed`);
+  const p = r.kind === 'local' ? Promise.resolve().then(() => loadSaeFolder(r.path)) : loadSae(r.ref, { allowDownload: !x.model.offline });
+  per.set(spec, p);
+  return p;
 }
 
 /** All tensors of the results, keyed `<index>/<group>/<name>` for safetensors. */

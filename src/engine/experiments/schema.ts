@@ -62,6 +62,9 @@ export type AnalysisSpec = { title?: string } & (
   | { kind: 'patch_neurons'; layer: number; hook?: 'post' | 'pre'; neurons?: number[]; top?: number; attribution?: boolean; expect?: CellExpectation }
   | { kind: 'causal_trace'; prompt?: number; subject: string | [number, number]; samples?: number; noise?: number; window?: number; kinds?: ('resid' | 'mlp' | 'attn')[]; seed?: number }
   | { kind: 'path_patch'; receivers: HeadName[] | 'logits'; input?: 'q' | 'k' | 'v'; direction?: 'denoise' | 'noise' }
+  | { kind: 'sae_features'; sae: string; top?: number }
+  | { kind: 'sae_ablate'; sae: string; features: number[]; ablation?: 'zero' | 'mean'; positions?: number[] }
+  | { kind: 'sae_steer'; sae: string; feature: number; alpha: number; positions?: number[]; prompt?: number; generate?: number }
 );
 
 export type AnalysisKind = AnalysisSpec['kind'];
@@ -155,6 +158,13 @@ const promptSource: Schema = {
 // Attribution patching (analysis/attribution.ts) estimates the same cells from one backward pass;
 // it covers resid_pre / attn_out / mlp_out, heads across all positions and neurons' hook_post.
 const attribution = bool('Also estimate this sweep with attribution patching (one forward and one backward pass, a linear approximation) and show it beside the exact result with their correlation. For resid_pre / attn_out / mlp_out, heads over all positions and hook_post neurons, with metric logit_diff.', false);
+
+const saeRef: Schema = {
+  type: 'string',
+  minLength: 1,
+  description: "The SAE in SAELens's format: a folder with cfg.json and sae_weights.safetensors (relative to this file, starting with ./), or a folder of a Hugging Face release repository, org/name/<folder> (read from the local HF cache, downloaded unless the model is offline).",
+  examples: ['./saes/blocks.1.hook_resid_post', 'org/gpt2-small-res-saes/blocks.8.hook_resid_pre'],
+};
 
 const layers: Schema = { type: 'array', items: { type: 'integer', minimum: 0 }, minItems: 1, description: 'Only these layers (default: every layer).' };
 
@@ -374,6 +384,24 @@ const analyses: Schema[] = [
     input: { enum: ['q', 'k', 'v'], default: 'v', description: "The receivers' input that carries the path." },
     direction: { enum: ['denoise', 'noise'], default: 'denoise', description: "'denoise': senders from the clean run into the corrupted run (like the other patching analyses); 'noise': senders from the corrupted run into the clean run (ARENA's convention)." },
   }, ['receivers']),
+  analysis('sae_features', "A sparse autoencoder's (or transcoder's) features on every token of the prompts: the most active features per token, the mean number active (L0) and how much of the activation the reconstruction explains. The SAE is spliced with its error term, so the model's run is unchanged.", {
+    sae: saeRef,
+    top: int('Features listed per token.', 1, { default: 5 }),
+  }, ['sae']),
+  analysis('sae_ablate', "Ablate SAE features (to zero, or to each feature's mean over the prompts' tokens) and measure the effect: the metric when every prompt has answers, and the next-token loss. The error term keeps everything the SAE does not explain, so only the features' contribution changes.", {
+    sae: saeRef,
+    features: { type: 'array', minItems: 1, items: { type: 'integer', minimum: 0 }, description: 'Feature indices (0 .. d_sae - 1).' },
+    ablation: { enum: ['zero', 'mean'], default: 'zero', description: "'zero', or 'mean': each feature's mean activation over every token of the prompts." },
+    positions: { type: 'array', minItems: 1, items: { type: 'integer' }, description: 'Only these positions (negative: from the end; BOS counted). Default: every position.' },
+  }, ['sae', 'features']),
+  analysis('sae_steer', "Steer with a feature: add alpha x its decoder direction at the SAE's output hook over chosen positions, and show the top predictions and a greedy continuation before and after.", {
+    sae: saeRef,
+    feature: int('The feature whose decoder direction (row of W_dec) is added.'),
+    alpha: { type: 'number', description: 'Multiple of the decoder direction added (negative steers away).' },
+    positions: { type: 'array', minItems: 1, items: { type: 'integer' }, description: 'Only these positions (negative: from the end). Default: every position, generated tokens included.' },
+    prompt: int('Index of the prompt steered (0 = the first).'),
+    generate: int('Tokens generated greedily before and after (0: predictions only).', 0, { default: 10, maximum: 256 }),
+  }, ['sae', 'feature', 'alpha']),
 ];
 (analysisExperimentSchema.properties!['analyses']!.items as Schema).anyOf = analyses;
 
