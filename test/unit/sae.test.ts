@@ -155,3 +155,51 @@ test('with the error term the logits are the model\'s; editing a feature moves t
     await ht.dispose();
   }
 });
+
+test('featureStats streams a corpus: densities, maxima and top contexts equal a brute-force pass; histograms; logit effect', async () => {
+  const { featureStats, histogram, featureLogitEffect } = await import('../../src/engine/analysis/saeFeatures.js');
+  const { featureActivations } = await import('../../src/engine/analysis/sae.js');
+  const fx = oracleFixture('gpt2-tied-gelu-new');
+  const ht = engineModel(fx, 'default');
+  const sae = loadSaeFolder(path.join(GPT2, 'topk-resid-pre-1'));
+  // Rows of two lengths (batched separately) from the fixture's prompts.
+  const rows = [...fx.spec.tokens, ...fx.spec.corrupted_tokens, fx.spec.tokens[0]!.slice(0, 7)];
+  try {
+    let calls = 0;
+    const st = await featureStats(ht, sae, rows, { topK: 3, batch: 2, keepValues: [0, 5], onProgress: () => calls++ });
+    assert.equal(st.tokens, rows.reduce((a, r) => a + r.length, 0));
+    assert.ok(calls >= 3);
+    const D = sae.cfg.d_sae;
+    const all: { f: number; row: number; pos: number; act: number }[] = [];
+    for (const [i, r] of rows.entries()) {
+      const { acts } = await featureActivations(ht, [r], sae);
+      for (let p = 0; p < r.length; p++) for (let f = 0; f < D; f++) {
+        const v = acts.data[p * D + f]!;
+        if (v > 0) all.push({ f, row: i, pos: p, act: v });
+      }
+    }
+    for (let f = 0; f < D; f++) {
+      const mine = all.filter((x) => x.f === f).sort((a, b) => b.act - a.act || a.row - b.row || a.pos - b.pos);
+      assert.ok(Math.abs(st.density[f]! - mine.length / st.tokens) < 1e-12, `density of ${f}`);
+      // Equal prefixes (clean and corrupted prompts) tie up to float noise: compare activations,
+      // and check each context's activation is the brute-force one at that row and position.
+      const got = st.top[f]!;
+      assert.equal(got.length, Math.min(3, mine.length));
+      got.forEach((c, j) => {
+        assert.ok(Math.abs(c.act - mine[j]!.act) < 1e-5, `top ${j} of feature ${f}: ${c.act} vs ${mine[j]!.act}`);
+        const at = mine.find((m) => m.row === c.row && m.pos === c.pos);
+        assert.ok(at && Math.abs(at.act - c.act) < 1e-5, `feature ${f}: context (${c.row}, ${c.pos})`);
+      });
+      if (mine.length) assert.ok(Math.abs(st.maxAct[f]! - mine[0]!.act) < 1e-5);
+    }
+    assert.equal(st.values.get(5)!.length, all.filter((x) => x.f === 5).length);
+    const h = histogram(st.values.get(5)!, 8);
+    assert.equal(h.counts.reduce((a, b) => a + b, 0), st.values.get(5)!.length);
+    const eff = featureLogitEffect(ht, sae, 3, 4);
+    assert.equal(eff.top.length, 4);
+    assert.ok(eff.top[0]!.value >= eff.top[3]!.value && eff.bottom[0]!.value <= eff.bottom[3]!.value);
+    await assert.rejects(featureStats(ht, sae, rows, { keepValues: [D] }), /feature 48 does not exist/);
+  } finally {
+    await ht.dispose();
+  }
+});

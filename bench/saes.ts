@@ -1,0 +1,88 @@
+/**
+ * SAE benchmarks (bench/run.ts group 'saes'), on the GPT-2-small-shaped random model:
+ *
+ *  - splice: a standard SAE with d_sae = 32 x d_model (24576 features) at blocks.8.hook_resid_pre,
+ *    spliced with its error term, against the plain forward, alternating in one run (8 prompts x
+ *    8 tokens and 1 x 128). Target: spliced / plain <= 1.5.
+ *  - features: feature activations of that SAE over a 50k-token corpus (rows of 128 tokens, the
+ *    forward stopping after the SAE's block), the work behind a feature dashboard. Target <= 60 s
+ *    (`--sae-tokens=N` measures fewer tokens; the target is then not judged).
+ */
+import * as os from 'node:os';
+import { HookedTransformer } from '../src/engine/model/hookedTransformer.js';
+import { applyProcessing } from '../src/engine/weights/process.js';
+import { featureStats } from '../src/engine/analysis/saeFeatures.js';
+import { newSaeId, type Sae } from '../src/engine/sae/sae.js';
+import { parseSaeConfig } from '../src/engine/sae/config.js';
+import { f32 } from '../src/engine/tensor/tensor.js';
+import { mulberry32 } from '../src/engine/tensor/mulberry32.js';
+import { gpt2SmallConfig, randomParams, randomTokens } from './randomModel.js';
+
+const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+function randomSae(dIn: number, dSae: number, hook: string): Sae {
+  const rand = mulberry32(7);
+  const n = (k: number, s: number) => Float32Array.from({ length: k }, () => (rand() * 2 - 1) * s);
+  const cfg = parseSaeConfig({ architecture: 'standard', d_in: dIn, d_sae: dSae, apply_b_dec_to_input: true, normalize_activations: 'none', metadata: { sae_lens_version: '6.54.12', hook_name: hook } }, 'bench SAE');
+  return {
+    id: newSaeId('bench'), cfg, sparsity: null, source: 'random bench SAE',
+    weights: { W_enc: f32([dIn, dSae], n(dIn * dSae, Math.sqrt(3 / dIn))), W_dec: f32([dSae, dIn], n(dSae * dIn, 0.05)), b_dec: f32([dIn]), b_enc: f32([dSae], n(dSae, 0.5).map((v) => v - 1)) },
+  };
+}
+
+async function timeInterleaved(fns: (() => Promise<unknown>)[], reps: number): Promise<number[]> {
+  const ts = fns.map(() => [] as number[]);
+  for (let i = 0; i < reps + 2; i++) {
+    for (const [k, fn] of fns.entries()) {
+      const t0 = performance.now();
+      await fn();
+      if (i >= 2) ts[k]!.push(performance.now() - t0);
+    }
+  }
+  return ts.map(median);
+}
+
+export async function benchSaes(): Promise<Record<string, unknown>> {
+  const cfg0 = gpt2SmallConfig();
+  const { cfg, params } = applyProcessing(cfg0, randomParams(cfg0), 'default');
+  const model = new HookedTransformer(cfg, params, 'default', 'random', { device: 'cpu' });
+  const load0 = os.loadavg()[0]!;
+  const sae = randomSae(cfg.d_model, 32 * cfg.d_model, 'blocks.8.hook_resid_pre');
+  const splice = { saes: [{ sae, useErrorTerm: true }] };
+  const tok8 = randomTokens(8, 8, cfg.d_vocab);
+  const tok128 = randomTokens(1, 128, cfg.d_vocab);
+  await model.warmUp();
+  const [p8 = NaN, s8 = NaN] = await timeInterleaved([() => model.forward(tok8), () => model.forward(tok8, splice)], 15);
+  const [p128 = NaN, s128 = NaN] = await timeInterleaved([() => model.forward(tok128), () => model.forward(tok128, splice)], 7);
+  await model.releaseVariants();
+  // 50k tokens (391 rows of 128); --sae-tokens=N for a shorter measurement (then the target
+  // is not judged).
+  const flag = process.argv.find((a) => a.startsWith('--sae-tokens='));
+  const nTokens = flag ? Number(flag.slice('--sae-tokens='.length)) : 50_000;
+  const rows = randomTokens(Math.ceil(nTokens / 128), 128, cfg.d_vocab);
+  const t0 = performance.now();
+  let progressCalls = 0;
+  const stats = await featureStats(model, sae, rows, { topK: 20, batch: 8, onProgress: () => progressCalls++ });
+  const featuresS = (performance.now() - t0) / 1000;
+  await model.dispose();
+  return {
+    bench: 'saes',
+    model: 'gpt2-small-shaped random (124M params), processing default; standard SAE d_sae 24576 at blocks.8.hook_resid_pre',
+    forward_8x8_ms: round(p8),
+    spliced_8x8_ms: round(s8),
+    splice_ratio_8x8: round(s8 / p8, 3),
+    forward_1x128_ms: round(p128),
+    spliced_1x128_ms: round(s128),
+    splice_ratio_1x128: round(s128 / p128, 3),
+    feature_stats_s: round(featuresS, 2),
+    feature_stats_tokens: stats.tokens,
+    feature_stats_tokens_per_s: round(stats.tokens / featuresS),
+    feature_stats_progress_reports: progressCalls,
+    target_splice_ratio: 1.5,
+    target_feature_stats_s: 60,
+    pass: s8 / p8 <= 1.5 && s128 / p128 <= 1.5 && (nTokens < 50_000 ? null : featuresS <= 60),
+    load1_before: round(load0, 2),
+    load1_after: round(os.loadavg()[0]!, 2),
+  };
+}
