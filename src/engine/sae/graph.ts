@@ -19,9 +19,9 @@
  *                             intervention on the SAE's hooks)                      -> hook_sae_error
  *   output = out (+ error)                                                          -> hook_sae_output
  *
- * The structure (architecture, sizes, options) is compiled in; the weights are graph inputs named
- * `sae.<id>.<tensor>` fed zero-copy from the loaded SAE, so one loaded SAE compiles once per
- * segment variant.
+ * The structure (architecture, sizes, options) is compiled in; the weights are named
+ * `sae.<id>.<tensor>`: the two big matrices as initializers (PREPACK), the vectors as graph inputs
+ * fed zero-copy from the loaded SAE. One loaded SAE compiles once per segment variant.
  */
 import type { GraphBuilder } from '../graph/builder.js';
 import type { HookName, OutputName, SaeHookSuffix } from '../hooks/hooks.js';
@@ -111,6 +111,13 @@ function derived(sae: Sae): Derived {
   return d;
 }
 
+/**
+ * The encoder and decoder matrices are compiled in as initializers: onnxruntime pre-packs them
+ * once for its GEMM kernels instead of re-packing a graph input on every run (see
+ * buildUnembedGraph); the price is one copy per compiled session.
+ */
+const PREPACK = new Set(['W_enc', 'W_dec', 'W_enc_mag']);
+
 /** What emitSae needs from the segment builder. */
 export interface SaeEmitter {
   readonly g: GraphBuilder;
@@ -126,11 +133,14 @@ export interface SaeEmitter {
  */
 export function emitSae(e: SaeEmitter, slot: SaeSlot, sae: Sae, x: string, y: string): string {
   const g = e.g;
+  const made = new Map<string, string>();
   const w = (name: keyof Sae['weights'] | 'decNorm' | 'invDecNorm' | 'W_enc_mag'): string => {
-    const input = `sae.${slot.id}.${name}`;
-    if (g.weightInputs.has(input)) return input;
+    const hit = made.get(name);
+    if (hit) return hit;
     const t = name === 'decNorm' || name === 'invDecNorm' || name === 'W_enc_mag' ? derived(sae)[name]! : sae.weights[name]!;
-    return g.weight(input, t, undefined, true);
+    const v = g.weight(`sae.${slot.id}.${name}`, t, undefined, !PREPACK.has(name));
+    made.set(name, v);
+    return v;
   };
   const transcoder = isTranscoder(slot.architecture);
   const lastAxis = { axes: [-1], keepdims: 1 };
