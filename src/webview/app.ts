@@ -14,7 +14,7 @@ import { type PanelState, type RunIdParams, WebviewNotifications, WebviewRequest
 import { readTheme } from './colors.js';
 import type { HostActions, UiState, UiStore, ViewContext } from './context.js';
 import { Disposables, setChildren } from './dom.js';
-import { renderState } from './views/index.js';
+import { renderState, updateState } from './views/index.js';
 import { renderError } from './views/status.js';
 
 /** The object acquireVsCodeApi() returns (only what MechLens uses). */
@@ -122,6 +122,18 @@ export class App {
   /** Replaces the view with `st` (a complete snapshot). Keeps the scroll position when the kind is unchanged. */
   render(st: PanelState): void {
     const sameKind = this.state?.kind === st.kind;
+    // A view that updates in place (training snapshots, several a second) keeps its DOM.
+    const current = this.opts.root.firstElementChild as HTMLElement | null;
+    if (sameKind && current) {
+      try {
+        if (updateState(current, st)) {
+          this.state = st;
+          return;
+        }
+      } catch {
+        // An inconsistent snapshot: render it anew below, which shows the error.
+      }
+    }
     const scrollY = this.win.scrollY;
     this.view.dispose();
     this.view = new Disposables();
