@@ -56,7 +56,7 @@ describe('e2e: one results column, panels reused unless locked, restored after a
     await runCommand(page, 'MechLens: Show Attention');
     await tabs(page, 'MechLens: Attention — ').first().waitFor({ state: 'visible', timeout: 60_000 });
     await cursorOn(page, sample, b);
-    await runCommand(page, 'MechLens: Show Logit Attribution');
+    await runCommand(page, 'MechLens: Show Logit Lens and Direct Logit Attribution');
     await findWebview(page, '[data-kind="attribution"], .ml-attribution', 60_000).catch(() => undefined);
     assert.equal(await groups(page).count(), 2, 'the editor and one results column');
     await screenshot('e2e-70-one-results-column');

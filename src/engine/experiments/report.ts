@@ -79,7 +79,8 @@ export function heatmapSvg(h: HeatmapData, scale: 'diverging' | 'sequential' = '
   const maxRowLabel = Math.min(28, Math.max(1, ...h.rowLabels.map((l) => l.length)));
   const maxColLabel = Math.min(24, Math.max(1, ...h.colLabels.map((l) => l.length)));
   const cellW = Math.max(0.25, Math.min(36, 860 / Math.max(1, nC)));
-  const cellH = nR === 1 ? 26 : Math.max(2, Math.min(28, cellW, 600 / Math.max(1, nR)));
+  // Tall enough for the rotated row-axis title ("sender layer" on a two-row strip was clipped).
+  const cellH = Math.max(nR === 1 ? 26 : Math.max(2, Math.min(28, cellW, 600 / Math.max(1, nR))), (h.rowAxis.length * CHAR_W + 8) / Math.max(1, nR));
   const left = 24 + maxRowLabel * CHAR_W + 8;
   const top = 8;
   const plotW = cellW * nC;
@@ -222,8 +223,8 @@ export function blockHtml(b: ExperimentBlock): string {
     case 'bars': return figure(b.title, chartSvg('bars', b.labels, b.values, '', b.valueLabel));
     case 'line': return figure(b.title, chartSvg('line', b.labels, b.values, b.xAxis, b.yAxis, b.reference));
     case 'topk': {
-      const head = `${b.title}${b.answer ? ` — answer ${JSON.stringify(b.answer.str)}: rank ${b.answer.rank}, logit ${fmt(b.answer.logit, 4)}, prob ${fmt(100 * b.answer.prob, 4)}%` : ''}`;
-      return `<p class="mono">${b.strTokens.map((t) => `<span class="tok">${escapeHtml(t)}</span>`).join('')}</p>${tableHtml(head, ['rank', 'token', 'logit', 'prob'], b.entries.map((e, k) => [k, JSON.stringify(e.str), e.logit, e.prob]))}`;
+      const head = `${b.title}${b.answer ? ` — answer ${JSON.stringify(b.answer.str)}: rank ${b.answer.rank}, logit ${fmt(b.answer.logit, 4)}, probability ${fmt(100 * b.answer.prob, 4)}%` : ''}`;
+      return `<p class="mono">${b.strTokens.map((t) => `<span class="tok">${escapeHtml(t)}</span>`).join('')}</p>${tableHtml(head, ['rank', 'token', 'logit', 'probability'], b.entries.map((e, k) => [k, JSON.stringify(e.str), e.logit, `${fmt(100 * e.prob, 4)}%`]))}`;
     }
     case 'table': return tableHtml(b.title, b.columns, b.rows);
     case 'tokens': {

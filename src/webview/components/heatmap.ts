@@ -56,6 +56,11 @@ export interface HeatmapProps {
   valueFormat?: 'number' | 'percent';
   /** Export file name stem. Default slug(data.title). */
   fileStem?: string;
+  /**
+   * What the figure is of (the model, the prompt or group), added to the title of exported
+   * figures so that a PNG in a paper draft still says where it came from.
+   */
+  context?: string;
   /** Click / Enter on a cell. */
   onCellClick?: (row: number, col: number) => void;
   /** The toolbar's "Values" toggle changed (to persist it). */
@@ -289,9 +294,9 @@ export class Heatmap {
     return bar;
   }
 
-  private layoutFor(width: number, theme: ChartTheme, measure: Measure, withTitle: boolean): HeatmapLayout {
+  private layoutFor(width: number, theme: ChartTheme, measure: Measure, withTitle: boolean, forExport = false): HeatmapLayout {
     const p = this.props;
-    const d = p.data;
+    const d = forExport ? { ...p.data, title: this.exportTitle() } : p.data;
     return computeLayout({
       nRows: d.values.length,
       nCols: d.values[0]?.length ?? 0,
@@ -311,6 +316,7 @@ export class Heatmap {
       maxCell: p.maxCell ?? 44,
       maxPlotHeight: p.maxPlotHeight ?? 560,
       minRowHeight: 14,
+      minCell: 12,
     });
   }
 
@@ -357,7 +363,7 @@ export class Heatmap {
   /** The figure in the paper theme at 2× as base64 PNG (throws where there is no canvas). */
   toPngBase64(): string {
     const canvas = this.env.doc.createElement('canvas');
-    const L = this.layoutFor(this.width || 800, PAPER_THEME, canvasMeasure(this.env.doc, PAPER_THEME), true);
+    const L = this.layoutFor(this.width || 800, PAPER_THEME, canvasMeasure(this.env.doc, PAPER_THEME), true, true);
     if (!this.paintInto(canvas, L, PAPER_THEME, 2, true)) throw new Error('no canvas available');
     const url = canvas.toDataURL('image/png');
     const comma = url.indexOf(',');
@@ -365,10 +371,16 @@ export class Heatmap {
     return url.slice(comma + 1);
   }
 
+  /** The title exports draw: the figure's, then what it is of. */
+  exportTitle(): string {
+    const c = this.props.context?.trim();
+    return c ? `${this.props.data.title} — ${c}` : this.props.data.title;
+  }
+
   toSvg(): string {
     const p = this.props;
     return heatmapToSvg(
-      { ...p.data, rowLabels: p.data.rowLabels.map(displayLabel), colLabels: p.data.colLabels.map(displayLabel), title: (p.showTitle ?? true) ? p.data.title : '' },
+      { ...p.data, rowLabels: p.data.rowLabels.map(displayLabel), colLabels: p.data.colLabels.map(displayLabel), title: (p.showTitle ?? true) ? this.exportTitle() : '' },
       { scale: p.scale ?? 'diverging', width: this.width || 800, square: p.square ?? false, annotate: p.annotate ?? false, selected: p.selected ?? null },
     );
   }

@@ -57,7 +57,16 @@ export interface LayoutInput {
   /** Rows shrink (below one pixel if need be: cells are then binned) past this plot height. */
   maxPlotHeight: number;
   minRowHeight: number;
+  /**
+   * Smallest cell width in CSS px for axes of at most MIN_CELL_MAX_COLS columns (tokens, layers,
+   * heads): below it the figure grows wider than `width` and its box scrolls sideways. Longer
+   * axes (neurons) bin instead. 0: cells may shrink to fit.
+   */
+  minCell?: number;
 }
+
+/** Axes longer than this bin their cells rather than scroll (3072 neurons would be metres wide). */
+export const MIN_CELL_MAX_COLS = 256;
 
 export interface Tick {
   value: number;
@@ -151,6 +160,7 @@ export function computeLayout(inp: LayoutInput): HeatmapLayout {
   const fit = (l: number) => {
     const availW = Math.max(40, inp.width - l - right);
     let cellW = nCols > 0 ? Math.min(inp.maxCell, availW / nCols) : 0;
+    if (!inp.square && inp.minCell && nCols <= MIN_CELL_MAX_COLS) cellW = Math.max(cellW, inp.minCell);
     let cellH: number;
     if (inp.square) {
       cellH = cellW;
@@ -161,6 +171,10 @@ export function computeLayout(inp: LayoutInput): HeatmapLayout {
     } else {
       cellH = Math.min(inp.maxCell, Math.max(cellW, inp.minRowHeight));
       if (nRows * cellH > inp.maxPlotHeight && nRows > 0) cellH = inp.maxPlotHeight / nRows;
+      // The row axis title is drawn rotated along the plot: a strip of one or two rows grows tall
+      // enough to hold it whole (it was clipped to "sender laye").
+      const titleH = m(inp.rowAxis) + 8;
+      if (nRows > 0 && nRows * cellH < titleH) cellH = titleH / nRows;
     }
     return { cellW, cellH, plan: planColumnLabels(maxColW, cellW, lineH) };
   };

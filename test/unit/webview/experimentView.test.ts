@@ -187,6 +187,8 @@ test('heatmaps export SVG / CSV / JSON through the shared toolbar', async () => 
   assert.equal(ctx.host.saved[0]!.format, 'svg');
   assert.equal(ctx.host.saved[0]!.suggestedName, 'resid-pre-patching.svg');
   assert.match(ctx.host.saved[0]!.content, /<svg[\s\S]*resid_pre patching/);
+  // The exported figure's title says what it is of: the experiment and the model.
+  assert.match(ctx.host.saved[0]!.content, /resid_pre patching — IOI in a toy model · toy/);
   assert.match(ctx.host.copied[0]!, /" Mary_2"/);
   assert.deepEqual((JSON.parse(ctx.host.copied[1]!) as { values: number[][] }).values[0], [0, 0, 1, 0, 0]);
 });
