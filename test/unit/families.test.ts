@@ -30,6 +30,7 @@ const FAMILY_OF_FIXTURE: Record<string, string> = {
   'rms-gqa-gated': 'llama',
   'rms-gqa-rope-scaling': 'llama',
   'mistral-sliding-window': 'mistral',
+  'qkv-bias-gqa-tied': 'qwen2',
 };
 
 const readConfig = (fx: string): Record<string, unknown> => JSON.parse(fs.readFileSync(path.join(FIXTURES, fx, 'config.json'), 'utf8')) as Record<string, unknown>;
@@ -70,6 +71,20 @@ test('each family has its TransformerLens config fields and hook set', () => {
   assert.equal(mistral.use_local_attn, true);
   assert.ok(mistral.window_size! > 0);
   assert.deepEqual(new Set(mistral.attn_types), new Set(['local']));
+});
+
+test('Qwen2: q/k/v biases from the checkpoint, rotary base from rope_theta, tied unembedding, no BOS', () => {
+  const { cfg, params } = loadModelFolder(path.join(FIXTURES, 'qkv-bias-gqa-tied'));
+  assert.equal(cfg.original_architecture, 'Qwen2ForCausalLM');
+  assert.equal(cfg.rotary_base, 1e6);
+  assert.equal(cfg.n_key_value_heads, 2);
+  assert.equal(cfg.default_prepend_bos, false);
+  const sd = readSafetensors(path.join(FIXTURES, 'qkv-bias-gqa-tied', 'model.safetensors'));
+  assert.deepEqual(Array.from(params.get('blocks.1.attn._b_K')!.data), Array.from(sd.get('model.layers.1.self_attn.k_proj.bias')!.data));
+  assert.ok(params.get('blocks.0.attn.b_Q')!.data.some((v) => v !== 0), 'b_Q is the checkpoint\'s, not zeros');
+  // Tied: W_U is W_Eᵀ ([d_model, d_vocab] from [d_vocab, d_model]).
+  const WE = params.get('embed.W_E')!, WU = params.get('unembed.W_U')!;
+  assert.equal(WU.data[3 * cfg.d_vocab + 7], WE.data[7 * cfg.d_model + 3]);
 });
 
 /** float32 -> bfloat16 bits, round to nearest even (as torch's .to(torch.bfloat16)). */
@@ -125,7 +140,7 @@ function assertBf16Of(got: Map<string, F32>, fp32: Map<string, F32>, what: strin
   }
 }
 
-for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window']) {
+for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'qkv-bias-gqa-tied']) {
   test(`${fx}: loads from a bf16 sharded folder and from the HF cache, computed in float32`, async () => {
     const fp32 = loadModelFolder(path.join(FIXTURES, fx));
     assert.deepEqual([...fp32.params.keys()].sort(), paramSpecs(fp32.cfg).map((s) => s.name).sort(), 'exactly paramSpecs(cfg)');

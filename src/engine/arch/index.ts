@@ -11,10 +11,11 @@ import { gpt2 } from './gpt2.js';
 import { llama } from './llama.js';
 import { mistral } from './mistral.js';
 import { neox } from './neox.js';
+import { qwen2 } from './qwen2.js';
 
 export type { ArchFamily, HfConfig } from './family.js';
 
-export const FAMILIES: readonly ArchFamily[] = [gpt2, neox, llama, mistral];
+export const FAMILIES: readonly ArchFamily[] = [gpt2, neox, llama, mistral, qwen2];
 
 /** A one-line list of what is supported, for error messages and docs. */
 export function supportedFamilies(): string {
