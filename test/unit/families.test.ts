@@ -13,7 +13,7 @@ import { FAMILIES, familyOf, supportedFamilies } from '../../src/engine/arch/ind
 import { hfRepoCacheDir, loadModel, loadModelFolder, ModelLoadError } from '../../src/engine/model/load.js';
 import { readSafetensors } from '../../src/engine/model/safetensors.js';
 import { paramSpecs } from '../../src/engine/model/paramSpecs.js';
-import { allHooks, requireHook } from '../../src/engine/hooks/hooks.js';
+import { allHooks, hookDims, requireHook } from '../../src/engine/hooks/hooks.js';
 import type { F32 } from '../../src/engine/tensor/tensor.js';
 import { headParam } from '../../src/engine/model/params.js';
 import { headWeight } from '../../src/engine/analysis/circuits.js';
@@ -31,6 +31,7 @@ const FAMILY_OF_FIXTURE: Record<string, string> = {
   'rms-gqa-rope-scaling': 'llama',
   'mistral-sliding-window': 'mistral',
   'qkv-bias-gqa-tied': 'qwen2',
+  'per-head-qk-norm': 'qwen3',
 };
 
 const readConfig = (fx: string): Record<string, unknown> => JSON.parse(fs.readFileSync(path.join(FIXTURES, fx, 'config.json'), 'utf8')) as Record<string, unknown>;
@@ -87,6 +88,20 @@ test('Qwen2: q/k/v biases from the checkpoint, rotary base from rope_theta, tied
   assert.equal(WU.data[3 * cfg.d_vocab + 7], WE.data[7 * cfg.d_model + 3]);
 });
 
+test('Qwen3: per-head q/k norm gains, head_dim apart from d_model / n_heads, its hooks with TransformerLens\'s flattened shapes', () => {
+  const { cfg, params } = loadModelFolder(path.join(FIXTURES, 'per-head-qk-norm'));
+  assert.equal(cfg.use_qk_norm, true);
+  assert.equal(cfg.d_head, 16);
+  assert.notEqual(cfg.d_head * cfg.n_heads, cfg.d_model);
+  assert.deepEqual(params.get('blocks.1.attn.q_norm.w')!.dims, [16]);
+  assert.deepEqual(params.get('blocks.1.attn.k_norm.w')!.dims, [16]);
+  assert.ok(allHooks(cfg).includes('blocks.0.attn.k_norm.hook_normalized'));
+  assert.deepEqual(hookDims('blocks.0.attn.q_norm.hook_normalized', cfg, 2, 5), [2 * 5 * 4, 16]);
+  assert.deepEqual(hookDims('blocks.0.attn.k_norm.hook_scale', cfg, 2, 5), [2 * 5 * 2, 1]);
+  const llama = loadModelFolder(path.join(FIXTURES, 'rms-gqa-gated')).cfg;
+  assert.throws(() => requireHook('blocks.0.attn.q_norm.hook_scale', llama), /query\/key norm/);
+});
+
 /** float32 -> bfloat16 bits, round to nearest even (as torch's .to(torch.bfloat16)). */
 function toBf16(x: number): number {
   const u = new Uint32Array(new Float32Array([x]).buffer)[0]!;
@@ -140,7 +155,7 @@ function assertBf16Of(got: Map<string, F32>, fp32: Map<string, F32>, what: strin
   }
 }
 
-for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'qkv-bias-gqa-tied']) {
+for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'qkv-bias-gqa-tied', 'per-head-qk-norm']) {
   test(`${fx}: loads from a bf16 sharded folder and from the HF cache, computed in float32`, async () => {
     const fp32 = loadModelFolder(path.join(FIXTURES, fx));
     assert.deepEqual([...fp32.params.keys()].sort(), paramSpecs(fp32.cfg).map((s) => s.name).sort(), 'exactly paramSpecs(cfg)');
