@@ -32,6 +32,7 @@ const FAMILY_OF_FIXTURE: Record<string, string> = {
   'mistral-sliding-window': 'mistral',
   'qkv-bias-gqa-tied': 'qwen2',
   'per-head-qk-norm': 'qwen3',
+  'fused-qkv-gate-up': 'phi3',
 };
 
 const readConfig = (fx: string): Record<string, unknown> => JSON.parse(fs.readFileSync(path.join(FIXTURES, fx, 'config.json'), 'utf8')) as Record<string, unknown>;
@@ -102,6 +103,30 @@ test('Qwen3: per-head q/k norm gains, head_dim apart from d_model / n_heads, its
   assert.throws(() => requireHook('blocks.0.attn.q_norm.hook_scale', llama), /query\/key norm/);
 });
 
+test('Phi-3: qkv_proj and gate_up_proj split into W_Q / _W_K / _W_V and W_gate / W_in; sliding window on every layer; unsupported rope settings refused', () => {
+  const dir = path.join(FIXTURES, 'fused-qkv-gate-up');
+  const { cfg, params } = loadModelFolder(dir);
+  const sd = readSafetensors(path.join(dir, 'model.safetensors'));
+  const { d_model: D, d_head: E, n_heads: H } = cfg;
+  const KV = cfg.n_key_value_heads!;
+  const M = cfg.d_mlp!;
+  assert.equal(KV, 2);
+  const qkv = sd.get('model.layers.1.self_attn.qkv_proj.weight')!.data; // [(H + 2 KV) E, D]
+  // W_Q[h, m, j] = qkv[h E + j, m]; _W_V[g, m, j] = qkv[(H + KV + g) E + j, m]
+  assert.equal(params.get('blocks.1.attn.W_Q')!.data[(3 * D + 5) * E + 2], qkv[(3 * E + 2) * D + 5]);
+  assert.equal(params.get('blocks.1.attn._W_K')!.data[(1 * D + 7) * E + 4], qkv[((H + 1) * E + 4) * D + 7]);
+  assert.equal(params.get('blocks.1.attn._W_V')!.data[(1 * D + 9) * E + 6], qkv[((H + KV + 1) * E + 6) * D + 9]);
+  const gu = sd.get('model.layers.0.mlp.gate_up_proj.weight')!.data; // [2 M, D]
+  // W_gate[m, i] = gate_up[i, m]; W_in[m, i] = gate_up[M + i, m]
+  assert.equal(params.get('blocks.0.mlp.W_gate')!.data[11 * M + 17], gu[17 * D + 11]);
+  assert.equal(params.get('blocks.0.mlp.W_in')!.data[11 * M + 17], gu[(M + 17) * D + 11]);
+  assert.equal(cfg.use_local_attn, true);
+  assert.equal(cfg.window_size, 6);
+  const hf = readConfig('fused-qkv-gate-up');
+  assert.throws(() => familyOf(hf).config({ ...hf, rope_parameters: { rope_type: 'longrope', rope_theta: 10000 } }, 'x'), /rope_scaling has type "longrope".*TransformerLens 3\.9 ignores it/);
+  assert.throws(() => familyOf(hf).config({ ...hf, partial_rotary_factor: 0.75 }, 'x'), /partial_rotary_factor is 0\.75/);
+});
+
 /** float32 -> bfloat16 bits, round to nearest even (as torch's .to(torch.bfloat16)). */
 function toBf16(x: number): number {
   const u = new Uint32Array(new Float32Array([x]).buffer)[0]!;
@@ -155,7 +180,7 @@ function assertBf16Of(got: Map<string, F32>, fp32: Map<string, F32>, what: strin
   }
 }
 
-for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'qkv-bias-gqa-tied', 'per-head-qk-norm']) {
+for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'qkv-bias-gqa-tied', 'per-head-qk-norm', 'fused-qkv-gate-up']) {
   test(`${fx}: loads from a bf16 sharded folder and from the HF cache, computed in float32`, async () => {
     const fp32 = loadModelFolder(path.join(FIXTURES, fx));
     assert.deepEqual([...fp32.params.keys()].sort(), paramSpecs(fp32.cfg).map((s) => s.name).sort(), 'exactly paramSpecs(cfg)');
