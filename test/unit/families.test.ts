@@ -33,6 +33,7 @@ const FAMILY_OF_FIXTURE: Record<string, string> = {
   'qkv-bias-gqa-tied': 'qwen2',
   'per-head-qk-norm': 'qwen3',
   'fused-qkv-gate-up': 'phi3',
+  'parallel-interleaved-rotary': 'gpt-j',
 };
 
 const readConfig = (fx: string): Record<string, unknown> => JSON.parse(fs.readFileSync(path.join(FIXTURES, fx, 'config.json'), 'utf8')) as Record<string, unknown>;
@@ -127,6 +128,19 @@ test('Phi-3: qkv_proj and gate_up_proj split into W_Q / _W_K / _W_V and W_gate /
   assert.throws(() => familyOf(hf).config({ ...hf, partial_rotary_factor: 0.75 }, 'x'), /partial_rotary_factor is 0\.75/);
 });
 
+test('GPT-J: one LayerNorm for attention and MLP (ln2 = ln1), interleaved partial rotary, unembedding bias, parallel blocks', () => {
+  const dir = path.join(FIXTURES, 'parallel-interleaved-rotary');
+  const { cfg, params } = loadModelFolder(dir);
+  assert.equal(cfg.rotary_adjacent_pairs, true);
+  assert.equal(cfg.rotary_dim, 4);
+  assert.equal(cfg.parallel_attn_mlp, true);
+  assert.deepEqual(Array.from(params.get('blocks.1.ln2.w')!.data), Array.from(params.get('blocks.1.ln1.w')!.data));
+  const sd = readSafetensors(path.join(dir, 'model.safetensors'));
+  assert.deepEqual(Array.from(params.get('unembed.b_U')!.data), Array.from(sd.get('lm_head.bias')!.data));
+  assert.ok(!allHooks(cfg).some((h) => h.endsWith('hook_resid_mid')));
+  assert.ok(allHooks(cfg).includes('blocks.0.ln2.hook_normalized'));
+});
+
 /** float32 -> bfloat16 bits, round to nearest even (as torch's .to(torch.bfloat16)). */
 function toBf16(x: number): number {
   const u = new Uint32Array(new Float32Array([x]).buffer)[0]!;
@@ -180,7 +194,7 @@ function assertBf16Of(got: Map<string, F32>, fp32: Map<string, F32>, what: strin
   }
 }
 
-for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'qkv-bias-gqa-tied', 'per-head-qk-norm', 'fused-qkv-gate-up']) {
+for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'qkv-bias-gqa-tied', 'per-head-qk-norm', 'fused-qkv-gate-up', 'parallel-interleaved-rotary']) {
   test(`${fx}: loads from a bf16 sharded folder and from the HF cache, computed in float32`, async () => {
     const fp32 = loadModelFolder(path.join(FIXTURES, fx));
     assert.deepEqual([...fp32.params.keys()].sort(), paramSpecs(fp32.cfg).map((s) => s.name).sort(), 'exactly paramSpecs(cfg)');

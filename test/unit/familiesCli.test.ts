@@ -30,7 +30,7 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mechlens-families-cli-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 
 /** One fixture per family (beyond GPT-2, which the CLI's own tests cover). */
-const FIXTURES = ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'qkv-bias-gqa-tied', 'per-head-qk-norm', 'fused-qkv-gate-up'];
+const FIXTURES = ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'qkv-bias-gqa-tied', 'per-head-qk-norm', 'fused-qkv-gate-up', 'parallel-interleaved-rotary'];
 
 for (const name of FIXTURES) {
   test(`mechlens info and run on ${name}`, async () => {
