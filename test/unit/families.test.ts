@@ -18,6 +18,7 @@ import type { F32 } from '../../src/engine/tensor/tensor.js';
 import { headParam } from '../../src/engine/model/params.js';
 import { headWeight } from '../../src/engine/analysis/circuits.js';
 import { packQKV } from '../../src/engine/training/model.js';
+import { HookedTransformer } from '../../src/engine/model/hookedTransformer.js';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures');
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'mechlens-families-'));
@@ -102,6 +103,27 @@ test('Qwen3: per-head q/k norm gains, head_dim apart from d_model / n_heads, its
   assert.deepEqual(hookDims('blocks.0.attn.k_norm.hook_scale', cfg, 2, 5), [2 * 5 * 2, 1]);
   const llama = loadModelFolder(path.join(FIXTURES, 'rms-gqa-gated')).cfg;
   assert.throws(() => requireHook('blocks.0.attn.q_norm.hook_scale', llama), /query\/key norm/);
+});
+
+test('Qwen3: an intervention at a q/k-norm hook reaches the attention (zeroed queries attend uniformly)', async () => {
+  const { cfg, params } = loadModelFolder(path.join(FIXTURES, 'per-head-qk-norm'));
+  const m = new HookedTransformer(cfg, params, 'none', 'qwen3', { device: 'cpu', threads: 1 });
+  try {
+    const tokens = [[5, 9, 14, 3, 7], [8, 2, 6, 11, 4]];
+    const hook = 'blocks.0.attn.hook_pattern' as const;
+    const plain = await m.run(tokens, { names: [hook, 'blocks.0.attn.q_norm.hook_normalized'] });
+    assert.deepEqual(plain.cache.get('blocks.0.attn.q_norm.hook_normalized')!.dims, [2 * 5 * 4, 16]);
+    const r = await m.run(tokens, { names: [hook], interventions: [{ kind: 'zero', hook: 'blocks.0.attn.q_norm.hook_normalized' }] });
+    const p = r.cache.get(hook)!; // [batch, head_index, query_pos, key_pos]
+    const P = 5;
+    for (let bh = 0; bh < 2 * 4; bh++) for (let q = 0; q < P; q++) for (let k = 0; k <= q; k++) {
+      const v = p.data[(bh * P + q) * P + k]!;
+      assert.ok(Math.abs(v - 1 / (q + 1)) < 1e-6, `pattern[${bh}, ${q}, ${k}] = ${v}, expected ${1 / (q + 1)}`);
+    }
+    assert.ok(plain.cache.get(hook)!.data.some((v, i) => Math.abs(v - p.data[i]!) > 1e-3), 'the intervention changed the pattern');
+  } finally {
+    await m.dispose();
+  }
 });
 
 test('Phi-3: qkv_proj and gate_up_proj split into W_Q / _W_K / _W_V and W_gate / W_in; sliding window on every layer; unsupported rope settings refused', () => {
