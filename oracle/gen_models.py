@@ -382,9 +382,16 @@ def compute_mode(model: HookedTransformer, spec: dict[str, Any], mode: str, tens
     res["head_z_patching"] = tensors[f"{mode}/patching/head_z_all_pos"].tolist()
 
     # Head detectors, on the detector text (TransformerLens tokenizes it with to_tokens).
+    # The detectors read only the patterns; they get a cache of those, made as detect_head makes
+    # its own (remove_batch_dim): TransformerLens 3.9's remove_batch_dim fails on the per-head
+    # q/k-norm hooks ([batch·pos·head_index, d_head], no batch axis), so a full cache cannot be made
+    # for those models. The numbers are the same either way.
+    with torch.no_grad():
+        _, det_cache = model.run_with_cache(model.to_tokens(spec["detector_text"]), remove_batch_dim=True,
+                                            names_filter=lambda n: n.endswith("hook_pattern"))
     det: dict[str, Any] = {}
     for variant, kw in {"mul": {}, "abs": {"error_measure": "abs"}, "mul_exclude_bos_current": {"exclude_bos": True, "exclude_current_token": True}}.items():
-        det[variant] = {h: detect_head(model, spec["detector_text"], h, **kw).tolist() for h in HEAD_NAMES}
+        det[variant] = {h: detect_head(model, spec["detector_text"], h, cache=det_cache, **kw).tolist() for h in HEAD_NAMES}
     res["head_detectors"] = det
     res["test_prompt"] = test_prompt_ranks(model, spec["test_prompt"]["prompt"], spec["test_prompt"]["answer"])
     return res

@@ -84,6 +84,9 @@ const FAMILY_CONFIGS: [string, Parameters<typeof makeConfig>[0]][] = [
   ['Llama-style (RMS, rotary, GQA, gated SiLU)', { n_layers: 2, d_model: 16, n_heads: 4, d_head: 4, n_key_value_heads: 2, d_mlp: 24, d_vocab: 11, n_ctx: 8, act_fn: 'silu', normalization_type: 'RMS', positional_embedding_type: 'rotary', gated_mlp: true, use_NTK_by_parts_rope: true, NTK_original_ctx_len: 4 }],
   ['GPT-NeoX-style (LN, partial rotary, parallel)', { n_layers: 2, d_model: 16, n_heads: 2, d_head: 8, rotary_dim: 4, d_mlp: 24, d_vocab: 11, n_ctx: 8, act_fn: 'gelu', normalization_type: 'LN', positional_embedding_type: 'rotary', parallel_attn_mlp: true }],
   ['Mistral-style (sliding window 3)', { n_layers: 1, d_model: 16, n_heads: 4, d_head: 4, n_key_value_heads: 1, d_mlp: 24, d_vocab: 11, n_ctx: 8, act_fn: 'silu', normalization_type: 'RMS', positional_embedding_type: 'rotary', gated_mlp: true, use_local_attn: true, window_size: 3 }],
+  ['Qwen3-style (per-head q/k norm, d_head 8 with d_model 16 / 4 heads, GQA)', { n_layers: 2, d_model: 16, n_heads: 4, d_head: 8, n_key_value_heads: 2, d_mlp: 24, d_vocab: 11, n_ctx: 8, act_fn: 'silu', normalization_type: 'RMS', positional_embedding_type: 'rotary', gated_mlp: true, use_qk_norm: true, rotary_base: 1e6, original_architecture: 'Qwen3ForCausalLM' }],
+  ['OLMo-2-style q/k norm over the whole projection', { n_layers: 1, d_model: 16, n_heads: 4, d_head: 4, d_mlp: 24, d_vocab: 11, n_ctx: 8, act_fn: 'silu', normalization_type: 'RMS', positional_embedding_type: 'rotary', gated_mlp: true, original_architecture: 'Olmo2ForCausalLM' }],
+  ['GPT-J-style (interleaved partial rotary, parallel)', { n_layers: 2, d_model: 16, n_heads: 2, d_head: 8, rotary_dim: 4, rotary_adjacent_pairs: true, d_mlp: 24, d_vocab: 11, n_ctx: 8, act_fn: 'gelu_new', normalization_type: 'LN', positional_embedding_type: 'rotary', parallel_attn_mlp: true }],
 ];
 
 for (const [label, c] of FAMILY_CONFIGS) {

@@ -11,10 +11,14 @@ import { gpt2 } from './gpt2.js';
 import { llama } from './llama.js';
 import { mistral } from './mistral.js';
 import { neox } from './neox.js';
+import { qwen2 } from './qwen2.js';
+import { qwen3 } from './qwen3.js';
+import { phi3 } from './phi3.js';
+import { gptj } from './gptj.js';
 
 export type { ArchFamily, HfConfig } from './family.js';
 
-export const FAMILIES: readonly ArchFamily[] = [gpt2, neox, llama, mistral];
+export const FAMILIES: readonly ArchFamily[] = [gpt2, neox, llama, mistral, qwen2, qwen3, phi3, gptj];
 
 /** A one-line list of what is supported, for error messages and docs. */
 export function supportedFamilies(): string {

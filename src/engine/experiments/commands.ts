@@ -71,6 +71,14 @@ export async function runExperimentFile(file: string, opts: RunCommandOptions = 
   if (isTrainFile(file)) {
     throw new Error(`${file} is a training experiment ("kind": "train"): train it with its Train lens in VS Code, or run \`node --import tsx scripts/train-experiment.ts ${file}\``);
   }
+  if (parsed.experiment && hasErrors(parsed.diagnostics)) {
+    // Nothing runs, but the model's checks (tokens, layers, hooks) add their errors now rather
+    // than after the file's are fixed: every problem in one pass, in file order. Never downloads.
+    const all = [...parsed.diagnostics, ...(await modelChecks(parsed.experiment, opts))];
+    all.sort((a, b) => a.file.localeCompare(b.file) || a.range.start.line - b.range.start.line || a.range.start.character - b.range.start.character);
+    for (const d of all) log(formatDiagnostic(d));
+    throw new DiagnosticsError(all);
+  }
   for (const d of parsed.diagnostics) log(formatDiagnostic(d));
   if (!parsed.experiment || hasErrors(parsed.diagnostics)) throw new DiagnosticsError(parsed.diagnostics);
   const x = parsed.experiment;
@@ -107,6 +115,21 @@ export async function resumeRun(dir: string, opts: RunCommandOptions = {}): Prom
   const parts = loadParts(dir);
   log(`resuming ${path.resolve(dir)}: ${parts.size} of ${prog.total} analyses were saved`);
   return runInto(x, existingRunDir(dir), opts, log, parts);
+}
+
+/** The model-dependent errors of an experiment that will not run; none when its model is not at hand. */
+async function modelChecks(x: ResolvedExperiment, opts: RunCommandOptions): Promise<Diagnostic[]> {
+  let engine: LoadedEngine;
+  try {
+    engine = await LoadedEngine.load(opts.model ?? x.model.spec, { processing: x.model.processing, device: x.model.device, allowDownload: false, signal: opts.signal });
+  } catch {
+    return [];
+  }
+  try {
+    return checkWithModel(x, engine.model.cfg, engine.tokenizer).diagnostics;
+  } finally {
+    await engine.dispose();
+  }
 }
 
 async function runInto(x: ResolvedExperiment, dest: RunDestination, opts: RunCommandOptions, log: (l: string) => void, parts: Map<string, AnalysisResult>): Promise<RunCommandResult> {

@@ -158,7 +158,8 @@ function writeValueInfo(w: Writer, v: OnnxValueInfo): void {
       tt.int(1, v.dtype);
       tt.message(2, (sh) => {
         for (const d of v.dims) {
-          sh.message(1, (dim) => (typeof d === 'number' ? dim.int(1, d) : dim.string(2, d)));
+          // '' is an unknown dim (neither value nor name): a size no symbolic name describes.
+          sh.message(1, (dim) => (typeof d === 'number' ? dim.int(1, d) : d === '' ? undefined : dim.string(2, d)));
         }
       });
     }),

@@ -234,11 +234,11 @@ export function buildEmbedGraph(cfg: HookedTransformerConfig, params: ParamSourc
 /**
  * Whether a prefix block (positions after a cached prefix only) can intervene at this hook: every
  * hook whose axes are [batch, pos, ...] over the block's own positions, i.e. all but the
- * attention scores and pattern (their key axis spans the prefix too) and the rotated q / k
- * (not hooked in a prefix block).
+ * attention scores and pattern (their key axis spans the prefix too), the rotated q / k and the
+ * q/k norm hooks (not hooked in a prefix block; the norms' rows flatten pos away).
  */
 export function prefixHookOk(hook: string): boolean {
-  return !/\.attn\.hook_(attn_scores|pattern|rot_q|rot_k)$/.test(hook);
+  return !/\.attn\.(hook_(attn_scores|pattern|rot_q|rot_k)|[qk]_norm\.hook_\w+)$/.test(hook);
 }
 
 export function buildBlockGraph(cfg: HookedTransformerConfig, params: ParamSource, layer: number, v: SegmentVariant, saes?: SaeSource): SegmentGraph {

@@ -20,8 +20,18 @@ export interface HookConfig {
   n_key_value_heads: number | null;
   gated_mlp: boolean;
   parallel_attn_mlp: boolean;
+  /** With original_architecture: which q/k norm the model has (model/config.ts's qkNorm). */
+  use_qk_norm: boolean;
+  original_architecture: string;
 }
 type HookedTransformerConfig = HookConfig;
+
+/** Same rule as model/config.ts's qkNorm (hooks/ cannot import the model layer). */
+const WHOLE_PROJECTION_QK_NORM = new Set(['Olmo2ForCausalLM', 'Olmo3ForCausalLM', 'OlmoeForCausalLM']);
+function qkNormOf(cfg: Pick<HookConfig, 'use_qk_norm' | 'original_architecture'>): 'head' | 'whole' | null {
+  if (cfg.use_qk_norm) return 'head';
+  return WHOLE_PROJECTION_QK_NORM.has(cfg.original_architecture) ? 'whole' : null;
+}
 
 export type BlockHookSuffix =
   | 'hook_resid_pre'
@@ -36,6 +46,10 @@ export type BlockHookSuffix =
   | 'attn.hook_q'
   | 'attn.hook_k'
   | 'attn.hook_v'
+  | 'attn.q_norm.hook_scale'
+  | 'attn.q_norm.hook_normalized'
+  | 'attn.k_norm.hook_scale'
+  | 'attn.k_norm.hook_normalized'
   | 'attn.hook_rot_q'
   | 'attn.hook_rot_k'
   | 'attn.hook_z'
@@ -67,8 +81,14 @@ export function parseSaeHook(name: string): { base: HookName; suffix: SaeHookSuf
   return { base: m[1] as HookName, suffix: m[2] as SaeHookSuffix };
 }
 
+/**
+ * 'batch_pos_head': batch, pos and head_index flattened in that order (TransformerLens runs the
+ * per-head q/k norm on [batch·pos·head_index, d_head] and hooks it so); 'head_index_d_head':
+ * head_index and d_head flattened (OLMo-2's q/k norm over the whole projection).
+ */
 export type Axis =
-  | 'batch' | 'pos' | 'd_model' | 'head_index' | 'd_head' | 'query_pos' | 'key_pos' | 'd_mlp' | 'd_vocab' | 'one' | 'd_sae';
+  | 'batch' | 'pos' | 'd_model' | 'head_index' | 'd_head' | 'query_pos' | 'key_pos' | 'd_mlp' | 'd_vocab' | 'one'
+  | 'batch_pos_head' | 'head_index_d_head' | 'd_sae';
 
 const BLOCK_AXES: Record<BlockHookSuffix, readonly Axis[]> = {
   hook_resid_pre: ['batch', 'pos', 'd_model'],
@@ -83,6 +103,11 @@ const BLOCK_AXES: Record<BlockHookSuffix, readonly Axis[]> = {
   'attn.hook_q': ['batch', 'pos', 'head_index', 'd_head'],
   'attn.hook_k': ['batch', 'pos', 'head_index', 'd_head'],
   'attn.hook_v': ['batch', 'pos', 'head_index', 'd_head'],
+  // Per-head q/k norm (the 'whole' kind's axes are QK_NORM_WHOLE_AXES).
+  'attn.q_norm.hook_scale': ['batch_pos_head', 'one'],
+  'attn.q_norm.hook_normalized': ['batch_pos_head', 'd_head'],
+  'attn.k_norm.hook_scale': ['batch_pos_head', 'one'],
+  'attn.k_norm.hook_normalized': ['batch_pos_head', 'd_head'],
   'attn.hook_rot_q': ['batch', 'pos', 'head_index', 'd_head'],
   'attn.hook_rot_k': ['batch', 'pos', 'head_index', 'd_head'],
   'attn.hook_z': ['batch', 'pos', 'head_index', 'd_head'],
@@ -100,6 +125,14 @@ const GLOBAL_AXES: Record<GlobalHook | 'logits', readonly Axis[]> = {
   'ln_final.hook_normalized': ['batch', 'pos', 'd_model'],
   logits: ['batch', 'pos', 'd_vocab'],
 };
+
+const QK_NORM_WHOLE_AXES: Partial<Record<BlockHookSuffix, readonly Axis[]>> = {
+  'attn.q_norm.hook_scale': ['batch', 'pos', 'one'],
+  'attn.q_norm.hook_normalized': ['batch', 'pos', 'head_index_d_head'],
+  'attn.k_norm.hook_scale': ['batch', 'pos', 'one'],
+  'attn.k_norm.hook_normalized': ['batch', 'pos', 'head_index_d_head'],
+};
+const isQkNormSuffix = (s: string): boolean => s.startsWith('attn.q_norm.') || s.startsWith('attn.k_norm.');
 
 export const BLOCK_HOOK_SUFFIXES = Object.keys(BLOCK_AXES) as BlockHookSuffix[];
 
@@ -135,6 +168,9 @@ export function requireHook(name: string, cfg: HookedTransformerConfig): ParsedH
     }
     if (cfg.positional_embedding_type !== 'rotary' && (p.suffix === 'attn.hook_rot_q' || p.suffix === 'attn.hook_rot_k')) {
       throw new Error(`hook ${name} exists only in models with rotary positional embeddings`);
+    }
+    if (qkNormOf(cfg) === null && isQkNormSuffix(p.suffix)) {
+      throw new Error(`hook ${name} exists only in models with a query/key norm (Qwen3, Gemma 3, OLMo-2)`);
     }
     if (!cfg.gated_mlp && p.suffix === 'mlp.hook_pre_linear') {
       throw new Error(`hook ${name} exists only in models with a gated MLP`);
@@ -194,7 +230,7 @@ export function nearestHook(name: string, cfg: HookedTransformerConfig): string 
   return best !== null && !tie ? best : null;
 }
 
-export function hookAxes(name: OutputName, cfg: Pick<HookedTransformerConfig, 'n_layers'>): readonly Axis[] {
+export function hookAxes(name: OutputName, cfg: Pick<HookedTransformerConfig, 'n_layers' | 'use_qk_norm' | 'original_architecture'>): readonly Axis[] {
   const sae = parseSaeHook(name);
   if (sae) {
     // Features: [batch, pos, d_sae]; the SAE's input and its outputs keep the hook's axes
@@ -204,7 +240,9 @@ export function hookAxes(name: OutputName, cfg: Pick<HookedTransformerConfig, 'n
   }
   const p = parseHook(name, cfg);
   if (!p) throw new Error(`unknown hook ${JSON.stringify(name)}`);
-  return p.layer === null ? GLOBAL_AXES[p.suffix as GlobalHook | 'logits'] : BLOCK_AXES[p.suffix as BlockHookSuffix];
+  if (p.layer === null) return GLOBAL_AXES[p.suffix as GlobalHook | 'logits'];
+  const suffix = p.suffix as BlockHookSuffix;
+  return (qkNormOf(cfg) === 'whole' ? QK_NORM_WHOLE_AXES[suffix] : undefined) ?? BLOCK_AXES[suffix];
 }
 
 /**
@@ -212,7 +250,7 @@ export function hookAxes(name: OutputName, cfg: Pick<HookedTransformerConfig, 'n
  * grouped-query attention, as TransformerLens caches them; every other head axis has n_heads.
  */
 export function hookHeads(name: OutputName, cfg: HookedTransformerConfig): number {
-  if (cfg.n_key_value_heads !== null && /\.attn\.hook_(k|v|rot_k)$/.test(name)) return cfg.n_key_value_heads;
+  if (cfg.n_key_value_heads !== null && /\.attn\.(hook_(k|v|rot_k)|k_norm\.hook_\w+)$/.test(name)) return cfg.n_key_value_heads;
   return cfg.n_heads;
 }
 
@@ -231,7 +269,11 @@ export function hookDims<D extends number | string = number>(name: OutputName, c
       case 'd_mlp': return cfg.d_mlp ?? 0;
       case 'd_vocab': return cfg.d_vocab_out;
       case 'one': return 1;
-      case 'd_sae': throw new Error(`internal: the size of ${name}'s d_sae axis comes from its SAE (saeHookDims)`);
+      case 'd_sae': throw new Error(`internal: the size of ${name}'s d_sae axis comes from its SAE (saeHookWidth)`);
+      // Symbolic: '' (an unknown dim in graph value_info). A named dim would let onnxruntime's
+      // memory planner take the q and k rows (different sizes under GQA) for one size.
+      case 'batch_pos_head': return typeof batch === 'number' && typeof pos === 'number' ? batch * pos * hookHeads(name, cfg) : ('' as D);
+      case 'head_index_d_head': return hookHeads(name, cfg) * cfg.d_head;
     }
   });
 }
@@ -246,6 +288,7 @@ export function allHooks(cfg: HookedTransformerConfig): HookName[] {
     out.push(`${b}hook_resid_pre`);
     if (ln) out.push(`${b}ln1.hook_scale`, `${b}ln1.hook_normalized`);
     out.push(`${b}attn.hook_q`, `${b}attn.hook_k`, `${b}attn.hook_v`);
+    if (qkNormOf(cfg) !== null) out.push(`${b}attn.q_norm.hook_scale`, `${b}attn.q_norm.hook_normalized`, `${b}attn.k_norm.hook_scale`, `${b}attn.k_norm.hook_normalized`);
     if (cfg.positional_embedding_type === 'rotary') out.push(`${b}attn.hook_rot_q`, `${b}attn.hook_rot_k`);
     out.push(`${b}attn.hook_attn_scores`, `${b}attn.hook_pattern`, `${b}attn.hook_z`, `${b}attn.hook_result`, `${b}hook_attn_out`);
     if (!cfg.attn_only) {

@@ -60,6 +60,12 @@ export interface HookedTransformerConfig {
   output_logits_soft_cap: number | null;
   /** Whether to_tokens prepends BOS by default (TransformerLens's default_prepend_bos). */
   default_prepend_bos: boolean;
+  /**
+   * RMSNorm over each query and key head after the projections, before rotary (Qwen3, Gemma 3:
+   * attn.q_norm.w / attn.k_norm.w [d_head], shared by all heads). OLMo-2 style norms over the
+   * whole projection are picked by original_architecture instead, as in TransformerLens (qkNorm).
+   */
+  use_qk_norm: boolean;
 }
 
 export type ConfigInput = Partial<HookedTransformerConfig> &
@@ -106,6 +112,7 @@ export function makeConfig(c: ConfigInput): HookedTransformerConfig {
     attn_scores_soft_cap: c.attn_scores_soft_cap ?? null,
     output_logits_soft_cap: c.output_logits_soft_cap ?? null,
     default_prepend_bos: c.default_prepend_bos ?? true,
+    use_qk_norm: c.use_qk_norm ?? false,
   };
   const positive: (keyof HookedTransformerConfig)[] = ['n_layers', 'd_model', 'n_heads', 'd_head', 'd_vocab', 'd_vocab_out', 'n_ctx'];
   for (const k of positive) {
@@ -146,6 +153,22 @@ export function nKvHeads(cfg: Pick<HookedTransformerConfig, 'n_heads' | 'n_key_v
 export function attnType(cfg: HookedTransformerConfig, layer: number): AttnType {
   if (!cfg.use_local_attn) return 'global';
   return cfg.attn_types?.[layer] ?? 'local';
+}
+
+/**
+ * Architectures whose q/k RMSNorm runs over the whole projection (all heads' features at once,
+ * before the head split): TransformerLens 3.9 keys this on original_architecture, not on a flag.
+ */
+export const WHOLE_PROJECTION_QK_NORM: readonly string[] = ['Olmo2ForCausalLM', 'Olmo3ForCausalLM', 'OlmoeForCausalLM'];
+
+/**
+ * The model's q/k norm, as TransformerLens picks it: 'head' (use_qk_norm: each head's d_head
+ * features, gains [d_head]), 'whole' (OLMo-2/3, OLMoE: each position's n_heads·d_head query
+ * features and n_key_value_heads·d_head key features, gains of those sizes), or null.
+ */
+export function qkNorm(cfg: { use_qk_norm: boolean; original_architecture: string }): 'head' | 'whole' | null {
+  if (cfg.use_qk_norm) return 'head';
+  return WHOLE_PROJECTION_QK_NORM.includes(cfg.original_architecture) ? 'whole' : null;
 }
 
 /** RMS-family norms (no centring): RMS, RMSPre. */

@@ -10,11 +10,13 @@
  *   blocks.L.attn.W_K / W_V [kv_head, d_model, d_head], b_K / b_V [kv_head, d_head]
  *       (named _W_K, _b_K, _W_V, _b_V under grouped-query attention, as TransformerLens stores them)
  *   blocks.L.attn.W_O [head_index, d_head, d_model] b_O [d_model]
+ *   blocks.L.attn.q_norm.w / k_norm.w [d_head] (per-head q/k norm), or [(head_index d_head)] and
+ *       [(kv_head d_head)] (OLMo-2's norm over the whole projection)
  *   blocks.L.ln2.*, blocks.L.mlp.W_in [d_model, d_mlp] (W_gate too when gated) b_in [d_mlp]
  *   blocks.L.mlp.W_out [d_mlp, d_model] b_out [d_model]
  *   ln_final.*, unembed.W_U [d_model, d_vocab_out] b_U [d_vocab_out]
  */
-import type { HookedTransformerConfig } from './config.js';
+import { qkNorm, type HookedTransformerConfig } from './config.js';
 
 export interface ParamSpec {
   name: string;
@@ -63,6 +65,14 @@ export function paramSpecs(cfg: HookedTransformerConfig, opts: { includePos?: bo
     add(`${b}.attn.${kvParamName(cfg, 'b_K')}`, [KV, dh], ['head_index', 'd_head']);
     add(`${b}.attn.${kvParamName(cfg, 'b_V')}`, [KV, dh], ['head_index', 'd_head']);
     add(`${b}.attn.b_O`, [d], ['d_model']);
+    const qk = qkNorm(cfg);
+    if (qk === 'head') {
+      add(`${b}.attn.q_norm.w`, [dh], ['d_head']);
+      add(`${b}.attn.k_norm.w`, [dh], ['d_head']);
+    } else if (qk === 'whole') {
+      add(`${b}.attn.q_norm.w`, [H * dh], ['head_index_d_head']);
+      add(`${b}.attn.k_norm.w`, [KV * dh], ['head_index_d_head']);
+    }
     if (!cfg.attn_only) {
       const dm = cfg.d_mlp!;
       norm(`${b}.ln2`);

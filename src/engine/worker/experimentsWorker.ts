@@ -166,7 +166,8 @@ export function registerExperimentHandlers(rpc: RpcEndpoint, main: MainEngine): 
     const parsed = parse(p.file, p.text, p.root);
     const diagnostics = parsed.diagnostics.map(plain);
     const x = parsed.experiment;
-    if (!x || hasErrors(parsed.diagnostics)) return { diagnostics, modelChecked: false };
+    // A file with errors elsewhere is still checked against the model (every error in one pass).
+    if (!x) return { diagnostics, modelChecked: false };
     const model = { name: x.model.name, spec: x.model.spec, processing: x.model.processing };
     if (!p.withModel) return { diagnostics, model, modelChecked: false };
     // Checking never downloads (it runs on every open and edit): a model that is not here yet is
@@ -208,6 +209,17 @@ export function registerExperimentHandlers(rpc: RpcEndpoint, main: MainEngine): 
       const parts = prog ? loadParts(p.resume!) : new Map<string, AnalysisResult>();
       const diagnostics = parsed.diagnostics.map(plain);
       const x = parsed.experiment;
+      if (x && hasErrors(parsed.diagnostics) && availableOffline(x.model.spec).ok) {
+        // Nothing runs; the model's checks add their errors so that the answer lists them all.
+        try {
+          await engines.use(x, { allowDownload: false, signal: ctx.signal }, async (e) => {
+            diagnostics.push(...checkWithModel(x, e.model.cfg, e.tokenizer).diagnostics.map(plain));
+          });
+        } catch (e) {
+          if (ctx.signal.aborted) throw e;
+        }
+        return { diagnostics };
+      }
       if (!x || hasErrors(parsed.diagnostics)) return { diagnostics };
       const bad = (p.only ?? []).filter((i) => !Number.isInteger(i) || i < 0 || i >= x.analyses.length);
       if (bad.length) throw new Error(`analysis ${bad.join(', ')} does not exist: the file has ${x.analyses.length} analyses (0-based)`);

@@ -4,13 +4,18 @@
  *   hook_q [batch, pos, head_index, d_head]; hook_k / hook_v [batch, pos, kv_head, d_head]
  *     (kv_head = n_key_value_heads under grouped-query attention, as TransformerLens caches them;
  *     each key/value head serves n_heads / kv_head consecutive query heads, repeat_interleave);
+ *   q/k norm (Qwen3, Gemma 3: per head; OLMo-2: over the whole projection), after hook_q / hook_k
+ *     and before rotary: attn.q_norm.hook_scale / hook_normalized and attn.k_norm.* with
+ *     TransformerLens's shapes (per head: [batch·pos·head_index, 1] and [batch·pos·head_index,
+ *     d_head], as it flattens before its RMSNorm; whole: [batch, pos, 1] and
+ *     [batch, pos, (head_index d_head)]);
  *   rotary models: hook_rot_q / hook_rot_k, q and k with the rotary embedding applied to their
  *     first rotary_dim dims (GPT-NeoX halves or GPT-J adjacent pairs; Llama 3 NTK-by-parts);
  *   hook_attn_scores / hook_pattern [batch, head_index, query_pos, key_pos] (causal mask, a
  *     sliding window on local layers, optional softcap c·tanh(s / c));
  *   hook_z [batch, pos, head_index, d_head]; hook_result [batch, pos, head_index, d_model] when asked.
  */
-import { attnType, type HookedTransformerConfig } from '../../model/config.js';
+import { attnType, qkNorm, type HookedTransformerConfig } from '../../model/config.js';
 import { kvParamName } from '../../model/paramSpecs.js';
 import { OnnxDType } from '../onnxProto.js';
 import type { GraphBuilder } from '../builder.js';
@@ -106,6 +111,28 @@ function ungroup(g: GraphBuilder, cfg: HookedTransformerConfig, x: string): stri
   return g.op('Reshape', [e, g.constI64([0, 0, cfg.n_heads, cfg.d_head])]);
 }
 
+/**
+ * TransformerLens's q/k RMSNorm on x [batch, n, heads, d_head] (n: the positions it covers),
+ * returned in that shape: scale = sqrt(mean(x^2) + eps), normalized = x / scale, times
+ * `${P}.attn.${which}.w`. The mean runs over each head's d_head features ('head') or over all
+ * heads' features of a position ('whole'); the hooks see TransformerLens's flattened views.
+ * `plain`: no hooks (prefix blocks, whose keys span the cached positions too).
+ */
+export function emitQkNorm(e: Emitter, P: string, which: 'q_norm' | 'k_norm', x: string, heads: number, plain: boolean): string {
+  const { g, cfg } = e;
+  const kind = qkNorm(cfg);
+  if (kind === null) return x;
+  const dh = cfg.d_head;
+  const hook = (name: string, v: string) => hookOr(e, plain, `${P}.attn.${which}.${name}`, v);
+  const shape4 = g.op('Shape', [x]);
+  // rows [R, F]: R = batch·n·heads, F = d_head (per head); R = batch·n, F = heads·d_head (whole).
+  const F = kind === 'head' ? dh : heads * dh;
+  const rows = kind === 'head' ? g.op('Reshape', [x, g.constI64([-1, dh])]) : g.op('Reshape', [x, g.constI64([0, 0, F])]);
+  const scale = hook('hook_scale', g.op('Sqrt', [g.op('Add', [g.op('ReduceMean', [g.op('Mul', [rows, rows])], { axes: [-1], keepdims: 1 }), g.constF([cfg.eps])])]));
+  const normalized = hook('hook_normalized', g.op('Div', [rows, scale]));
+  return g.op('Reshape', [g.op('Mul', [normalized, e.w(`${P}.attn.${which}.w`)]), shape4]);
+}
+
 export function emitAttention(e: Emitter, x: string, o: AttentionOptions): string {
   const { g, cfg } = e;
   const P = `blocks.${o.layer}`;
@@ -157,6 +184,9 @@ export function emitAttention(e: Emitter, x: string, o: AttentionOptions): strin
     k = g.op('Concat', [g.op('Tile', [o.past.k, reps]), k], { axis: 1 });
     v = g.op('Concat', [g.op('Tile', [o.past.v, reps]), v], { axis: 1 });
   }
+  // q/k norm on every position (keys of a prefix too: they come in as hook_k, before the norm).
+  q = emitQkNorm(e, P, 'q_norm', q, H, o.past !== null);
+  k = emitQkNorm(e, P, 'k_norm', k, KV, o.past !== null);
   const zero = g.constI64([0]);
   if (cfg.positional_embedding_type === 'rotary') {
     // Queries sit at positions past.., keys (cached unrotated, as hook_k) at 0..

@@ -1,0 +1,81 @@
+/**
+ * The `mechlens` command on every registered family's oracle fixture (a model folder as a user
+ * has one): `info` names the family's TransformerLens architecture and its hooks, and `run` runs
+ * an experiment of the common kinds (logit difference, head DLA, residual and head patching,
+ * attention, neurons) whose logit difference must equal TransformerLens's.
+ */
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { main } from '../../src/engine/cli.js';
+import { oracleFixture } from '../helpers/oracle.js';
+
+/** The CLI in-process: its result (io.out) and stderr; stdout stays the test reporter's. */
+async function runCli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const ew = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((c: string | Uint8Array) => ((err += String(c)), true)) as typeof process.stderr.write;
+  try {
+    const code = await main(args, { out: (t) => (out += t) });
+    return { code, out, err };
+  } finally {
+    process.stderr.write = ew;
+  }
+}
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mechlens-families-cli-'));
+process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
+
+/** One fixture per family (beyond GPT-2, which the CLI's own tests cover). */
+const FIXTURES = ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'qkv-bias-gqa-tied', 'per-head-qk-norm', 'fused-qkv-gate-up', 'parallel-interleaved-rotary'];
+
+for (const name of FIXTURES) {
+  test(`mechlens info and run on ${name}`, async () => {
+    const fx = oracleFixture(name);
+    const arch = String(fx.expected.tl_cfg['original_architecture']);
+    const info = await runCli(['info', '--model', fx.dir]);
+    assert.equal(info.code, 0, info.err);
+    const got = JSON.parse(info.out) as { cfg: { original_architecture: string }; hooks: number };
+    assert.equal(got.cfg.original_architecture, arch);
+    // TransformerLens's hooks (with use_attn_result) but unembed.hook_in / hook_out, which MechLens does not name.
+    assert.equal(got.hooks, fx.expected.processing.default!.hooks.filter((h) => !h.startsWith('unembed.')).length, 'hook count');
+
+    // Answers: two whole-word tokens (a word-start piece, "▁word" or "Ġword"), written as a user
+    // writes them; the fixture's own answers are word pieces a SentencePiece tokenizer
+    // cannot produce from text alone. The expected logit difference is TransformerLens's, read off
+    // its logits for those tokens.
+    const vocab = (JSON.parse(fs.readFileSync(path.join(fx.dir, 'tokenizer.json'), 'utf8')) as { model: { vocab: Record<string, number> } }).model.vocab;
+    const words = Object.entries(vocab).filter(([p]) => /^[\u2581\u0120][a-z]{2,}$/.test(p)).sort((a, b) => a[1] - b[1]).slice(0, 2);
+    assert.equal(words.length, 2, 'two word tokens in the vocabulary');
+    const [[aPiece, a], [wPiece, w]] = words as [[string, number], [string, number]];
+    // Byte-level "Ġword" is " word"; SentencePiece's normalizer adds the "▁" to "word" itself.
+    const asText = (piece: string): string => (piece.startsWith('\u0120') ? ' ' : '') + piece.slice(1);
+    const logits = fx.tensors.get('default/logits')!; // [batch, pos, d_vocab]
+    const [B, P, V] = logits.dims as [number, number, number];
+    let ld = 0;
+    for (let b = 0; b < B; b++) ld += (logits.data[(b * P + P - 1) * V + a]! - logits.data[(b * P + P - 1) * V + w]!) / B;
+    const file = path.join(tmp, `${name}.experiment.json`);
+    fs.writeFileSync(file, JSON.stringify({
+      title: `${name} study`,
+      model: { name: fx.dir, processing: 'default' },
+      prependBos: fx.spec.prepend_bos,
+      prompts: fx.spec.prompts.map((p, i) => ({ prompt: p, corrupted: fx.spec.corrupted_prompts[i]!, answer: asText(aPiece), wrong: asText(wPiece) })),
+      analyses: [
+        { kind: 'logit_diff', expect: { clean: ld, tolerance: 1e-4 } },
+        { kind: 'head_dla' },
+        { kind: 'patch', hook: 'resid_pre' },
+        { kind: 'patch_heads', activation: 'z' },
+        { kind: 'attention', heads: ['L1H0'] },
+        { kind: 'neuron_activations', layer: 1, neuron: 3 },
+      ],
+    }, null, 2));
+    const out = path.join(tmp, `run-${name}`);
+    const r = await runCli(['run', file, '--out', out]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /expectations: 1 of 1 met/);
+    assert.ok(fs.existsSync(path.join(out, 'results.json')));
+  });
+}
