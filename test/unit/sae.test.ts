@@ -203,3 +203,25 @@ test('featureStats streams a corpus: densities, maxima and top contexts equal a 
     await ht.dispose();
   }
 });
+
+test('attachSae splices into every run (runs that stop before it leave it out) until detachSaes', async () => {
+  const fx = oracleFixture('gpt2-tied-gelu-new');
+  const ht = engineModel(fx, 'default');
+  const tokens = fx.spec.tokens;
+  const sae = loadSaeFolder(path.join(GPT2, 'jumprelu-mlp-out-1'));
+  try {
+    const plain = await ht.forward(tokens);
+    const spliced = await ht.forward(tokens, { saes: [{ sae }] });
+    assert.ok(maxAbsDiff(plain, spliced) > 1e-3);
+    ht.attachSae({ sae });
+    assert.equal(maxAbsDiff(await ht.forward(tokens), spliced), 0);
+    const r = await ht.runWithCache(tokens, { stopAtLayer: 1 });
+    assert.ok(![...r.cache.keys()].some((k) => k.includes('hook_sae')), 'a run stopping before layer 1 has no SAE hooks');
+    const all = await ht.runWithCache(tokens);
+    assert.ok(all.cache.has('blocks.1.hook_mlp_out.hook_sae_acts_post' as OutputName));
+    ht.detachSaes();
+    assert.equal(maxAbsDiff(await ht.forward(tokens), plain), 0);
+  } finally {
+    await ht.dispose();
+  }
+});

@@ -105,3 +105,29 @@ test('bad SAEs are located errors before anything runs', async () => {
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /d_in = 64, but blocks\.0\.mlp\.hook_post of this model has width 128/);
 });
+
+test('"saes" splices SAEs into every analysis: logit differences are SAELens\'s, SAE hooks can be ablated, attribution patching says why it is absent', async () => {
+  const file = path.join(tmp, 'spliced.experiment.json');
+  const corrupted = JSON.parse(fs.readFileSync(path.join(MODEL, 'spec.json'), 'utf8')) as { corrupted_prompts: string[] };
+  fs.writeFileSync(file, JSON.stringify({
+    ...base,
+    prompts: base.prompts.map((p, i) => ({ ...p, corrupted: corrupted.corrupted_prompts[i]! })),
+    saes: [{ sae: './saes/sae0' }],
+    analyses: [
+      { kind: 'logit_diff' },
+      { kind: 'ablation', ablation: 'zero', hooks: ['blocks.0.hook_resid_post.hook_sae_acts_post', 'blocks.1.hook_resid_pre'] },
+      { kind: 'patch', hook: 'resid_pre', attribution: true },
+    ],
+  }));
+  const out = path.join(tmp, 'run-spliced');
+  const r = await cli(['run', file, '--out', out]);
+  assert.equal(r.code, 0, r.stderr);
+  const { results } = loadRun(out);
+  const [ld, abl, patch] = results!.results;
+  const got = (ld!.data['clean'] as { perPrompt: number[] }).perPrompt;
+  const wantLd = logitDiffs(want.get(`${exp.edits.sae}/without_error/logits`)!, got.map((_, i) => tokenPair(i)));
+  got.forEach((v, i) => assert.ok(Math.abs(v - wantLd[i]!) < 1e-4, `prompt ${i}: logit diff ${v} with the SAE spliced vs SAELens ${wantLd[i]}`));
+  const losses = abl!.data['losses'] as number[];
+  assert.ok(losses.every(Number.isFinite) && Math.abs(losses[0]! - (abl!.data['baseline'] as number)) > 1e-6, 'zeroing every feature changes the loss');
+  assert.match(String((patch!.data['attribution'] as { skipped: string }).skipped), /without SAEs/);
+});

@@ -77,6 +77,8 @@ export class AttributionPatcher {
   readonly hooks: HookName[];
 
   constructor(readonly model: HookedTransformer) {
+    // Its forward and backward graphs are the plain model's: an attached SAE would be ignored.
+    if (model.attachedSaes().length > 0) throw new Error(`attribution patching runs the model without SAEs, but SAEs are attached at ${model.attachedSaes().map((s) => s.sae.cfg.hook_name_out).join(', ')}; detach them (or use exact patching)`);
     this.hooks = sweepHooks(model);
   }
 

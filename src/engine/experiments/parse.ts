@@ -16,7 +16,7 @@ export type { Diagnostic, Location } from './diagnostics.js';
 import { confinedReader, readNamedFile, type FileReader, type NamedFiles } from './files.js';
 import { parsePromptsFile, splitLines } from '../prompts/promptsFile.js';
 import type { HookedTransformerConfig } from '../model/config.js';
-import { requireHook } from '../hooks/hooks.js';
+import { parseSaeHook, requireHook } from '../hooks/hooks.js';
 import { toSingleToken, toTokens, tokensToStrings, type Tokenizer } from '../model/tokenizer.js';
 import type { Processing } from '../model/params.js';
 import type { Device } from '../backends/onnx/runtime.js';
@@ -206,6 +206,11 @@ export function parseExperiment(text: string, file: string, reader?: FileReader,
   const metric = spec.metric ?? 'logit_diff';
   const analyses: ResolvedAnalysis[] = spec.analyses.map((a, index) => ({ index, spec: a, at: where(['analyses', index]) })).filter((a) => !skipped.has(a.index));
   const saes = new Map<string, SaeSpecResolution>() as Map<string, Exclude<SaeSpecResolution, { kind: 'error' }>>;
+  spec.saes?.forEach((e, i) => {
+    const r = saes.get(e.sae) ?? resolveSaeSpec(named, e.sae);
+    if (r.kind === 'error') err(where(['saes', i, 'sae']), r.error, r.code);
+    else saes.set(e.sae, r);
+  });
   for (const a of analyses) {
     const kindAt = where(['analyses', a.index, 'kind']);
     for (const g of groups) {
@@ -420,6 +425,24 @@ export function checkWithModel(x: ResolvedExperiment, cfg: HookedTransformerConf
     }
   }
 
+  x.spec.saes?.forEach((e, i) => {
+    const r = x.saes.get(e.sae);
+    if (r?.kind !== 'local') return;
+    try {
+      checkSaeForModel({ cfg: r.cfg, source: e.sae } as Sae, cfg);
+    } catch (er) {
+      err(x.locate(['saes', i, 'sae']), (er as Error).message, 'sae-model');
+    }
+  });
+  const saeOutputs = new Set<string>();
+  for (const e of x.spec.saes ?? []) {
+    const r = x.saes.get(e.sae);
+    if (r?.kind === 'local') {
+      try {
+        saeOutputs.add(checkSaeForModel({ cfg: r.cfg, source: e.sae } as Sae, cfg).hookOut);
+      } catch { /* reported above */ }
+    }
+  }
   const L = cfg.n_layers, H = cfg.n_heads;
   for (const a of x.analyses) {
     const s = a.spec;
@@ -484,6 +507,9 @@ export function checkWithModel(x: ResolvedExperiment, cfg: HookedTransformerConf
         break;
       case 'ablation':
         s.hooks?.forEach((h, i) => {
+          // Hooks of the experiment's SAEs (`<hook>.hook_sae_acts_post`) exist in every run.
+          const saeHook = parseSaeHook(h);
+          if (saeHook && saeOutputs.has(saeHook.base)) return;
           try {
             requireHook(h, cfg);
           } catch (e) {

@@ -161,6 +161,20 @@ interface GroupContext {
 }
 
 export async function runExperiment(x: ResolvedExperiment, model: HookedTransformer, tok: Tokenizer, groupTokens: GroupTokens[], opts: RunOptions = {}): Promise<ExperimentResults> {
+  // The experiment's SAEs are spliced into every run of every analysis, then detached.
+  const attached = await Promise.all((x.spec.saes ?? []).map(async (e) => ({ sae: await experimentSae(x, e.sae), useErrorTerm: e.errorTerm === true })));
+  if (attached.length === 0) return runAttached(x, model, tok, groupTokens, opts);
+  const before = [...model.attachedSaes()];
+  for (const s of attached) model.attachSae(s);
+  try {
+    return await runAttached(x, model, tok, groupTokens, opts);
+  } finally {
+    model.detachSaes();
+    for (const s of before) model.attachSae(s);
+  }
+}
+
+async function runAttached(x: ResolvedExperiment, model: HookedTransformer, tok: Tokenizer, groupTokens: GroupTokens[], opts: RunOptions): Promise<ExperimentResults> {
   const t0 = performance.now();
   const results: AnalysisResult[] = [];
   const total = x.groups.length * x.analyses.length;

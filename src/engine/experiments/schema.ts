@@ -81,6 +81,7 @@ export interface ExperimentFile {
   metric?: 'logit_diff' | 'answer_prob' | 'answer_logprob';
   normalize?: boolean;
   analyses: AnalysisSpec[];
+  saes?: { sae: string; errorTerm?: boolean }[];
 }
 
 
@@ -235,6 +236,20 @@ export const analysisExperimentSchema: Schema = {
       description: "What patching measures at the last position: 'logit_diff' = mean over prompts of logit(answer) - logit(wrong); 'answer_prob' / 'answer_logprob' = mean probability / log-probability of the answer.",
     },
     normalize: bool('Report patching results normalised as (patched - corrupted) / (clean - corrupted): 1 = clean behaviour restored, 0 = no effect.', true),
+    saes: {
+      type: 'array',
+      minItems: 1,
+      description: "SAEs or transcoders spliced into the model for every analysis of this experiment (as SAELens's HookedSAETransformer.add_sae): their hooks (<hook>.hook_sae_acts_post, ...) exist in every run. Attribution patching runs without them and says so.",
+      items: {
+        type: 'object',
+        properties: {
+          sae: { type: 'string', minLength: 1, description: "The SAE in SAELens's format: a folder (relative to this file, starting with ./) or a hub release folder org/name/<folder>." },
+          errorTerm: bool("Add the error term, so that the model's output is unchanged and only edits of the features change it.", false),
+        },
+        required: ['sae'],
+        additionalProperties: false,
+      },
+    },
     analyses: {
       type: 'array',
       minItems: 1,

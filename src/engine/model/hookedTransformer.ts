@@ -125,6 +125,41 @@ export class HookedTransformer {
     return r.logits;
   }
 
+  /**
+   * SAEs spliced into every run until detached (HookedSAETransformer's add_sae), so that every
+   * analysis sees the model with them; a run's own `saes` replace an attached one at the same
+   * output hook. Analyses computed from the weights alone (circuits, composition) do not see them,
+   * and attribution patching refuses to run while any is attached.
+   */
+  private readonly attached: SaeSplice[] = [];
+
+  attachSae(splice: SaeSplice): void {
+    const { hookOut } = checkSaeForModel(splice.sae, this.cfg);
+    const i = this.attached.findIndex((s) => checkSaeForModel(s.sae, this.cfg).hookOut === hookOut);
+    if (i >= 0) this.attached.splice(i, 1);
+    this.attached.push(splice);
+  }
+
+  /** Detaches the SAEs at these output hooks (default all), as HookedSAETransformer's reset_saes. */
+  detachSaes(hooks?: readonly string[]): void {
+    for (let i = this.attached.length - 1; i >= 0; i--) {
+      if (!hooks || hooks.includes(checkSaeForModel(this.attached[i]!.sae, this.cfg).hookOut)) this.attached.splice(i, 1);
+    }
+  }
+
+  attachedSaes(): readonly SaeSplice[] {
+    return this.attached;
+  }
+
+  /**
+   * The run's SAEs: the attached ones (marked, so that one outside the layers a run computes is
+   * left out instead of refused), replaced at a hook by the run's own.
+   */
+  private runSaes(own: readonly SaeSplice[]): (SaeSplice & { attached?: boolean })[] {
+    const ownHooks = new Set(own.map((s) => checkSaeForModel(s.sae, this.cfg).hookOut));
+    return [...this.attached.filter((s) => !ownHooks.has(checkSaeForModel(s.sae, this.cfg).hookOut)).map((s) => ({ ...s, attached: true })), ...own];
+  }
+
   /** Validates tokens: rectangular, ids in [0, d_vocab), length <= n_ctx. Returns [batch, pos]. */
   checkTokens(tokens: Tokens): [number, number] {
     const B = tokens.length;
@@ -190,7 +225,7 @@ export class HookedTransformer {
         }
       }
     }
-    const saeSlots = this.saeSlots(opts.saes ?? [], start, stop, fromMid);
+    const saeSlots = this.saeSlots(this.runSaes(opts.saes ?? []), start, stop, fromMid);
     const names: OutputName[] = opts.names === 'all' ? this.allOutputs(start, stop, saeSlots) : [...(opts.names ?? [])];
     if (opts.lastPositionOnly && names.some((n) => n.startsWith('ln_final.'))) throw new Error('lastPositionOnly cannot return ln_final hooks (they would cover one position)');
     for (const n of names) requireHookOrLogits(n, cfg, saeSlots);
@@ -326,9 +361,20 @@ export class HookedTransformer {
   private readonly saeWeights = new Map<string, Sae>();
 
   /** Checks a run's SAEs against the model and each other; their compiled slots. */
-  private saeSlots(splices: readonly SaeSplice[], start: number, stop: number, fromMid: boolean): SaeSlot[] {
+  private saeSlots(splices: readonly (SaeSplice & { attached?: boolean })[], start: number, stop: number, fromMid: boolean): SaeSlot[] {
     const byOut = new Map<string, Sae>();
-    return splices.map(({ sae, useErrorTerm }) => {
+    const computed = (hook: string): boolean => {
+      const m = /^blocks\.(\d+)\./.exec(hook);
+      if (!m) return hook.startsWith('ln_final.') ? stop === this.cfg.n_layers : start === 0;
+      const l = Number(m[1]);
+      if (l < start || l >= stop) return false;
+      return !(fromMid && l === start && !/\.(hook_resid_mid|ln2\.hook_normalized|mlp\.hook_(pre|pre_linear|post)|hook_mlp_out|hook_resid_post)$/.test(hook));
+    };
+    return splices.filter(({ sae, attached }) => {
+      if (!attached) return true;
+      const { hookIn, hookOut } = checkSaeForModel(sae, this.cfg);
+      return computed(hookIn) && computed(hookOut);
+    }).map(({ sae, useErrorTerm }) => {
       const known = this.saeWeights.get(sae.id);
       if (known && known !== sae) throw new Error(`SAE id ${sae.id} is already used by another SAE in this model; load each SAE once (loadSaeFolder gives each load its own id)`);
       const { hookIn, hookOut } = checkSaeForModel(sae, this.cfg);
