@@ -85,6 +85,8 @@ export interface RunWithCacheParams {
   interventions?: InterventionPayload[];
   startAtLayer?: number;
   stopAtLayer?: number;
+  /** SAEs loaded with engine/sae/load to splice in: their `<hook>.hook_sae_*` hooks can be named and intervened on. */
+  saes?: { saeId: string; useErrorTerm?: boolean }[];
 }
 export interface RunWithCacheResult {
   logits?: TensorPayload;
@@ -431,6 +433,94 @@ export interface ExperimentProgress {
   finished: boolean;
 }
 
+/** A sparse autoencoder / transcoder loaded in the worker for the loaded model (src/engine/sae). */
+export interface SaeInfo {
+  /** Names the SAE in the other engine/sae/* requests. */
+  id: string;
+  source: string;
+  architecture: string;
+  d_in: number;
+  d_sae: number;
+  d_out: number;
+  /** The hook it reads and the hook its output replaces (the same for an SAE). */
+  hookIn: string;
+  hookOut: string;
+  normalizeActivations: string;
+  k: number | null;
+  /** sparsity.safetensors was present (logDensityFromFile in dashboards). */
+  hasSparsity: boolean;
+  modelName?: string;
+  notes: string[];
+}
+export interface LoadSaeParams {
+  /** A folder in SAELens's format, or a hub release folder org/name/<folder>. */
+  sae: string;
+  allowDownload?: boolean;
+}
+export interface SaeFeaturesParams {
+  saeId: string;
+  texts: string[];
+  prependBos?: boolean;
+  /** Features per token (default 10). */
+  top?: number;
+}
+export interface SaeFeaturesResult {
+  tokens: number[][];
+  strTokens: string[][];
+  /** [text][pos] -> the most active features, largest first (active ones only). */
+  top: { feature: number; act: number }[][][];
+  /** Per text: mean active features per token, and the fraction of variance the reconstruction explains. */
+  l0: number[];
+  explainedVariance: number[];
+}
+export interface SaeFeatureActsParams {
+  saeId: string;
+  texts: string[];
+  feature: number;
+  prependBos?: boolean;
+}
+export interface SaeFeatureActsResult {
+  strTokens: string[][];
+  /** [text][pos]: the feature's activation (hook_sae_acts_post). */
+  values: number[][];
+}
+export interface SaeDashboardParams {
+  saeId: string;
+  feature: number;
+  /** An absolute path of a text file, or texts. */
+  corpus: { file: string } | { texts: string[] };
+  /** Tokens per corpus row, BOS included (default 128, at most n_ctx). */
+  rowTokens?: number;
+  /** Corpus tokens read (default 50,000). */
+  maxTokens?: number;
+  prependBos?: boolean;
+  /** Contexts returned (default 20) and tokens shown each side of the activating one (default 8). */
+  topK?: number;
+  contextTokens?: number;
+  /** Rows whose activations make the histogram (default 64; the top contexts' rows first). */
+  histogramRows?: number;
+  /** Promoted / suppressed tokens listed (default 10). */
+  logitTokens?: number;
+  /** Names the request for progress notifications (optional). */
+  token?: string;
+}
+export interface SaeDashboardResult {
+  feature: number;
+  /** Corpus tokens the statistics cover. */
+  tokens: number;
+  /** Fraction of corpus tokens where the feature fires; its largest and mean (when active) activation. */
+  density: number;
+  maxAct: number;
+  meanActive: number;
+  /** Top-activating contexts, largest first: the window of tokens and the activating token's index in it. */
+  contexts: { row: number; pos: number; act: number; strTokens: string[]; highlight: number }[];
+  histogram: { edges: number[]; counts: number[] };
+  /** W_dec[feature] @ W_U: most promoted and suppressed tokens (null for an SAE not writing d_model values). */
+  logitEffect: { top: { token: number; str: string; value: number }[]; bottom: { token: number; str: string; value: number }[] } | null;
+  /** log10 density from the SAE's sparsity.safetensors, when it has one. */
+  logDensityFromFile?: number;
+}
+
 export const EngineRequests = {
   loadModel: requestType<LoadModelParams, ModelInfo>('engine/model/load'),
   modelInfo: requestType<Record<string, never>, ModelInfo | null>('engine/model/info'),
@@ -450,6 +540,14 @@ export const EngineRequests = {
   trainStart: requestType<TrainStartParams, TrainStartResult>('engine/training/start'),
   /** Runs a train experiment's analyses on a checkpoint (progress notifications with fractions). */
   trainAnalyse: requestType<TrainAnalyseParams, TrainAnalyseResult>('engine/training/analyse'),
+  /** Loads an SAE / transcoder for the loaded model (checked to fit it). */
+  saeLoad: requestType<LoadSaeParams, SaeInfo>('engine/sae/load'),
+  /** The most active features of every token of texts (the Inspect features tab). */
+  saeFeatures: requestType<SaeFeaturesParams, SaeFeaturesResult>('engine/sae/features'),
+  /** One feature's activation on every token (colour a prompt by a feature). */
+  saeFeatureActs: requestType<SaeFeatureActsParams, SaeFeatureActsResult>('engine/sae/featureActs'),
+  /** A feature dashboard over a corpus; progress notifications with fractions; cancellable; cached per SAE and corpus. */
+  saeDashboard: requestType<SaeDashboardParams, SaeDashboardResult>('engine/sae/dashboard'),
   /** For tests: a request that runs until cancelled or `ms` elapses. */
   sleep: requestType<{ ms: number }, { slept: number }>('engine/debug/sleep'),
   /** For tests of crash recovery: the worker throws outside any handler and dies. */

@@ -9,11 +9,12 @@ import { RpcEndpoint, InvalidRequestError, type Channel } from '../../protocol/r
 import { EngineNotifications, EngineRequests, type InterventionPayload } from '../../protocol/engine.js';
 import { LoadedEngine } from '../engine.js';
 import type { Intervention } from '../interventions/plan.js';
-import { requireHook, type OutputName } from '../hooks/hooks.js';
+import { parseSaeHook, requireHook, type OutputName } from '../hooks/hooks.js';
 import { f32 } from '../tensor/tensor.js';
 import type { WireMessage } from '../../protocol/ipc.js';
 import { registerTrainingHandlers } from './trainingService.js';
 import { registerExperimentHandlers } from './experimentsWorker.js';
+import { SaeService } from '../sae/service.js';
 
 export function serveEngine(channel: Channel): RpcEndpoint {
   const rpc = new RpcEndpoint(channel);
@@ -24,6 +25,9 @@ export function serveEngine(channel: Channel): RpcEndpoint {
     if (!engine) throw new InvalidRequestError('no model is loaded: load one first (MechLens: Load Model)');
     return engine;
   };
+
+  // SAEs loaded for the current model (engine/sae/*; forgotten when another model is loaded).
+  const saes = new SaeService(() => current());
 
   rpc.onRequest(EngineRequests.loadModel, async (p, ctx) => {
     const next = LoadedEngine.load(p.model, {
@@ -53,6 +57,7 @@ export function serveEngine(channel: Channel): RpcEndpoint {
     }
     const old = engine;
     engine = loaded;
+    saes.clear();
     loading = null;
     await old?.dispose();
     return loaded.info();
@@ -65,12 +70,15 @@ export function serveEngine(channel: Channel): RpcEndpoint {
   rpc.onRequest(EngineRequests.runWithCache, async (p) => {
     const e = current();
     const cfg = e.model.cfg;
-    const names = p.names === 'all' ? 'all' : p.names.map((n) => requireHook(n, cfg).name as OutputName);
+    // SAE hooks are checked by the run against the SAEs it splices.
+    const hook = (n: string) => (parseSaeHook(n) ? n : requireHook(n, cfg).name);
+    const names = p.names === 'all' ? 'all' : p.names.map((n) => hook(n) as OutputName);
     const r = await e.model.run(p.tokens, {
       names,
-      interventions: (p.interventions ?? []).map((iv) => toIntervention(iv, (n) => requireHook(n, cfg).name)),
+      interventions: (p.interventions ?? []).map((iv) => toIntervention(iv, hook)),
       startAtLayer: p.startAtLayer,
       stopAtLayer: p.stopAtLayer,
+      saes: (p.saes ?? []).map((s) => ({ sae: saes.sae(s.saeId), useErrorTerm: s.useErrorTerm === true })),
     });
     const cache: Record<string, { dims: number[]; axes?: string[]; data: Float32Array }> = {};
     for (const [k, v] of r.cache) cache[k] = { dims: [...v.dims], axes: v.axes ? [...v.axes] : undefined, data: v.data } as never;
@@ -84,6 +92,15 @@ export function serveEngine(channel: Channel): RpcEndpoint {
   rpc.onRequest(EngineRequests.measureTokens, (p) => current().measureTokens(p.texts, p.prependBos));
 
   rpc.onRequest(EngineRequests.analyze, (p, ctx) => current().analyze(p.tokens, p.corrupted_tokens, p.answers, ctx.signal));
+
+  // engine/sae/*: SAEs for the loaded model (forgotten when another model is loaded).
+  rpc.onRequest(EngineRequests.saeLoad, (p, ctx) => saes.load(p.sae, { allowDownload: p.allowDownload, signal: ctx.signal }));
+  rpc.onRequest(EngineRequests.saeFeatures, (p) => saes.features(p.saeId, p.texts, { prependBos: p.prependBos, top: p.top }));
+  rpc.onRequest(EngineRequests.saeFeatureActs, (p) => saes.featureActs(p.saeId, p.texts, p.feature, { prependBos: p.prependBos }));
+  rpc.onRequest(EngineRequests.saeDashboard, (p, ctx) => saes.dashboard(p, {
+    signal: ctx.signal,
+    onProgress: (done, total) => rpc.notify(EngineNotifications.progress, { requestId: ctx.requestId, message: `feature statistics: ${done} of ${total} tokens`, fraction: done / total }),
+  }));
 
   // engine/experiment/*: experiment files, each with its own model (the settings' one reused when the same).
   registerExperimentHandlers(rpc, () => engine);
