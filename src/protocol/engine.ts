@@ -521,6 +521,23 @@ export interface SaeDashboardResult {
   logDensityFromFile?: number;
 }
 
+export interface SaeFeatureDlaParams {
+  saeId: string;
+  /** Prompts of one token length, and per prompt the answer and wrong answer (single tokens). */
+  texts: string[];
+  answers: [string, string][];
+  prependBos?: boolean;
+}
+export interface SaeFeatureDlaResult {
+  /** Features active at the last position, by |contribution|, with their mean contribution to the logit difference. */
+  features: number[];
+  values: number[];
+  bias: number;
+  error: number;
+  /** Sum of all: the SAE output's (= the hook's) direct logit attribution. */
+  total: number;
+}
+
 export const EngineRequests = {
   loadModel: requestType<LoadModelParams, ModelInfo>('engine/model/load'),
   modelInfo: requestType<Record<string, never>, ModelInfo | null>('engine/model/info'),
@@ -548,6 +565,8 @@ export const EngineRequests = {
   saeFeatureActs: requestType<SaeFeatureActsParams, SaeFeatureActsResult>('engine/sae/featureActs'),
   /** A feature dashboard over a corpus; progress notifications with fractions; cancellable; cached per SAE and corpus. */
   saeDashboard: requestType<SaeDashboardParams, SaeDashboardResult>('engine/sae/dashboard'),
+  /** Each active feature's direct contribution to the logit difference at the last position. */
+  saeFeatureDla: requestType<SaeFeatureDlaParams, SaeFeatureDlaResult>('engine/sae/featureDla'),
   /** For tests: a request that runs until cancelled or `ms` elapses. */
   sleep: requestType<{ ms: number }, { slept: number }>('engine/debug/sleep'),
   /** For tests of crash recovery: the worker throws outside any handler and dies. */

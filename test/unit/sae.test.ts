@@ -225,3 +225,31 @@ test('attachSae splices into every run (runs that stop before it leave it out) u
     await ht.dispose();
   }
 });
+
+test('feature DLA: features + bias + error add up to the direct logit attribution of the hook they replace', async () => {
+  const { featureDla } = await import('../../src/engine/analysis/sae.js');
+  const { ActivationCache } = await import('../../src/engine/cache/activationCache.js');
+  const { layerDla, layerDlaLabels } = await import('../../src/engine/analysis/basic.js');
+  for (const [model, mode, name, components] of [
+    ['gpt2-tied-gelu-new', 'default', 'jumprelu-mlp-out-1', ['1_mlp_out']],
+    ['rms-gqa-gated', 'none', 'standard-resid-pre-1-constant-norm', ['embed', '0_attn_out', '0_mlp_out']],
+  ] as const) {
+    const fx = oracleFixture(model);
+    const ht = engineModel(fx, mode);
+    try {
+      const sae = loadSaeFolder(path.join(FIXTURES_ROOT, 'saes', model, name));
+      const answers = fx.spec.answers;
+      const r = await featureDla(ht, fx.spec.tokens, sae, answers);
+      assert.ok(r.features.length > 0);
+      const cache = new ActivationCache((await ht.runWithCache(fx.spec.tokens)).cache, ht.cfg, ht.params);
+      const labels = layerDlaLabels(cache);
+      const dla = layerDla(cache, answers);
+      const want = components.reduce((a, c) => a + dla[labels.indexOf(c)]!, 0);
+      assert.ok(components.every((c) => labels.includes(c)), labels.join(', '));
+      assert.ok(Math.abs(r.total - want) < 1e-4, `${model} ${name}: features + bias + error ${r.total} vs the hook's DLA ${want}`);
+      assert.ok(Math.abs(r.values[0]!) >= Math.abs(r.values[r.values.length - 1]!));
+    } finally {
+      await ht.dispose();
+    }
+  }
+});

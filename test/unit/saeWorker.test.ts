@@ -63,6 +63,11 @@ test('the worker loads an SAE and answers features, feature activations, dashboa
     await c.requestWithProgress(EngineRequests.saeDashboard, { saeId: info.id, feature: feat + 1 < D ? feat + 1 : 0, corpus: { file: corpus }, rowTokens: 16 }, (pr) => pr.fraction !== undefined && again.push(pr.fraction));
     assert.equal(again.length, 0);
 
+    const answers = JSON.parse(fs.readFileSync(path.join(MODEL, 'spec.json'), 'utf8')) as { answer_strs: [string, string][] };
+    const dla = await c.request(EngineRequests.saeFeatureDla, { saeId: info.id, texts: spec.prompts, answers: answers.answer_strs });
+    assert.ok(dla.features.length > 0 && dla.features.length === dla.values.length);
+    assert.ok(Math.abs(dla.values.reduce((a2, v) => a2 + v, 0) + dla.bias + dla.error - dla.total) < 1e-9);
+
     const r = await c.request(EngineRequests.runWithCache, { tokens: [spec.tokens[0]!], names: [`${HOOK}.hook_sae_acts_post`], saes: [{ saeId: info.id, useErrorTerm: true }] });
     const got = r.cache[`${HOOK}.hook_sae_acts_post`]!;
     assert.deepEqual(got.dims, [1, P, D]);

@@ -10,6 +10,7 @@ import type { Intervention } from '../interventions/plan.js';
 import type { OutputName, SaeHookName } from '../hooks/hooks.js';
 import { checkSaeForModel, type Sae } from '../sae/sae.js';
 import { f32, type F32 } from '../tensor/tensor.js';
+import { ActivationCache } from '../cache/activationCache.js';
 
 /** The SAE hook `<output hook>.<suffix>` of a spliced SAE. */
 export function saeHook(model: HookedTransformer, sae: Sae, suffix: 'hook_sae_acts_post' | 'hook_sae_acts_pre' | 'hook_sae_input' | 'hook_sae_recons' | 'hook_sae_output' | 'hook_sae_error'): SaeHookName {
@@ -177,4 +178,89 @@ function extendMean(iv: Extract<Intervention, { kind: 'mean'; over: 'supplied' }
   const m = f32([P, ...rest]);
   for (let p = 0; p < P; p++) m.data.set(iv.mean.data.subarray(0, per), p * per);
   return { ...iv, mean: m };
+}
+
+export interface FeatureDla {
+  /** Features active at the last position of some prompt, by |mean contribution|, largest first. */
+  features: number[];
+  /** Their mean direct contribution to the logit difference. */
+  values: number[];
+  /** The decoder bias's (and de-normalisation offset's) contribution, and the error term's. */
+  bias: number;
+  error: number;
+  /** The sum of all: the SAE output's direct logit attribution (the hook's own, with the error term). */
+  total: number;
+}
+
+/**
+ * Direct logit attribution of each active feature at the last position: feature f contributes
+ * acts[b, -1, f] · W_dec[f] (times the de-normalisation scale) to the residual stream, projected
+ * like any component (ActivationCache.logitAttrs: centred for LayerNorm, divided by the cached
+ * ln_final scale) onto W_U[:, correct] - W_U[:, wrong], averaged over prompts. The SAE must write
+ * to a d_model hook that adds into the residual stream (attn_out, mlp_out, or the residual
+ * stream itself). The SAE is spliced with its error term, so the run is the model's own.
+ */
+export async function featureDla(model: HookedTransformer, tokens: Tokens, sae: Sae, answers: readonly (readonly [number, number])[]): Promise<FeatureDla> {
+  const cfg = model.cfg;
+  const { hookOut } = checkSaeForModel(sae, cfg);
+  if (sae.cfg.d_out !== cfg.d_model) throw new Error(`feature DLA needs an SAE writing d_model values; ${sae.source} writes ${sae.cfg.d_out} at ${hookOut}`);
+  if (answers.length !== tokens.length) throw new Error(`feature DLA needs one [correct, wrong] pair per prompt: ${tokens.length} prompts, ${answers.length} pairs`);
+  const H = (s: string) => `${hookOut}.${s}` as OutputName;
+  const names: OutputName[] = [H('hook_sae_acts_post'), H('hook_sae_error'), H('hook_sae_input')];
+  // ActivationCache reads the batch / position geometry from hook_resid_pre.
+  names.push('blocks.0.hook_resid_pre');
+  if (cfg.normalization_type !== null) names.push('ln_final.hook_scale');
+  const r = await model.run(tokens, { saes: [{ sae, useErrorTerm: true }], names, noLogits: true });
+  const acts = r.cache.get(H('hook_sae_acts_post'))!;
+  const err = r.cache.get(H('hook_sae_error'))!;
+  const x = r.cache.get(H('hook_sae_input'))!;
+  const [B, P, D] = acts.dims as [number, number, number];
+  const d = cfg.d_model;
+  // Per prompt, the de-normalisation at the last position: out = s · recons + m.
+  const s = new Float64Array(B).fill(1);
+  const m = new Float64Array(B);
+  for (let b = 0; b < B; b++) {
+    const row = x.data.subarray((b * P + P - 1) * d, (b * P + P) * d);
+    if (sae.cfg.normalize_activations === 'layer_norm') {
+      let mu = 0;
+      for (const v of row) mu += v / d;
+      let ss = 0;
+      for (const v of row) ss += (v - mu) ** 2;
+      s[b] = Math.sqrt(ss / (d - 1));
+      m[b] = mu;
+    } else if (sae.cfg.normalize_activations === 'constant_norm_rescale') {
+      let n2 = 0;
+      for (const v of row) n2 += v * v;
+      s[b] = Math.sqrt(n2) / Math.sqrt(d);
+    }
+  }
+  const active = new Set<number>();
+  for (let b = 0; b < B; b++) for (let f = 0; f < D; f++) if (acts.data[(b * P + P - 1) * D + f]! > 0) active.add(f);
+  const feats = [...active].sort((a, b2) => a - b2);
+  // Stack [component, batch, d_model]: the features, then the bias, then the error.
+  const C = feats.length + 2;
+  const stack = f32([C, B, d]);
+  const Wd = sae.weights.W_dec.data;
+  feats.forEach((f, c) => {
+    for (let b = 0; b < B; b++) {
+      const a = acts.data[(b * P + P - 1) * D + f]! * s[b]!;
+      for (let j = 0; j < d; j++) stack.data[(c * B + b) * d + j] = a * Wd[f * d + j]!;
+    }
+  });
+  for (let b = 0; b < B; b++) for (let j = 0; j < d; j++) {
+    stack.data[(feats.length * B + b) * d + j] = s[b]! * sae.weights.b_dec.data[j]! + m[b]!;
+    stack.data[((feats.length + 1) * B + b) * d + j] = err.data[(b * P + P - 1) * d + j]!;
+  }
+  const cache = new ActivationCache(r.cache, cfg, model.params);
+  // The stack holds the last position only; ln_final's scale is taken there too.
+  const attrs = cache.logitAttrs(stack, answers.map((a) => a[0]), answers.map((a) => a[1]), { pos_slice: -1 });
+  const mean = (c: number) => {
+    let t = 0;
+    for (let b = 0; b < B; b++) t += attrs.data[c * B + b]!;
+    return t / B;
+  };
+  const vals = feats.map((_, c) => mean(c));
+  const order = feats.map((_, i) => i).sort((i, j) => Math.abs(vals[j]!) - Math.abs(vals[i]!) || feats[i]! - feats[j]!);
+  const bias = mean(feats.length), error = mean(feats.length + 1);
+  return { features: order.map((i) => feats[i]!), values: order.map((i) => vals[i]!), bias, error, total: vals.reduce((a, v) => a + v, 0) + bias + error };
 }

@@ -8,12 +8,12 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import type { HookedTransformer } from '../model/hookedTransformer.js';
-import { toTokens, tokensToStrings, type Tokenizer } from '../model/tokenizer.js';
-import { featureActivations, topFeaturesPerToken } from '../analysis/sae.js';
+import { toSingleToken, toTokens, tokensToStrings, type Tokenizer } from '../model/tokenizer.js';
+import { featureActivations, featureDla, topFeaturesPerToken } from '../analysis/sae.js';
 import { featureLogitEffect, featureStats, histogram, type FeatureStats } from '../analysis/saeFeatures.js';
 import { loadSae } from './load.js';
 import { checkSaeForModel, type Sae } from './sae.js';
-import type { SaeDashboardParams, SaeDashboardResult, SaeFeatureActsResult, SaeFeaturesResult, SaeInfo } from '../../protocol/engine.js';
+import type { SaeDashboardParams, SaeDashboardResult, SaeFeatureActsResult, SaeFeatureDlaParams, SaeFeatureDlaResult, SaeFeaturesResult, SaeInfo } from '../../protocol/engine.js';
 
 export interface SaeHost {
   readonly model: HookedTransformer;
@@ -148,6 +148,16 @@ export class SaeService {
       }
     }
     return Float32Array.from(vals);
+  }
+
+  /** Feature DLA of prompts (one token length) toward answer minus wrong answer. */
+  async featureDla(p: SaeFeatureDlaParams): Promise<SaeFeatureDlaResult> {
+    const { sae, host } = this.get(p.saeId);
+    if (p.answers.length !== p.texts.length) throw new Error(`give one [answer, wrong] pair per prompt: ${p.texts.length} prompts, ${p.answers.length} pairs`);
+    const rows = this.rows(host, p.texts, p.prependBos);
+    if (rows.some((r) => r.length !== rows[0]!.length)) throw new Error(`the prompts must have one token length (they have ${rows.map((r) => r.length).join(', ')})`);
+    const answers = p.answers.map(([a, w]) => [toSingleToken(host.tokenizer, a), toSingleToken(host.tokenizer, w)] as [number, number]);
+    return featureDla(host.model, rows, sae, answers);
   }
 
   /** Forgets loaded SAEs and cached statistics (e.g. when the model changes). */

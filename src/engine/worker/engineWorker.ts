@@ -97,6 +97,7 @@ export function serveEngine(channel: Channel): RpcEndpoint {
   rpc.onRequest(EngineRequests.saeLoad, (p, ctx) => saes.load(p.sae, { allowDownload: p.allowDownload, signal: ctx.signal }));
   rpc.onRequest(EngineRequests.saeFeatures, (p) => saes.features(p.saeId, p.texts, { prependBos: p.prependBos, top: p.top }));
   rpc.onRequest(EngineRequests.saeFeatureActs, (p) => saes.featureActs(p.saeId, p.texts, p.feature, { prependBos: p.prependBos }));
+  rpc.onRequest(EngineRequests.saeFeatureDla, (p) => saes.featureDla(p));
   rpc.onRequest(EngineRequests.saeDashboard, (p, ctx) => saes.dashboard(p, {
     signal: ctx.signal,
     onProgress: (done, total) => rpc.notify(EngineNotifications.progress, { requestId: ctx.requestId, message: `feature statistics: ${done} of ${total} tokens`, fraction: done / total }),
