@@ -79,6 +79,9 @@ export async function benchSaes(): Promise<Record<string, unknown>> {
     feature_stats_tokens: stats.tokens,
     feature_stats_tokens_per_s: round(stats.tokens / featuresS),
     feature_stats_progress_reports: progressCalls,
+    // The random SAE's firing density (real SAEs: well under 1%; denser makes the top-context
+    // bookkeeping slower).
+    feature_density_mean: round(stats.density.reduce((a, v) => a + v, 0) / stats.density.length, 4),
     target_splice_ratio: 1.5,
     target_feature_stats_s: 60,
     pass: s8 / p8 <= 1.5 && s128 / p128 <= 1.5 && (nTokens < 50_000 ? null : featuresS <= 60),

@@ -87,13 +87,13 @@ export async function featureStats(model: HookedTransformer, sae: Sae, rows: rea
             const t = top[f]!;
             if (t.length < K) {
               t.push({ row: ids[b]!, pos: p, act: v });
-              if (t.length === K) floor[f] = Math.min(...t.map((c) => c.act));
+              if (t.length === K) floor[f] = minAct(t);
             } else if (v > floor[f]!) {
               // Replace the smallest.
               let m = 0;
               for (let j = 1; j < K; j++) if (t[j]!.act < t[m]!.act) m = j;
               t[m] = { row: ids[b]!, pos: p, act: v };
-              floor[f] = Math.min(...t.map((c) => c.act));
+              floor[f] = minAct(t);
             }
           }
         }
@@ -112,6 +112,12 @@ export async function featureStats(model: HookedTransformer, sae: Sae, rows: rea
     top,
     values: new Map([...keep].map(([f, v]) => [f, Float32Array.from(v)])),
   };
+}
+
+function minAct(t: readonly FeatureContext[]): number {
+  let m = Infinity;
+  for (const c of t) if (c.act < m) m = c.act;
+  return m;
 }
 
 /** Histogram of values in `bins` equal bins over [0, max] (counts, and the bins' left edges). */
