@@ -197,6 +197,9 @@ export async function runExperiment(x: ResolvedExperiment, model: HookedTransfor
       try {
         await runAnalysis(a, res, ctx, x, model, tok, { signal: opts.signal, onProgress: progress });
       } catch (e) {
+        // An analysis that stops on the signal without a partial result (head scores, circuits):
+        // the run is cancelled with the analyses finished before it.
+        if (!(e instanceof SweepAbortedError) && opts.signal?.aborted) return { results, cancelled: true, elapsedMs: performance.now() - t0 };
         if (!(e instanceof SweepAbortedError)) throw e;
         res.partial = true;
         fillFromPartial(res, e.partial, ctx, model);
@@ -381,7 +384,7 @@ async function runAnalysis(
       return;
     }
     case 'attention': {
-      const pats = await attentionPatterns(model, gt.clean); // [layer, head, q, k]
+      const pats = await attentionPatterns(model, gt.clean, sweepOpts); // [layer, head, q, k]
       let heads: { layer: number; head: number }[];
       if (Array.isArray(s.heads)) heads = s.heads.map((h) => parseHead(h)!);
       else {
@@ -401,7 +404,7 @@ async function runAnalysis(
       return;
     }
     case 'head_scores': {
-      const r = await repeatedTokenHeadScores(model, { seqLen: s.seqLen, batch: s.batch, seed: s.seed, prependBos: s.prependBos, tokenRange: s.tokenRange, errorMeasure: s.errorMeasure, excludeBos: s.excludeBos, excludeCurrentToken: s.excludeCurrentToken });
+      const r = await repeatedTokenHeadScores(model, { seqLen: s.seqLen, batch: s.batch, seed: s.seed, prependBos: s.prependBos, tokenRange: s.tokenRange, errorMeasure: s.errorMeasure, excludeBos: s.excludeBos, excludeCurrentToken: s.excludeCurrentToken, ...sweepOpts });
       const hm = (t: string, v: number[][]) => heatmap(`${title}: ${t}`, 'layer', 'head', range(L).map(String), range(H).map(String), v, 'score');
       res.data = { seqLen: r.seqLen, inductionStripe: r.inductionStripe, detector: r.detector, lossByPosition: r.lossByPosition };
       res.blocks = [
@@ -414,7 +417,7 @@ async function runAnalysis(
       return;
     }
     case 'detect_heads': {
-      const v = await detectHeads(model, gt.clean, s.pattern, { errorMeasure: s.errorMeasure, excludeBos: s.excludeBos, excludeCurrentToken: s.excludeCurrentToken });
+      const v = await detectHeads(model, gt.clean, s.pattern, { errorMeasure: s.errorMeasure, excludeBos: s.excludeBos, excludeCurrentToken: s.excludeCurrentToken, ...sweepOpts });
       res.data = { pattern: s.pattern, values: v };
       res.blocks = [heat(heatmap(`${title}: ${s.pattern}`, 'layer', 'head', range(L).map(String), range(H).map(String), v, 'score'), 'sequential')];
       return;
@@ -424,7 +427,9 @@ async function runAnalysis(
       const ids = [...new Set(row)];
       const labels = tokensToStrings(tok, ids).map((t) => JSON.stringify(t));
       const data: Record<string, unknown>[] = [];
-      for (const hs of s.heads) {
+      for (const [k, hs] of s.heads.entries()) {
+        sweepOpts.signal?.throwIfAborted();
+        sweepOpts.onProgress(k, s.heads.length);
         const { layer, head } = parseHead(hs)!;
         const qk = await fullQkCircuit(model, layer, head);
         const ov = await fullOvCircuit(model, layer, head);
@@ -442,13 +447,13 @@ async function runAnalysis(
       return;
     }
     case 'copying_scores': {
-      const v = await ovCopyingScores(model);
+      const v = await ovCopyingScores(model, sweepOpts);
       res.data = { values: v };
       res.blocks = [heat(heatmap(title, 'layer', 'head', range(L).map(String), range(H).map(String), v, 'copying score'))];
       return;
     }
     case 'composition': {
-      const t = await compositionScores(model, s.mode);
+      const t = await compositionScores(model, s.mode, sweepOpts);
       const names = headLabels(L, H);
       res.blocks = [heat(heatmap(`${title}: ${s.mode}-composition`, 'earlier head (OV)', `later head (${s.mode === 'V' ? 'OV' : s.mode === 'Q' ? 'QK' : 'QKᵀ'})`, names, names, rows2d(t.data, L * H, L * H), 'composition score'), 'sequential')];
       res.data = { mode: s.mode, axes: ['layer', 'head', 'layer', 'head'], shape: t.dims };
