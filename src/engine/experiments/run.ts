@@ -171,8 +171,13 @@ export async function runExperiment(x: ResolvedExperiment, model: HookedTransfor
     if (gt.answers && gt.answers.every((a) => a[0] >= 0)) {
       const base = x.metric === 'logit_diff' ? (gt.answers.every((a) => a[1] >= 0) ? logitDiffMetric(gt.answers) : null) : answerProbMetric(gt.answers.map((a) => a[0]), { log: x.metric === 'answer_logprob' });
       if (base) {
-        ctx.clean = base(await model.forward(gt.clean));
-        if (gt.corrupted) ctx.corrupted = base(await model.forward(gt.corrupted));
+        try {
+          ctx.clean = await metricOf(model, gt.clean, base, opts.signal);
+          if (gt.corrupted) ctx.corrupted = await metricOf(model, gt.corrupted, base, opts.signal);
+        } catch (e) {
+          if (opts.signal?.aborted) return { results, cancelled: true, elapsedMs: performance.now() - t0 };
+          throw e;
+        }
         const odd = ([['clean', ctx.clean], ['corrupted', ctx.corrupted]] as const).filter(([, v]) => v !== undefined && !Number.isFinite(v));
         if (odd.length) ctx.nonFinite = `the ${odd.map(([k, v]) => `${k} metric is ${v}`).join(' and the ')}: the model's outputs are not finite numbers${opts.warnings?.length ? ' (see the warning about its weights)' : ''}, so values computed from them show as n/a`;
         ctx.unnormalised = x.normalize && ctx.corrupted !== undefined ? (normalizationUndefined(ctx.clean, ctx.corrupted) ?? undefined) : undefined;
@@ -224,6 +229,35 @@ export async function runExperiment(x: ResolvedExperiment, model: HookedTransfor
     }
   }
   return { results, cancelled: false, elapsedMs: performance.now() - t0, ...(opts.warnings?.length ? { warnings: [...opts.warnings] } : {}) };
+}
+
+/** Token positions per run of metricOf (as a sweep's runs hold). */
+const METRIC_POSITIONS = 4096;
+
+/**
+ * The metric of a group's prompts: with a last-position reader, the prompts run a bounded number
+ * at a time (the signal checked between runs) and only the last position's logits of the
+ * metric's tokens are kept, [batch, K]; otherwise one forward pass of every prompt.
+ */
+async function metricOf(model: HookedTransformer, tokens: number[][], metric: Metric, signal?: AbortSignal): Promise<number> {
+  const lp = metric.lastPosition;
+  if (!lp) return metric(await model.forward(tokens));
+  const per = Math.max(1, Math.floor(METRIC_POSITIONS / Math.max(1, tokens[0]!.length)));
+  const parts: Float32Array[] = [];
+  let K = 0;
+  for (let b0 = 0; b0 < tokens.length; b0 += per) {
+    signal?.throwIfAborted();
+    const logits = (await model.run(tokens.slice(b0, b0 + per), { names: [], lastPositionOnly: true, vocab: lp.vocab ?? undefined })).logits!; // [rows, 1, K]
+    K = logits.dims[2]!;
+    parts.push(logits.data);
+  }
+  const last = new Float32Array(tokens.length * K);
+  let at = 0;
+  for (const p of parts) {
+    last.set(p, at);
+    at += p.length;
+  }
+  return lp.score(f32([tokens.length, K], last));
 }
 
 function metricLabel(x: ResolvedExperiment, ctx: GroupContext): string {
