@@ -31,6 +31,7 @@ const rows: [string, () => string, RegExp, string?][] = [
   ['causal_trace with samples 1e8', () => base({ analyses: [{ kind: 'causal_trace', subject: [0, 1], samples: 100_000_000 }] }), /100000000 noisy samples; at most 1000/, '"samples"'],
   ['head_scores with a batch of 1e7', () => base({ analyses: [{ kind: 'head_scores', batch: 10_000_000 }] }), /a batch of 10000000 random sequences; at most 1024/, '"batch"'],
   ['an ablation over 5,000 hooks', () => base({ analyses: [{ kind: 'ablation', hooks: Array.from({ length: 5000 }, (_, i) => `blocks.${i}.hook_resid_pre`) }] }), /5000 hooks; at most 4096/, '"hooks"'],
+  ['an ablation over 1,000,000 hooks', () => base({ analyses: [{ kind: 'ablation', hooks: Array.from({ length: 1_000_000 }, (_, i) => `blocks.${i}.hook_resid_pre`) }] }), /has \d+ (characters|bytes); the limit is 4194304/],
   ['10,000 analyses', () => base({ analyses: Array.from({ length: 10_000 }, () => ({ kind: 'logit_diff' })) }), /10000 analyses; an experiment may have at most 256/, '"analyses"'],
   ['a 2 MB description', () => base({ description: 'x'.repeat(2_000_000) }), /a string longer than 1000000 characters/, '"description"'],
   ['a 50 MB description', () => base({ description: 'x'.repeat(50_000_000) }), /has \d+ (characters|bytes); the limit is 4194304/],
