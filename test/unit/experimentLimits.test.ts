@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { parseExperiment, EXPERIMENT_LIMITS, type FileReader } from '../../src/engine/experiments/parse.js';
 import { LineIndex } from '../../src/engine/experiments/json.js';
-import { budgetDiagnostics, describeEstimate, estimateExperiment } from '../../src/engine/experiments/estimate.js';
+import { ESTIMATE_OVERHEAD, budgetDiagnostics, describeEstimate, estimateExperiment } from '../../src/engine/experiments/estimate.js';
 import type { HookedTransformerConfig } from '../../src/engine/model/config.js';
 import { main } from '../../src/engine/cli.js';
 import * as fs from 'node:fs';
@@ -132,7 +132,7 @@ const MODEL_ROWS: [string, () => string, string[], RegExp, string][] = [
   ['neuron_activations of /dev/zero', () => base({ analyses: [{ kind: 'neuron_activations', layer: 0, neuron: 0, file: '/dev/zero' }] }), [], /"\/dev\/zero" is an absolute path: an experiment may name only files inside its folder/, '"file"'],
   ['top-level __proto__ and constructor keys', () => base({}).replace(/^\{/, '{"__proto__": {"polluted": 1}, "constructor": {"x": 1}, '), [], /unknown property "(__proto__|constructor)"/, '"__proto__"'],
   ['an ablation listing more hooks than the model has', () => base({ analyses: [{ kind: 'ablation', hooks: Array.from({ length: 200 }, () => 'blocks.0.hook_resid_pre') }] }), [], /200 hooks listed, but builtin:toy has \d+ hook points/, '"hooks"'],
-  ['causal_trace with 1000 samples over a 50 MB budget', () => base({ analyses: [{ kind: 'logit_diff' }, { kind: 'causal_trace', subject: [1, 2], samples: 1000 }] }), ['--memory-budget', '50'], /analysis 2 \(causal_trace\) needs about [\d.]+ MB of memory \(\d+ forward passes\), over the budget of 50\.0 MB \(--memory-budget\): use fewer "samples" or a shorter prompt/, '"kind": "causal_trace"'],
+  ['causal_trace with 1000 samples over a 120 MB budget', () => base({ analyses: [{ kind: 'logit_diff' }, { kind: 'causal_trace', subject: [1, 2], samples: 1000 }] }), ['--memory-budget', '120'], /analysis 2 \(causal_trace\) needs about [\d.]+ MB of memory \(\d+ forward passes\), over the budget of 120 MB \(--memory-budget\): use fewer "samples" or a shorter prompt/, '"kind": "causal_trace"'],
   ['head_scores with a batch of 1024 over a 10 MB budget', () => base({ analyses: [{ kind: 'head_scores', batch: 1024 }] }), ['--memory-budget', '10'], /analysis 1 \(head_scores\) needs about [\d.]+ MB .*over the budget of 10\.0 MB .*a smaller "batch" or "seqLen"/, '"kind": "head_scores"'],
 ];
 
@@ -179,8 +179,11 @@ test('estimates grow with what an analysis asks for, and the budget check names 
   assert.ok(ct1000!.bytes > 10 * ct10!.bytes, `${ct1000!.bytes} vs ${ct10!.bytes}`);
   assert.ok(ct1000!.forwards > ct10!.forwards);
   assert.ok(hs1000!.forwards >= 50 * hs10!.forwards / 2, 'head scores: work grows with the batch');
-  const ds = budgetDiagnostics(x, est, 1024 ** 3, 'a test budget');
+  // A budget just above every other analysis: only the 1000-sample trace is over it.
+  const budget = Math.max(ct10!.bytes, hs10!.bytes, hs1000!.bytes) * ESTIMATE_OVERHEAD + 1;
+  assert.ok(ct1000!.bytes * ESTIMATE_OVERHEAD > budget);
+  const ds = budgetDiagnostics(x, est, budget, 'a test budget');
   assert.deepEqual(ds.map((d) => d.message.slice(0, 28)), ['analysis 2 (causal_trace) ne']);
-  assert.match(ds[0]!.message, /needs about [\d.]+ GB of memory \(\d+ forward passes\), over the budget of 1\.0 GB \(a test budget\)/);
-  assert.ok(describeEstimate(x, est, 1024 ** 3)[0]!.startsWith('estimate: at most ~'));
+  assert.match(ds[0]!.message, /needs about [\d.]+ GB of memory \(\d+ forward passes\), over the budget of [\d.]+ [MG]B \(a test budget\): use fewer "samples"/);
+  assert.ok(describeEstimate(x, est, budget)[0]!.startsWith('estimate: at most ~'));
 });

@@ -140,10 +140,10 @@ test('run: saved under .mechlens/runs with the panel state, progress, one analys
 test('run over the memory budget (mechlens.memoryBudgetMB): an error at the analysis, nothing run, no run folder', async () => {
   const file = write('budget.experiment.json', { model: 'builtin:toy', prompts: toyPrompts, analyses: [{ kind: 'logit_diff' }, { kind: 'causal_trace', subject: [1, 3], samples: 1000 }] });
   const ws = path.join(tmp, 'ws-budget');
-  const r = await client.request(EngineRequests.experimentRun, { file, workspace: ws, allowDownload: false, memoryBudgetMB: 20 });
+  const r = await client.request(EngineRequests.experimentRun, { file, workspace: ws, allowDownload: false, memoryBudgetMB: 120 });
   assert.equal(r.run, undefined);
   assert.deepEqual(r.diagnostics.map((d) => d.code), ['memory-budget']);
-  assert.match(r.diagnostics[0]!.message, /^analysis 2 \(causal_trace\) needs about [\d.]+ MB of memory \(\d+ forward passes\), over the budget of 20\.0 MB \(the setting mechlens\.memoryBudgetMB\): use fewer "samples"/);
+  assert.match(r.diagnostics[0]!.message, /^analysis 2 \(causal_trace\) needs about [\d.]+ MB of memory \(\d+ forward passes\), over the budget of 120 MB \(the setting mechlens\.memoryBudgetMB\): use fewer "samples"/);
   assert.equal(r.diagnostics[0]!.range.start.line, fs.readFileSync(file, 'utf8').split('\n').findIndex((l) => l.includes('"causal_trace"')) - 1, 'at the analysis object');
   assert.ok(!fs.existsSync(path.join(ws, ...RUNS_DIR.split('/'))) || fs.readdirSync(path.join(ws, ...RUNS_DIR.split('/'))).length === 0, 'no run folder');
 });

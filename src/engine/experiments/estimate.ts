@@ -33,6 +33,14 @@ const LINE_BATCH = 64;
 export const MAX_TENSOR_ELEMENTS = 2 ** 31 - 1;
 /** What the process needs beyond the estimated tensors (arena rounding, copies into JS, V8): a factor on the estimate. */
 export const ESTIMATE_OVERHEAD = 1.5;
+/**
+ * Logits are held about three times over: onnxruntime's output, the arena's buffer of the last
+ * MatMul and the copy into JavaScript (measured: head scores of 16 x 100 tokens of a
+ * 50,257-token vocabulary grow the process by about 3x the logits' bytes).
+ */
+const LOGIT_COPIES = 3;
+/** What running the model costs beyond its tensors (session variants, the arena's first chunks): measured at 50-100 MB. */
+export const SESSION_BYTES = 64 * 1024 * 1024;
 /** The default budget: this fraction of the memory free when the run starts. */
 export const DEFAULT_BUDGET_FRACTION = 0.5;
 
@@ -82,9 +90,9 @@ function shapes(cfg: HookedTransformerConfig) {
   return {
     d, H, dh, dm, L, V,
     /** One forward pass on rows x P tokens (peak: one layer's activations, the scores and the logits). */
-    forward: (rows: number, P: number, lastOnly = false) => F * (rows * P * layerWidth + 2 * rows * H * P * P + rows * (lastOnly ? 1 : P) * V),
+    forward: (rows: number, P: number, lastOnly = false) => F * (rows * P * layerWidth + 2 * rows * H * P * P + LOGIT_COPIES * rows * (lastOnly ? 1 : P) * V),
     /** Every hook of every layer cached (run_with_cache), plus the logits. */
-    cache: (rows: number, P: number) => F * (rows * P * (2 * d + L * (layerWidth + 3 * d + H * d) + V) + L * 2 * rows * H * P * P),
+    cache: (rows: number, P: number) => F * (rows * P * (2 * d + L * (layerWidth + 3 * d + H * d) + LOGIT_COPIES * V) + L * 2 * rows * H * P * P),
     /** Every layer's hook_pattern [rows, head, P, P]. */
     patterns: (rows: number, P: number) => F * L * rows * H * P * P,
   };
@@ -199,6 +207,7 @@ export function estimateExperiment(x: ResolvedExperiment, cfg: HookedTransformer
           break;
         }
       }
+      if (e.forwards > 0) e.bytes += SESSION_BYTES;
       out.push(e);
     }
   }
