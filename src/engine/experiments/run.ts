@@ -570,7 +570,11 @@ async function runAnalysis(
       // "restoring <what>": one layer's residual stream, or a window of layers' MLP / attention outputs.
       const names: Record<string, string> = { resid: "one layer's residual stream", mlp: `MLP outputs over a ${r.window}-layer window`, attn: `attention outputs over a ${r.window}-layer window` };
       for (const [k, table] of Object.entries(r.scores)) {
-        res.blocks.push(heat(heatmap(`${title}: restoring ${names[k]} (p(${JSON.stringify(ans)}): clean ${r.highScore.toFixed(4)}, noised ${r.lowScore.toFixed(4)})`, 'token', 'layer', labels, range(L).map(String), table!, `p(${ans})`), 'sequential'));
+        // The colour starts at the noised run's probability (what restoring nothing gives), as in
+        // ROME's figures, and tops out at the clean run's (or the largest restored value).
+        const top = Math.max(r.highScore, ...table!.flat().filter(Number.isFinite));
+        const data = heatmap(`${title}: restoring ${names[k]} (p(${JSON.stringify(ans)}): clean ${r.highScore.toFixed(4)}, noised ${r.lowScore.toFixed(4)})`, 'token', 'layer', labels, range(L).map(String), table!, `p(${ans})`);
+        res.blocks.push(heat(Number.isFinite(r.lowScore) && r.lowScore < top ? { ...data, zmin: r.lowScore, zmax: top } : data, 'sequential'));
       }
       return;
     }

@@ -25,6 +25,7 @@ import {
   paintHeatmap,
   rasterize,
   resolveZmax,
+  resolveZmin,
 } from './heatmapCore.js';
 
 /**
@@ -120,6 +121,7 @@ class CanvasPainter implements Painter {
     private readonly zmax: number,
     private readonly scale: ScaleKind,
     private readonly dpr: number,
+    private readonly zmin = 0,
   ) {}
   rect(x: number, y: number, w: number, hh: number, fill: string): void {
     this.ctx.fillStyle = fill;
@@ -162,7 +164,7 @@ class CanvasPainter implements Painter {
     const octx = context2d(off);
     if (!octx) return;
     const img = octx.createImageData(w, hh);
-    img.data.set(rasterize(this.values, L.nRows, L.nCols, w, hh, this.lut, this.zmax, this.scale));
+    img.data.set(rasterize(this.values, L.nRows, L.nCols, w, hh, this.lut, this.zmax, this.scale, this.zmin));
     octx.putImageData(img, 0, 0);
     this.ctx.imageSmoothingEnabled = false;
     this.ctx.drawImage(off, L.plot.x, L.plot.y, L.plot.w, L.plot.h);
@@ -186,6 +188,7 @@ export class Heatmap {
   private readonly tooltip: Tooltip;
   private readonly status: HTMLSpanElement;
   private readonly zmax: number;
+  private readonly zmin: number;
   private width = 0;
   private readonly titleInToolbar: boolean;
   /** The "Values" toggle; hidden while cells are too small to print numbers in. */
@@ -197,6 +200,7 @@ export class Heatmap {
     const doc = env.doc;
     this.props = props;
     this.zmax = resolveZmax(props.data);
+    this.zmin = (props.scale ?? 'diverging') === 'sequential' ? resolveZmin(props.data, this.zmax) : 0;
     this.disposables = env.disposables ?? new Disposables();
     const d = props.data;
     this.canvas = h(doc, 'canvas', {
@@ -204,6 +208,9 @@ export class Heatmap {
       tabindex: 0,
       role: 'img',
       'aria-label': `${d.title}: ${d.values.length} ${d.rowAxis} × ${d.values[0]?.length ?? 0} ${d.colAxis}, ${d.valueLabel}. Arrow keys move between cells.`,
+      // The colour range drawn (the colour bar's ends), for tests and assistive tools.
+      'data-zmin': String((props.scale ?? 'diverging') === 'sequential' ? this.zmin : -this.zmax),
+      'data-zmax': String(this.zmax),
     });
     this.cursor = h(doc, 'div', { class: 'ml-heatmap-cursor' });
     this.cursor.hidden = true;
@@ -299,6 +306,7 @@ export class Heatmap {
       measure,
       scale: p.scale ?? 'diverging',
       zmax: this.zmax,
+      zmin: this.zmin,
       square: p.square ?? false,
       maxCell: p.maxCell ?? 44,
       maxPlotHeight: p.maxPlotHeight ?? 560,
@@ -329,11 +337,12 @@ export class Heatmap {
     ctx.clearRect(0, 0, L.width, L.height);
     const p = this.props;
     const scale = p.scale ?? 'diverging';
-    const painter = new CanvasPainter(ctx, this.env.doc, p.data.values, makeLut(theme.palette), this.zmax, scale, dpr);
+    const painter = new CanvasPainter(ctx, this.env.doc, p.data.values, makeLut(theme.palette), this.zmax, scale, dpr, this.zmin);
     paintHeatmap(painter, L, {
       theme,
       scale,
       zmax: this.zmax,
+      zmin: this.zmin,
       rowAxis: p.data.rowAxis,
       colAxis: p.data.colAxis,
       valueLabel: p.data.valueLabel,

@@ -17,6 +17,7 @@ import { tokenChip, tokenStrip, quoteToken } from '../components/tokens.js';
 import { topKTable } from '../components/topk.js';
 import type { ViewContext } from '../context.js';
 import { h } from '../dom.js';
+import { checkbox } from '../ui/controls.js';
 import { formatFixed, formatPercent, formatRank, formatSig, formatSigned } from '../format.js';
 import { panelHeader, section, stat } from './common.js';
 
@@ -95,9 +96,27 @@ function renderBlock(b: ExperimentBlock, ctx: ViewContext, sectionTitle: string)
     case 'compare': {
       const exact = cleanHeatmap(b.exact);
       const est = cleanHeatmap(b.estimate);
-      // One colour range for both, so equal colours mean equal numbers.
-      const z = sharedZmax(exact, est);
-      const withZ = (d: HeatmapData): HeatmapData => (z !== undefined ? { ...d, zmax: z } : d);
+      // Each map gets its own range by default (an exact maximum of 0.9 beside an estimate of 2
+      // would look pale); "Same colour range" makes equal colours mean equal numbers.
+      const key = exact.title;
+      const box = h(doc, 'div', { class: 'ml-grow' });
+      const pair = (shared: boolean): HTMLElement => {
+        const z = shared ? sharedZmax(exact, est) : undefined;
+        const withZ = (d: HeatmapData): HeatmapData => (z !== undefined ? { ...d, zmax: z } : d);
+        return h(doc, 'div', { class: 'ml-row' }, h(doc, 'div', { class: 'ml-grow', 'data-role': 'exact' }, heatmapBlock(ctx, withZ(exact))), h(doc, 'div', { class: 'ml-grow', 'data-role': 'estimate' }, heatmapBlock(ctx, withZ(est))));
+      };
+      let shared = ctx.ui.get('sharedScale')?.[key] ?? false;
+      box.append(pair(shared));
+      const toggle = checkbox(doc, {
+        label: 'Same colour range',
+        checked: shared,
+        title: 'Draw both maps over one colour range (equal colours mean equal numbers); off: each map over its own largest |value|',
+        onChange: (v) => {
+          shared = v;
+          ctx.ui.set('sharedScale', { ...(ctx.ui.get('sharedScale') ?? {}), [key]: v });
+          box.replaceChildren(pair(shared));
+        },
+      });
       return h(
         doc,
         'div',
@@ -108,8 +127,9 @@ function renderBlock(b: ExperimentBlock, ctx: ViewContext, sectionTitle: string)
           { class: 'ml-stats' },
           stat(doc, 'Pearson r (exact vs attribution)', formatFixed(num(b.correlation), 3), 'correlation over the cells of the two maps'),
           stat(doc, 'largest |difference|', formatSig(num(b.maxAbsDiff), 3), 'largest |exact − estimate| over the cells'),
+          h(doc, 'div', { class: 'ml-stat ml-scale-toggle' }, toggle),
         ),
-        h(doc, 'div', { class: 'ml-row' }, h(doc, 'div', { class: 'ml-grow', 'data-role': 'exact' }, heatmapBlock(ctx, withZ(exact))), h(doc, 'div', { class: 'ml-grow', 'data-role': 'estimate' }, heatmapBlock(ctx, withZ(est)))),
+        box,
       );
     }
     case 'bars':
