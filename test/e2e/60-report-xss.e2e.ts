@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { renderReport } from '../../src/engine/experiments/report';
 import type { RunRecord } from '../../src/protocol/runs';
 import { findWebview, screenshot, session } from './session';
-import { SEL, closeAllEditors, openFromExplorer, waitForCodeLenses, waitForLensTexts } from './workbench';
+import { SEL, closeAllEditors, openFromExplorer, showExplorer, waitForCodeLenses, waitForLensTexts } from './workbench';
 import type { FrameLocator, Page } from 'playwright-core';
 
 const EVIL = [
@@ -45,6 +45,22 @@ function evilRecord(): RunRecord {
       }],
     },
   } as unknown as RunRecord;
+}
+
+/**
+ * Closes the MechLens panels tab by tab, then every editor. "Close All Editors" with panels in a
+ * second column can empty the first column first, so the panels' column becomes column 1 and the
+ * extension remembers that as the results column (later stories then open panels over the editor).
+ */
+async function closeEverything(page: Page): Promise<void> {
+  const panelTabs = page.locator('.tabs-container .tab', { hasText: 'MechLens:' });
+  for (let i = 0; i < 20 && (await panelTabs.count()) > 0; i++) {
+    const tab = panelTabs.first();
+    await tab.hover();
+    await tab.locator('.tab-actions .action-label').first().click();
+    await page.waitForTimeout(200);
+  }
+  await closeAllEditors(page);
 }
 
 describe('e2e: hostile text runs no script, in the report and in the panels', function () {
@@ -89,7 +105,7 @@ describe('e2e: hostile text runs no script, in the report and in the panels', fu
     };
     page.on('dialog', onDialog);
     try {
-      await closeAllEditors(page);
+      await closeEverything(page);
       await openFromExplorer(page, file);
       await waitForLensTexts(page, (t) => t[0] === 'Inspect');
       await page.locator(SEL.codeLens, { hasText: /^Inspect$/ }).first().click();
@@ -104,7 +120,7 @@ describe('e2e: hostile text runs no script, in the report and in the panels', fu
       await screenshot('e2e-60-hostile-prompt');
     } finally {
       page.off('dialog', onDialog);
-      await closeAllEditors(page);
+      await closeEverything(page);
       fs.rmSync(path.join(workspace, file), { force: true });
     }
   });
@@ -138,7 +154,10 @@ describe('e2e: hostile text runs no script, in the report and in the panels', fu
       page.off('dialog', onDialog);
       fs.rmSync(settingsFile, { force: true });
       for (const f of ['hostile-toy.prompts', 'hostile.experiment.json']) fs.rmSync(path.join(workspace, f), { force: true });
-      await closeAllEditors(page).catch(() => undefined);
+      await closeEverything(page).catch(() => undefined);
+      // The stories after this one start from builtin:default, loaded, with the Explorer showing.
+      await page.locator('.statusbar-item', { hasText: 'builtin:toy' }).first().waitFor({ state: 'detached', timeout: 90_000 });
+      await showExplorer(page);
     });
 
     /** The hostile text is on the page as text, nothing was built from it, and no script ran. */
@@ -153,7 +172,7 @@ describe('e2e: hostile text runs no script, in the report and in the panels', fu
     it('Inspect (top-k), Attention, Logit lens / DLA and Predictions show a hostile prompt as text', async () => {
       const { page, workspace } = session();
       fs.writeFileSync(path.join(workspace, 'hostile-toy.prompts'), `${PROMPT} -> "<" | ">"\n`);
-      await closeAllEditors(page);
+      await closeEverything(page);
       await openFromExplorer(page, 'hostile-toy.prompts');
       await waitForCodeLenses(page, 3);
       await waitForLensTexts(page, (t) => t[0] === 'Inspect' && t.length >= 3, 90_000);
@@ -198,7 +217,7 @@ describe('e2e: hostile text runs no script, in the report and in the panels', fu
         ],
       };
       fs.writeFileSync(path.join(workspace, 'hostile.experiment.json'), JSON.stringify(experiment, null, 2));
-      await closeAllEditors(page);
+      await closeEverything(page);
       await openFromExplorer(page, 'hostile.experiment.json');
       await waitForLensTexts(page, (t) => t[0] === 'Run', 60_000);
       await page.locator(SEL.codeLens, { hasText: /^Run$/ }).first().click();
