@@ -395,7 +395,7 @@ export class ExperimentRunner implements vscode.Disposable {
           try {
             return await s.host.request(
               EngineRequests.experimentRun,
-              { file: req.file, text: req.text, workspace, root: experimentRoot(req.file), allowDownload: s.host.settings.allowDownload, token, ...(req.only ? { only: req.only } : {}), ...(req.resume ? { resume: req.resume } : {}) },
+              { file: req.file, text: req.text, workspace, root: experimentRoot(req.file), allowDownload: s.host.settings.allowDownload, token, memoryBudgetMB: vscode.workspace.getConfiguration('mechlens').get<number>('memoryBudgetMB') ?? 0, ...(req.only ? { only: req.only } : {}), ...(req.resume ? { resume: req.resume } : {}) },
               abort.signal,
             );
           } finally {

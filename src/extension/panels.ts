@@ -227,9 +227,6 @@ export interface RestoredPanel {
 
 export class PanelManager implements vscode.Disposable {
   private readonly panels = new Set<MechLensPanel>();
-  /** The column results open in, once one is shown (VS Code's previews use one column too). */
-  private resultsColumn: vscode.ViewColumn | undefined;
-
   constructor(
     private readonly extensionUri: vscode.Uri,
     private readonly log: vscode.LogOutputChannel,
@@ -263,10 +260,13 @@ export class PanelManager implements vscode.Disposable {
     return this.adopt(key, panel, initial);
   }
 
-  /** The column of the MechLens panels already shown, else beside the editor. */
+  /**
+   * The column of the MechLens panels already shown (wherever the user moved them), else beside
+   * the editor. Nothing is remembered past the last panel: after "Close All Editors" a remembered
+   * column could be the editor's own, and results would open over the code.
+   */
   private column(live: MechLensPanel[]): vscode.ViewColumn {
-    const shown = live.map((p) => p.column).find((c) => c !== undefined);
-    return shown ?? this.resultsColumn ?? vscode.ViewColumn.Beside;
+    return live.map((p) => p.column).find((c) => c !== undefined) ?? vscode.ViewColumn.Beside;
   }
 
   private adopt(key: string, panel: vscode.WebviewPanel, initial: PanelState): MechLensPanel {
@@ -274,15 +274,14 @@ export class PanelManager implements vscode.Disposable {
       log: this.log,
       defaultFolder: this.defaultFolder,
       onDispose: (x) => this.panels.delete(x),
-      onViewState: (x) => this.noteColumn(x),
+      onViewState: () => this.updateLockContext(),
     });
     this.panels.add(p);
-    this.noteColumn(p);
+    this.updateLockContext();
     return p;
   }
 
-  private noteColumn(p: MechLensPanel): void {
-    if (p.column !== undefined) this.resultsColumn = p.column;
+  private updateLockContext(): void {
     void vscode.commands.executeCommand('setContext', 'mechlens.activePanelLocked', [...this.panels].some((x) => x.active && x.locked));
   }
 
@@ -319,7 +318,7 @@ export class PanelManager implements vscode.Disposable {
     const p = id !== undefined ? live.find((x) => x.id === id) : (live.find((x) => x.active) ?? (visible.length === 1 ? visible[0] : undefined));
     if (!p) return undefined;
     p.locked = lock;
-    this.noteColumn(p);
+    this.updateLockContext();
     return p;
   }
 

@@ -137,12 +137,13 @@ describe('e2e: training from the Train lens', function () {
     // Scroll to the checkpoints at the bottom; snapshots keep arriving and must not move the page.
     const body = panel.locator('body');
     await panel.locator('.ml-training-checkpoint').scrollIntoViewIfNeeded();
-    const before = await body.evaluate(() => ({ y: window.scrollY, room: document.documentElement.scrollHeight - window.innerHeight }));
+    // The callbacks run in the webview (strings: this project's e2e typecheck has no DOM types).
+    const before = (await body.evaluate('({ y: window.scrollY, room: document.documentElement.scrollHeight - window.innerHeight })')) as { y: number; room: number };
     const stepAt = async () => Number(await panel.locator('.ml-training-step').getAttribute('data-step'));
     const s0 = await stepAt();
     await page.waitForTimeout(1500);
     assert.ok((await stepAt()) > s0, 'training advanced meanwhile');
-    const after = await body.evaluate(() => window.scrollY);
+    const after = (await body.evaluate('window.scrollY')) as number;
     if (before.room > 0) assert.equal(after, before.y, `scroll position kept across updates (room to scroll: ${before.room} px)`);
     await screenshot('e2e-55-training-scrolled');
 

@@ -14,10 +14,11 @@ import * as path from 'node:path';
 import { LoadedEngine } from '../engine.js';
 import type { Processing } from '../model/params.js';
 import type { Device } from '../backends/onnx/runtime.js';
-import { checkWithModel, formatDiagnostic, hasErrors, parseExperiment, readExperiment, type Diagnostic, type ResolvedExperiment } from './parse.js';
+import { EXPERIMENT_LIMITS, checkWithModel, formatDiagnostic, hasErrors, parseExperiment, readExperiment, type Diagnostic, type ResolvedExperiment } from './parse.js';
 import { runExperiment, type AnalysisResult, type ExperimentResults } from './run.js';
 import { EXPERIMENT_COPY, existingRunDir, loadParts, loadRun, partKey, prepareRunDir, readProgress, savePart, saveRun, startRun, type RunDestination, type SavedRun } from './store.js';
 import { renderReport } from './report.js';
+import { budgetBytes, budgetDiagnostics, describeEstimate, estimateExperiment } from './estimate.js';
 
 export class DiagnosticsError extends Error {
   constructor(readonly diagnostics: Diagnostic[]) {
@@ -42,6 +43,8 @@ export interface RunCommandOptions {
   device?: Device;
   offline?: boolean;
   strict?: boolean;
+  /** Memory an analysis may use, in MB (absent or 0: half the memory free when the run starts). */
+  memoryBudgetMB?: number;
   signal?: AbortSignal;
   /** Where progress and diagnostics go (default stderr). */
   log?: (line: string) => void;
@@ -58,6 +61,8 @@ export interface RunCommandResult {
 /** Whether the file is valid JSON whose top-level "kind" is "train" (mechlens run does not train). */
 function isTrainFile(file: string): boolean {
   try {
+    // Only a file the parser accepted the size of is parsed again.
+    if (fs.statSync(file).size > 4 * EXPERIMENT_LIMITS.fileChars) return false;
     const j = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown;
     return typeof j === 'object' && j !== null && (j as { kind?: unknown }).kind === 'train';
   } catch {
@@ -148,6 +153,13 @@ async function runInto(x: ResolvedExperiment, dest: RunDestination, opts: RunCom
     const checked = checkWithModel(x, engine.model.cfg, engine.tokenizer);
     for (const d of checked.diagnostics) log(formatDiagnostic(d));
     if (hasErrors(checked.diagnostics)) throw new DiagnosticsError(checked.diagnostics);
+    // The estimate comes first: an analysis over the budget stops the run before anything is allocated.
+    const budget = budgetBytes(opts.memoryBudgetMB);
+    const est = estimateExperiment(x, engine.model.cfg, checked.tokens);
+    for (const l of describeEstimate(x, est, budget)) log(l);
+    const over = budgetDiagnostics(x, est, budget, opts.memoryBudgetMB ? '--memory-budget' : 'half the free memory; set it with --memory-budget MB');
+    for (const d of over) log(formatDiagnostic(d));
+    if (hasErrors(over)) throw new DiagnosticsError(over);
     const results = await runExperiment(x, engine.model, engine.tokenizer, checked.tokens, {
       signal: opts.signal,
       onProgress: (p) => {

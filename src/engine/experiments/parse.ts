@@ -16,7 +16,7 @@ export type { Diagnostic, Location } from './diagnostics.js';
 import { confinedReader, readNamedFile, type FileReader, type NamedFiles } from './files.js';
 import { parsePromptsFile, splitLines } from '../prompts/promptsFile.js';
 import type { HookedTransformerConfig } from '../model/config.js';
-import { parseSaeHook, requireHook } from '../hooks/hooks.js';
+import { allHooks, parseSaeHook, requireHook } from '../hooks/hooks.js';
 import { toSingleToken, toTokens, tokensToStrings, type Tokenizer } from '../model/tokenizer.js';
 import type { Processing } from '../model/params.js';
 import type { Device } from '../backends/onnx/runtime.js';
@@ -505,7 +505,10 @@ export function checkWithModel(x: ResolvedExperiment, cfg: HookedTransformerConf
           if (s.receivers.every((h) => parseHead(h)!.layer === 0)) err(at('receivers'), 'receivers in layer 0 have no earlier sender heads', 'range');
         }
         break;
-      case 'ablation':
+      case 'ablation': {
+        // More hooks than the model has hook points means some are listed twice (or are unknown).
+        const have = allHooks(cfg).length;
+        if (s.hooks && s.hooks.length > have) err(at('hooks'), `${s.hooks.length} hooks listed, but ${name} has ${have} hook points: list each hook once, or leave "hooks" out for every hook`, 'range');
         s.hooks?.forEach((h, i) => {
           // Hooks of the experiment's SAEs (`<hook>.hook_sae_acts_post`) exist in every run.
           const saeHook = parseSaeHook(h);
@@ -517,6 +520,7 @@ export function checkWithModel(x: ResolvedExperiment, cfg: HookedTransformerConf
           }
         });
         break;
+      }
       case 'sae_features':
       case 'sae_ablate':
       case 'sae_steer': {
@@ -581,6 +585,11 @@ export function findSubject(tok: Tokenizer, row: readonly number[], subject: str
 export function readExperiment(file: string, reader?: FileReader, opts: ParseOptions = {}): ParseResult {
   let text: string | null;
   try {
+    // A file far past the limit is refused before it is read (a character is at most 4 bytes of UTF-8).
+    const bytes = reader ? 0 : fs.statSync(path.resolve(file)).size;
+    if (bytes > 4 * EXPERIMENT_LIMITS.fileChars) {
+      return { diagnostics: [{ file: path.resolve(file), range: ZERO, severity: 'error', message: `the experiment file has ${bytes} bytes; the limit is ${EXPERIMENT_LIMITS.fileChars} characters: put long prompt lists in a .prompts file and split the experiment`, code: 'limit' }] };
+    }
     text = reader ? (reader.read(path.resolve(file)) as string | null) : fs.readFileSync(path.resolve(file), 'utf8');
   } catch {
     text = null;

@@ -121,3 +121,11 @@ test('after a window reload a panel reopens the run it showed, or says why it ca
   panels.openRun({ ...rec, id: 'inspect-8', title: 'Other' } as unknown as RunRecord);
   assert.equal(panels.list().length, 5);
 });
+
+test('after every panel is closed the next opens beside the editor, not in a column remembered from before', () => {
+  panels.open('inspect:a', 'Inspect a', error('a'));
+  mock.panels[0]!.viewColumn = 1; // e.g. "Close All Editors" left it in the editor's column
+  mock.panels[0]!.dispose();
+  panels.open('attention:b', 'Attention b', error('b'));
+  assert.equal(mock.panels[1]!.viewColumn, 2, 'beside the editor');
+});
