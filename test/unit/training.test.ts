@@ -83,6 +83,7 @@ for (const mode of ['none', 'default'] as const) {
 const FAMILY_CONFIGS: [string, Parameters<typeof makeConfig>[0]][] = [
   ['Llama-style (RMS, rotary, GQA, gated SiLU)', { n_layers: 2, d_model: 16, n_heads: 4, d_head: 4, n_key_value_heads: 2, d_mlp: 24, d_vocab: 11, n_ctx: 8, act_fn: 'silu', normalization_type: 'RMS', positional_embedding_type: 'rotary', gated_mlp: true, use_NTK_by_parts_rope: true, NTK_original_ctx_len: 4 }],
   ['GPT-NeoX-style (LN, partial rotary, parallel)', { n_layers: 2, d_model: 16, n_heads: 2, d_head: 8, rotary_dim: 4, d_mlp: 24, d_vocab: 11, n_ctx: 8, act_fn: 'gelu', normalization_type: 'LN', positional_embedding_type: 'rotary', parallel_attn_mlp: true }],
+  ['Gemma-2-style (post-norms, softcaps, query_pre_attn_scalar, local/global layers, GELU-tanh)', { n_layers: 2, d_model: 16, n_heads: 4, d_head: 8, n_key_value_heads: 2, d_mlp: 24, d_vocab: 11, n_ctx: 8, act_fn: 'gelu_pytorch_tanh', normalization_type: 'RMS', positional_embedding_type: 'rotary', gated_mlp: true, use_local_attn: true, window_size: 3, attn_types: ['local', 'global'], attn_scale: 3, attn_scores_soft_cap: 2, output_logits_soft_cap: 1.5, use_normalization_before_and_after: true }],
   ['Mistral-style (sliding window 3)', { n_layers: 1, d_model: 16, n_heads: 4, d_head: 4, n_key_value_heads: 1, d_mlp: 24, d_vocab: 11, n_ctx: 8, act_fn: 'silu', normalization_type: 'RMS', positional_embedding_type: 'rotary', gated_mlp: true, use_local_attn: true, window_size: 3 }],
 ];
 

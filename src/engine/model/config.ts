@@ -29,6 +29,11 @@ export interface HookedTransformerConfig {
   positional_embedding_type: PositionalEmbeddingType;
   /** TransformerLens default for GPT-2 is true: 1/sqrt(d_head). */
   use_attn_scale: boolean;
+  /**
+   * What attention scores are divided by when use_attn_scale: sqrt(d_head) by default; Gemma 2
+   * takes sqrt(query_pre_attn_scalar) from its config (12 for the 27B model, whose d_head is 128).
+   */
+  attn_scale: number;
   tie_word_embeddings: boolean;
   /** Token id of BOS / EOS / PAD where the tokenizer has them. */
   bos_token_id: number | null;
@@ -58,6 +63,12 @@ export interface HookedTransformerConfig {
   /** Softcaps c·tanh(x / c) on attention scores / final logits (null: none). */
   attn_scores_soft_cap: number | null;
   output_logits_soft_cap: number | null;
+  /**
+   * Gemma 2/3: a second norm after attention (ln1_post) and after the MLP (ln2_post), applied to
+   * their outputs before hook_attn_out / hook_mlp_out. Always RMS with its own weight, which
+   * fold_ln leaves in place (it reads no weight it could fold into).
+   */
+  use_normalization_before_and_after: boolean;
   /** Whether to_tokens prepends BOS by default (TransformerLens's default_prepend_bos). */
   default_prepend_bos: boolean;
   /**
@@ -91,6 +102,7 @@ export function makeConfig(c: ConfigInput): HookedTransformerConfig {
     attn_only,
     positional_embedding_type: c.positional_embedding_type ?? 'standard',
     use_attn_scale: c.use_attn_scale ?? true,
+    attn_scale: c.attn_scale ?? Math.sqrt(d_head),
     tie_word_embeddings: c.tie_word_embeddings ?? false,
     bos_token_id: c.bos_token_id ?? null,
     eos_token_id: c.eos_token_id ?? null,
@@ -111,6 +123,7 @@ export function makeConfig(c: ConfigInput): HookedTransformerConfig {
     attn_types: c.attn_types ?? null,
     attn_scores_soft_cap: c.attn_scores_soft_cap ?? null,
     output_logits_soft_cap: c.output_logits_soft_cap ?? null,
+    use_normalization_before_and_after: c.use_normalization_before_and_after ?? false,
     default_prepend_bos: c.default_prepend_bos ?? true,
     use_qk_norm: c.use_qk_norm ?? false,
   };
@@ -140,6 +153,7 @@ export function makeConfig(c: ConfigInput): HookedTransformerConfig {
   if (cfg.attn_types !== null && cfg.attn_types.length !== cfg.n_layers) {
     throw new Error(`config field attn_types must list one of 'global' / 'local' per layer (${cfg.n_layers}), got ${cfg.attn_types.length}`);
   }
+  if (!(cfg.attn_scale > 0)) throw new Error(`config field attn_scale must be > 0, got ${cfg.attn_scale}`);
   if (!(cfg.eps > 0)) throw new Error(`config field eps must be > 0, got ${cfg.eps}`);
   return cfg;
 }

@@ -94,7 +94,11 @@ export function processWeights(cfg: HookedTransformerConfig, params: Params, opt
     notes.push(`center_writing_weights skipped: only valid for LayerNorm models (normalization_type is ${JSON.stringify(outCfg.normalization_type)})`);
   }
   if (centred) centerWritingWeights(cfg, w);
-  if (o.center_unembed) centerUnembed(w);
+  // A final-logit softcap is not shift-invariant (c·tanh((l - m) / c) is not c·tanh(l / c) - m),
+  // so TransformerLens refuses to centre the unembedding of such a model; so do we.
+  const softcap = cfg.output_logits_soft_cap !== null && cfg.output_logits_soft_cap > 0;
+  if (o.center_unembed && softcap) notes.push('center_unembed skipped: the model softcaps its final logits, which a shift of the logits would change');
+  if (o.center_unembed && !softcap) centerUnembed(w);
   if (o.fold_value_biases) {
     foldValueBiases(cfg, w);
     // b_O gained sum_h b_V W_O; with W_O centred that sum has zero mean already, but

@@ -11,8 +11,9 @@
  *     [batch, pos, (head_index d_head)]);
  *   rotary models: hook_rot_q / hook_rot_k, q and k with the rotary embedding applied to their
  *     first rotary_dim dims (GPT-NeoX halves or GPT-J adjacent pairs; Llama 3 NTK-by-parts);
- *   hook_attn_scores / hook_pattern [batch, head_index, query_pos, key_pos] (causal mask, a
- *     sliding window on local layers, optional softcap c·tanh(s / c));
+ *   hook_attn_scores / hook_pattern [batch, head_index, query_pos, key_pos] (q·k / attn_scale, or
+ *     unscaled without use_attn_scale; optional softcap c·tanh(s / c); causal mask, a sliding
+ *     window on local layers);
  *   hook_z [batch, pos, head_index, d_head]; hook_result [batch, pos, head_index, d_model] when asked.
  */
 import { attnType, qkNorm, type HookedTransformerConfig } from '../../model/config.js';
@@ -201,7 +202,8 @@ export function emitAttention(e: Emitter, x: string, o: AttentionOptions): strin
   const qT = g.op('Transpose', [o.lastPos ? lastPosition(g, q) : q], { perm: [0, 2, 1, 3] });
   const kT = g.op('Transpose', [ungroup(g, cfg, k)], { perm: [0, 2, 3, 1] });
   let scores = g.op('MatMul', [qT, kT]);
-  if (cfg.use_attn_scale) scores = g.op('Mul', [scores, g.constF([1 / Math.sqrt(dh)])]);
+  // Divided by attn_scale (sqrt(d_head), or Gemma 2's sqrt(query_pre_attn_scalar)); GPT-Neo does not scale.
+  if (cfg.use_attn_scale) scores = g.op('Mul', [scores, g.constF([1 / cfg.attn_scale])]);
   const cap = cfg.attn_scores_soft_cap;
   if (cap !== null && cap > 0) scores = g.op('Mul', [g.op('Tanh', [g.op('Mul', [scores, g.constF([1 / cap])])]), g.constF([cap])]);
   const local = attnType(cfg, o.layer) === 'local';

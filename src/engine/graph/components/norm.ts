@@ -7,11 +7,11 @@
  * Both hook hook_normalized BEFORE the affine, as TransformerLens 3.9's LayerNorm and RMSNorm do.
  * `plain`: the same maths without hooks.
  */
+import type { HookedTransformerConfig } from '../../model/config.js';
 import type { Emitter } from './emitter.js';
 
-export function emitNorm(e: Emitter, prefix: string, x: string, plain = false): string {
+export function emitNorm(e: Emitter, prefix: string, x: string, plain = false, t: HookedTransformerConfig['normalization_type'] = e.cfg.normalization_type): string {
   const { g, cfg } = e;
-  const t = cfg.normalization_type;
   if (t === null) return x;
   const hook = (name: string, v: string) => (plain ? v : e.hook(`${prefix}.${name}` as never, v));
   const rms = t === 'RMS' || t === 'RMSPre';
@@ -38,4 +38,18 @@ export function emitNorm(e: Emitter, prefix: string, x: string, plain = false): 
   const y = hook('hook_normalized', g.op('Div', [xc, scale]));
   if (t === 'LN') return g.op('Add', [g.op('Mul', [y, e.w(`${prefix}.w`)]), e.w(`${prefix}.b`)]);
   return t === 'RMS' ? g.op('Mul', [y, e.w(`${prefix}.w`)]) : y;
+}
+
+/**
+ * Gemma 2/3's norm after a sublayer (`which` ln1_post after attention, ln2_post after the MLP):
+ * out [batch, pos, d_model] -> RMSNorm(out) · w, hooked as <prefix>.hook_scale / hook_normalized.
+ * Always RMS with its weight, whatever the block's own norms became: TransformerLens builds it as
+ * RMSNorm and fold_ln leaves it alone. The identity when the model has no post-norms.
+ */
+export function emitPostNorm(e: Emitter, P: string, which: 'ln1_post' | 'ln2_post', out: string, plain = false): string {
+  if (!e.cfg.use_normalization_before_and_after) return out;
+  if (e.cfg.normalization_type !== 'RMS' && e.cfg.normalization_type !== 'RMSPre') {
+    throw new Error(`use_normalization_before_and_after needs an RMS-normalized model (TransformerLens builds post-norms only as RMSNorm), got normalization_type ${JSON.stringify(e.cfg.normalization_type)}`);
+  }
+  return emitNorm(e, `${P}.${which}`, out, plain, 'RMS');
 }
