@@ -17,6 +17,7 @@ How TransformerLens is loaded offline is documented in oracle/README.md.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import pathlib
 import pkgutil
@@ -133,7 +134,28 @@ def tl_view(folder: pathlib.Path, tmp: pathlib.Path) -> pathlib.Path:
     return view
 
 
-def load_hooked(view: pathlib.Path, folder: pathlib.Path, tokenizer: Any, flags: dict[str, bool]) -> tuple[HookedTransformer, dict[str, Any]]:
+@contextlib.contextmanager
+def tl_config_for(view: pathlib.Path, tl_config: Callable[[dict[str, Any]], dict[str, Any]] | None, hf_cfg: dict[str, Any]):
+    """While loading a fixture whose family TransformerLens cannot convert from config.json
+    (Fixture.tl_config), TransformerLens's convert_hf_model_config answers for the fixture's
+    folder with that config dict; any other name goes to TransformerLens's own function."""
+    if tl_config is None:
+        yield
+        return
+    original = tl_loading.convert_hf_model_config
+
+    def convert(model_name: str, **kwargs: Any) -> dict[str, Any]:
+        return dict(tl_config(hf_cfg)) if str(model_name) == str(view) else original(model_name, **kwargs)
+
+    tl_loading.convert_hf_model_config = convert
+    try:
+        yield
+    finally:
+        tl_loading.convert_hf_model_config = original
+
+
+def load_hooked(view: pathlib.Path, folder: pathlib.Path, tokenizer: Any, flags: dict[str, bool],
+                tl_config: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> tuple[HookedTransformer, dict[str, Any]]:
     """HookedTransformer.from_pretrained's steps, in its order, on a local folder:
     get_pretrained_model_config -> from_pretrained's flag adjustments -> get_pretrained_state_dict
     (the family's weight converter on the HF model read from the folder) -> HookedTransformer(cfg,
@@ -143,9 +165,10 @@ def load_hooked(view: pathlib.Path, folder: pathlib.Path, tokenizer: Any, flags:
     applied: dict[str, Any] = {"asked": dict(flags), "notes": []}
     hf_model = AutoModelForCausalLM.from_pretrained(str(folder), attn_implementation="eager", dtype=torch.float32)
     hf_model.eval()
-    cfg = tl_loading.get_pretrained_model_config(
-        str(view), hf_cfg=hf_model.config.to_dict(), fold_ln=flags["fold_ln"], device="cpu", dtype=torch.float32,
-    )
+    with tl_config_for(view, tl_config, hf_model.config.to_dict()):
+        cfg = tl_loading.get_pretrained_model_config(
+            str(view), hf_cfg=hf_model.config.to_dict(), fold_ln=flags["fold_ln"], device="cpu", dtype=torch.float32,
+        )
     # from_pretrained's adjustments (HookedTransformer.from_pretrained in TransformerLens 3.9).
     if cfg.positional_embedding_type == "shortformer":
         for k in ("fold_ln", "center_unembed", "center_writing_weights"):
@@ -399,6 +422,11 @@ def compute_mode(model: HookedTransformer, spec: dict[str, Any], mode: str, tens
 
 def generate_one(fx: Fixture, out: pathlib.Path) -> None:
     folder = out / fx.name
+    # TransformerLens's to_str_tokens changes its input's shape when "gemma" is in the tokenizer's
+    # path (it loads from this folder), which breaks it for every model.
+    if "gemma" in str(folder.resolve()).lower():
+        raise RuntimeError(f"the fixture folder {folder.resolve()} contains 'gemma', which TransformerLens's to_str_tokens "
+                           "branches on; generate into a folder without it (--out) and copy the result")
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -416,7 +444,7 @@ def generate_one(fx: Fixture, out: pathlib.Path) -> None:
         for mode, flags in MODES.items():
             deterministic(fx.seed)
             try:
-                model, applied = load_hooked(view, folder, tokenizer, flags)
+                model, applied = load_hooked(view, folder, tokenizer, flags, fx.tl_config)
             except AssertionError as e:  # TransformerLens refuses (e.g. refactoring with rotary)
                 expected["unsupported"][mode] = f"TransformerLens {versions()['transformer-lens']} refuses: {e}"
                 continue

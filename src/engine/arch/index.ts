@@ -7,6 +7,7 @@ import type { HookedTransformerConfig } from '../model/config.js';
 import type { StateDict } from '../model/hf.js';
 import type { Params } from '../model/params.js';
 import type { ArchFamily, HfConfig } from './family.js';
+import { gemma, gemma2 } from './gemma.js';
 import { gpt2 } from './gpt2.js';
 import { llama } from './llama.js';
 import { mistral } from './mistral.js';
@@ -14,7 +15,7 @@ import { neox } from './neox.js';
 
 export type { ArchFamily, HfConfig } from './family.js';
 
-export const FAMILIES: readonly ArchFamily[] = [gpt2, neox, llama, mistral];
+export const FAMILIES: readonly ArchFamily[] = [gpt2, neox, llama, mistral, gemma, gemma2];
 
 /** A one-line list of what is supported, for error messages and docs. */
 export function supportedFamilies(): string {
