@@ -32,6 +32,7 @@ const FAMILY_OF_FIXTURE: Record<string, string> = {
   'mistral-sliding-window': 'mistral',
   'rms1p-scaled-embed': 'gemma',
   'postnorm-softcap-local': 'gemma2',
+  'neo-unscaled-local': 'gpt-neo',
 };
 
 const readConfig = (fx: string): Record<string, unknown> => JSON.parse(fs.readFileSync(path.join(FIXTURES, fx, 'config.json'), 'utf8')) as Record<string, unknown>;
@@ -45,7 +46,7 @@ test('config.json picks the family (architectures first, then model_type); an un
     for (const f of FAMILIES) assert.ok(e.message.includes(f.architectures[0]!), `${f.name} listed: ${e.message}`);
     return true;
   });
-  assert.match(supportedFamilies(), /gpt2.*gpt-neox.*llama.*mistral.*gemma.*gemma2/);
+  assert.match(supportedFamilies(), /gpt2.*gpt-neox.*llama.*mistral.*gemma.*gemma2.*gpt-neo/);
   // Through loading: the error names config.json and the supported families.
   const dir = path.join(tmpRoot, 'bert');
   fs.mkdirSync(dir);
@@ -90,6 +91,21 @@ test('each family has its TransformerLens config fields and hook set', () => {
   // In forward order: the post-norm sits between the sublayer and its output hook.
   assert.ok(g2hooks.indexOf('blocks.0.ln1_post.hook_normalized') < g2hooks.indexOf('blocks.0.hook_attn_out'));
   assert.ok(g2hooks.indexOf('blocks.0.mlp.hook_post') < g2hooks.indexOf('blocks.0.ln2_post.hook_scale'));
+});
+
+test('GPT-Neo configs: unscaled attention, attention_layers or attention_types pick the local layers, d_mlp = 4 d_model', () => {
+  const neo = loadModelFolder(path.join(FIXTURES, 'neo-unscaled-local')).cfg;
+  assert.equal(neo.use_attn_scale, false);
+  assert.deepEqual(neo.attn_types, ['global', 'local']);
+  assert.equal(neo.window_size, 4);
+  assert.equal(neo.d_mlp, 4 * neo.d_model);
+  const base = readConfig('neo-unscaled-local');
+  const { attention_layers: _omit, ...runs } = base;
+  const four = { ...runs, num_layers: 4, attention_types: [[['local', 'global'], 2]] };
+  assert.deepEqual(familyOf(four).config(four, 'x').attn_types, ['local', 'global', 'local', 'global']);
+  assert.throws(() => familyOf(base).config({ ...base, attention_layers: ['global'] }, 'x'), /1 kinds, expected one per layer \(num_layers = 2\)/);
+  assert.throws(() => familyOf(base).config({ ...base, attention_layers: ['global', 'sparse'] }, 'x'), /attention_layers\[1\] is "sparse"/);
+  assert.throws(() => familyOf(base).config({ ...runs, attention_types: undefined }, 'x'), /neither attention_layers nor attention_types/);
 });
 
 test('Gemma 2 configs: layer_types picks the local layers (else the even ones); a malformed one is named', () => {
@@ -154,7 +170,7 @@ function bf16Sharded(fx: string): Map<string, Buffer> {
   ]);
 }
 
-for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'rms1p-scaled-embed', 'postnorm-softcap-local']) {
+for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'rms1p-scaled-embed', 'postnorm-softcap-local', 'neo-unscaled-local']) {
   test(`${fx}: loads from a bf16 sharded folder and from the HF cache, computed in float32`, async () => {
     const fp32 = loadModelFolder(path.join(FIXTURES, fx));
     assert.deepEqual([...fp32.params.keys()].sort(), paramSpecs(fp32.cfg).map((s) => s.name).sort(), 'exactly paramSpecs(cfg)');

@@ -9,13 +9,14 @@ import type { Params } from '../model/params.js';
 import type { ArchFamily, HfConfig } from './family.js';
 import { gemma, gemma2 } from './gemma.js';
 import { gpt2 } from './gpt2.js';
+import { gptneo } from './gptneo.js';
 import { llama } from './llama.js';
 import { mistral } from './mistral.js';
 import { neox } from './neox.js';
 
 export type { ArchFamily, HfConfig } from './family.js';
 
-export const FAMILIES: readonly ArchFamily[] = [gpt2, neox, llama, mistral, gemma, gemma2];
+export const FAMILIES: readonly ArchFamily[] = [gpt2, neox, llama, mistral, gemma, gemma2, gptneo];
 
 /** A one-line list of what is supported, for error messages and docs. */
 export function supportedFamilies(): string {
