@@ -18,6 +18,7 @@ import type { F32 } from '../../src/engine/tensor/tensor.js';
 import { headParam } from '../../src/engine/model/params.js';
 import { headWeight } from '../../src/engine/analysis/circuits.js';
 import { packQKV } from '../../src/engine/training/model.js';
+import { applyProcessing } from '../../src/engine/weights/process.js';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures');
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'mechlens-families-'));
@@ -33,6 +34,7 @@ const FAMILY_OF_FIXTURE: Record<string, string> = {
   'rms1p-scaled-embed': 'gemma',
   'postnorm-softcap-local': 'gemma2',
   'neo-unscaled-local': 'gpt-neo',
+  'postnorm-qknorm-whole': 'olmo2',
 };
 
 const readConfig = (fx: string): Record<string, unknown> => JSON.parse(fs.readFileSync(path.join(FIXTURES, fx, 'config.json'), 'utf8')) as Record<string, unknown>;
@@ -46,7 +48,7 @@ test('config.json picks the family (architectures first, then model_type); an un
     for (const f of FAMILIES) assert.ok(e.message.includes(f.architectures[0]!), `${f.name} listed: ${e.message}`);
     return true;
   });
-  assert.match(supportedFamilies(), /gpt2.*gpt-neox.*llama.*mistral.*gemma.*gemma2.*gpt-neo/);
+  assert.match(supportedFamilies(), /gpt2.*gpt-neox.*llama.*mistral.*gemma.*gemma2.*gpt-neo.*olmo2/);
   // Through loading: the error names config.json and the supported families.
   const dir = path.join(tmpRoot, 'bert');
   fs.mkdirSync(dir);
@@ -106,6 +108,20 @@ test('GPT-Neo configs: unscaled attention, attention_layers or attention_types p
   assert.throws(() => familyOf(base).config({ ...base, attention_layers: ['global'] }, 'x'), /1 kinds, expected one per layer \(num_layers = 2\)/);
   assert.throws(() => familyOf(base).config({ ...base, attention_layers: ['global', 'sparse'] }, 'x'), /attention_layers\[1\] is "sparse"/);
   assert.throws(() => familyOf(base).config({ ...runs, attention_types: undefined }, 'x'), /neither attention_layers nor attention_types/);
+});
+
+test('OLMo-2: post-norm blocks keep their norms in every processing mode; q/k norms span the whole projection', async () => {
+  const { cfg, params } = loadModelFolder(path.join(FIXTURES, 'postnorm-qknorm-whole'));
+  assert.equal(cfg.original_architecture, 'Olmo2ForCausalLM');
+  assert.deepEqual(params.get('blocks.0.attn.q_norm.w')!.dims, [cfg.n_heads * cfg.d_head]);
+  const processed = applyProcessing(cfg, params, 'default');
+  assert.equal(processed.cfg.normalization_type, 'RMS', 'fold_ln refused: the norms read the sublayer outputs');
+  assert.ok(processed.params.has('blocks.1.ln2.w'));
+  assert.ok(processed.notes.some((n) => /fold_ln skipped: Olmo2ForCausalLM/.test(n)), processed.notes.join('; '));
+  // Grouped-query OLMo-2 (32B) loads with n_key_value_heads; TransformerLens 3.9 cannot load it.
+  const gqa = familyOf(readConfig('postnorm-qknorm-whole')).config({ ...readConfig('postnorm-qknorm-whole'), num_key_value_heads: 2 }, 'x');
+  assert.equal(gqa.n_key_value_heads, 2);
+  assert.ok(paramSpecs(gqa).some((s) => s.name === 'blocks.0.attn.k_norm.w' && s.dims[0] === 2 * gqa.d_head));
 });
 
 test('Gemma 2 configs: layer_types picks the local layers (else the even ones); a malformed one is named', () => {
@@ -170,7 +186,7 @@ function bf16Sharded(fx: string): Map<string, Buffer> {
   ]);
 }
 
-for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'rms1p-scaled-embed', 'postnorm-softcap-local', 'neo-unscaled-local']) {
+for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'rms1p-scaled-embed', 'postnorm-softcap-local', 'neo-unscaled-local', 'postnorm-qknorm-whole']) {
   test(`${fx}: loads from a bf16 sharded folder and from the HF cache, computed in float32`, async () => {
     const fp32 = loadModelFolder(path.join(FIXTURES, fx));
     assert.deepEqual([...fp32.params.keys()].sort(), paramSpecs(fp32.cfg).map((s) => s.name).sort(), 'exactly paramSpecs(cfg)');

@@ -13,10 +13,11 @@ import { gptneo } from './gptneo.js';
 import { llama } from './llama.js';
 import { mistral } from './mistral.js';
 import { neox } from './neox.js';
+import { olmo2 } from './olmo2.js';
 
 export type { ArchFamily, HfConfig } from './family.js';
 
-export const FAMILIES: readonly ArchFamily[] = [gpt2, neox, llama, mistral, gemma, gemma2, gptneo];
+export const FAMILIES: readonly ArchFamily[] = [gpt2, neox, llama, mistral, gemma, gemma2, gptneo, olmo2];
 
 /** A one-line list of what is supported, for error messages and docs. */
 export function supportedFamilies(): string {

@@ -20,7 +20,7 @@ import { emitAttention } from './components/attention.js';
 import { emitEmbed, emitLogits, emitUnembed } from './components/embed.js';
 import { lastPosition, SLICE_END, type Emitter } from './components/emitter.js';
 import { emitMlp } from './components/mlp.js';
-import { emitNorm, emitPostNorm } from './components/norm.js';
+import { emitNorm, emitPostNorm, emitPreNorm } from './components/norm.js';
 import { OnnxDType, type OnnxGraph, type OnnxNode, type OnnxTensor, type OnnxValueInfo } from './onnxProto.js';
 
 /** The compiled shape of one intervention: which hook, which kind, which axes its mask indexes. */
@@ -214,7 +214,7 @@ export function buildBlockGraph(cfg: HookedTransformerConfig, params: ParamSourc
   const plain = v.lastPos === true;
   const hk = (name: string, value: string) => (plain ? value : b.hook(h(name), value));
   /** ln2, the MLP (hook_mlp_out) on `from` [batch, pos, d_model]. */
-  const mlpOut = (from: string) => hk('hook_mlp_out', emitPostNorm(b, P, 'ln2_post', emitMlp(b, P, emitNorm(b, `${P}.ln2`, from, plain), plain), plain));
+  const mlpOut = (from: string) => hk('hook_mlp_out', emitPostNorm(b, P, 'ln2', emitMlp(b, P, emitPreNorm(b, P, 'ln2', from, plain), plain), plain));
 
   let residPost: string;
   if (v.fromMid) {
@@ -226,7 +226,7 @@ export function buildBlockGraph(cfg: HookedTransformerConfig, params: ParamSourc
     const past = v.prefix
       ? { k: g.input(PAST_K, OnnxDType.FLOAT, ['batch', 'past', KV, cfg.d_head]), v: g.input(PAST_V, OnnxDType.FLOAT, ['batch', 'past', KV, cfg.d_head]) }
       : null;
-    const attnOut = hk('hook_attn_out', emitPostNorm(b, P, 'ln1_post', emitAttention(b, emitNorm(b, `${P}.ln1`, residPre), {
+    const attnOut = hk('hook_attn_out', emitPostNorm(b, P, 'ln1', emitAttention(b, emitPreNorm(b, P, 'ln1', residPre), {
       layer, lastPos: plain, past, useAttnResult: v.useAttnResult,
       resultIntervened: v.slots.some((s) => s.hook === h('attn.hook_result')),
     }), plain));

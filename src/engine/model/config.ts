@@ -185,6 +185,18 @@ export function qkNorm(cfg: { use_qk_norm: boolean; original_architecture: strin
   return WHOLE_PROJECTION_QK_NORM.includes(cfg.original_architecture) ? 'whole' : null;
 }
 
+/**
+ * Post-norm decoders (OLMo-2/3): ln1 / ln2 normalize each sublayer's OUTPUT, before hook_attn_out
+ * / hook_mlp_out and the residual add, and the sublayers read the residual stream unnormalized.
+ * TransformerLens 3.9 keys this on original_architecture (POST_NORM_ARCHITECTURES) and refuses
+ * fold_ln and centring of writing weights for them (the norm's gain sits on no reading weight).
+ */
+export const POST_NORM_ARCHITECTURES: readonly string[] = ['Olmo2ForCausalLM', 'Olmo3ForCausalLM'];
+
+export function isPostNormArch(cfg: Pick<HookedTransformerConfig, 'original_architecture'>): boolean {
+  return POST_NORM_ARCHITECTURES.includes(cfg.original_architecture);
+}
+
 /** RMS-family norms (no centring): RMS, RMSPre. */
 export function isRmsNorm(cfg: Pick<HookedTransformerConfig, 'normalization_type'>): boolean {
   return cfg.normalization_type === 'RMS' || cfg.normalization_type === 'RMSPre';
