@@ -35,6 +35,7 @@ const FAMILY_OF_FIXTURE: Record<string, string> = {
   'postnorm-softcap-local': 'gemma2',
   'neo-unscaled-local': 'gpt-neo',
   'postnorm-qknorm-whole': 'olmo2',
+  'qknorm-local-rope-base': 'gemma3',
 };
 
 const readConfig = (fx: string): Record<string, unknown> => JSON.parse(fs.readFileSync(path.join(FIXTURES, fx, 'config.json'), 'utf8')) as Record<string, unknown>;
@@ -48,7 +49,7 @@ test('config.json picks the family (architectures first, then model_type); an un
     for (const f of FAMILIES) assert.ok(e.message.includes(f.architectures[0]!), `${f.name} listed: ${e.message}`);
     return true;
   });
-  assert.match(supportedFamilies(), /gpt2.*gpt-neox.*llama.*mistral.*gemma.*gemma2.*gpt-neo.*olmo2/);
+  assert.match(supportedFamilies(), /gpt2.*gpt-neox.*llama.*mistral.*gemma.*gemma2.*gemma3.*gpt-neo.*olmo2/);
   // Through loading: the error names config.json and the supported families.
   const dir = path.join(tmpRoot, 'bert');
   fs.mkdirSync(dir);
@@ -108,6 +109,25 @@ test('GPT-Neo configs: unscaled attention, attention_layers or attention_types p
   assert.throws(() => familyOf(base).config({ ...base, attention_layers: ['global'] }, 'x'), /1 kinds, expected one per layer \(num_layers = 2\)/);
   assert.throws(() => familyOf(base).config({ ...base, attention_layers: ['global', 'sparse'] }, 'x'), /attention_layers\[1\] is "sparse"/);
   assert.throws(() => familyOf(base).config({ ...runs, attention_types: undefined }, 'x'), /neither attention_layers nor attention_types/);
+});
+
+test('Gemma 3 configs: rotary base per layer type and linear scaling from either transformers layout; sliding_window_pattern without layer_types', () => {
+  const g3 = loadModelFolder(path.join(FIXTURES, 'qknorm-local-rope-base')).cfg;
+  assert.deepEqual([g3.rotary_base, g3.rotary_base_local, g3.rotary_scaling_factor], [1e6, 1e4, 8]);
+  assert.equal(g3.use_qk_norm, true);
+  assert.equal(g3.use_normalization_before_and_after, true);
+  assert.deepEqual([g3.attn_scores_soft_cap, g3.output_logits_soft_cap], [null, null]);
+  assert.ok(allHooks(g3).includes('blocks.0.attn.q_norm.hook_normalized'));
+  const base = readConfig('qknorm-local-rope-base');
+  const { layer_types: _omit, rope_parameters: _rp, ...bare } = base;
+  // transformers 4's fields, and the default pattern: five local layers, then one global.
+  const v4 = { ...bare, num_hidden_layers: 7, rope_theta: 5e5, rope_local_base_freq: 2e4, rope_scaling: { rope_type: 'linear', factor: 4 } };
+  const c4 = familyOf(v4).config(v4, 'x');
+  assert.deepEqual([c4.rotary_base, c4.rotary_base_local, c4.rotary_scaling_factor], [5e5, 2e4, 4]);
+  assert.deepEqual(c4.attn_types, ['local', 'local', 'local', 'local', 'local', 'global', 'local']);
+  const three = { ...bare, num_hidden_layers: 3, sliding_window_pattern: 2 };
+  assert.deepEqual(familyOf(three).config(three, 'x').attn_types, ['local', 'global', 'local']);
+  assert.throws(() => familyOf(base).config({ ...bare, rope_scaling: { rope_type: 'yarn', factor: 4 } }, 'x'), /rope_type "yarn" is not supported for Gemma 3/);
 });
 
 test('OLMo-2: post-norm blocks keep their norms in every processing mode; q/k norms span the whole projection', async () => {
@@ -186,7 +206,7 @@ function bf16Sharded(fx: string): Map<string, Buffer> {
   ]);
 }
 
-for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'rms1p-scaled-embed', 'postnorm-softcap-local', 'neo-unscaled-local', 'postnorm-qknorm-whole']) {
+for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'rms1p-scaled-embed', 'postnorm-softcap-local', 'neo-unscaled-local', 'postnorm-qknorm-whole', 'qknorm-local-rope-base']) {
   test(`${fx}: loads from a bf16 sharded folder and from the HF cache, computed in float32`, async () => {
     const fp32 = loadModelFolder(path.join(FIXTURES, fx));
     assert.deepEqual([...fp32.params.keys()].sort(), paramSpecs(fp32.cfg).map((s) => s.name).sort(), 'exactly paramSpecs(cfg)');

@@ -1,5 +1,6 @@
 /**
- * Gemma 1 (GemmaForCausalLM) and Gemma 2 (Gemma2ForCausalLM), as TransformerLens 3.9 runs them.
+ * Gemma 1 (GemmaForCausalLM), Gemma 2 (Gemma2ForCausalLM) and Gemma 3 (Gemma3ForCausalLM), as
+ * TransformerLens 3.9 runs them.
  *
  * Both: RMSNorm whose HF weight w is applied as (1 + w) (TransformerLens stores 1 + w, so its
  * norms are plain RMSNorm), the token embedding multiplied by sqrt(d_model) (folded into W_E;
@@ -15,6 +16,12 @@
  * scores divided by sqrt(query_pre_attn_scalar), softcaps on attention scores and final logits,
  * GELU-tanh, and sliding-window attention on the layers config.json's layer_types calls
  * "sliding_attention" (without layer_types, the even layers, as HF and TransformerLens do).
+ *
+ * Gemma 3 (Gemma3ForCausalLM, the text-only 270M / 1B checkpoints and text-only exports): Gemma 2's
+ * block without softcaps (unless config.json sets them), per-head q/k RMSNorm with (1 + w) gains,
+ * five local layers to one global (layer_types, else sliding_window_pattern), and rotary with its
+ * own base on local layers (rotary_base_local) and optional linear scaling on global ones
+ * (rotary_scaling_factor). The multimodal Gemma3ForConditionalGeneration checkpoints are not read.
  *
  * TransformerLens 3.9 has no config conversion for Gemma checkpoints (only fixed configs for the
  * official google/gemma-* names); the mapping below gives those configs' values with the sizes
@@ -101,6 +108,53 @@ function gemma2Config(hf: HfConfig, modelName: string): HookedTransformerConfig 
   });
 }
 
+/**
+ * Gemma 3's rotary settings: global layers' base and linear scaling, local layers' base, from
+ * transformers 5's rope_parameters {full_attention: {...}, sliding_attention: {...}} or
+ * transformers 4's rope_theta / rope_local_base_freq / rope_scaling.
+ */
+function gemma3Rope(f: HfFields): { rotary_base: number; rotary_base_local: number; rotary_scaling_factor: number } {
+  const rp = f.obj('rope_parameters');
+  const part = (k: string): Record<string, unknown> | null => {
+    const v = rp?.[k];
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+  };
+  const num = (o: Record<string, unknown> | null, k: string): number | null => (typeof o?.[k] === 'number' ? (o[k] as number) : null);
+  const full = part('full_attention');
+  const sliding = part('sliding_attention');
+  const scaling = full ?? f.obj('rope_scaling');
+  const type = String(scaling?.['rope_type'] ?? scaling?.['type'] ?? 'default');
+  if (type !== 'default' && type !== 'linear') {
+    throw new Error(`config.json's global-layer rope_type ${JSON.stringify(type)} is not supported for Gemma 3 (supported: default, linear)`);
+  }
+  return {
+    rotary_base: num(full, 'rope_theta') ?? f.optNum('rope_theta') ?? 1_000_000,
+    rotary_base_local: num(sliding, 'rope_theta') ?? f.optNum('rope_local_base_freq') ?? 10_000,
+    rotary_scaling_factor: type === 'linear' ? (num(scaling, 'factor') ?? 1) : 1,
+  };
+}
+
+function gemma3Config(hf: HfConfig, modelName: string): HookedTransformerConfig {
+  const f = new HfFields(hf, 'Gemma 3');
+  const c = commonConfig(f, modelName, 'Gemma3ForCausalLM');
+  // Every `pattern`-th layer is global (sliding_window_pattern 6: five local, one global).
+  const pattern = f.optNum('sliding_window_pattern') ?? f.optNum('_sliding_window_pattern') ?? 6;
+  return makeConfig({
+    ...c,
+    ...gemma3Rope(f),
+    act_fn: mapAct(f.str('hidden_activation', f.str('hidden_act', 'gelu_pytorch_tanh')), 'Gemma 3'),
+    use_attn_scale: true,
+    attn_scale: Math.sqrt(f.num('query_pre_attn_scalar', c.d_head!)),
+    use_local_attn: true,
+    window_size: f.num('sliding_window', 4096),
+    attn_types: slidingLayers(f, c.n_layers, (l) => (l + 1) % pattern !== 0),
+    attn_scores_soft_cap: optPositive(f, 'attn_logit_softcapping'),
+    output_logits_soft_cap: optPositive(f, 'final_logit_softcapping'),
+    use_normalization_before_and_after: true,
+    use_qk_norm: true,
+  });
+}
+
 /** HF RMSNorm weight w -> TransformerLens's 1 + w (float32, as TransformerLens adds it). */
 const plusOne = (tl: string, hf: string, D: number): WeightRule => ({
   from: [{ name: hf, dims: [D] }], to: [tl], make: ([s]) => [s!.map((v) => v + 1)],
@@ -140,6 +194,10 @@ export function gemmaWeights(sd: StateDict, cfg: HookedTransformerConfig, family
       linearRule(`blocks.${l}.mlp.W_out`, `${h}mlp.down_proj.weight`, D, M),
       zerosRule(`blocks.${l}.mlp.b_in`, M), zerosRule(`blocks.${l}.mlp.b_out`, D),
     );
+    if (cfg.use_qk_norm) {
+      // Gemma 3: per-head q/k RMSNorm gains [d_head], (1 + w) like every Gemma norm.
+      r.push(plusOne(`${b}q_norm.w`, `${h}self_attn.q_norm.weight`, E), plusOne(`${b}k_norm.w`, `${h}self_attn.k_norm.weight`, E));
+    }
     if (post) {
       // Gemma 2: post_attention_layernorm normalizes the attention output; the MLP has its own pair.
       r.push(
@@ -173,4 +231,12 @@ export const gemma2: ArchFamily = {
   modelTypes: ['gemma2'],
   config: gemma2Config,
   weights: (sd, cfg) => gemmaWeights(sd, cfg, 'Gemma 2'),
+};
+
+export const gemma3: ArchFamily = {
+  name: 'gemma3',
+  architectures: ['Gemma3ForCausalLM'],
+  modelTypes: ['gemma3_text'],
+  config: gemma3Config,
+  weights: (sd, cfg) => gemmaWeights(sd, cfg, 'Gemma 3'),
 };

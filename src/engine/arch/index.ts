@@ -7,7 +7,7 @@ import type { HookedTransformerConfig } from '../model/config.js';
 import type { StateDict } from '../model/hf.js';
 import type { Params } from '../model/params.js';
 import type { ArchFamily, HfConfig } from './family.js';
-import { gemma, gemma2 } from './gemma.js';
+import { gemma, gemma2, gemma3 } from './gemma.js';
 import { gpt2 } from './gpt2.js';
 import { gptneo } from './gptneo.js';
 import { llama } from './llama.js';
@@ -17,7 +17,7 @@ import { olmo2 } from './olmo2.js';
 
 export type { ArchFamily, HfConfig } from './family.js';
 
-export const FAMILIES: readonly ArchFamily[] = [gpt2, neox, llama, mistral, gemma, gemma2, gptneo, olmo2];
+export const FAMILIES: readonly ArchFamily[] = [gpt2, neox, llama, mistral, gemma, gemma2, gemma3, gptneo, olmo2];
 
 /** A one-line list of what is supported, for error messages and docs. */
 export function supportedFamilies(): string {

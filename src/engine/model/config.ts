@@ -44,6 +44,10 @@ export interface HookedTransformerConfig {
   /** Rotary embedding on the first rotary_dim dims of each q/k head (null unless rotary). */
   rotary_dim: number | null;
   rotary_base: number;
+  /** Gemma 3: the rotary base of local (sliding-window) layers; null: rotary_base everywhere. */
+  rotary_base_local: number | null;
+  /** Gemma 3 (4B and up): linear rope scaling of global layers, frequencies multiplied by it (1: none). */
+  rotary_scaling_factor: number;
   /** true: GPT-J's interleaved pairs (x0,x1),(x2,x3)…; false: GPT-NeoX's halves (x_i, x_{i+n/2}). */
   rotary_adjacent_pairs: boolean;
   /** Llama 3's NTK-by-parts rope scaling (TransformerLens's use_NTK_by_parts_rope and its fields). */
@@ -110,6 +114,8 @@ export function makeConfig(c: ConfigInput): HookedTransformerConfig {
     n_key_value_heads: c.n_key_value_heads ?? null,
     rotary_dim: (c.positional_embedding_type ?? 'standard') === 'rotary' ? (c.rotary_dim ?? d_head) : null,
     rotary_base: c.rotary_base ?? 10000,
+    rotary_base_local: c.rotary_base_local ?? null,
+    rotary_scaling_factor: c.rotary_scaling_factor ?? 1,
     rotary_adjacent_pairs: c.rotary_adjacent_pairs ?? false,
     use_NTK_by_parts_rope: c.use_NTK_by_parts_rope ?? false,
     NTK_by_parts_factor: c.NTK_by_parts_factor ?? 8,
