@@ -169,12 +169,12 @@ async function cmdAnalyze(flags: Flags): Promise<void> {
   }
 }
 
-async function cmdInfo(flags: Flags): Promise<void> {
+async function cmdInfo(flags: Flags, io: CliIo): Promise<void> {
   const eng = await load(flags);
   try {
     const info = eng.info();
     for (const w of info.warnings ?? []) process.stderr.write(`mechlens: warning: ${w}\n`);
-    process.stdout.write(JSON.stringify({ ...info, hooks: info.hooks.length }, null, 1) + '\n');
+    io.out(JSON.stringify({ ...info, hooks: info.hooks.length }, null, 1) + '\n');
   } finally {
     await eng.dispose();
   }
@@ -191,7 +191,7 @@ export async function main(argv: string[], io: CliIo = { out: (t) => process.std
     switch (cmd) {
       case 'cache': await cmdCache(flags); break;
       case 'analyze': await cmdAnalyze(flags); break;
-      case 'info': await cmdInfo(flags); break;
+      case 'info': await cmdInfo(flags, io); break;
       case 'run':
       case 'report': {
         const input = positional[0];
