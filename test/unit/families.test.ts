@@ -19,6 +19,7 @@ import { headParam } from '../../src/engine/model/params.js';
 import { headWeight } from '../../src/engine/analysis/circuits.js';
 import { packQKV } from '../../src/engine/training/model.js';
 import { applyProcessing } from '../../src/engine/weights/process.js';
+import { hookDictOrder } from '../../src/engine/analysis/ablation.js';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures');
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'mechlens-families-'));
@@ -142,6 +143,17 @@ test('OLMo-2: post-norm blocks keep their norms in every processing mode; q/k no
   const gqa = familyOf(readConfig('postnorm-qknorm-whole')).config({ ...readConfig('postnorm-qknorm-whole'), num_key_value_heads: 2 }, 'x');
   assert.equal(gqa.n_key_value_heads, 2);
   assert.ok(paramSpecs(gqa).some((s) => s.name === 'blocks.0.attn.k_norm.w' && s.dims[0] === 2 * gqa.d_head));
+});
+
+test("Gemma 2's hooks in TransformerLens's hook_dict order (the ablation sweep's order): post-norms after their norms, rotary and gated-MLP hooks included", () => {
+  const cfg = loadModelFolder(path.join(FIXTURES, 'postnorm-softcap-local')).cfg;
+  // HookedTransformer(cfg).hook_dict for this fixture's config, block 0, without the hooks MechLens
+  // does not have (hook_attn_in, hook_q/k/v_input, hook_mlp_in: off by default in TransformerLens).
+  const tl = ['ln1.hook_scale', 'ln1.hook_normalized', 'ln1_post.hook_scale', 'ln1_post.hook_normalized', 'ln2.hook_scale', 'ln2.hook_normalized',
+    'ln2_post.hook_scale', 'ln2_post.hook_normalized', 'attn.hook_k', 'attn.hook_q', 'attn.hook_v', 'attn.hook_z', 'attn.hook_attn_scores', 'attn.hook_pattern',
+    'attn.hook_result', 'attn.hook_rot_k', 'attn.hook_rot_q', 'mlp.hook_pre', 'mlp.hook_pre_linear', 'mlp.hook_post', 'hook_attn_out', 'hook_mlp_out',
+    'hook_resid_pre', 'hook_resid_mid', 'hook_resid_post'].map((h) => `blocks.0.${h}`);
+  assert.deepEqual(hookDictOrder(cfg).filter((h) => h.startsWith('blocks.0.')), tl);
 });
 
 test('Gemma 2 configs: layer_types picks the local layers (else the even ones); a malformed one is named', () => {
