@@ -40,6 +40,10 @@ const FAMILIES: Family[] = [
   // n_ctx 2048 as TransformerLens's own Llama-3.2-1B config (its 131072 positions would make
   // TransformerLens allocate a causal mask of n_ctx^2 per layer).
   { id: 'llama-3.2-1b', hf: { model_type: 'llama', num_hidden_layers: 16, hidden_size: 2048, num_attention_heads: 32, num_key_value_heads: 8, head_dim: 64, intermediate_size: 8192, vocab_size: 128256, max_position_embeddings: 2048, rms_norm_eps: 1e-5, hidden_act: 'silu', tie_word_embeddings: true, rope_theta: 500000, rope_scaling: { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 } }, tiny: { num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8, intermediate_size: 64, vocab_size: 64, max_position_embeddings: 32 } },
+  // Qwen2.5-1.5B: q/k/v biases, 12 query / 2 key-value heads, tied embedding; n_ctx 2048 rather
+  // than its 32768 for the same reason as Llama-3.2-1B (TransformerLens takes
+  // max_position_embeddings as n_ctx for this family).
+  { id: 'qwen2.5-1.5b', hf: { model_type: 'qwen2', num_hidden_layers: 28, hidden_size: 1536, num_attention_heads: 12, num_key_value_heads: 2, intermediate_size: 8960, vocab_size: 151936, max_position_embeddings: 2048, rms_norm_eps: 1e-6, hidden_act: 'silu', tie_word_embeddings: true, rope_theta: 1000000, use_sliding_window: false }, tiny: { num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 64, vocab_size: 64, max_position_embeddings: 32 } },
 ];
 
 const TARGET_RSS_RATIO = 1.25;

@@ -208,21 +208,26 @@ def generate(out: pathlib.Path) -> None:
             }
             fx.update(cases_for(raw, folder, spec["architecture"]))
         (base / f"{spec['name']}.json").write_text(json.dumps(fx, indent=1, ensure_ascii=False) + "\n")
-    # Qwen2's folder has vocab.json + merges.txt + tokenizer_config.json (Qwen2Tokenizer) and no
-    # tokenizer.json: transformers builds the tokenizer itself, and that is the oracle.
-    qwen = SHARED_TOKENIZERS / "qwen2"
-    if (qwen / "vocab.json").exists():
+    # Qwen2's folders have vocab.json + merges.txt + tokenizer_config.json (Qwen2Tokenizer) and no
+    # tokenizer.json: transformers builds the tokenizer itself, and that is the oracle. Qwen2.5's
+    # folder has the same vocabulary with its own tokenizer_config.json (more added tokens: tool
+    # calls, vision and code-completion markers), which Qwen3 shares.
+    for name, sub in (("qwen2-vocab-merges", "qwen2"), ("qwen2.5-vocab-merges", "qwen2/qwen2.5")):
+        qwen = SHARED_TOKENIZERS / sub
+        if not (qwen / "vocab.json").exists():
+            print(f"skip {name}: {qwen} is absent", file=sys.stderr)
+            continue
         hf = AutoTokenizer.from_pretrained(str(qwen))
         fx = {
-            "name": "qwen2-vocab-merges",
+            "name": name,
             "source": {
                 "kind": "hf_folder",
-                "folder": "qwen2",
-                "sha256": {f: sha256(qwen / f) for f in ("vocab.json", "merges.txt", "tokenizer_config.json", "added_tokens.json")},
+                "folder": sub,
+                "sha256": {f: sha256(qwen / f) for f in ("vocab.json", "merges.txt", "tokenizer_config.json", "added_tokens.json") if (qwen / f).exists()},
             },
         }
         fx.update(cases_for(hf.backend_tokenizer, qwen, "Qwen2ForCausalLM"))
-        (base / "qwen2-vocab-merges.json").write_text(json.dumps(fx, indent=1, ensure_ascii=False) + "\n")
+        (base / f"{name}.json").write_text(json.dumps(fx, indent=1, ensure_ascii=False) + "\n")
     for spec in VOCAB_MERGES:
         src = SHARED_TOKENIZERS / spec["folder"]
         if not (src / "vocab.json").exists():

@@ -27,11 +27,12 @@ const USAGE = `usage:
   mechlens cache   --model DIR|HF_ID --tokens-json FILE [--processing none|default|default+refactor] [--hooks all|NAME,...] --out FILE.safetensors
   mechlens analyze --model DIR|HF_ID --spec FILE [--processing none|default|default+refactor] --out FILE.json
   mechlens info    --model DIR|HF_ID [--processing ...]
-  mechlens run     FILE.experiment.json [--out RUN_DIR] [--root DIR] [--model DIR|HF_ID] [--processing ...] [--strict]
+  mechlens run     FILE.experiment.json [--out RUN_DIR] [--root DIR] [--model DIR|HF_ID] [--processing ...] [--strict] [--memory-budget MB]
   mechlens run     --resume RUN_DIR      (finish a killed or interrupted run: only the missing analyses run)
   mechlens report  RUN_DIR|run.json|FILE.experiment.json --out report.html
 options: --device auto|cpu|cuda (default cpu), --offline (never download),
-         --root DIR (files an experiment names must lie inside it; default: the experiment's folder)`;
+         --root DIR (files an experiment names must lie inside it; default: the experiment's folder),
+         --memory-budget MB (memory one analysis may use; default half the free memory)`;
 
 type Flags = Record<string, string | true>;
 
@@ -107,6 +108,14 @@ function deviceOf(flags: Flags): Device {
   const d = (flags['device'] as string | undefined) ?? 'cpu';
   if (!['auto', 'cpu', 'cuda'].includes(d)) throw new UsageError(`--device must be auto, cpu or cuda, got ${JSON.stringify(d)}`);
   return d as Device;
+}
+
+function memoryBudgetOf(flags: Flags): number | undefined {
+  const v = flags['memory-budget'];
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (typeof v !== 'string' || !Number.isFinite(n) || n <= 0) throw new UsageError(`--memory-budget must be a number of megabytes above 0, got ${JSON.stringify(v)}`);
+  return n;
 }
 
 function checkOutDir(out: string): void {
@@ -205,6 +214,7 @@ export async function main(argv: string[], io: CliIo = { out: (t) => process.std
           device: flags['device'] !== undefined ? deviceOf(flags) : undefined,
           offline: flags['offline'] === true,
           strict: flags['strict'] === true,
+          memoryBudgetMB: memoryBudgetOf(flags),
         };
         if (cmd === 'run') io.out((await cmdRun(input, { ...opts, resume })) + '\n');
         else await cmdReport(input!, need(flags, 'out'), { ...opts, out: undefined });

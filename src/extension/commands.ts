@@ -233,6 +233,16 @@ async function openRun(arg: unknown, s: Services): Promise<void> {
   }
 }
 
+/** Locks the active panel (later results of its kind open elsewhere) or unlocks it. */
+function togglePanelLock(s: Services, lock: boolean, id?: number): void {
+  const p = s.panels.setLock(lock, id);
+  if (!p) {
+    void vscode.window.showInformationMessage('MechLens: focus a MechLens panel to lock or unlock it.');
+    return;
+  }
+  vscode.window.setStatusBarMessage(p.locked ? `$(lock) MechLens: "${p.title}" is locked; new results open beside it.` : `$(unlock) MechLens: "${p.title}" is unlocked; the next result of its kind replaces it.`, 5000);
+}
+
 async function deleteRun(arg: unknown, s: Services): Promise<void> {
   const id = RunsTree.runId(arg);
   const store = s.runStore();
@@ -274,6 +284,8 @@ export function registerCommands(s: Services): vscode.Disposable[] {
       await vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: 'MechLens: restarting the engine' }, () => s.host.restart());
     }),
     reg('mechlens.openRun', (arg) => openRun(arg, s)),
+    reg('mechlens.lockPanel', (id) => togglePanelLock(s, true, typeof id === 'number' ? id : undefined)),
+    reg('mechlens.unlockPanel', (id) => togglePanelLock(s, false, typeof id === 'number' ? id : undefined)),
     reg('mechlens.deleteRun', (arg) => deleteRun(arg, s)),
     reg('mechlens.revealRun', (arg) => revealRun(arg, s)),
     reg('mechlens.refreshRuns', () => s.runsTree.refresh()),

@@ -111,6 +111,8 @@ function toRange(r: ExperimentDiagnostic['range']): vscode.Range {
  * in a .prompts file the experiment reads are shown in that file too, and summarised at the
  * experiment's "prompts" with a link.
  */
+const codeOf = (d: vscode.Diagnostic): string => (typeof d.code === 'object' ? String(d.code.value) : String(d.code ?? ''));
+
 export class ExperimentDiagnostics implements vscode.Disposable {
   readonly collection = vscode.languages.createDiagnosticCollection('mechlens-experiments');
   /** experiment uri -> (file uri -> diagnostics that experiment puts there). */
@@ -131,6 +133,11 @@ export class ExperimentDiagnostics implements vscode.Disposable {
         if (d.uri.fsPath.endsWith('.prompts')) this.recheckAll();
       }),
       vscode.workspace.onDidChangeConfiguration((e) => e.affectsConfiguration('mechlens.allowDownload') && this.recheckAll()),
+      // VS Code's JSON validator (the experiment schema) reports some of the same problems: when
+      // its diagnostics for a file change, ours are re-filtered so that each problem shows once.
+      vscode.languages.onDidChangeDiagnostics((e) => {
+        for (const uri of e.uris) if ([...this.byExperiment.values()].some((m) => m.has(uri.toString()))) this.flush(uri.toString(), false);
+      }),
       // A restarted worker has lost its models; a newly loaded settings model may serve experiments.
       s.host.onDidChangeState((st) => (st.kind === 'ready' || st.kind === 'idle') && this.recheckAll()),
     );
@@ -175,7 +182,9 @@ export class ExperimentDiagnostics implements vscode.Disposable {
       const fast = await this.s.host.request(EngineRequests.experimentCheck, { ...base, withModel: false }, signal);
       if (stale()) return undefined;
       this.publish(doc.uri, fast.diagnostics, outline);
-      if (!fast.model || fast.diagnostics.some((d) => d.severity === 'error')) return fast.diagnostics;
+      // The model's checks run even when the file has other errors, so that every problem shows
+      // at once (fix one, and no new one appears that was there all along).
+      if (!fast.model) return fast.diagnostics;
       const full = await this.s.host.request(EngineRequests.experimentCheck, { ...base, withModel: true }, signal);
       if (stale()) return undefined;
       this.publish(doc.uri, full.diagnostics, outline);
@@ -219,10 +228,24 @@ export class ExperimentDiagnostics implements vscode.Disposable {
     for (const t of touched) this.flush(t);
   }
 
-  /** Sets a file's diagnostics to the union of every experiment's. */
-  private flush(target: string): void {
+  /** What other sources (VS Code's JSON validator) last reported for a file, as a signature. */
+  private readonly foreignSeen = new Map<string, string>();
+
+  /**
+   * Sets a file's diagnostics to the union of every experiment's, leaving out a schema problem
+   * that another source (VS Code's JSON validator, from the same schema) already reports at the
+   * same place: the Problems view lists each problem once.
+   */
+  private flush(target: string, force = true): void {
+    const uri = vscode.Uri.parse(target);
+    const foreign = vscode.languages.getDiagnostics(uri).filter((d) => d.source !== 'MechLens');
+    const signature = foreign.map((d) => `${d.range.start.line}:${d.range.start.character}-${d.range.end.line}:${d.range.end.character}`).join(',');
+    // Our own collection changing also fires onDidChangeDiagnostics: nothing to redo then.
+    if (!force && this.foreignSeen.get(target) === signature) return;
+    this.foreignSeen.set(target, signature);
     const all = [...this.byExperiment.values()].flatMap((m) => m.get(target) ?? []);
-    this.collection.set(vscode.Uri.parse(target), all);
+    const shown = all.filter((d) => !(codeOf(d) === 'schema' && foreign.some((f) => f.range.intersection(d.range) !== undefined && f.range.start.line === d.range.start.line)));
+    this.collection.set(uri, shown);
   }
 
   private clear(uri: vscode.Uri): void {
@@ -372,7 +395,7 @@ export class ExperimentRunner implements vscode.Disposable {
           try {
             return await s.host.request(
               EngineRequests.experimentRun,
-              { file: req.file, text: req.text, workspace, root: experimentRoot(req.file), allowDownload: s.host.settings.allowDownload, token, ...(req.only ? { only: req.only } : {}), ...(req.resume ? { resume: req.resume } : {}) },
+              { file: req.file, text: req.text, workspace, root: experimentRoot(req.file), allowDownload: s.host.settings.allowDownload, token, memoryBudgetMB: vscode.workspace.getConfiguration('mechlens').get<number>('memoryBudgetMB') ?? 0, ...(req.only ? { only: req.only } : {}), ...(req.resume ? { resume: req.resume } : {}) },
               abort.signal,
             );
           } finally {

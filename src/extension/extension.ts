@@ -15,7 +15,7 @@ import type { ParamsOf, RequestType, ResultOf } from '../protocol/ipc.js';
 import { RUNS_DIR } from '../protocol/runs.js';
 import type { TopKViewState } from '../protocol/webview.js';
 import { EngineHost, type EngineHostState } from './engineHost.js';
-import { PanelManager, type PanelSnapshot } from './panels.js';
+import { PANEL_VIEW_TYPE, PanelManager, type PanelSnapshot, type RestoredPanel } from './panels.js';
 import { PromptsCodeActions, PromptsCodeLensProvider, PromptsDiagnostics, PromptsDocuments } from './promptsLanguage.js';
 import { PredictionsViewProvider, PREDICTIONS_VIEW_ID } from './predictionsView.js';
 import { HooksTree, ModelTree, RunsTree } from './treeViews.js';
@@ -87,11 +87,22 @@ export function activate(context: vscode.ExtensionContext): MechLensApi {
     vscode.languages.registerCodeActionsProvider(selector, new PromptsCodeActions(diagnostics), { providedCodeActionKinds: PromptsCodeActions.kinds }),
   );
 
-  const panels = new PanelManager(context.extensionUri, log, () => {
-    const dir = runsDir();
-    return dir ? vscode.Uri.file(dir) : vscode.workspace.workspaceFolders?.[0]?.uri;
-  });
-  context.subscriptions.push(panels);
+  // Exported figures and data go where the researcher works (the save dialog starts in the
+  // workspace folder), not into the hidden runs folder.
+  const panels = new PanelManager(context.extensionUri, log, () => vscode.workspace.workspaceFolders?.[0]?.uri);
+  context.subscriptions.push(
+    panels,
+    // After a window reload VS Code hands back the panels it had; each reopens the run it showed.
+    vscode.window.registerWebviewPanelSerializer(PANEL_VIEW_TYPE, {
+      deserializeWebviewPanel: async (panel, kept: unknown) => {
+        const store = runStore();
+        await panels.restore(panel, (typeof kept === 'object' && kept !== null ? kept : undefined) as RestoredPanel | undefined, async (id) => {
+          if (!store) throw new Error('no workspace folder is open');
+          return store.read(id);
+        });
+      },
+    }),
+  );
 
   const modelTree = new ModelTree(host);
   const hooksTree = new HooksTree(host);

@@ -3,6 +3,13 @@
  * an AbortSignal, then shows the result or the error (plus a notification); closing it aborts
  * the task, which cancels the engine request across the worker boundary. A result is saved as a
  * run (src/protocol/runs.ts); re-opening a run shows its saved snapshot without recomputing.
+ *
+ * Placement follows VS Code's own previews: every panel opens in one results column beside the
+ * editor (the column the other MechLens panels are in), and a new result of a kind replaces the
+ * panel of that kind (its "slot": inspect, attention, attribution, experiment, run, …) unless that
+ * panel is locked (the lock button in its title bar) or still computing. A window reload restores
+ * the panels: the webview keeps its run id / state with setState and the serializer below reopens
+ * it.
  */
 import * as vscode from 'vscode';
 import type { PanelState } from '../protocol/webview.js';
@@ -23,6 +30,10 @@ export interface PanelTaskResult {
 export interface PanelSnapshot {
   id: number;
   title: string;
+  /** Locked panels are never replaced by a later result of their kind. */
+  locked: boolean;
+  /** The editor column the panel is in (undefined while it is not shown). */
+  column?: number;
   kind: PanelState['kind'];
   state: PanelState;
   visible: boolean;
@@ -38,27 +49,89 @@ export class MechLensPanel {
   private readonly connection: WebviewConnection;
   private abort: AbortController | undefined;
   private disposed = false;
-  private readonly fixedTitle: string;
-  runId: string | undefined;
+  private baseTitle: string;
+  private lockedFlag = false;
+  private runIdValue: string | undefined;
 
   constructor(
-    readonly key: string,
+    public key: string,
     private readonly panel: vscode.WebviewPanel,
     initial: PanelState,
     extensionUri: vscode.Uri,
-    private readonly deps: { log: vscode.LogOutputChannel; defaultFolder: () => vscode.Uri | undefined; onDispose: (p: MechLensPanel) => void },
+    private readonly deps: {
+      log: vscode.LogOutputChannel;
+      defaultFolder: () => vscode.Uri | undefined;
+      onDispose: (p: MechLensPanel) => void;
+      onViewState: (p: MechLensPanel) => void;
+    },
   ) {
     this.state = initial;
-    this.fixedTitle = panel.title;
+    this.baseTitle = panel.title;
     panel.webview.options = webviewOptions(extensionUri);
-    this.connection = connectWebview(panel.webview, () => this.state, { defaultFolder: deps.defaultFolder, log: deps.log });
+    this.connection = connectWebview(panel.webview, () => this.state, { defaultFolder: deps.defaultFolder, log: deps.log, onRunId: () => ({ runId: this.runIdValue, locked: this.lockedFlag }) });
     panel.webview.html = webviewHtml(panel.webview, extensionUri, { title: panel.title, view: 'panel' });
     panel.onDidDispose(() => this.dispose());
+    panel.onDidChangeViewState(() => deps.onViewState(this));
   }
 
-  /** Fixed at creation (tests and the Runs view find panels by it). */
+  /** The panel's title without the lock mark (tests and the Runs view find panels by it). */
   get title(): string {
-    return this.fixedTitle;
+    return this.baseTitle;
+  }
+
+  /** The slot a key belongs to: a later result of the same slot replaces this panel's. */
+  get slot(): string {
+    return slotOf(this.key);
+  }
+
+  get locked(): boolean {
+    return this.lockedFlag;
+  }
+
+  set locked(v: boolean) {
+    this.lockedFlag = v;
+    this.showTitle();
+    this.connection.pushRunId(this.runIdValue, v);
+  }
+
+  /** The run shown; the webview keeps it (setState) so that a window reload can reopen it. */
+  get runId(): string | undefined {
+    return this.runIdValue;
+  }
+
+  set runId(id: string | undefined) {
+    this.runIdValue = id;
+    this.connection.pushRunId(id, this.lockedFlag);
+  }
+
+  get active(): boolean {
+    try {
+      return !this.disposed && this.panel.active;
+    } catch {
+      return false;
+    }
+  }
+
+  get column(): vscode.ViewColumn | undefined {
+    try {
+      return this.disposed ? undefined : this.panel.viewColumn;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Shows another result in this panel (a later result of its slot). */
+  retarget(key: string, title: string): void {
+    this.abort?.abort();
+    this.key = key;
+    this.baseTitle = title;
+    this.runId = undefined;
+    this.showTitle();
+  }
+
+  private showTitle(): void {
+    if (this.disposed) return;
+    this.panel.title = this.lockedFlag ? `🔒 ${this.baseTitle}` : this.baseTitle;
   }
 
   snapshot(): PanelSnapshot {
@@ -68,7 +141,9 @@ export class MechLensPanel {
     } catch {
       // The webview was disposed and our onDidDispose has not run yet: it is not visible.
     }
-    const s: PanelSnapshot = { id: this.id, title: this.title, kind: this.state.kind, state: this.state, visible };
+    const s: PanelSnapshot = { id: this.id, title: this.title, locked: this.lockedFlag, kind: this.state.kind, state: this.state, visible };
+    const column = this.column;
+    if (column !== undefined) s.column = column;
     if (this.runId) s.runId = this.runId;
     return s;
   }
@@ -79,6 +154,11 @@ export class MechLensPanel {
 
   reveal(): void {
     if (!this.disposed) this.panel.reveal(undefined, false);
+  }
+
+  /** Still computing: never taken over by another result. */
+  get busy(): boolean {
+    return this.abort !== undefined || this.state.kind === 'loading';
   }
 
   setState(state: PanelState): void {
@@ -133,34 +213,112 @@ export class MechLensPanel {
   }
 }
 
+/** `inspect:…` -> inspect, `run:…` -> run, `experiment:…` -> experiment. */
+export function slotOf(key: string): string {
+  const i = key.indexOf(':');
+  return i < 0 ? key : key.slice(0, i);
+}
+
+/** What a restored webview kept (see src/webview/app.ts): the run it showed. */
+export interface RestoredPanel {
+  runId?: string | null;
+  locked?: boolean;
+}
+
 export class PanelManager implements vscode.Disposable {
   private readonly panels = new Set<MechLensPanel>();
-
   constructor(
     private readonly extensionUri: vscode.Uri,
     private readonly log: vscode.LogOutputChannel,
     private readonly defaultFolder: () => vscode.Uri | undefined,
   ) {}
 
-  /** The panel for `key` (revealed), or a new one; every panel starts in `initial`. */
+  /**
+   * The panel for `key` (revealed); else the unlocked, idle panel of the key's slot, now showing
+   * `key`; else a new panel in the results column. Every new panel starts in `initial`.
+   */
   open(key: string, title: string, initial: PanelState): MechLensPanel {
-    for (const p of this.panels) {
-      if (p.key === key && !p.isDisposed) {
-        p.reveal();
-        return p;
-      }
+    const live = [...this.panels].filter((p) => !p.isDisposed);
+    const same = live.find((p) => p.key === key);
+    if (same) {
+      same.reveal();
+      return same;
     }
-    const panel = vscode.window.createWebviewPanel(PANEL_VIEW_TYPE, title, { viewColumn: vscode.ViewColumn.Beside, preserveFocus: false }, {
+    const slot = slotOf(key);
+    const reusable = live.find((p) => p.slot === slot && !p.locked && !p.busy);
+    if (reusable) {
+      reusable.retarget(key, title);
+      reusable.setState(initial);
+      reusable.reveal();
+      return reusable;
+    }
+    const panel = vscode.window.createWebviewPanel(PANEL_VIEW_TYPE, title, { viewColumn: this.column(live), preserveFocus: false }, {
       ...webviewOptions(this.extensionUri),
       // The webview pulls its complete state when it (re)loads, so it need not be kept alive hidden.
       retainContextWhenHidden: false,
     });
+    return this.adopt(key, panel, initial);
+  }
+
+  /**
+   * The column of the MechLens panels already shown (wherever the user moved them), else beside
+   * the editor. Nothing is remembered past the last panel: after "Close All Editors" a remembered
+   * column could be the editor's own, and results would open over the code.
+   */
+  private column(live: MechLensPanel[]): vscode.ViewColumn {
+    return live.map((p) => p.column).find((c) => c !== undefined) ?? vscode.ViewColumn.Beside;
+  }
+
+  private adopt(key: string, panel: vscode.WebviewPanel, initial: PanelState): MechLensPanel {
     const p = new MechLensPanel(key, panel, initial, this.extensionUri, {
       log: this.log,
       defaultFolder: this.defaultFolder,
       onDispose: (x) => this.panels.delete(x),
+      onViewState: () => this.updateLockContext(),
     });
     this.panels.add(p);
+    this.updateLockContext();
+    return p;
+  }
+
+  private updateLockContext(): void {
+    void vscode.commands.executeCommand('setContext', 'mechlens.activePanelLocked', [...this.panels].some((x) => x.active && x.locked));
+  }
+
+  /**
+   * A panel VS Code restores after a window reload: its run is read again (`read`), or, without
+   * one (it was computing or unsaved), it says so instead of showing stale or empty figures.
+   */
+  async restore(panel: vscode.WebviewPanel, kept: RestoredPanel | undefined, read: (runId: string) => Promise<RunRecord>): Promise<void> {
+    const title = panel.title;
+    const runId = typeof kept?.runId === 'string' && /^[\w.-]+$/.test(kept.runId) ? kept.runId : undefined;
+    if (runId) {
+      try {
+        const rec = await read(runId);
+        const p = this.adopt(`run:${rec.id}`, panel, rec.state);
+        p.runId = rec.id;
+        if (kept?.locked === true) p.locked = true;
+        return;
+      } catch (e) {
+        this.log.warn(`could not restore run ${runId}: ${errorMessage(e)}`);
+        this.adopt(`restored:${runId}`, panel, errorState(title, `This panel showed run ${runId}, which can no longer be read (${errorMessage(e)}). Open a run from the Runs view, or run it again.`));
+        return;
+      }
+    }
+    this.adopt(`restored:${this.panels.size}`, panel, errorState(title, 'This panel was still computing (or its result was not saved) when the window reloaded. Run it again from its CodeLens or the command palette.'));
+  }
+
+  /**
+   * Locks (or unlocks) the focused MechLens panel, else the only visible one. `id` picks one
+   * (tests). Returns the panel, or undefined when none is focused.
+   */
+  setLock(lock: boolean, id?: number): MechLensPanel | undefined {
+    const live = [...this.panels].filter((p) => !p.isDisposed);
+    const visible = live.filter((p) => p.snapshot().visible);
+    const p = id !== undefined ? live.find((x) => x.id === id) : (live.find((x) => x.active) ?? (visible.length === 1 ? visible[0] : undefined));
+    if (!p) return undefined;
+    p.locked = lock;
+    this.updateLockContext();
     return p;
   }
 

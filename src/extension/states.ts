@@ -17,7 +17,7 @@ export interface TensorPayloadLike {
 const KIND_TITLES: Record<PanelKind, string> = {
   inspect: 'Inspect',
   attention: 'Attention',
-  attribution: 'Logit Attribution',
+  attribution: 'Logit lens & DLA',
 };
 
 /** One line of at most `max` characters: whitespace runs collapsed, an ellipsis when cut. */

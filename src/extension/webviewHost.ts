@@ -68,6 +68,8 @@ export interface WebviewConnection extends vscode.Disposable {
   readonly rpc: RpcEndpoint;
   /** Pushes a complete snapshot (the webview also pulls one when it loads). */
   push(state: PanelState): void;
+  /** Tells the webview which saved run it shows (it keeps it for a window reload). */
+  pushRunId(runId: string | undefined, locked?: boolean): void;
 }
 
 /**
@@ -77,7 +79,7 @@ export interface WebviewConnection extends vscode.Disposable {
 export function connectWebview(
   webview: vscode.Webview,
   getState: () => PanelState,
-  opts: { defaultFolder: () => vscode.Uri | undefined; log: vscode.LogOutputChannel; onSelectHead?: (layer: number, head: number) => void },
+  opts: { defaultFolder: () => vscode.Uri | undefined; log: vscode.LogOutputChannel; onSelectHead?: (layer: number, head: number) => void; onRunId?: () => { runId: string | undefined; locked: boolean } },
 ): WebviewConnection {
   const subscriptions: vscode.Disposable[] = [];
   let open = true;
@@ -93,6 +95,10 @@ export function connectWebview(
     },
   });
   rpc.onRequest(WebviewRequests.getState, () => getState());
+  rpc.onRequest(WebviewRequests.getRunId, () => {
+    const r = opts.onRunId?.();
+    return { runId: r?.runId ?? null, locked: r?.locked ?? false };
+  });
   rpc.onRequest(WebviewRequests.copyText, async (p) => {
     await vscode.env.clipboard.writeText(String(p.text));
   });
@@ -117,6 +123,7 @@ export function connectWebview(
   return {
     rpc,
     push: (state) => rpc.notify(WebviewNotifications.setState, state),
+    pushRunId: (runId, locked) => rpc.notify(WebviewNotifications.setRunId, { runId: runId ?? null, locked: locked ?? false }),
     dispose: () => {
       open = false;
       rpc.dispose('the webview was closed');

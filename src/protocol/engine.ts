@@ -403,6 +403,8 @@ export interface ExperimentRunParams {
   allowDownload: boolean;
   /** Names this run for engine/experiment/progress; progress notifications are sent as well. */
   token?: string;
+  /** Memory one analysis may use, in MB (the setting mechlens.memoryBudgetMB); absent or 0: half the free memory. */
+  memoryBudgetMB?: number;
 }
 export interface ExperimentRunResult {
   /** Every problem found; when one is an error nothing ran and `run` is absent. */

@@ -22,7 +22,7 @@ const cell = 'string|number|null' as const;
 
 const heatmapData: Shape = {
   obj: { title: str, rowAxis: str, colAxis: str, rowLabels: { arr: str }, colLabels: { arr: str }, values: { arr: { arr: numOrNull } }, valueLabel: str },
-  opt: { zmax: numOrNull },
+  opt: { zmax: numOrNull, zmin: numOrNull },
 };
 
 /** The fields each block type needs to be drawn (src/protocol/webview.ts ExperimentBlock). */

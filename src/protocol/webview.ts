@@ -20,6 +20,11 @@ export interface HeatmapData {
   valueLabel: string;
   /** Symmetric colour range around 0; default max |value|. */
   zmax?: number;
+  /**
+   * Sequential scales only: the value drawn as the neutral colour (default 0), e.g. the corrupted
+   * run's probability in causal tracing, so that colour shows what restoring recovers.
+   */
+  zmin?: number;
 }
 
 export interface InspectState {
@@ -223,11 +228,22 @@ export const WebviewRequests = {
   copyText: requestType<{ text: string }, void>('webview/clipboard/copy'),
   /** Webview -> host: a panel button (panels that have none answer with an error). */
   panelAction: requestType<PanelActionParams, void>('webview/panel/action'),
+  /** Webview -> host, on load: the saved run the panel shows (kept with setState for a window reload). */
+  getRunId: requestType<Record<string, never>, RunIdParams>('webview/run/get'),
 } as const;
+
+/** The saved run a panel shows (null: none, e.g. still computing). */
+export interface RunIdParams {
+  runId: string | null;
+  /** The panel is locked (kept across a window reload too). */
+  locked?: boolean;
+}
 
 export const WebviewNotifications = {
   /** Host -> webview: replace the whole state. */
   setState: notificationType<PanelState>('webview/state/set'),
+  /** Host -> webview: the panel now shows this saved run (or none). */
+  setRunId: notificationType<RunIdParams>('webview/run/set'),
   /** Webview -> host: the user picked a head (e.g. to open it large or link views). */
   selectHead: notificationType<{ layer: number; head: number }>('webview/head/select'),
 } as const;

@@ -10,11 +10,11 @@
  */
 import type { WireMessage } from '../protocol/ipc.js';
 import { type Channel, RpcEndpoint } from '../protocol/rpc.js';
-import { type PanelState, WebviewNotifications, WebviewRequests } from '../protocol/webview.js';
+import { type PanelState, type RunIdParams, WebviewNotifications, WebviewRequests } from '../protocol/webview.js';
 import { readTheme } from './colors.js';
 import type { HostActions, UiState, UiStore, ViewContext } from './context.js';
 import { Disposables, setChildren } from './dom.js';
-import { renderState } from './views/index.js';
+import { renderState, updateState } from './views/index.js';
 import { renderError } from './views/status.js';
 
 /** The object acquireVsCodeApi() returns (only what MechLens uses). */
@@ -28,6 +28,9 @@ export interface VsCodeApi {
 export interface PersistedState {
   v: 1;
   ui: UiState;
+  /** The saved run shown: what the extension's serializer reopens after a window reload. */
+  runId?: string | null;
+  locked?: boolean;
 }
 
 function readPersisted(api: VsCodeApi): PersistedState {
@@ -90,6 +93,14 @@ export class App {
     };
 
     let pushed = false;
+    const keepRunId = (p: RunIdParams) => {
+      this.persisted.runId = typeof p.runId === 'string' ? p.runId : null;
+      this.persisted.locked = p.locked === true;
+      opts.vscode.setState(this.persisted);
+    };
+    this.cleanup.add(this.rpc.onNotification(WebviewNotifications.setRunId, keepRunId));
+    // Panels without the request (the Predictions view, older hosts) answer with an error: nothing to keep.
+    void this.rpc.request(WebviewRequests.getRunId, {}).then(keepRunId, () => undefined);
     this.cleanup.add(
       this.rpc.onNotification(WebviewNotifications.setState, (s) => {
         pushed = true;
@@ -111,6 +122,18 @@ export class App {
   /** Replaces the view with `st` (a complete snapshot). Keeps the scroll position when the kind is unchanged. */
   render(st: PanelState): void {
     const sameKind = this.state?.kind === st.kind;
+    // A view that updates in place (training snapshots, several a second) keeps its DOM.
+    const current = this.opts.root.firstElementChild as HTMLElement | null;
+    if (sameKind && current) {
+      try {
+        if (updateState(current, st)) {
+          this.state = st;
+          return;
+        }
+      } catch {
+        // An inconsistent snapshot: render it anew below, which shows the error.
+      }
+    }
     const scrollY = this.win.scrollY;
     this.view.dispose();
     this.view = new Disposables();
@@ -125,6 +148,7 @@ export class App {
     }
     setChildren(this.opts.root, el);
     this.opts.root.dataset.kind = st.kind;
+
     if (sameKind && scrollY > 0) {
       try {
         this.win.scrollTo(0, scrollY);

@@ -87,21 +87,27 @@ function lerp(a: number, b: number, f: number): number {
  * How a value maps to t in [-1, 1]:
  *  - 'diverging' (default): t = value / zmax, clamped; 0 is always the neutral colour;
  *  - 'sequential': for non-negative data such as attention probabilities, t = value / zmax in
- *    [0, 1] (the red half), so 0 is neutral and zmax is the strongest red.
+ *    [0, 1] (the red half), so 0 is neutral and zmax is the strongest red; with a floor zmin
+ *    (a baseline such as the corrupted run's probability), t = (value - zmin) / (zmax - zmin).
  * zmax <= 0 or non-finite maps everything to neutral (an all-zero map stays blank, not noisy).
  */
 export type ScaleKind = 'diverging' | 'sequential';
 
-export function scaleT(value: number, zmax: number, kind: ScaleKind = 'diverging'): number {
+export function scaleT(value: number, zmax: number, kind: ScaleKind = 'diverging', zmin = 0): number {
   if (Number.isNaN(value)) return NaN;
+  // A sequential scale may start above 0 (causal tracing starts at the corrupted run's value).
+  if (kind === 'sequential' && zmin !== 0 && Number.isFinite(zmin) && zmin < zmax) {
+    const t = (value - zmin) / (zmax - zmin);
+    return t < 0 ? 0 : t > 1 ? 1 : t;
+  }
   if (!(zmax > 0) || !Number.isFinite(zmax)) return 0;
   const t = value / zmax;
   const lo = kind === 'sequential' ? 0 : -1;
   return t < lo ? lo : t > 1 ? 1 : t;
 }
 
-export function valueColor(value: number, zmax: number, p: Palette, kind: ScaleKind = 'diverging'): RGB {
-  return colorAt(p, scaleT(value, zmax, kind));
+export function valueColor(value: number, zmax: number, p: Palette, kind: ScaleKind = 'diverging', zmin = 0): RGB {
+  return colorAt(p, scaleT(value, zmax, kind, zmin));
 }
 
 /**

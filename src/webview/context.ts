@@ -35,6 +35,8 @@ export interface UiState {
   };
   /** Per figure (keyed by title): show values in cells. */
   annotate?: Record<string, boolean>;
+  /** Per exact/estimate pair (keyed by the exact figure's title): one colour range for both. */
+  sharedScale?: Record<string, boolean>;
   /** Training panel: loss on a log scale; the per-position loss shown. */
   training?: { logScale: boolean; byPosition: boolean };
 }

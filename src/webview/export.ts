@@ -5,7 +5,7 @@
  */
 import type { HeatmapData } from '../protocol/webview.js';
 import { PAPER_THEME, type ChartTheme, type ScaleKind, cssRgb, makeLut, lutIndex, scaleT } from './colors.js';
-import { type HeatmapLayout, type Painter, type Rect, type TextStyle, computeLayout, estimateMeasure, paintHeatmap, rasterize, resolveZmax } from './components/heatmapCore.js';
+import { type HeatmapLayout, type Painter, type Rect, type TextStyle, computeLayout, estimateMeasure, paintHeatmap, rasterize, resolveZmax, resolveZmin } from './components/heatmapCore.js';
 
 /** RFC 4180 field: quoted when it has a comma, quote, line break or leading/trailing space (tokens like ' Mary'). */
 export function csvField(s: string): string {
@@ -59,7 +59,7 @@ const MAX_SVG_TITLES = 2_500;
 class SvgPainter implements Painter {
   readonly parts: string[] = [];
   private gradients = 0;
-  constructor(private readonly values: readonly (readonly number[])[], private readonly theme: ChartTheme, private readonly zmax: number, private readonly scale: ScaleKind) {}
+  constructor(private readonly values: readonly (readonly number[])[], private readonly theme: ChartTheme, private readonly zmax: number, private readonly scale: ScaleKind, private readonly zmin = 0) {}
 
   rect(x: number, y: number, w: number, h: number, fill: string): void {
     this.parts.push(`<rect x="${n(x)}" y="${n(y)}" width="${n(w)}" height="${n(h)}" fill="${xmlEscape(fill)}"/>`);
@@ -86,7 +86,7 @@ class SvgPainter implements Painter {
       for (let r = 0; r < L.nRows; r++) {
         for (let c = 0; c < L.nCols; c++) {
           const v = this.values[r]?.[c] ?? NaN;
-          const t = scaleT(v, this.zmax, this.scale);
+          const t = scaleT(v, this.zmax, this.scale, this.zmin);
           const fill = Number.isNaN(t) ? cssRgb(lut.missing) : (() => {
             const i = lutIndex(lut, t) * 4;
             return color(lut.rgba[i] ?? 0, lut.rgba[i + 1] ?? 0, lut.rgba[i + 2] ?? 0);
@@ -98,7 +98,7 @@ class SvgPainter implements Painter {
     } else {
       const w = Math.min(L.nCols, Math.max(1, Math.round(L.plot.w)));
       const h = Math.min(L.nRows, Math.max(1, Math.round(L.plot.h)));
-      const px = rasterize(this.values, L.nRows, L.nCols, w, h, lut, this.zmax, this.scale);
+      const px = rasterize(this.values, L.nRows, L.nCols, w, h, lut, this.zmax, this.scale, this.zmin);
       for (let y = 0; y < h; y++) {
         for (let x = 0; x < w; x++) {
           const o = (y * w + x) * 4;
@@ -131,6 +131,7 @@ export function heatmapToSvg(d: HeatmapData, o: SvgOptions = {}): string {
   const theme = o.theme ?? PAPER_THEME;
   const scale = o.scale ?? 'diverging';
   const zmax = resolveZmax(d);
+  const zmin = scale === 'sequential' ? resolveZmin(d, zmax) : 0;
   const L = computeLayout({
     nRows: d.values.length,
     nCols: d.values[0]?.length ?? d.colLabels.length,
@@ -145,16 +146,18 @@ export function heatmapToSvg(d: HeatmapData, o: SvgOptions = {}): string {
     measure: estimateMeasure(theme.fontSize),
     scale,
     zmax,
+    zmin,
     square: o.square ?? false,
     maxCell: 44,
     maxPlotHeight: 900,
     minRowHeight: 14,
   });
-  const p = new SvgPainter(d.values, theme, zmax, scale);
+  const p = new SvgPainter(d.values, theme, zmax, scale, zmin);
   paintHeatmap(p, L, {
     theme,
     scale,
     zmax,
+    zmin,
     rowAxis: d.rowAxis,
     colAxis: d.colAxis,
     valueLabel: d.valueLabel,

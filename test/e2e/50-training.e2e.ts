@@ -113,6 +113,52 @@ describe('e2e: training from the Train lens', function () {
     assert.match(await analysis.locator('h1').first().innerText(), new RegExp(`Analysis — ${TITLE}`));
     await screenshot('e2e-51-training-analysis');
   });
+
+  it('a long training: the panel keeps its scroll position while it updates, and one click on Stop stops it within a second', async () => {
+    const { page, workspace } = session();
+    const file = 'long-train.experiment.json';
+    const title = 'Long previous-token run';
+    const spec = JSON.parse(fs.readFileSync(path.join(workspace, FILE), 'utf8')) as { title: string; training: { max_steps: number } };
+    spec.title = title;
+    spec.training.max_steps = 1_000_000;
+    fs.writeFileSync(path.join(workspace, file), JSON.stringify(spec, null, 2) + '\n');
+    await runCommand(page, 'View: Close All Editors');
+    await page.keyboard.press(`${MOD}+P`);
+    await page.locator(SEL.quickInputBox).fill(file);
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: file }).first().waitFor({ state: 'visible', timeout: 30_000 });
+    await page.keyboard.press('Enter');
+    await page.locator(SEL.activeEditorTab, { hasText: file }).first().waitFor({ state: 'visible' });
+    await waitForCodeLenses(page, 2);
+    await page.locator(SEL.codeLens, { hasText: /^Train$/ }).first().click();
+    await page.locator('.tabs-container .tab', { hasText: `MechLens: Train — ${title}` }).first().waitFor({ state: 'visible', timeout: 60_000 });
+    const panel = await findWebview(page, `.ml-training h1:text("Training — ${title}")`, 90_000);
+    await panel.locator('.ml-training[data-status="running"] .ml-stepchart').first().waitFor({ state: 'attached', timeout: 60_000 });
+
+    // Scroll to the checkpoints at the bottom; snapshots keep arriving and must not move the page.
+    const body = panel.locator('body');
+    await panel.locator('.ml-training-checkpoint').scrollIntoViewIfNeeded();
+    // The callbacks run in the webview (strings: this project's e2e typecheck has no DOM types).
+    const before = (await body.evaluate('({ y: window.scrollY, room: document.documentElement.scrollHeight - window.innerHeight })')) as { y: number; room: number };
+    const stepAt = async () => Number(await panel.locator('.ml-training-step').getAttribute('data-step'));
+    const s0 = await stepAt();
+    await page.waitForTimeout(1500);
+    assert.ok((await stepAt()) > s0, 'training advanced meanwhile');
+    const after = (await body.evaluate('window.scrollY')) as number;
+    if (before.room > 0) assert.equal(after, before.y, `scroll position kept across updates (room to scroll: ${before.room} px)`);
+    await screenshot('e2e-55-training-scrolled');
+
+    // One click on Stop; the view shows "stopped" within a second of it.
+    const stop = panel.locator('[data-action="training.stop"]');
+    await stop.click();
+    const t0 = Date.now();
+    await panel.locator('.ml-training[data-status="stopped"]').waitFor({ state: 'attached', timeout: 10_000 });
+    const ms = Date.now() - t0;
+    assert.ok(ms <= 1000, `training stopped ${ms} ms after the click`);
+    const stoppedAt = await stepAt();
+    assert.ok(stoppedAt < 1_000_000 && stoppedAt > s0, `stopped at step ${stoppedAt}`);
+    await panel.locator('[data-action="training.resume"]:not([hidden])').waitFor({ state: 'visible', timeout: 5_000 });
+    await screenshot('e2e-56-training-stopped');
+  });
 });
 
 /**

@@ -11,7 +11,8 @@ import * as path from 'node:path';
 import { renderReport } from '../../src/engine/experiments/report';
 import type { RunRecord } from '../../src/protocol/runs';
 import { findWebview, screenshot, session } from './session';
-import { SEL, closeAllEditors, openFromExplorer, waitForLensTexts } from './workbench';
+import { SEL, closeAllEditors, openFromExplorer, showExplorer, waitForCodeLenses, waitForLensTexts } from './workbench';
+import type { FrameLocator, Page } from 'playwright-core';
 
 const EVIL = [
   `<img src=x onerror="window.__pwned=(window.__pwned||0)+1">`,
@@ -44,6 +45,22 @@ function evilRecord(): RunRecord {
       }],
     },
   } as unknown as RunRecord;
+}
+
+/**
+ * Closes the MechLens panels tab by tab, then every editor. "Close All Editors" with panels in a
+ * second column can empty the first column first, so the panels' column becomes column 1 and the
+ * extension remembers that as the results column (later stories then open panels over the editor).
+ */
+async function closeEverything(page: Page): Promise<void> {
+  const panelTabs = page.locator('.tabs-container .tab', { hasText: 'MechLens:' });
+  for (let i = 0; i < 20 && (await panelTabs.count()) > 0; i++) {
+    const tab = panelTabs.first();
+    await tab.hover();
+    await tab.locator('.tab-actions .action-label').first().click();
+    await page.waitForTimeout(200);
+  }
+  await closeAllEditors(page);
 }
 
 describe('e2e: hostile text runs no script, in the report and in the panels', function () {
@@ -88,7 +105,7 @@ describe('e2e: hostile text runs no script, in the report and in the panels', fu
     };
     page.on('dialog', onDialog);
     try {
-      await closeAllEditors(page);
+      await closeEverything(page);
       await openFromExplorer(page, file);
       await waitForLensTexts(page, (t) => t[0] === 'Inspect');
       await page.locator(SEL.codeLens, { hasText: /^Inspect$/ }).first().click();
@@ -103,8 +120,122 @@ describe('e2e: hostile text runs no script, in the report and in the panels', fu
       await screenshot('e2e-60-hostile-prompt');
     } finally {
       page.off('dialog', onDialog);
-      await closeAllEditors(page);
+      await closeEverything(page);
       fs.rmSync(path.join(workspace, file), { force: true });
     }
+  });
+
+  // builtin:toy reads every printable character (builtin:default has no < = > /), so a hostile
+  // prompt reaches every panel with its numbers, not only the tokenizer's error.
+  describe('on builtin:toy, through every panel', function () {
+    /** Each element the markup would create carries class "pwned"; a script would raise a dialog. */
+    const PROMPT = '<img class=pwned src=x onerror=alert(1)><b class=pwned>hi</b><script>alert(2)</script>';
+    const TITLE = '<svg class=pwned onload=alert(3)></svg></title><script>alert(4)</script>';
+    const LABEL = '<i class=pwned onmouseover=alert(5)>grp</i>';
+    const dialogs: string[] = [];
+    const onDialog = (d: { message(): string; dismiss(): Promise<void> }) => {
+      dialogs.push(d.message());
+      void d.dismiss();
+    };
+    let settingsFile = '';
+
+    before(async () => {
+      const { page, workspace } = session();
+      page.on('dialog', onDialog);
+      // A workspace setting (removed after): the model every panel and the Predictions view use.
+      fs.mkdirSync(path.join(workspace, '.vscode'), { recursive: true });
+      settingsFile = path.join(workspace, '.vscode', 'settings.json');
+      fs.writeFileSync(settingsFile, JSON.stringify({ 'mechlens.model': 'builtin:toy' }));
+      await page.waitForTimeout(1_000);
+    });
+
+    after(async () => {
+      const { page, workspace } = session();
+      page.off('dialog', onDialog);
+      fs.rmSync(settingsFile, { force: true });
+      for (const f of ['hostile-toy.prompts', 'hostile.experiment.json']) fs.rmSync(path.join(workspace, f), { force: true });
+      await closeEverything(page).catch(() => undefined);
+      // The stories after this one start from builtin:default, loaded, with the Explorer showing.
+      await page.locator('.statusbar-item', { hasText: 'builtin:toy' }).first().waitFor({ state: 'detached', timeout: 90_000 });
+      await showExplorer(page);
+    });
+
+    /** The hostile text is on the page as text, nothing was built from it, and no script ran. */
+    async function assertInert(frame: FrameLocator | Page, what: string, texts: string[]): Promise<void> {
+      const body = await frame.locator('body').innerText();
+      for (const t of texts) assert.ok(body.includes(t), `${what}: shows ${JSON.stringify(t)} as text`);
+      assert.equal(await frame.locator('.pwned, img[src="x"], svg[onload], [onerror], [onmouseover]').count(), 0, `${what}: no element was made from the hostile text`);
+      await session().page.waitForTimeout(300);
+      assert.deepEqual(dialogs, [], `${what}: no script ran`);
+    }
+
+    it('Inspect (top-k), Attention, Logit lens / DLA and Predictions show a hostile prompt as text', async () => {
+      const { page, workspace } = session();
+      fs.writeFileSync(path.join(workspace, 'hostile-toy.prompts'), `${PROMPT} -> "<" | ">"\n`);
+      await closeEverything(page);
+      await openFromExplorer(page, 'hostile-toy.prompts');
+      await waitForCodeLenses(page, 3);
+      await waitForLensTexts(page, (t) => t[0] === 'Inspect' && t.length >= 3, 90_000);
+      const panels: [string, string, string][] = [
+        ['Inspect', '.ml-inspect table tbody tr', 'inspect'],
+        ['Attention', '.ml-attn-grid', 'attention'],
+        ['Logit lens', '.ml-attribution', 'attribution'],
+      ];
+      for (const [lens, selector, name] of panels) {
+        await page.locator(SEL.codeLens, { hasText: new RegExp(`^${lens}$`) }).first().click();
+        const frame = await findWebview(page, selector, 120_000);
+        await assertInert(frame, `the ${lens} panel`, [name === 'inspect' ? PROMPT : PROMPT.slice(0, 30)]);
+        await screenshot(`e2e-61-hostile-${name}`);
+        // Back to the prompts file for the next lens.
+        await page.locator('.tabs-container .tab', { hasText: 'hostile-toy.prompts' }).first().click();
+      }
+      // The Predictions side view follows the cursor onto the hostile line.
+      await page.locator('.monaco-editor .view-lines .view-line').first().click();
+      await page.locator('.activitybar .action-item a[aria-label^="MechLens"], .activitybar .action-item[aria-label^="MechLens"]').first().click();
+      const side = await findWebview(page, '.ml-topk-view table tbody tr', 60_000);
+      await assertInert(side, 'the Predictions view', []);
+      await assertInert(page, 'the workbench', []);
+    });
+
+    it('an experiment with a hostile title, group, analysis titles, prompt and answers: the results panel and the Runs view show them as text', async () => {
+      const { page, workspace } = session();
+      const corrupted = PROMPT.replace('hi', 'ho');
+      const experiment = {
+        model: 'builtin:toy',
+        title: TITLE,
+        description: LABEL,
+        groups: [{ name: LABEL, prompts: [{ prompt: PROMPT, corrupted, answer: '<', wrong: '>' }] }],
+        analyses: [
+          { kind: 'test_prompt', title: TITLE },
+          { kind: 'test_prompt', text: PROMPT, answer: '<' },
+          { kind: 'logit_diff' },
+          { kind: 'layer_dla', title: LABEL },
+          { kind: 'head_dla' },
+          { kind: 'logit_lens' },
+          { kind: 'attention', heads: ['L0H0'], title: TITLE },
+          { kind: 'patch', hook: 'resid_pre', title: LABEL },
+        ],
+      };
+      fs.writeFileSync(path.join(workspace, 'hostile.experiment.json'), JSON.stringify(experiment, null, 2));
+      await closeEverything(page);
+      await openFromExplorer(page, 'hostile.experiment.json');
+      await waitForLensTexts(page, (t) => t[0] === 'Run', 60_000);
+      await page.locator(SEL.codeLens, { hasText: /^Run$/ }).first().click();
+      const frame = await findWebview(page, '.ml-experiment .ml-exp-section[data-kind="patch"] canvas', 180_000);
+      assert.equal(await frame.locator('.ml-experiment h1').first().innerText(), TITLE);
+      await assertInert(frame, 'the results panel', [TITLE, LABEL, PROMPT]);
+      await screenshot('e2e-62-hostile-experiment');
+      // The notification that the run finished names it too.
+      await assertInert(page, 'the workbench (tab title, notification)', []);
+
+      // The Runs view lists the run by its hostile title, as text.
+      await page.locator('.activitybar .action-item a[aria-label^="MechLens"], .activitybar .action-item[aria-label^="MechLens"]').first().click();
+      const runs = page.locator('.sidebar .pane', { has: page.locator('.pane-header', { hasText: /^\s*Runs/i }) });
+      const header = runs.locator('.pane-header');
+      if ((await header.getAttribute('aria-expanded')) === 'false') await header.click();
+      await runs.locator('.monaco-list-row', { hasText: TITLE.slice(0, 20) }).first().waitFor({ state: 'visible', timeout: 60_000 });
+      await assertInert(page, 'the Runs view', [TITLE.slice(0, 20)]);
+      await screenshot('e2e-63-hostile-runs');
+    });
   });
 });

@@ -59,8 +59,28 @@ export function explorerRow(page: Page, label: string): Locator {
 export async function openFromExplorer(page: Page, fileName: string): Promise<void> {
   await showExplorer(page);
   const row = explorerRow(page, fileName);
-  await row.waitFor({ state: 'visible' });
+  // A file written just after the workbench opened can be missed by code-server's file watcher
+  // (seen for the first file a story writes, so the Explorer never lists it): Quick Open, which
+  // searches the disk, opens it instead.
+  try {
+    await row.waitFor({ state: 'visible', timeout: 10_000 });
+  } catch {
+    await quickOpen(page, fileName);
+    return;
+  }
   await row.click();
+  await page.locator(SEL.activeEditorTab, { hasText: fileName }).first().waitFor({ state: 'visible' });
+}
+
+/** Opens a file of the workspace with Quick Open (Ctrl/Cmd+P); waits until its editor tab is the active one. */
+export async function quickOpen(page: Page, fileName: string): Promise<void> {
+  const box = page.locator(SEL.quickInputBox);
+  await page.keyboard.press(`${MOD}+P`);
+  await box.waitFor({ state: 'visible' });
+  await box.fill(fileName);
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: fileName }).first().waitFor({ state: 'visible', timeout: 30_000 });
+  await page.keyboard.press('Enter');
+  await page.locator(SEL.quickInput).waitFor({ state: 'hidden' });
   await page.locator(SEL.activeEditorTab, { hasText: fileName }).first().waitFor({ state: 'visible' });
 }
 

@@ -243,7 +243,8 @@ describe('Experiments', function () {
       title: 'Bad',
       model: 'builtin:default',
       prompts: [{ prompt: 'the cat sat on the mat', corrupted: 'the dog sat on the mat', answer: 'ab', wrong: 'o' }],
-      analyses: [{ kind: 'logit_diff' }, { kind: 'ablation', hooks: ['blocks.0.hook_nope'] }],
+      // A schema problem (analysis 0) beside model problems: all show at once.
+      analyses: [{ kind: 'logit_diff', bogus: 1 }, { kind: 'ablation', hooks: ['blocks.0.hook_nope'] }],
     }, null, 2);
     fs.writeFileSync(bad, text);
     const spy = new MessageSpy();
@@ -264,11 +265,24 @@ describe('Experiments', function () {
       const hook = diags[codes.indexOf('unknown-hook')];
       assert.ok(hook, `no unknown-hook diagnostic: ${codes.join(', ')}`);
       assert.equal(textAt(hook), '"blocks.0.hook_nope"');
+      // The unknown property is reported once, by MechLens or by VS Code's JSON validator (which
+      // reads the same schema), never by both; and no place has two diagnostics.
+      const bogusAt = bdoc.positionAt(text.indexOf('"bogus"'));
+      const everyone = await waitFor(() => {
+        const all = vscode.languages.getDiagnostics(bdoc.uri);
+        return all.some((d) => d.range.start.line === bogusAt.line) ? all : undefined;
+      }, 30_000, 'a diagnostic at "bogus"');
+      await new Promise((r) => setTimeout(r, 1500)); // let the JSON validator and the re-filter settle
+      const settled = vscode.languages.getDiagnostics(bdoc.uri);
+      note(`all sources: ${settled.map((d) => `${d.source ?? '?'} ${d.range.start.line + 1}:${d.range.start.character + 1} ${d.message}`).join(' | ')}`);
+      assert.equal(settled.filter((d) => d.range.start.line === bogusAt.line).length, 1, `one diagnostic at "bogus" (had ${everyone.length} in all)`);
+      const places = settled.map((d) => `${d.range.start.line}:${d.range.start.character}`);
+      assert.equal(new Set(places).size, places.length, 'each place once');
 
       const before = fs.existsSync(a.runsDir!) ? fs.readdirSync(a.runsDir!).length : 0;
       const r = (await vscode.commands.executeCommand<ExperimentRunOutcome>('mechlens.runExperiment', { uri: bdoc.uri.toString() }))!;
       assert.equal(r.ran, false);
-      assert.match(r.message ?? '', /it-bad\.experiment\.json was not run: 2 errors/);
+      assert.match(r.message ?? '', /it-bad\.experiment\.json was not run: 3 errors/);
       assert.equal(fs.readdirSync(a.runsDir!).length, before, 'no run folder');
       await waitFor(() => spy.messages.some((m) => m.level === 'error' && /was not run/.test(m.text)) || undefined, 5000, `an error notification; got ${spy.text()}`);
       const p = await waitForPanel(a, (x) => x.title.includes('Bad') && x.kind === 'error', `the error panel; ${describePanels(a)}`);

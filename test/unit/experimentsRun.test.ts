@@ -158,6 +158,13 @@ test('the toy tour sample runs on builtin:default and shows what it says: L0H0 a
   const traceTitles = JSON.stringify(trace.blocks);
   assert.match(traceTitles, /restoring one layer's residual stream/);
   assert.doesNotMatch(traceTitles, /restoring single restored/);
+  // Causal tracing's colour starts at the noised run's probability, not at 0.
+  const low = (trace.data as { lowScore: number }).lowScore;
+  for (const b of trace.blocks) {
+    const d = (b as { data: { zmin?: number; zmax?: number; values: number[][] } }).data;
+    assert.equal(d.zmin, low, `${JSON.stringify(d).slice(0, 80)}: zmin is the noised probability`);
+    assert.ok(d.zmax! >= Math.max(...d.values.flat()), 'zmax covers every restored value');
+  }
   const html = path.join(tmp, 'toy.html');
   assert.equal((await cli(['report', out, '--out', html])).code, 0);
 });

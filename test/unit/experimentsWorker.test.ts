@@ -121,6 +121,8 @@ test('run: saved under .mechlens/runs with the panel state, progress, one analys
   const final = await client.request(EngineRequests.experimentProgress, { token: 't1' });
   assert.equal(final?.finished, true);
   assert.equal(final?.total, 3);
+  // The estimate is shown first and stays in the progress message (the editor's notification).
+  assert.ok(seen.some((p) => /\(estimate ~[\d.]+ [KMG]B, \d+ forward passes\)$/.test(p.message)), JSON.stringify(seen.map((p) => p.message).slice(0, 5)));
 
   const one = await client.request(EngineRequests.experimentRun, { file, workspace: ws, allowDownload: false, only: [2] });
   const rec1 = JSON.parse(fs.readFileSync(path.join(one.run!.dir, 'run.json'), 'utf8')) as RunRecord;
@@ -133,6 +135,17 @@ test('run: saved under .mechlens/runs with the panel state, progress, one analys
   assert.equal(b.run, undefined);
   assert.deepEqual(b.diagnostics.map((d) => d.code), ['length-mismatch']);
   assert.equal(fs.readdirSync(path.join(ws, ...RUNS_DIR.split('/'))).length, before, 'no run folder for an experiment with errors');
+});
+
+test('run over the memory budget (mechlens.memoryBudgetMB): an error at the analysis, nothing run, no run folder', async () => {
+  const file = write('budget.experiment.json', { model: 'builtin:toy', prompts: toyPrompts, analyses: [{ kind: 'logit_diff' }, { kind: 'causal_trace', subject: [1, 3], samples: 1000 }] });
+  const ws = path.join(tmp, 'ws-budget');
+  const r = await client.request(EngineRequests.experimentRun, { file, workspace: ws, allowDownload: false, memoryBudgetMB: 120 });
+  assert.equal(r.run, undefined);
+  assert.deepEqual(r.diagnostics.map((d) => d.code), ['memory-budget']);
+  assert.match(r.diagnostics[0]!.message, /^analysis 2 \(causal_trace\) needs about [\d.]+ MB of memory \(\d+ forward passes\), over the budget of 120 MB \(the setting mechlens\.memoryBudgetMB\): use fewer "samples"/);
+  assert.equal(r.diagnostics[0]!.range.start.line, fs.readFileSync(file, 'utf8').split('\n').findIndex((l) => l.includes('"causal_trace"')) - 1, 'at the analysis object');
+  assert.ok(!fs.existsSync(path.join(ws, ...RUNS_DIR.split('/'))) || fs.readdirSync(path.join(ws, ...RUNS_DIR.split('/'))).length === 0, 'no run folder');
 });
 
 test('cancel: the run stops and keeps the analyses done so far', async () => {

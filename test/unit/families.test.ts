@@ -13,13 +13,14 @@ import { FAMILIES, familyOf, supportedFamilies } from '../../src/engine/arch/ind
 import { hfRepoCacheDir, loadModel, loadModelFolder, ModelLoadError } from '../../src/engine/model/load.js';
 import { readSafetensors } from '../../src/engine/model/safetensors.js';
 import { paramSpecs } from '../../src/engine/model/paramSpecs.js';
-import { allHooks, requireHook } from '../../src/engine/hooks/hooks.js';
+import { allHooks, hookDims, requireHook } from '../../src/engine/hooks/hooks.js';
 import type { F32 } from '../../src/engine/tensor/tensor.js';
 import { headParam } from '../../src/engine/model/params.js';
 import { headWeight } from '../../src/engine/analysis/circuits.js';
 import { packQKV } from '../../src/engine/training/model.js';
 import { applyProcessing } from '../../src/engine/weights/process.js';
 import { hookDictOrder } from '../../src/engine/analysis/ablation.js';
+import { HookedTransformer } from '../../src/engine/model/hookedTransformer.js';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures');
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'mechlens-families-'));
@@ -32,6 +33,10 @@ const FAMILY_OF_FIXTURE: Record<string, string> = {
   'rms-gqa-gated': 'llama',
   'rms-gqa-rope-scaling': 'llama',
   'mistral-sliding-window': 'mistral',
+  'qkv-bias-gqa-tied': 'qwen2',
+  'per-head-qk-norm': 'qwen3',
+  'fused-qkv-gate-up': 'phi3',
+  'parallel-interleaved-rotary': 'gpt-j',
   'rms1p-scaled-embed': 'gemma',
   'postnorm-softcap-local': 'gemma2',
   'neo-unscaled-local': 'gpt-neo',
@@ -50,7 +55,7 @@ test('config.json picks the family (architectures first, then model_type); an un
     for (const f of FAMILIES) assert.ok(e.message.includes(f.architectures[0]!), `${f.name} listed: ${e.message}`);
     return true;
   });
-  assert.match(supportedFamilies(), /gpt2.*gpt-neox.*llama.*mistral.*gemma.*gemma2.*gemma3.*gpt-neo.*olmo2/);
+  assert.match(supportedFamilies(), /gpt2.*gpt-neox.*llama.*mistral.*qwen2.*qwen3.*phi3.*gpt-j.*gemma.*gemma2.*gemma3.*gpt-neo.*olmo2/);
   // Through loading: the error names config.json and the supported families.
   const dir = path.join(tmpRoot, 'bert');
   fs.mkdirSync(dir);
@@ -170,6 +175,92 @@ test('Gemma 2 configs: layer_types picks the local layers (else the even ones); 
   assert.deepEqual([plain.attn_scores_soft_cap, plain.output_logits_soft_cap, plain.attn_scale], [null, null, 4]);
 });
 
+test('Qwen2: q/k/v biases from the checkpoint, rotary base from rope_theta, tied unembedding, no BOS', () => {
+  const { cfg, params } = loadModelFolder(path.join(FIXTURES, 'qkv-bias-gqa-tied'));
+  assert.equal(cfg.original_architecture, 'Qwen2ForCausalLM');
+  assert.equal(cfg.rotary_base, 1e6);
+  assert.equal(cfg.n_key_value_heads, 2);
+  assert.equal(cfg.default_prepend_bos, false);
+  const sd = readSafetensors(path.join(FIXTURES, 'qkv-bias-gqa-tied', 'model.safetensors'));
+  assert.deepEqual(Array.from(params.get('blocks.1.attn._b_K')!.data), Array.from(sd.get('model.layers.1.self_attn.k_proj.bias')!.data));
+  assert.ok(params.get('blocks.0.attn.b_Q')!.data.some((v) => v !== 0), 'b_Q is the checkpoint\'s, not zeros');
+  // Tied: W_U is W_Eᵀ ([d_model, d_vocab] from [d_vocab, d_model]).
+  const WE = params.get('embed.W_E')!, WU = params.get('unembed.W_U')!;
+  assert.equal(WU.data[3 * cfg.d_vocab + 7], WE.data[7 * cfg.d_model + 3]);
+});
+
+test('Qwen3: per-head q/k norm gains, head_dim apart from d_model / n_heads, its hooks with TransformerLens\'s flattened shapes', () => {
+  const { cfg, params } = loadModelFolder(path.join(FIXTURES, 'per-head-qk-norm'));
+  assert.equal(cfg.use_qk_norm, true);
+  assert.equal(cfg.d_head, 16);
+  assert.notEqual(cfg.d_head * cfg.n_heads, cfg.d_model);
+  assert.deepEqual(params.get('blocks.1.attn.q_norm.w')!.dims, [16]);
+  assert.deepEqual(params.get('blocks.1.attn.k_norm.w')!.dims, [16]);
+  assert.ok(allHooks(cfg).includes('blocks.0.attn.k_norm.hook_normalized'));
+  assert.deepEqual(hookDims('blocks.0.attn.q_norm.hook_normalized', cfg, 2, 5), [2 * 5 * 4, 16]);
+  assert.deepEqual(hookDims('blocks.0.attn.k_norm.hook_scale', cfg, 2, 5), [2 * 5 * 2, 1]);
+  const llama = loadModelFolder(path.join(FIXTURES, 'rms-gqa-gated')).cfg;
+  assert.throws(() => requireHook('blocks.0.attn.q_norm.hook_scale', llama), /query\/key norm/);
+});
+
+test('Qwen3: an intervention at a q/k-norm hook reaches the attention (zeroed queries attend uniformly)', async () => {
+  const { cfg, params } = loadModelFolder(path.join(FIXTURES, 'per-head-qk-norm'));
+  const m = new HookedTransformer(cfg, params, 'none', 'qwen3', { device: 'cpu', threads: 1 });
+  try {
+    const tokens = [[5, 9, 14, 3, 7], [8, 2, 6, 11, 4]];
+    const hook = 'blocks.0.attn.hook_pattern' as const;
+    const plain = await m.run(tokens, { names: [hook, 'blocks.0.attn.q_norm.hook_normalized'] });
+    assert.deepEqual(plain.cache.get('blocks.0.attn.q_norm.hook_normalized')!.dims, [2 * 5 * 4, 16]);
+    const r = await m.run(tokens, { names: [hook], interventions: [{ kind: 'zero', hook: 'blocks.0.attn.q_norm.hook_normalized' }] });
+    const p = r.cache.get(hook)!; // [batch, head_index, query_pos, key_pos]
+    const P = 5;
+    for (let bh = 0; bh < 2 * 4; bh++) for (let q = 0; q < P; q++) for (let k = 0; k <= q; k++) {
+      const v = p.data[(bh * P + q) * P + k]!;
+      assert.ok(Math.abs(v - 1 / (q + 1)) < 1e-6, `pattern[${bh}, ${q}, ${k}] = ${v}, expected ${1 / (q + 1)}`);
+    }
+    assert.ok(plain.cache.get(hook)!.data.some((v, i) => Math.abs(v - p.data[i]!) > 1e-3), 'the intervention changed the pattern');
+  } finally {
+    await m.dispose();
+  }
+});
+
+test('Phi-3: qkv_proj and gate_up_proj split into W_Q / _W_K / _W_V and W_gate / W_in; sliding window on every layer; unsupported rope settings refused', () => {
+  const dir = path.join(FIXTURES, 'fused-qkv-gate-up');
+  const { cfg, params } = loadModelFolder(dir);
+  const sd = readSafetensors(path.join(dir, 'model.safetensors'));
+  const { d_model: D, d_head: E, n_heads: H } = cfg;
+  const KV = cfg.n_key_value_heads!;
+  const M = cfg.d_mlp!;
+  assert.equal(KV, 2);
+  const qkv = sd.get('model.layers.1.self_attn.qkv_proj.weight')!.data; // [(H + 2 KV) E, D]
+  // W_Q[h, m, j] = qkv[h E + j, m]; _W_V[g, m, j] = qkv[(H + KV + g) E + j, m]
+  assert.equal(params.get('blocks.1.attn.W_Q')!.data[(3 * D + 5) * E + 2], qkv[(3 * E + 2) * D + 5]);
+  assert.equal(params.get('blocks.1.attn._W_K')!.data[(1 * D + 7) * E + 4], qkv[((H + 1) * E + 4) * D + 7]);
+  assert.equal(params.get('blocks.1.attn._W_V')!.data[(1 * D + 9) * E + 6], qkv[((H + KV + 1) * E + 6) * D + 9]);
+  const gu = sd.get('model.layers.0.mlp.gate_up_proj.weight')!.data; // [2 M, D]
+  // W_gate[m, i] = gate_up[i, m]; W_in[m, i] = gate_up[M + i, m]
+  assert.equal(params.get('blocks.0.mlp.W_gate')!.data[11 * M + 17], gu[17 * D + 11]);
+  assert.equal(params.get('blocks.0.mlp.W_in')!.data[11 * M + 17], gu[(M + 17) * D + 11]);
+  assert.equal(cfg.use_local_attn, true);
+  assert.equal(cfg.window_size, 6);
+  const hf = readConfig('fused-qkv-gate-up');
+  assert.throws(() => familyOf(hf).config({ ...hf, rope_parameters: { rope_type: 'longrope', rope_theta: 10000 } }, 'x'), /rope_scaling has type "longrope".*TransformerLens 3\.9 ignores it/);
+  assert.throws(() => familyOf(hf).config({ ...hf, partial_rotary_factor: 0.75 }, 'x'), /partial_rotary_factor is 0\.75/);
+});
+
+test('GPT-J: one LayerNorm for attention and MLP (ln2 = ln1), interleaved partial rotary, unembedding bias, parallel blocks', () => {
+  const dir = path.join(FIXTURES, 'parallel-interleaved-rotary');
+  const { cfg, params } = loadModelFolder(dir);
+  assert.equal(cfg.rotary_adjacent_pairs, true);
+  assert.equal(cfg.rotary_dim, 4);
+  assert.equal(cfg.parallel_attn_mlp, true);
+  assert.deepEqual(Array.from(params.get('blocks.1.ln2.w')!.data), Array.from(params.get('blocks.1.ln1.w')!.data));
+  const sd = readSafetensors(path.join(dir, 'model.safetensors'));
+  assert.deepEqual(Array.from(params.get('unembed.b_U')!.data), Array.from(sd.get('lm_head.bias')!.data));
+  assert.ok(!allHooks(cfg).some((h) => h.endsWith('hook_resid_mid')));
+  assert.ok(allHooks(cfg).includes('blocks.0.ln2.hook_normalized'));
+});
+
 /** float32 -> bfloat16 bits, round to nearest even (as torch's .to(torch.bfloat16)). */
 function toBf16(x: number): number {
   const u = new Uint32Array(new Float32Array([x]).buffer)[0]!;
@@ -218,7 +309,7 @@ function bf16Sharded(fx: string): Map<string, Buffer> {
   ]);
 }
 
-for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'rms1p-scaled-embed', 'postnorm-softcap-local', 'neo-unscaled-local', 'postnorm-qknorm-whole', 'qknorm-local-rope-base']) {
+for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'qkv-bias-gqa-tied', 'per-head-qk-norm', 'fused-qkv-gate-up', 'parallel-interleaved-rotary', 'rms1p-scaled-embed', 'postnorm-softcap-local', 'neo-unscaled-local', 'postnorm-qknorm-whole', 'qknorm-local-rope-base']) {
   test(`${fx}: loads from a bf16 sharded folder and from the HF cache, computed in float32`, async () => {
     const fp32 = loadModelFolder(path.join(FIXTURES, fx));
     assert.deepEqual([...fp32.params.keys()].sort(), paramSpecs(fp32.cfg).map((s) => s.name).sort(), 'exactly paramSpecs(cfg)');

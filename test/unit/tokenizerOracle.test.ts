@@ -98,7 +98,7 @@ function tlChecks(tok: Tokenizer, c: Case, check: (what: string, got: unknown, w
 
 test('the oracle fixtures cover both trained styles and the shared tokenizer.json files', () => {
   const names = fixtures.map((f) => f.name);
-  for (const n of ['gpt2-vocab-merges', 'qwen2-vocab-merges', 'trained-byte_level', 'trained-sentencepiece', 'gpt-neox-pythia', 'phi3', 'phi2', 'olmo1', 'olmo2-dolma2']) assert.ok(names.includes(n), `missing fixture ${n}`);
+  for (const n of ['gpt2-vocab-merges', 'qwen2-vocab-merges', 'qwen2.5-vocab-merges', 'trained-byte_level', 'trained-sentencepiece', 'gpt-neox-pythia', 'phi3', 'phi2', 'olmo1', 'olmo2-dolma2']) assert.ok(names.includes(n), `missing fixture ${n}`);
 });
 
 for (const fx of fixtures) {

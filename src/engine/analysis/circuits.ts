@@ -24,6 +24,7 @@ import { OnnxDType } from '../graph/onnxProto.js';
 import { f32, type F32 } from '../tensor/tensor.js';
 import { eigenvalues, type Eigenvalues } from './eig.js';
 import { cachedSession, matmul, runSession } from './onnxMath.js';
+import type { ChunkOptions } from './heads.js';
 
 /** A B without forming it: A [ldim, mdim], B [mdim, rdim] (float64). */
 export class FactoredMatrix {
@@ -213,7 +214,7 @@ export function copyingScore(e: Eigenvalues): number {
  * eigenvalues come from W_O (W_U W_E) W_V [d_head, d_head]; W_U W_E [d_model, d_model] is formed
  * once. Needs d_vocab_out == d_vocab (the full OV circuit must be square).
  */
-export async function ovCopyingScores(model: HookedTransformer): Promise<number[][]> {
+export async function ovCopyingScores(model: HookedTransformer, opts: ChunkOptions = {}): Promise<number[][]> {
   const { cfg, params } = model;
   if (cfg.d_vocab_out !== cfg.d_vocab) throw new Error('copying scores need d_vocab_out == d_vocab');
   const d = cfg.d_model;
@@ -228,12 +229,18 @@ export async function ovCopyingScores(model: HookedTransformer): Promise<number[
   }
   const left = await matmul(model.runtime, f32([HH, dh, d], WO), UE); // [HH, d_head, d_model]
   const core = await matmul(model.runtime, left, f32([HH, d, dh], WV)); // [HH, d_head, d_head]
-  return Array.from({ length: cfg.n_layers }, (_, l) =>
-    Array.from({ length: cfg.n_heads }, (_, h) => {
+  opts.signal?.throwIfAborted();
+  const out: number[][] = [];
+  for (let l = 0; l < cfg.n_layers; l++) {
+    // One layer's eigenvalue problems between checks of the signal.
+    opts.signal?.throwIfAborted();
+    out.push(Array.from({ length: cfg.n_heads }, (_, h) => {
       const i = l * cfg.n_heads + h;
       return copyingScore(eigenvalues(core.data.subarray(i * dh * dh, (i + 1) * dh * dh), dh));
-    }),
-  );
+    }));
+    opts.onProgress?.(l + 1, cfg.n_layers);
+  }
+  return out;
 }
 
 export type CompositionMode = 'Q' | 'K' | 'V';
@@ -248,7 +255,7 @@ export type CompositionMode = 'Q' | 'K' | 'V';
  * M = B_L A_R [d_head, d_head], G_AL = A_Lᵀ A_L and G_BR = B_R B_Rᵀ, so no d_model x d_model
  * product is ever formed; the B_L A_R products for all right heads run as one GEMM per left head.
  */
-export async function compositionScores(model: HookedTransformer, mode: CompositionMode): Promise<F32> {
+export async function compositionScores(model: HookedTransformer, mode: CompositionMode, opts: ChunkOptions = {}): Promise<F32> {
   const { cfg, params } = model;
   const L = cfg.n_layers, H = cfg.n_heads, d = cfg.d_model, dh = cfg.d_head;
   const out = f32([L, H, L, H], undefined, ['layer', 'head', 'layer', 'head']);
@@ -272,6 +279,7 @@ export async function compositionScores(model: HookedTransformer, mode: Composit
       GB.set(Float32Array.from(GBR[first + j]!.data), j * dh * dh);
     }
     for (let h1 = 0; h1 < H; h1++) {
+      opts.signal?.throwIfAborted();
       const AL = w(l1, h1, 'V');
       const BL = w(l1, h1, 'O');
       const leftNorm = new FactoredMatrix(AL, BL).norm();
@@ -286,6 +294,7 @@ export async function compositionScores(model: HookedTransformer, mode: Composit
         const i2 = first + j;
         out.data[((l1 * H + h1) * L * H) + i2] = Math.sqrt(Math.max(0, num2[j]!)) / (leftNorm * rightNorm[i2]!);
       }
+      opts.onProgress?.(l1 * H + h1 + 1, (L - 1) * H);
     }
   }
   return out;

@@ -11,22 +11,37 @@ import type { HookName } from '../hooks/hooks.js';
 import { f32, type F32 } from '../tensor/tensor.js';
 import { mulberry32 } from '../tensor/mulberry32.js';
 
+/** Sequences scored per run by detectHeads and repeatedTokenHeadScores: bounds the patterns held and how long a cancel waits. */
+export const HEAD_SCORE_BATCH = 16;
+
+/** Cancellation (checked between runs: the AbortSignal's reason is thrown) and progress (rows done, rows in all). */
+export interface ChunkOptions {
+  signal?: AbortSignal;
+  onProgress?: (done: number, total: number) => void;
+}
+
 /**
  * Attention patterns blocks.L.attn.hook_pattern of every layer, averaged over the prompts:
  * [n_layers, n_heads, query_pos, key_pos]. Prompts must have the same token length.
  */
-export async function attentionPatterns(model: HookedTransformer, tokens: Tokens): Promise<F32> {
+export async function attentionPatterns(model: HookedTransformer, tokens: Tokens, opts: ChunkOptions = {}): Promise<F32> {
   const cfg = model.cfg;
   const [B, P] = model.checkTokens(tokens);
   const names = Array.from({ length: cfg.n_layers }, (_, l) => `blocks.${l}.attn.hook_pattern` as HookName);
-  const r = await model.run(tokens, { names, noLogits: true });
   const H = cfg.n_heads;
   const per = H * P * P;
   const out = f32([cfg.n_layers, H, P, P], undefined, ['layer', 'head', 'query_pos', 'key_pos']);
-  names.forEach((n, l) => {
-    const t = r.cache.get(n)!.data; // [batch, head, query_pos, key_pos]
-    for (let b = 0; b < B; b++) for (let i = 0; i < per; i++) out.data[l * per + i]! += t[b * per + i]! / B;
-  });
+  // Prompts run HEAD_SCORE_BATCH at a time (the same sum over prompts in order), checking the signal between runs.
+  for (let b0 = 0; b0 < B; b0 += HEAD_SCORE_BATCH) {
+    opts.signal?.throwIfAborted();
+    const rows = tokens.slice(b0, b0 + HEAD_SCORE_BATCH);
+    const r = await model.run(rows, { names, noLogits: true });
+    names.forEach((n, l) => {
+      const t = r.cache.get(n)!.data; // [batch, head, query_pos, key_pos]
+      for (let b = 0; b < rows.length; b++) for (let i = 0; i < per; i++) out.data[l * per + i]! += t[b * per + i]! / B;
+    });
+    opts.onProgress?.(Math.min(B, b0 + HEAD_SCORE_BATCH), B);
+  }
   return out;
 }
 
@@ -100,24 +115,32 @@ export function headSimilarityScore(pattern: ArrayLike<number>, detection: Array
  * `heads` restricts the scored heads (others are -1, as in TL).
  */
 export async function detectHeads(
-  model: HookedTransformer, tokens: Tokens, kind: HeadKind | ((row: readonly number[]) => Float64Array), opts: SimilarityOptions & { heads?: readonly { layer: number; head: number }[] } = {},
+  model: HookedTransformer, tokens: Tokens, kind: HeadKind | ((row: readonly number[]) => Float64Array), opts: SimilarityOptions & ChunkOptions & { heads?: readonly { layer: number; head: number }[] } = {},
 ): Promise<number[][]> {
   const cfg = model.cfg;
+  const H = cfg.n_heads;
   const [B, P] = model.checkTokens(tokens);
   if (P < 2) throw new Error('detectHeads: sequences need at least 2 tokens');
   const names = Array.from({ length: cfg.n_layers }, (_, l) => `blocks.${l}.attn.hook_pattern` as HookName);
-  const r = await model.run(tokens, { names, noLogits: true });
   const want = opts.heads ? new Set(opts.heads.map((h) => `${h.layer}.${h.head}`)) : null;
-  const dets = tokens.map((row) => (typeof kind === 'function' ? kind(row) : detectionPattern(kind, row)));
-  return names.map((n, l) => {
-    const t = r.cache.get(n)!.data;
-    return Array.from({ length: cfg.n_heads }, (_, h) => {
-      if (want && !want.has(`${l}.${h}`)) return -1;
-      let s = 0;
-      for (let b = 0; b < B; b++) s += headSimilarityScore(t.subarray(((b * cfg.n_heads + h) * P) * P, ((b * cfg.n_heads + h + 1) * P) * P), dets[b]!, P, opts);
-      return s / B;
+  const sums = names.map(() => new Float64Array(H));
+  // Rows run HEAD_SCORE_BATCH at a time: the patterns of a chunk are all that is held, and the
+  // signal is checked between chunks. Sums run over rows in order, as one batch would.
+  for (let b0 = 0; b0 < B; b0 += HEAD_SCORE_BATCH) {
+    opts.signal?.throwIfAborted();
+    const rows = tokens.slice(b0, b0 + HEAD_SCORE_BATCH);
+    const r = await model.run(rows, { names, noLogits: true });
+    const dets = rows.map((row) => (typeof kind === 'function' ? kind(row) : detectionPattern(kind, row)));
+    names.forEach((n, l) => {
+      const t = r.cache.get(n)!.data;
+      for (let h = 0; h < H; h++) {
+        if (want && !want.has(`${l}.${h}`)) continue;
+        for (let b = 0; b < rows.length; b++) sums[l]![h]! += headSimilarityScore(t.subarray(((b * H + h) * P) * P, ((b * H + h + 1) * P) * P), dets[b]!, P, opts);
+      }
     });
-  });
+    opts.onProgress?.(Math.min(B, b0 + HEAD_SCORE_BATCH), B);
+  }
+  return names.map((_, l) => Array.from({ length: H }, (_, h) => (want && !want.has(`${l}.${h}`) ? -1 : sums[l]![h]! / B)));
 }
 
 /** Deterministic uniform integers in [lo, hi) (mulberry32), for reproducible random tokens. */
@@ -173,54 +196,53 @@ export interface HeadScores {
  * Previous-token, duplicate-token and induction scores of every head on repeated random tokens,
  * as Main_Demo's induction section and head_detector do.
  */
-export async function repeatedTokenHeadScores(model: HookedTransformer, opts: RepeatedTokensOptions & SimilarityOptions = {}): Promise<HeadScores> {
+export async function repeatedTokenHeadScores(model: HookedTransformer, opts: RepeatedTokensOptions & SimilarityOptions & ChunkOptions = {}): Promise<HeadScores> {
   const cfg = model.cfg;
   const tokens = repeatedRandomTokens(model, opts);
   const seqLen = opts.seqLen ?? 50;
   const [B, P] = [tokens.length, tokens[0]!.length];
   const names = Array.from({ length: cfg.n_layers }, (_, l) => `blocks.${l}.attn.hook_pattern` as HookName);
-  const r = await model.run(tokens, { names });
   const H = cfg.n_heads;
   const off = seqLen - 1; // key = query - (seq_len - 1)
-  const inductionStripe = names.map((n) => {
-    const t = r.cache.get(n)!.data;
-    return Array.from({ length: H }, (_, h) => {
-      let s = 0;
-      let cnt = 0;
-      for (let b = 0; b < B; b++) {
-        for (let q = off; q < P; q++) {
-          s += t[((b * H + h) * P + q) * P + q - off]!;
-          cnt++;
+  // Sums over the sequences, accumulated chunk by chunk in sequence order (the same sums one
+  // batch gives): [layer][head], per detector kind, and the loss at each position.
+  const stripe = names.map(() => new Float64Array(H));
+  const det = Object.fromEntries(HEAD_KINDS.map((k) => [k, names.map(() => new Float64Array(H))])) as Record<HeadKind, Float64Array[]>;
+  const lossSum = new Float64Array(P - 1);
+  for (let b0 = 0; b0 < B; b0 += HEAD_SCORE_BATCH) {
+    opts.signal?.throwIfAborted();
+    const rows = tokens.slice(b0, b0 + HEAD_SCORE_BATCH);
+    const n = rows.length;
+    const r = await model.run(rows, { names });
+    names.forEach((name, l) => {
+      const t = r.cache.get(name)!.data; // [batch, head, query_pos, key_pos]
+      for (let h = 0; h < H; h++) {
+        for (let b = 0; b < n; b++) for (let q = off; q < P; q++) stripe[l]![h]! += t[((b * H + h) * P + q) * P + q - off]!;
+      }
+      for (const kind of HEAD_KINDS) {
+        const dets = rows.map((row) => detectionPattern(kind, row));
+        for (let h = 0; h < H; h++) {
+          for (let b = 0; b < n; b++) det[kind][l]![h]! += headSimilarityScore(t.subarray((b * H + h) * P * P, (b * H + h + 1) * P * P), dets[b]!, P, opts);
         }
       }
-      return s / cnt;
     });
-  });
-  const detector = {} as Record<HeadKind, number[][]>;
-  for (const kind of HEAD_KINDS) {
-    const dets = tokens.map((row) => detectionPattern(kind, row));
-    detector[kind] = names.map((n) => {
-      const t = r.cache.get(n)!.data;
-      return Array.from({ length: H }, (_, h) => {
-        let s = 0;
-        for (let b = 0; b < B; b++) s += headSimilarityScore(t.subarray((b * H + h) * P * P, (b * H + h + 1) * P * P), dets[b]!, P, opts);
-        return s / B;
-      });
-    });
-  }
-  const logits = r.logits!;
-  const V = logits.dims[2]!;
-  const lossByPosition = Array.from({ length: P - 1 }, (_, p) => {
-    let s = 0;
-    for (let b = 0; b < B; b++) {
-      const row = logits.data.subarray((b * P + p) * V, (b * P + p + 1) * V);
-      let m = -Infinity;
-      for (const x of row) if (x > m) m = x;
-      let z = 0;
-      for (const x of row) z += Math.exp(x - m);
-      s += m + Math.log(z) - row[tokens[b]![p + 1]!]!;
+    const logits = r.logits!;
+    const V = logits.dims[2]!;
+    for (let p = 0; p < P - 1; p++) {
+      for (let b = 0; b < n; b++) {
+        const row = logits.data.subarray((b * P + p) * V, (b * P + p + 1) * V);
+        let m = -Infinity;
+        for (const x of row) if (x > m) m = x;
+        let z = 0;
+        for (const x of row) z += Math.exp(x - m);
+        lossSum[p]! += m + Math.log(z) - row[rows[b]![p + 1]!]!;
+      }
     }
-    return s / B;
-  });
+    opts.onProgress?.(Math.min(B, b0 + HEAD_SCORE_BATCH), B);
+  }
+  const cnt = B * (P - off);
+  const inductionStripe = stripe.map((v) => Array.from(v, (x) => x / cnt));
+  const detector = Object.fromEntries(HEAD_KINDS.map((k) => [k, det[k].map((v) => Array.from(v, (x) => x / B))])) as Record<HeadKind, number[][]>;
+  const lossByPosition = Array.from(lossSum, (x) => x / B);
   return { tokens, seqLen, inductionStripe, detector, lossByPosition };
 }

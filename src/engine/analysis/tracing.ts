@@ -136,6 +136,8 @@ export async function causalTrace(model: HookedTransformer, tokens: readonly num
   }
   corrNames.push(`blocks.${n - 1}.hook_resid_post` as OutputName);
   const noiseIv: Intervention = { kind: 'patch', hook: 'hook_embed', source: noisy };
+  // The noisy run holds every sample at once (up to 1000): a cancel before it need not wait for it.
+  opts.signal?.throwIfAborted();
   const corr = await model.run(rows, { names: corrNames, interventions: [noiseIv] });
   const lowScore = metric(corr.logits!);
   const noisyAt = (hook: string) => corr.cache.get(hook as OutputName)!;

@@ -57,17 +57,28 @@ function config(hf: HfConfig, modelName: string): HookedTransformerConfig {
   });
 }
 
+/** What Llama-shaped checkpoints of other families add to Llama's tensors. */
+export interface LlamaLikeOptions {
+  /** q_proj / k_proj / v_proj carry biases (Qwen2): b_Q, b_K, b_V from them instead of zeros. */
+  qkvBias?: boolean;
+  /** self_attn.q_norm / k_norm gains (Qwen3): attn.q_norm.w / attn.k_norm.w. */
+  qkNorm?: boolean;
+}
+
 /**
  * model.layers.L.self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj, *_layernorm, model.norm,
- * lm_head (or the tied embedding) -> TransformerLens params. Mistral's checkpoints use the same names.
+ * lm_head (or the tied embedding) -> TransformerLens params: the rules, for families whose
+ * checkpoints use Llama's names (Mistral, Qwen2, Qwen3) and add to them.
  */
-export function llamaWeights(sd: StateDict, cfg: HookedTransformerConfig, family = 'Llama'): Params {
+export function llamaRules(sd: StateDict, cfg: HookedTransformerConfig, opts: LlamaLikeOptions = {}): WeightRule[] {
   const { d_model: D, n_heads: H, d_head: E, d_vocab: V, d_vocab_out: VO, n_layers } = cfg;
   const KV = cfg.n_key_value_heads ?? H;
   const M = cfg.d_mlp!;
   const heads = (tl: string, hf: string, n: number): WeightRule => ({
     from: [{ name: hf, dims: [n * E, D] }], to: [tl], make: ([w]) => [headsFromLinear(w!, n, E, D)],
   });
+  // bias [(head d_head)] -> [head, d_head]: the same bytes.
+  const bias = (tl: string, hf: string, n: number): WeightRule => (opts.qkvBias ? copyRule(tl, hf, [n * E]) : zerosRule(tl, n * E));
   const r: WeightRule[] = [copyRule('embed.W_E', 'model.embed_tokens.weight', [V, D])];
   for (let l = 0; l < n_layers; l++) {
     const h = `model.layers.${l}.`;
@@ -77,7 +88,9 @@ export function llamaWeights(sd: StateDict, cfg: HookedTransformerConfig, family
       heads(`${b}W_Q`, `${h}self_attn.q_proj.weight`, H),
       heads(`${b}${kvParamName(cfg, 'W_K')}`, `${h}self_attn.k_proj.weight`, KV),
       heads(`${b}${kvParamName(cfg, 'W_V')}`, `${h}self_attn.v_proj.weight`, KV),
-      zerosRule(`${b}b_Q`, H * E), zerosRule(`${b}${kvParamName(cfg, 'b_K')}`, KV * E), zerosRule(`${b}${kvParamName(cfg, 'b_V')}`, KV * E),
+      bias(`${b}b_Q`, `${h}self_attn.q_proj.bias`, H),
+      bias(`${b}${kvParamName(cfg, 'b_K')}`, `${h}self_attn.k_proj.bias`, KV),
+      bias(`${b}${kvParamName(cfg, 'b_V')}`, `${h}self_attn.v_proj.bias`, KV),
       // o_proj.weight [d_model, (head_index d_head)] -> W_O [head_index, d_head, d_model]
       linearRule(`${b}W_O`, `${h}self_attn.o_proj.weight`, D, H * E), zerosRule(`${b}b_O`, D),
       copyRule(`blocks.${l}.ln2.w`, `${h}post_attention_layernorm.weight`, [D]),
@@ -86,11 +99,17 @@ export function llamaWeights(sd: StateDict, cfg: HookedTransformerConfig, family
       linearRule(`blocks.${l}.mlp.W_out`, `${h}mlp.down_proj.weight`, D, M),
       zerosRule(`blocks.${l}.mlp.b_in`, M), zerosRule(`blocks.${l}.mlp.b_out`, D),
     );
+    if (opts.qkNorm) r.push(copyRule(`${b}q_norm.w`, `${h}self_attn.q_norm.weight`, [E]), copyRule(`${b}k_norm.w`, `${h}self_attn.k_norm.weight`, [E]));
   }
   r.push(copyRule('ln_final.w', 'model.norm.weight', [D]));
   const head = cfg.tie_word_embeddings ? 'model.embed_tokens.weight' : firstPresent(sd, ['lm_head.weight']);
   r.push(linearRule('unembed.W_U', head, VO, D), zerosRule('unembed.b_U', VO));
-  return convertWeights(sd, cfg, r, family, `model.layers.${n_layers}.input_layernorm.weight`);
+  return r;
+}
+
+/** Llama-named checkpoints -> TransformerLens params (Llama, Mistral; others through opts). */
+export function llamaWeights(sd: StateDict, cfg: HookedTransformerConfig, family = 'Llama', opts: LlamaLikeOptions = {}): Params {
+  return convertWeights(sd, cfg, llamaRules(sd, cfg, opts), family, `model.layers.${cfg.n_layers}.input_layernorm.weight`);
 }
 
 export const llama: ArchFamily = {

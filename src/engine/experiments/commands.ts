@@ -14,10 +14,11 @@ import * as path from 'node:path';
 import { LoadedEngine } from '../engine.js';
 import type { Processing } from '../model/params.js';
 import type { Device } from '../backends/onnx/runtime.js';
-import { checkWithModel, formatDiagnostic, hasErrors, parseExperiment, readExperiment, type Diagnostic, type ResolvedExperiment } from './parse.js';
+import { EXPERIMENT_LIMITS, checkWithModel, formatDiagnostic, hasErrors, parseExperiment, readExperiment, type Diagnostic, type ResolvedExperiment } from './parse.js';
 import { runExperiment, type AnalysisResult, type ExperimentResults } from './run.js';
 import { EXPERIMENT_COPY, existingRunDir, loadParts, loadRun, partKey, prepareRunDir, readProgress, savePart, saveRun, startRun, type RunDestination, type SavedRun } from './store.js';
 import { renderReport } from './report.js';
+import { budgetBytes, budgetDiagnostics, describeEstimate, estimateExperiment } from './estimate.js';
 
 export class DiagnosticsError extends Error {
   constructor(readonly diagnostics: Diagnostic[]) {
@@ -42,6 +43,8 @@ export interface RunCommandOptions {
   device?: Device;
   offline?: boolean;
   strict?: boolean;
+  /** Memory an analysis may use, in MB (absent or 0: half the memory free when the run starts). */
+  memoryBudgetMB?: number;
   signal?: AbortSignal;
   /** Where progress and diagnostics go (default stderr). */
   log?: (line: string) => void;
@@ -58,6 +61,8 @@ export interface RunCommandResult {
 /** Whether the file is valid JSON whose top-level "kind" is "train" (mechlens run does not train). */
 function isTrainFile(file: string): boolean {
   try {
+    // Only a file the parser accepted the size of is parsed again.
+    if (fs.statSync(file).size > 4 * EXPERIMENT_LIMITS.fileChars) return false;
     const j = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown;
     return typeof j === 'object' && j !== null && (j as { kind?: unknown }).kind === 'train';
   } catch {
@@ -70,6 +75,14 @@ export async function runExperimentFile(file: string, opts: RunCommandOptions = 
   const parsed = readExperiment(file, undefined, opts.root !== undefined ? { root: opts.root } : {});
   if (isTrainFile(file)) {
     throw new Error(`${file} is a training experiment ("kind": "train"): train it with its Train lens in VS Code, or run \`node --import tsx scripts/train-experiment.ts ${file}\``);
+  }
+  if (parsed.experiment && hasErrors(parsed.diagnostics)) {
+    // Nothing runs, but the model's checks (tokens, layers, hooks) add their errors now rather
+    // than after the file's are fixed: every problem in one pass, in file order. Never downloads.
+    const all = [...parsed.diagnostics, ...(await modelChecks(parsed.experiment, opts))];
+    all.sort((a, b) => a.file.localeCompare(b.file) || a.range.start.line - b.range.start.line || a.range.start.character - b.range.start.character);
+    for (const d of all) log(formatDiagnostic(d));
+    throw new DiagnosticsError(all);
   }
   for (const d of parsed.diagnostics) log(formatDiagnostic(d));
   if (!parsed.experiment || hasErrors(parsed.diagnostics)) throw new DiagnosticsError(parsed.diagnostics);
@@ -109,6 +122,21 @@ export async function resumeRun(dir: string, opts: RunCommandOptions = {}): Prom
   return runInto(x, existingRunDir(dir), opts, log, parts);
 }
 
+/** The model-dependent errors of an experiment that will not run; none when its model is not at hand. */
+async function modelChecks(x: ResolvedExperiment, opts: RunCommandOptions): Promise<Diagnostic[]> {
+  let engine: LoadedEngine;
+  try {
+    engine = await LoadedEngine.load(opts.model ?? x.model.spec, { processing: x.model.processing, device: x.model.device, allowDownload: false, signal: opts.signal });
+  } catch {
+    return [];
+  }
+  try {
+    return checkWithModel(x, engine.model.cfg, engine.tokenizer).diagnostics;
+  } finally {
+    await engine.dispose();
+  }
+}
+
 async function runInto(x: ResolvedExperiment, dest: RunDestination, opts: RunCommandOptions, log: (l: string) => void, parts: Map<string, AnalysisResult>): Promise<RunCommandResult> {
   let engine: LoadedEngine;
   try {
@@ -125,6 +153,13 @@ async function runInto(x: ResolvedExperiment, dest: RunDestination, opts: RunCom
     const checked = checkWithModel(x, engine.model.cfg, engine.tokenizer);
     for (const d of checked.diagnostics) log(formatDiagnostic(d));
     if (hasErrors(checked.diagnostics)) throw new DiagnosticsError(checked.diagnostics);
+    // The estimate comes first: an analysis over the budget stops the run before anything is allocated.
+    const budget = budgetBytes(opts.memoryBudgetMB);
+    const est = estimateExperiment(x, engine.model.cfg, checked.tokens);
+    for (const l of describeEstimate(x, est, budget)) log(l);
+    const over = budgetDiagnostics(x, est, budget, opts.memoryBudgetMB ? '--memory-budget' : 'half the free memory; set it with --memory-budget MB');
+    for (const d of over) log(formatDiagnostic(d));
+    if (hasErrors(over)) throw new DiagnosticsError(over);
     const results = await runExperiment(x, engine.model, engine.tokenizer, checked.tokens, {
       signal: opts.signal,
       onProgress: (p) => {

@@ -16,7 +16,7 @@ export type { Diagnostic, Location } from './diagnostics.js';
 import { confinedReader, readNamedFile, type FileReader, type NamedFiles } from './files.js';
 import { parsePromptsFile, splitLines } from '../prompts/promptsFile.js';
 import type { HookedTransformerConfig } from '../model/config.js';
-import { requireHook } from '../hooks/hooks.js';
+import { allHooks, requireHook } from '../hooks/hooks.js';
 import { toSingleToken, toTokens, tokensToStrings, type Tokenizer } from '../model/tokenizer.js';
 import type { Processing } from '../model/params.js';
 import type { Device } from '../backends/onnx/runtime.js';
@@ -90,7 +90,7 @@ export const EXPERIMENT_LIMITS = {
 type Where = (p: JsonPath, atKey?: boolean) => Location;
 
 /** The size limits that need no model, each a located error naming the limit and what to do. */
-function checkSizes(spec: ExperimentFile, where: Where, err: (loc: Location, message: string, code: string) => void): void {
+function checkSizes(spec: ExperimentFile, where: Where, err: (loc: Location, message: string, code: string) => void, skip: ReadonlySet<number> = new Set()): void {
   const L = EXPERIMENT_LIMITS;
   if (spec.analyses.length > L.analyses) err(where(['analyses']), `${spec.analyses.length} analyses; an experiment may have at most ${L.analyses}: split it into several files`, 'limit');
   if (spec.groups && spec.groups.length > L.groups) err(where(['groups']), `${spec.groups.length} groups; at most ${L.groups}: split the experiment`, 'limit');
@@ -100,6 +100,7 @@ function checkSizes(spec: ExperimentFile, where: Where, err: (loc: Location, mes
   inline(spec.prompts, ['prompts']);
   spec.groups?.forEach((g, i) => inline(g.prompts, ['groups', i, 'prompts']));
   spec.analyses.forEach((a, i) => {
+    if (skip.has(i)) return;
     if (a.kind === 'ablation' && a.hooks && a.hooks.length > L.hooks) err(where(['analyses', i, 'hooks']), `${a.hooks.length} hooks; at most ${L.hooks} (a model has a few dozen per layer): list the hooks to ablate, or leave "hooks" out for every hook`, 'limit');
     if (a.kind === 'causal_trace' && a.samples !== undefined && a.samples > L.samples) err(where(['analyses', i, 'samples']), `${a.samples} noisy samples; at most ${L.samples} (ROME averages 10)`, 'limit');
     if (a.kind === 'head_scores' && a.batch !== undefined && a.batch > L.batch) err(where(['analyses', i, 'batch']), `a batch of ${a.batch} random sequences; at most ${L.batch} (10 gives stable scores)`, 'limit');
@@ -163,13 +164,24 @@ export function parseExperiment(text: string, file: string, reader?: FileReader,
 
   // A train experiment has a schema and checks of its own.
   if (isTrainRoot(root)) return resolveTrainExperiment(root, lines, absFile, named);
-  for (const p of validate(root, analysisExperimentSchema)) err(where(p.path, p.atKey), p.message, 'schema');
-  if (hasErrors(diagnostics)) return { diagnostics };
+  // Every problem of the file is reported in one pass: an analysis with a schema problem is left
+  // out of the checks below (they would only repeat it), the others are still checked, with the
+  // model too (experimentCheck). Problems outside the analyses (prompts, model, top-level keys)
+  // leave nothing sound to check further.
+  const skipped = new Set<number>();
+  let unsound = false;
+  for (const p of validate(root, analysisExperimentSchema)) {
+    err(where(p.path, p.atKey), p.message, 'schema');
+    if (p.path[0] === 'analyses' && typeof p.path[1] === 'number') skipped.add(p.path[1]);
+    else unsound = true;
+  }
+  if (unsound) return { diagnostics };
   const spec = toValue(root) as ExperimentFile;
-  checkSizes(spec, where, err);
-  if (hasErrors(diagnostics)) return { diagnostics };
+  checkSizes(spec, where, err, skipped);
+  if (diagnostics.some((d) => d.code === 'limit')) return { diagnostics };
 
   // Prompts.
+  const errorsBeforePrompts = diagnostics.filter((d) => d.severity === 'error').length;
   const groups: ResolvedGroup[] = [];
   if (spec.prompts && spec.groups) err(where(['groups'], true), 'give either "prompts" or "groups", not both', 'prompts');
   else if (!spec.prompts && !spec.groups) err(where([]), 'missing "prompts" (or "groups"): the experiment needs prompts to run on', 'prompts');
@@ -185,9 +197,10 @@ export function parseExperiment(text: string, file: string, reader?: FileReader,
       if (ps) groups.push({ name: g.name, prompts: ps, at: where(['groups', i]), ...(g.expect ? { expect: g.expect } : {}) });
     });
   }
+  const promptsSound = diagnostics.filter((d) => d.severity === 'error').length === errorsBeforePrompts;
 
   const metric = spec.metric ?? 'logit_diff';
-  const analyses: ResolvedAnalysis[] = spec.analyses.map((a, index) => ({ index, spec: a, at: where(['analyses', index]) }));
+  const analyses: ResolvedAnalysis[] = spec.analyses.map((a, index) => ({ index, spec: a, at: where(['analyses', index]) })).filter((a) => !skipped.has(a.index));
   for (const a of analyses) {
     const kindAt = where(['analyses', a.index, 'kind']);
     for (const g of groups) {
@@ -215,7 +228,9 @@ export function parseExperiment(text: string, file: string, reader?: FileReader,
       err(where(['analyses', a.index, 'subject']), 'subject [start, end) must have start < end', 'range');
     }
   }
-  if (hasErrors(diagnostics)) return { diagnostics };
+  // With errors the experiment is still returned (never run: callers check hasErrors) so that the
+  // model's checks can add theirs in the same pass; not when its prompts could not be read.
+  if (!promptsSound) return { diagnostics };
 
   const m = typeof spec.model === 'string' ? { name: spec.model } : spec.model;
   const local = path.resolve(dir, m.name);
@@ -448,7 +463,10 @@ export function checkWithModel(x: ResolvedExperiment, cfg: HookedTransformerConf
           if (s.receivers.every((h) => parseHead(h)!.layer === 0)) err(at('receivers'), 'receivers in layer 0 have no earlier sender heads', 'range');
         }
         break;
-      case 'ablation':
+      case 'ablation': {
+        // More hooks than the model has hook points means some are listed twice (or are unknown).
+        const have = allHooks(cfg).length;
+        if (s.hooks && s.hooks.length > have) err(at('hooks'), `${s.hooks.length} hooks listed, but ${name} has ${have} hook points: list each hook once, or leave "hooks" out for every hook`, 'range');
         s.hooks?.forEach((h, i) => {
           try {
             requireHook(h, cfg);
@@ -457,6 +475,7 @@ export function checkWithModel(x: ResolvedExperiment, cfg: HookedTransformerConf
           }
         });
         break;
+      }
       case 'head_scores': {
         const len = 2 * (s.seqLen ?? 50) + (s.prependBos ? 1 : 0);
         if (len > cfg.n_ctx) err(at('seqLen'), `2 x seqLen${s.prependBos ? ' + 1' : ''} = ${len} tokens exceeds ${name}'s context of ${cfg.n_ctx}`, 'range');
@@ -508,6 +527,11 @@ export function findSubject(tok: Tokenizer, row: readonly number[], subject: str
 export function readExperiment(file: string, reader?: FileReader, opts: ParseOptions = {}): ParseResult {
   let text: string | null;
   try {
+    // A file far past the limit is refused before it is read (a character is at most 4 bytes of UTF-8).
+    const bytes = reader ? 0 : fs.statSync(path.resolve(file)).size;
+    if (bytes > 4 * EXPERIMENT_LIMITS.fileChars) {
+      return { diagnostics: [{ file: path.resolve(file), range: ZERO, severity: 'error', message: `the experiment file has ${bytes} bytes; the limit is ${EXPERIMENT_LIMITS.fileChars} characters: put long prompt lists in a .prompts file and split the experiment`, code: 'limit' }] };
+    }
     text = reader ? (reader.read(path.resolve(file)) as string | null) : fs.readFileSync(path.resolve(file), 'utf8');
   } catch {
     text = null;

@@ -32,10 +32,12 @@ const MISSING: RGB = [200, 200, 200];
  * Colour of `value` over [-zmax, zmax] (diverging), or over [0, zmax] on the red half
  * (sequential: attention probabilities, scores), as the panels' heatmaps draw them.
  */
-export function divergingColor(value: number | null, zmax: number, scale: 'diverging' | 'sequential' = 'diverging'): string {
+export function divergingColor(value: number | null, zmax: number, scale: 'diverging' | 'sequential' = 'diverging', zmin = 0): string {
   if (value === null || !Number.isFinite(value)) return rgb(MISSING);
   const lo = scale === 'sequential' ? 0 : -1;
-  const t = zmax > 0 && Number.isFinite(zmax) ? Math.max(lo, Math.min(1, value / zmax)) : 0;
+  // A sequential scale with a floor (causal tracing's noised baseline) maps [zmin, zmax] to [0, 1].
+  const floor = scale === 'sequential' && Number.isFinite(zmin) && zmin < zmax ? zmin : 0;
+  const t = zmax - floor > 0 && Number.isFinite(zmax) ? Math.max(lo, Math.min(1, (value - floor) / (zmax - floor))) : 0;
   for (let i = 1; i < DIVERGING_STOPS.length; i++) {
     const [t1, c1] = DIVERGING_STOPS[i]!;
     if (t > t1) continue;
@@ -73,10 +75,12 @@ export function heatmapSvg(h: HeatmapData, scale: 'diverging' | 'sequential' = '
   const nC = nR > 0 ? h.values[0]!.length : 0;
   let zmax = zmaxOverride ?? h.zmax ?? 0;
   if (!(zmax > 0)) zmax = maxAbs(h.values.flat());
+  const zmin = scale === 'sequential' && h.zmin !== undefined && Number.isFinite(h.zmin) && h.zmin < zmax ? h.zmin : 0;
   const maxRowLabel = Math.min(28, Math.max(1, ...h.rowLabels.map((l) => l.length)));
   const maxColLabel = Math.min(24, Math.max(1, ...h.colLabels.map((l) => l.length)));
   const cellW = Math.max(0.25, Math.min(36, 860 / Math.max(1, nC)));
-  const cellH = nR === 1 ? 26 : Math.max(2, Math.min(28, cellW, 600 / Math.max(1, nR)));
+  // Tall enough for the rotated row-axis title ("sender layer" on a two-row strip was clipped).
+  const cellH = Math.max(nR === 1 ? 26 : Math.max(2, Math.min(28, cellW, 600 / Math.max(1, nR))), (h.rowAxis.length * CHAR_W + 8) / Math.max(1, nR));
   const left = 24 + maxRowLabel * CHAR_W + 8;
   const top = 8;
   const plotW = cellW * nC;
@@ -93,7 +97,7 @@ export function heatmapSvg(h: HeatmapData, scale: 'diverging' | 'sequential' = '
     for (let c = 0; c < nC; c++) {
       const v = h.values[r]![c] ?? null;
       const tip = `${h.rowAxis} ${h.rowLabels[r] ?? r}, ${h.colAxis} ${h.colLabels[c] ?? c}: ${h.valueLabel} = ${fmt(v, 5)}`;
-      parts.push(`<rect x="${(left + c * cellW).toFixed(2)}" y="${(top + r * cellH).toFixed(2)}" width="${(cellW + 0.02).toFixed(2)}" height="${(cellH + 0.02).toFixed(2)}" fill="${divergingColor(v, zmax, scale)}"><title>${escapeHtml(tip)}</title></rect>`);
+      parts.push(`<rect x="${(left + c * cellW).toFixed(2)}" y="${(top + r * cellH).toFixed(2)}" width="${(cellW + 0.02).toFixed(2)}" height="${(cellH + 0.02).toFixed(2)}" fill="${divergingColor(v, zmax, scale, zmin)}"><title>${escapeHtml(tip)}</title></rect>`);
     }
   }
   parts.push(`<rect x="${left}" y="${top}" width="${plotW.toFixed(2)}" height="${plotH.toFixed(2)}" fill="none" stroke="#999" stroke-width="0.5"/>`);
@@ -117,12 +121,12 @@ export function heatmapSvg(h: HeatmapData, scale: 'diverging' | 'sequential' = '
   parts.push(`<text transform="translate(12,${(top + plotH / 2).toFixed(1)}) rotate(-90)" text-anchor="middle" font-weight="600">${escapeHtml(h.rowAxis)}</text>`);
   // Colour bar: zmax at the top, -zmax (0 for sequential) at the bottom.
   const barH = Math.max(60, Math.min(plotH, 200));
-  const lo = scale === 'sequential' ? 0 : -zmax;
+  const lo = scale === 'sequential' ? zmin : -zmax;
   for (let i = 0; i < 40; i++) {
     const v = zmax - ((zmax - lo) * (i + 0.5)) / 40;
-    parts.push(`<rect x="${barX}" y="${(top + (i * barH) / 40).toFixed(2)}" width="12" height="${(barH / 40 + 0.05).toFixed(2)}" fill="${divergingColor(v, zmax, scale)}"/>`);
+    parts.push(`<rect x="${barX}" y="${(top + (i * barH) / 40).toFixed(2)}" width="12" height="${(barH / 40 + 0.05).toFixed(2)}" fill="${divergingColor(v, zmax, scale, zmin)}"/>`);
   }
-  const ticks: [number, number][] = scale === 'sequential' ? [[zmax, top], [0, top + barH]] : [[zmax, top], [0, top + barH / 2], [-zmax, top + barH]];
+  const ticks: [number, number][] = scale === 'sequential' ? [[zmax, top], [zmin, top + barH]] : [[zmax, top], [0, top + barH / 2], [-zmax, top + barH]];
   for (const [v, y] of ticks) {
     parts.push(`<text x="${barX + 16}" y="${(y + FONT * 0.35).toFixed(1)}">${escapeHtml(fmt(v, 3))}</text>`);
   }
@@ -213,14 +217,14 @@ export function blockHtml(b: ExperimentBlock): string {
   switch (b.type) {
     case 'heatmap': return figure(b.data.title, heatmapSvg(b.data, b.scale ?? 'diverging'));
     case 'compare': {
-      const z = maxAbs([...b.exact.values.flat(), ...b.estimate.values.flat()]);
-      return `<div class="compare"><p class="muted">correlation ${fmt(b.correlation, 4)}, largest difference ${fmt(b.maxAbsDiff, 4)} (same colour range)</p>${figure(b.exact.title, heatmapSvg(b.exact, 'diverging', z))}${figure(b.estimate.title, heatmapSvg(b.estimate, 'diverging', z))}</div>`;
+      // Each map over its own range (the colour bars print them), as the panel shows by default.
+      return `<div class="compare"><p class="muted">correlation ${fmt(b.correlation, 4)}, largest difference ${fmt(b.maxAbsDiff, 4)} (each map over its own colour range)</p>${figure(b.exact.title, heatmapSvg(b.exact, 'diverging'))}${figure(b.estimate.title, heatmapSvg(b.estimate, 'diverging'))}</div>`;
     }
     case 'bars': return figure(b.title, chartSvg('bars', b.labels, b.values, '', b.valueLabel));
     case 'line': return figure(b.title, chartSvg('line', b.labels, b.values, b.xAxis, b.yAxis, b.reference));
     case 'topk': {
-      const head = `${b.title}${b.answer ? ` — answer ${JSON.stringify(b.answer.str)}: rank ${b.answer.rank}, logit ${fmt(b.answer.logit, 4)}, prob ${fmt(100 * b.answer.prob, 4)}%` : ''}`;
-      return `<p class="mono">${b.strTokens.map((t) => `<span class="tok">${escapeHtml(t)}</span>`).join('')}</p>${tableHtml(head, ['rank', 'token', 'logit', 'prob'], b.entries.map((e, k) => [k, JSON.stringify(e.str), e.logit, e.prob]))}`;
+      const head = `${b.title}${b.answer ? ` — answer ${JSON.stringify(b.answer.str)}: rank ${b.answer.rank}, logit ${fmt(b.answer.logit, 4)}, probability ${fmt(100 * b.answer.prob, 4)}%` : ''}`;
+      return `<p class="mono">${b.strTokens.map((t) => `<span class="tok">${escapeHtml(t)}</span>`).join('')}</p>${tableHtml(head, ['rank', 'token', 'logit', 'probability'], b.entries.map((e, k) => [k, JSON.stringify(e.str), e.logit, `${fmt(100 * e.prob, 4)}%`]))}`;
     }
     case 'table': return tableHtml(b.title, b.columns, b.rows);
     case 'tokens': {

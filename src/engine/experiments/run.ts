@@ -171,8 +171,13 @@ export async function runExperiment(x: ResolvedExperiment, model: HookedTransfor
     if (gt.answers && gt.answers.every((a) => a[0] >= 0)) {
       const base = x.metric === 'logit_diff' ? (gt.answers.every((a) => a[1] >= 0) ? logitDiffMetric(gt.answers) : null) : answerProbMetric(gt.answers.map((a) => a[0]), { log: x.metric === 'answer_logprob' });
       if (base) {
-        ctx.clean = base(await model.forward(gt.clean));
-        if (gt.corrupted) ctx.corrupted = base(await model.forward(gt.corrupted));
+        try {
+          ctx.clean = await metricOf(model, gt.clean, base, opts.signal);
+          if (gt.corrupted) ctx.corrupted = await metricOf(model, gt.corrupted, base, opts.signal);
+        } catch (e) {
+          if (opts.signal?.aborted) return { results, cancelled: true, elapsedMs: performance.now() - t0 };
+          throw e;
+        }
         const odd = ([['clean', ctx.clean], ['corrupted', ctx.corrupted]] as const).filter(([, v]) => v !== undefined && !Number.isFinite(v));
         if (odd.length) ctx.nonFinite = `the ${odd.map(([k, v]) => `${k} metric is ${v}`).join(' and the ')}: the model's outputs are not finite numbers${opts.warnings?.length ? ' (see the warning about its weights)' : ''}, so values computed from them show as n/a`;
         ctx.unnormalised = x.normalize && ctx.corrupted !== undefined ? (normalizationUndefined(ctx.clean, ctx.corrupted) ?? undefined) : undefined;
@@ -197,6 +202,9 @@ export async function runExperiment(x: ResolvedExperiment, model: HookedTransfor
       try {
         await runAnalysis(a, res, ctx, x, model, tok, { signal: opts.signal, onProgress: progress });
       } catch (e) {
+        // An analysis that stops on the signal without a partial result (head scores, circuits):
+        // the run is cancelled with the analyses finished before it.
+        if (!(e instanceof SweepAbortedError) && opts.signal?.aborted) return { results, cancelled: true, elapsedMs: performance.now() - t0 };
         if (!(e instanceof SweepAbortedError)) throw e;
         res.partial = true;
         fillFromPartial(res, e.partial, ctx, model);
@@ -221,6 +229,35 @@ export async function runExperiment(x: ResolvedExperiment, model: HookedTransfor
     }
   }
   return { results, cancelled: false, elapsedMs: performance.now() - t0, ...(opts.warnings?.length ? { warnings: [...opts.warnings] } : {}) };
+}
+
+/** Token positions per run of metricOf (as a sweep's runs hold). */
+const METRIC_POSITIONS = 4096;
+
+/**
+ * The metric of a group's prompts: with a last-position reader, the prompts run a bounded number
+ * at a time (the signal checked between runs) and only the last position's logits of the
+ * metric's tokens are kept, [batch, K]; otherwise one forward pass of every prompt.
+ */
+async function metricOf(model: HookedTransformer, tokens: number[][], metric: Metric, signal?: AbortSignal): Promise<number> {
+  const lp = metric.lastPosition;
+  if (!lp) return metric(await model.forward(tokens));
+  const per = Math.max(1, Math.floor(METRIC_POSITIONS / Math.max(1, tokens[0]!.length)));
+  const parts: Float32Array[] = [];
+  let K = 0;
+  for (let b0 = 0; b0 < tokens.length; b0 += per) {
+    signal?.throwIfAborted();
+    const logits = (await model.run(tokens.slice(b0, b0 + per), { names: [], lastPositionOnly: true, vocab: lp.vocab ?? undefined })).logits!; // [rows, 1, K]
+    K = logits.dims[2]!;
+    parts.push(logits.data);
+  }
+  const last = new Float32Array(tokens.length * K);
+  let at = 0;
+  for (const p of parts) {
+    last.set(p, at);
+    at += p.length;
+  }
+  return lp.score(f32([tokens.length, K], last));
 }
 
 function metricLabel(x: ResolvedExperiment, ctx: GroupContext): string {
@@ -381,7 +418,7 @@ async function runAnalysis(
       return;
     }
     case 'attention': {
-      const pats = await attentionPatterns(model, gt.clean); // [layer, head, q, k]
+      const pats = await attentionPatterns(model, gt.clean, sweepOpts); // [layer, head, q, k]
       let heads: { layer: number; head: number }[];
       if (Array.isArray(s.heads)) heads = s.heads.map((h) => parseHead(h)!);
       else {
@@ -401,7 +438,7 @@ async function runAnalysis(
       return;
     }
     case 'head_scores': {
-      const r = await repeatedTokenHeadScores(model, { seqLen: s.seqLen, batch: s.batch, seed: s.seed, prependBos: s.prependBos, tokenRange: s.tokenRange, errorMeasure: s.errorMeasure, excludeBos: s.excludeBos, excludeCurrentToken: s.excludeCurrentToken });
+      const r = await repeatedTokenHeadScores(model, { seqLen: s.seqLen, batch: s.batch, seed: s.seed, prependBos: s.prependBos, tokenRange: s.tokenRange, errorMeasure: s.errorMeasure, excludeBos: s.excludeBos, excludeCurrentToken: s.excludeCurrentToken, ...sweepOpts });
       const hm = (t: string, v: number[][]) => heatmap(`${title}: ${t}`, 'layer', 'head', range(L).map(String), range(H).map(String), v, 'score');
       res.data = { seqLen: r.seqLen, inductionStripe: r.inductionStripe, detector: r.detector, lossByPosition: r.lossByPosition };
       res.blocks = [
@@ -414,7 +451,7 @@ async function runAnalysis(
       return;
     }
     case 'detect_heads': {
-      const v = await detectHeads(model, gt.clean, s.pattern, { errorMeasure: s.errorMeasure, excludeBos: s.excludeBos, excludeCurrentToken: s.excludeCurrentToken });
+      const v = await detectHeads(model, gt.clean, s.pattern, { errorMeasure: s.errorMeasure, excludeBos: s.excludeBos, excludeCurrentToken: s.excludeCurrentToken, ...sweepOpts });
       res.data = { pattern: s.pattern, values: v };
       res.blocks = [heat(heatmap(`${title}: ${s.pattern}`, 'layer', 'head', range(L).map(String), range(H).map(String), v, 'score'), 'sequential')];
       return;
@@ -424,7 +461,9 @@ async function runAnalysis(
       const ids = [...new Set(row)];
       const labels = tokensToStrings(tok, ids).map((t) => JSON.stringify(t));
       const data: Record<string, unknown>[] = [];
-      for (const hs of s.heads) {
+      for (const [k, hs] of s.heads.entries()) {
+        sweepOpts.signal?.throwIfAborted();
+        sweepOpts.onProgress(k, s.heads.length);
         const { layer, head } = parseHead(hs)!;
         const qk = await fullQkCircuit(model, layer, head);
         const ov = await fullOvCircuit(model, layer, head);
@@ -442,13 +481,13 @@ async function runAnalysis(
       return;
     }
     case 'copying_scores': {
-      const v = await ovCopyingScores(model);
+      const v = await ovCopyingScores(model, sweepOpts);
       res.data = { values: v };
       res.blocks = [heat(heatmap(title, 'layer', 'head', range(L).map(String), range(H).map(String), v, 'copying score'))];
       return;
     }
     case 'composition': {
-      const t = await compositionScores(model, s.mode);
+      const t = await compositionScores(model, s.mode, sweepOpts);
       const names = headLabels(L, H);
       res.blocks = [heat(heatmap(`${title}: ${s.mode}-composition`, 'earlier head (OV)', `later head (${s.mode === 'V' ? 'OV' : s.mode === 'Q' ? 'QK' : 'QKᵀ'})`, names, names, rows2d(t.data, L * H, L * H), 'composition score'), 'sequential')];
       res.data = { mode: s.mode, axes: ['layer', 'head', 'layer', 'head'], shape: t.dims };
@@ -531,7 +570,11 @@ async function runAnalysis(
       // "restoring <what>": one layer's residual stream, or a window of layers' MLP / attention outputs.
       const names: Record<string, string> = { resid: "one layer's residual stream", mlp: `MLP outputs over a ${r.window}-layer window`, attn: `attention outputs over a ${r.window}-layer window` };
       for (const [k, table] of Object.entries(r.scores)) {
-        res.blocks.push(heat(heatmap(`${title}: restoring ${names[k]} (p(${JSON.stringify(ans)}): clean ${r.highScore.toFixed(4)}, noised ${r.lowScore.toFixed(4)})`, 'token', 'layer', labels, range(L).map(String), table!, `p(${ans})`), 'sequential'));
+        // The colour starts at the noised run's probability (what restoring nothing gives), as in
+        // ROME's figures, and tops out at the clean run's (or the largest restored value).
+        const top = Math.max(r.highScore, ...table!.flat().filter(Number.isFinite));
+        const data = heatmap(`${title}: restoring ${names[k]} (p(${JSON.stringify(ans)}): clean ${r.highScore.toFixed(4)}, noised ${r.lowScore.toFixed(4)})`, 'token', 'layer', labels, range(L).map(String), table!, `p(${ans})`);
+        res.blocks.push(heat(Number.isFinite(r.lowScore) && r.lowScore < top ? { ...data, zmin: r.lowScore, zmax: top } : data, 'sequential'));
       }
       return;
     }

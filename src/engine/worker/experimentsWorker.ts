@@ -16,6 +16,7 @@ import { EngineNotifications, EngineRequests, type ExperimentCheckResult, type E
 import { LoadedEngine } from '../engine.js';
 import { hfCacheSnapshot, hfRepoCacheDir, isHfModelId } from '../model/load.js';
 import { isBuiltin } from '../model/builtin.js';
+import { budgetBytes, budgetDiagnostics, describeEstimate, estimateExperiment, formatBytes } from '../experiments/estimate.js';
 import { checkWithModel, hasErrors, parseExperiment, readExperiment, type Diagnostic, type ParseResult, type ResolvedExperiment } from '../experiments/parse.js';
 import { runExperiment, type AnalysisResult } from '../experiments/run.js';
 import { EXPERIMENT_COPY, existingRunDir, loadParts, partKey, prepareRunDir, readProgress, savePart, saveRun, startRun, toJson } from '../experiments/store.js';
@@ -166,7 +167,8 @@ export function registerExperimentHandlers(rpc: RpcEndpoint, main: MainEngine): 
     const parsed = parse(p.file, p.text, p.root);
     const diagnostics = parsed.diagnostics.map(plain);
     const x = parsed.experiment;
-    if (!x || hasErrors(parsed.diagnostics)) return { diagnostics, modelChecked: false };
+    // A file with errors elsewhere is still checked against the model (every error in one pass).
+    if (!x) return { diagnostics, modelChecked: false };
     const model = { name: x.model.name, spec: x.model.spec, processing: x.model.processing };
     if (!p.withModel) return { diagnostics, model, modelChecked: false };
     // Checking never downloads (it runs on every open and edit): a model that is not here yet is
@@ -208,6 +210,17 @@ export function registerExperimentHandlers(rpc: RpcEndpoint, main: MainEngine): 
       const parts = prog ? loadParts(p.resume!) : new Map<string, AnalysisResult>();
       const diagnostics = parsed.diagnostics.map(plain);
       const x = parsed.experiment;
+      if (x && hasErrors(parsed.diagnostics) && availableOffline(x.model.spec).ok) {
+        // Nothing runs; the model's checks add their errors so that the answer lists them all.
+        try {
+          await engines.use(x, { allowDownload: false, signal: ctx.signal }, async (e) => {
+            diagnostics.push(...checkWithModel(x, e.model.cfg, e.tokenizer).diagnostics.map(plain));
+          });
+        } catch (e) {
+          if (ctx.signal.aborted) throw e;
+        }
+        return { diagnostics };
+      }
       if (!x || hasErrors(parsed.diagnostics)) return { diagnostics };
       const bad = (p.only ?? []).filter((i) => !Number.isInteger(i) || i < 0 || i >= x.analyses.length);
       if (bad.length) throw new Error(`analysis ${bad.join(', ')} does not exist: the file has ${x.analyses.length} analyses (0-based)`);
@@ -230,12 +243,20 @@ export function registerExperimentHandlers(rpc: RpcEndpoint, main: MainEngine): 
             const keep = new Set(p.only);
             x.analyses = x.analyses.filter((a) => keep.has(a.index));
           }
+          // The estimate comes first (shown in the progress notification); an analysis over the
+          // budget stops the run before anything is allocated, with an error at that analysis.
+          const budget = budgetBytes(p.memoryBudgetMB);
+          const est = estimateExperiment(x, engine.model.cfg, checked.tokens);
+          const over = budgetDiagnostics(x, est, budget, p.memoryBudgetMB ? 'the setting mechlens.memoryBudgetMB' : 'half the free memory; set it with mechlens.memoryBudgetMB');
+          if (hasErrors(over)) return { diagnostics: [...diagnostics, ...over.map(plain)] };
+          report(describeEstimate(x, est, budget)[0]!, 0, x.groups.length * x.analyses.length);
+          const estimate = `estimate ~${formatBytes(est.peakBytes)}, ${est.forwards} forward passes`;
           const total = x.groups.length * x.analyses.length;
           const results = await runExperiment(x, engine.model, engine.tokenizer, checked.tokens, {
             signal: ctx.signal,
             onProgress: (pr) => {
               const within = pr.phase === 'progress' ? (pr.fraction ?? 0) : 0;
-              report(`${Math.min(pr.done + 1, total)}/${total} ${pr.message}`, pr.done, total, total > 0 ? (pr.done + within) / total : undefined);
+              report(`${Math.min(pr.done + 1, total)}/${total} ${pr.message} (${estimate})`, pr.done, total, total > 0 ? (pr.done + within) / total : undefined);
             },
             // Each finished analysis is on disk at once: if the engine dies, the run can be resumed.
             onResult: (g, r) => savePart(dest.dir, g, r),

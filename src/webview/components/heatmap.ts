@@ -25,6 +25,7 @@ import {
   paintHeatmap,
   rasterize,
   resolveZmax,
+  resolveZmin,
 } from './heatmapCore.js';
 
 /**
@@ -55,6 +56,11 @@ export interface HeatmapProps {
   valueFormat?: 'number' | 'percent';
   /** Export file name stem. Default slug(data.title). */
   fileStem?: string;
+  /**
+   * What the figure is of (the model, the prompt or group), added to the title of exported
+   * figures so that a PNG in a paper draft still says where it came from.
+   */
+  context?: string;
   /** Click / Enter on a cell. */
   onCellClick?: (row: number, col: number) => void;
   /** The toolbar's "Values" toggle changed (to persist it). */
@@ -120,6 +126,7 @@ class CanvasPainter implements Painter {
     private readonly zmax: number,
     private readonly scale: ScaleKind,
     private readonly dpr: number,
+    private readonly zmin = 0,
   ) {}
   rect(x: number, y: number, w: number, hh: number, fill: string): void {
     this.ctx.fillStyle = fill;
@@ -162,7 +169,7 @@ class CanvasPainter implements Painter {
     const octx = context2d(off);
     if (!octx) return;
     const img = octx.createImageData(w, hh);
-    img.data.set(rasterize(this.values, L.nRows, L.nCols, w, hh, this.lut, this.zmax, this.scale));
+    img.data.set(rasterize(this.values, L.nRows, L.nCols, w, hh, this.lut, this.zmax, this.scale, this.zmin));
     octx.putImageData(img, 0, 0);
     this.ctx.imageSmoothingEnabled = false;
     this.ctx.drawImage(off, L.plot.x, L.plot.y, L.plot.w, L.plot.h);
@@ -186,6 +193,7 @@ export class Heatmap {
   private readonly tooltip: Tooltip;
   private readonly status: HTMLSpanElement;
   private readonly zmax: number;
+  private readonly zmin: number;
   private width = 0;
   private readonly titleInToolbar: boolean;
   /** The "Values" toggle; hidden while cells are too small to print numbers in. */
@@ -197,6 +205,7 @@ export class Heatmap {
     const doc = env.doc;
     this.props = props;
     this.zmax = resolveZmax(props.data);
+    this.zmin = (props.scale ?? 'diverging') === 'sequential' ? resolveZmin(props.data, this.zmax) : 0;
     this.disposables = env.disposables ?? new Disposables();
     const d = props.data;
     this.canvas = h(doc, 'canvas', {
@@ -204,6 +213,9 @@ export class Heatmap {
       tabindex: 0,
       role: 'img',
       'aria-label': `${d.title}: ${d.values.length} ${d.rowAxis} × ${d.values[0]?.length ?? 0} ${d.colAxis}, ${d.valueLabel}. Arrow keys move between cells.`,
+      // The colour range drawn (the colour bar's ends), for tests and assistive tools.
+      'data-zmin': String((props.scale ?? 'diverging') === 'sequential' ? this.zmin : -this.zmax),
+      'data-zmax': String(this.zmax),
     });
     this.cursor = h(doc, 'div', { class: 'ml-heatmap-cursor' });
     this.cursor.hidden = true;
@@ -282,9 +294,9 @@ export class Heatmap {
     return bar;
   }
 
-  private layoutFor(width: number, theme: ChartTheme, measure: Measure, withTitle: boolean): HeatmapLayout {
+  private layoutFor(width: number, theme: ChartTheme, measure: Measure, withTitle: boolean, forExport = false): HeatmapLayout {
     const p = this.props;
-    const d = p.data;
+    const d = forExport ? { ...p.data, title: this.exportTitle() } : p.data;
     return computeLayout({
       nRows: d.values.length,
       nCols: d.values[0]?.length ?? 0,
@@ -299,10 +311,12 @@ export class Heatmap {
       measure,
       scale: p.scale ?? 'diverging',
       zmax: this.zmax,
+      zmin: this.zmin,
       square: p.square ?? false,
       maxCell: p.maxCell ?? 44,
       maxPlotHeight: p.maxPlotHeight ?? 560,
       minRowHeight: 14,
+      minCell: 12,
     });
   }
 
@@ -329,11 +343,12 @@ export class Heatmap {
     ctx.clearRect(0, 0, L.width, L.height);
     const p = this.props;
     const scale = p.scale ?? 'diverging';
-    const painter = new CanvasPainter(ctx, this.env.doc, p.data.values, makeLut(theme.palette), this.zmax, scale, dpr);
+    const painter = new CanvasPainter(ctx, this.env.doc, p.data.values, makeLut(theme.palette), this.zmax, scale, dpr, this.zmin);
     paintHeatmap(painter, L, {
       theme,
       scale,
       zmax: this.zmax,
+      zmin: this.zmin,
       rowAxis: p.data.rowAxis,
       colAxis: p.data.colAxis,
       valueLabel: p.data.valueLabel,
@@ -348,7 +363,7 @@ export class Heatmap {
   /** The figure in the paper theme at 2× as base64 PNG (throws where there is no canvas). */
   toPngBase64(): string {
     const canvas = this.env.doc.createElement('canvas');
-    const L = this.layoutFor(this.width || 800, PAPER_THEME, canvasMeasure(this.env.doc, PAPER_THEME), true);
+    const L = this.layoutFor(this.width || 800, PAPER_THEME, canvasMeasure(this.env.doc, PAPER_THEME), true, true);
     if (!this.paintInto(canvas, L, PAPER_THEME, 2, true)) throw new Error('no canvas available');
     const url = canvas.toDataURL('image/png');
     const comma = url.indexOf(',');
@@ -356,10 +371,16 @@ export class Heatmap {
     return url.slice(comma + 1);
   }
 
+  /** The title exports draw: the figure's, then what it is of. */
+  exportTitle(): string {
+    const c = this.props.context?.trim();
+    return c ? `${this.props.data.title} — ${c}` : this.props.data.title;
+  }
+
   toSvg(): string {
     const p = this.props;
     return heatmapToSvg(
-      { ...p.data, rowLabels: p.data.rowLabels.map(displayLabel), colLabels: p.data.colLabels.map(displayLabel), title: (p.showTitle ?? true) ? p.data.title : '' },
+      { ...p.data, rowLabels: p.data.rowLabels.map(displayLabel), colLabels: p.data.colLabels.map(displayLabel), title: (p.showTitle ?? true) ? this.exportTitle() : '' },
       { scale: p.scale ?? 'diverging', width: this.width || 800, square: p.square ?? false, annotate: p.annotate ?? false, selected: p.selected ?? null },
     );
   }

@@ -48,6 +48,8 @@ export interface LayoutInput {
   scale: ScaleKind;
   /** Resolved colour range (see resolveZmax). */
   zmax: number;
+  /** Sequential scales: the colour floor (see resolveZmin); 0 otherwise. */
+  zmin?: number;
   /** Square cells (attention patterns); otherwise rows are at least minRowHeight tall. */
   square: boolean;
   /** Largest cell side in CSS px. */
@@ -55,7 +57,16 @@ export interface LayoutInput {
   /** Rows shrink (below one pixel if need be: cells are then binned) past this plot height. */
   maxPlotHeight: number;
   minRowHeight: number;
+  /**
+   * Smallest cell width in CSS px for axes of at most MIN_CELL_MAX_COLS columns (tokens, layers,
+   * heads): below it the figure grows wider than `width` and its box scrolls sideways. Longer
+   * axes (neurons) bin instead. 0: cells may shrink to fit.
+   */
+  minCell?: number;
 }
+
+/** Axes longer than this bin their cells rather than scroll (3072 neurons would be metres wide). */
+export const MIN_CELL_MAX_COLS = 256;
 
 export interface Tick {
   value: number;
@@ -89,6 +100,12 @@ export interface HeatmapLayout {
   ticks: Tick[];
   /** Centre of the rotated value label next to the colour bar. */
   valueLabelPos: { x: number; y: number };
+}
+
+/** A sequential scale's floor: data.zmin when it is finite and below the range's top, else 0. */
+export function resolveZmin(data: Pick<HeatmapData, 'zmin'>, zmax: number): number {
+  const z = data.zmin;
+  return z !== undefined && Number.isFinite(z) && z < zmax ? z : 0;
 }
 
 /** The colour range: data.zmax when given (> 0), else max |value| (max value for sequential); 1 for an all-zero map. */
@@ -131,7 +148,7 @@ export function computeLayout(inp: LayoutInput): HeatmapLayout {
   const maxRowW = rowLabels.reduce((a, l) => Math.max(a, m(l)), 0);
   const maxColW = colLabels.reduce((a, l) => Math.max(a, m(l)), 0);
 
-  const zlo = inp.scale === 'sequential' ? 0 : -inp.zmax;
+  const zlo = inp.scale === 'sequential' ? (inp.zmin ?? 0) : -inp.zmax;
   const zhi = inp.zmax;
   const tickValues = niceTicks(zlo, zhi, inp.scale === 'sequential' ? 5 : 5);
   const tickStep = tickValues.length > 1 ? (tickValues[1] ?? 0) - (tickValues[0] ?? 0) : Math.abs(zhi - zlo);
@@ -143,6 +160,7 @@ export function computeLayout(inp: LayoutInput): HeatmapLayout {
   const fit = (l: number) => {
     const availW = Math.max(40, inp.width - l - right);
     let cellW = nCols > 0 ? Math.min(inp.maxCell, availW / nCols) : 0;
+    if (!inp.square && inp.minCell && nCols <= MIN_CELL_MAX_COLS) cellW = Math.max(cellW, inp.minCell);
     let cellH: number;
     if (inp.square) {
       cellH = cellW;
@@ -153,6 +171,10 @@ export function computeLayout(inp: LayoutInput): HeatmapLayout {
     } else {
       cellH = Math.min(inp.maxCell, Math.max(cellW, inp.minRowHeight));
       if (nRows * cellH > inp.maxPlotHeight && nRows > 0) cellH = inp.maxPlotHeight / nRows;
+      // The row axis title is drawn rotated along the plot: a strip of one or two rows grows tall
+      // enough to hold it whole (it was clipped to "sender laye").
+      const titleH = m(inp.rowAxis) + 8;
+      if (nRows > 0 && nRows * cellH < titleH) cellH = titleH / nRows;
     }
     return { cellW, cellH, plan: planColumnLabels(maxColW, cellW, lineH) };
   };
@@ -282,7 +304,7 @@ export function hitTest(layout: HeatmapLayout, values: readonly (readonly number
  * as the matrix; otherwise each pixel shows its bin's largest-|value| cell, so a single strong
  * neuron among 3072 stays visible instead of being skipped by nearest-neighbour sampling).
  */
-export function rasterize(values: readonly (readonly number[])[], nRows: number, nCols: number, imgW: number, imgH: number, lut: ColorLut, zmax: number, scale: ScaleKind): Uint8ClampedArray {
+export function rasterize(values: readonly (readonly number[])[], nRows: number, nCols: number, imgW: number, imgH: number, lut: ColorLut, zmax: number, scale: ScaleKind, zmin = 0): Uint8ClampedArray {
   const out = new Uint8ClampedArray(imgW * imgH * 4);
   const missing = lut.missing;
   const direct = imgW === nCols && imgH === nRows;
@@ -296,7 +318,7 @@ export function rasterize(values: readonly (readonly number[])[], nRows: number,
         v = representative(values, r0, r1, c0, c1).value;
       }
       const o = (by * imgW + bx) * 4;
-      const t = scaleT(v, zmax, scale);
+      const t = scaleT(v, zmax, scale, zmin);
       if (Number.isNaN(t)) {
         out[o] = missing[0];
         out[o + 1] = missing[1];
@@ -343,6 +365,8 @@ export interface PaintOptions {
   theme: ChartTheme;
   scale: ScaleKind;
   zmax: number;
+  /** Sequential scales: the colour floor. */
+  zmin?: number;
   rowAxis: string;
   colAxis: string;
   valueLabel: string;
@@ -433,7 +457,7 @@ function annotateCells(p: Painter, L: HeatmapLayout, o: PaintOptions): void {
     for (let c = 0; c < L.nCols; c++) {
       const v = o.values[r]?.[c];
       if (v === undefined || Number.isNaN(v)) continue;
-      const bg = valueColor(v, o.zmax, o.theme.palette, o.scale);
+      const bg = valueColor(v, o.zmax, o.theme.palette, o.scale, o.zmin ?? 0);
       const label = formatFixed(v, decimals);
       if ([...label].length > maxChars) continue;
       p.text(label, L.plot.x + (c + 0.5) * L.cellW, L.plot.y + (r + 0.5) * L.cellH, { fill: textOn(bg), size, family: o.theme.font, align: 'middle' });

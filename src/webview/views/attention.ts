@@ -94,6 +94,7 @@ export function renderAttention(st: AttentionState, ctx: ViewContext): HTMLEleme
       { doc, theme, host: ctx.host, disposables: ctx.disposables },
       {
         data: { title, rowAxis: 'query position', colAxis: 'key position', rowLabels: labels, colLabels: labels, values: pattern, valueLabel: 'attention probability', zmax: 1 },
+        context: `${JSON.stringify((st.prompts[0] ?? '').length > 60 ? `${(st.prompts[0] ?? '').slice(0, 57)}…` : (st.prompts[0] ?? ''))}${st.prompts.length > 1 ? ` (+${st.prompts.length - 1})` : ''} · ${st.model}`,
         scale: 'sequential',
         valueFormat: 'percent',
         square: true,

@@ -63,6 +63,7 @@ export function renderAttribution(st: AttributionState, ctx: ViewContext): HTMLE
         values: st.headDla,
         valueLabel: `${what} contribution`,
       },
+      context: `${JSON.stringify(st.prompt.length > 60 ? `${st.prompt.slice(0, 57)}…` : st.prompt)} · ${st.model}`,
       annotate: ctx.ui.get('annotate')?.['head-dla'] ?? false,
       onAnnotateChange: (v) => ctx.ui.set('annotate', { ...(ctx.ui.get('annotate') ?? {}), 'head-dla': v }),
       onCellClick: (layer, head) => {
@@ -105,5 +106,5 @@ export function renderAttribution(st: AttributionState, ctx: ViewContext): HTMLE
   const hasMid = st.logitLens.labels.some((l) => l.endsWith('_mid'));
   const lensSection = section(doc, 'Logit lens', hasMid ? `the ${what} read off the residual stream after each layer's attention (_mid) and after its MLP (the next _pre)` : `the ${what} read off the residual stream entering each layer (_pre) and at the end (final_post)`, lens.el);
 
-  return h(doc, 'div', { class: 'ml-view ml-attribution' }, panelHeader(doc, 'Direct logit attribution', st.model), promptText(doc, st.prompt), target, bars, heads, lensSection);
+  return h(doc, 'div', { class: 'ml-view ml-attribution' }, panelHeader(doc, 'Logit lens and direct logit attribution', st.model), promptText(doc, st.prompt), target, bars, heads, lensSection);
 }

@@ -17,6 +17,7 @@ import { tokenChip, tokenStrip, quoteToken } from '../components/tokens.js';
 import { topKTable } from '../components/topk.js';
 import type { ViewContext } from '../context.js';
 import { h } from '../dom.js';
+import { checkbox } from '../ui/controls.js';
 import { formatFixed, formatPercent, formatRank, formatSig, formatSigned } from '../format.js';
 import { panelHeader, section, stat } from './common.js';
 
@@ -85,19 +86,38 @@ function checksTable(doc: Document, checks: ExperimentCheck[]): HTMLElement {
   );
 }
 
-function renderBlock(b: ExperimentBlock, ctx: ViewContext, sectionTitle: string): HTMLElement {
+function renderBlock(b: ExperimentBlock, ctx: ViewContext, sectionTitle: string, context?: string): HTMLElement {
   const { doc } = ctx;
+  const inContext = (look: Partial<HeatmapProps>): Partial<HeatmapProps> => (context ? { ...look, context } : look);
   // A block titled like its section (one chart per analysis) needs no second heading.
   const heading = (title: string) => (title === sectionTitle ? null : h(doc, 'h3', undefined, title));
   switch (b.type) {
     case 'heatmap':
-      return heatmapBlock(ctx, cleanHeatmap(b.data), { ...(b.scale ? { scale: b.scale } : {}), ...(b.square ? { square: true } : {}), ...(b.valueFormat ? { valueFormat: b.valueFormat } : {}) });
+      return heatmapBlock(ctx, cleanHeatmap(b.data), inContext({ ...(b.scale ? { scale: b.scale } : {}), ...(b.square ? { square: true } : {}), ...(b.valueFormat ? { valueFormat: b.valueFormat } : {}) }));
     case 'compare': {
       const exact = cleanHeatmap(b.exact);
       const est = cleanHeatmap(b.estimate);
-      // One colour range for both, so equal colours mean equal numbers.
-      const z = sharedZmax(exact, est);
-      const withZ = (d: HeatmapData): HeatmapData => (z !== undefined ? { ...d, zmax: z } : d);
+      // Each map gets its own range by default (an exact maximum of 0.9 beside an estimate of 2
+      // would look pale); "Same colour range" makes equal colours mean equal numbers.
+      const key = exact.title;
+      const box = h(doc, 'div', { class: 'ml-grow' });
+      const pair = (shared: boolean): HTMLElement => {
+        const z = shared ? sharedZmax(exact, est) : undefined;
+        const withZ = (d: HeatmapData): HeatmapData => (z !== undefined ? { ...d, zmax: z } : d);
+        return h(doc, 'div', { class: 'ml-row' }, h(doc, 'div', { class: 'ml-grow', 'data-role': 'exact' }, heatmapBlock(ctx, withZ(exact), inContext({}))), h(doc, 'div', { class: 'ml-grow', 'data-role': 'estimate' }, heatmapBlock(ctx, withZ(est), inContext({}))));
+      };
+      let shared = ctx.ui.get('sharedScale')?.[key] ?? false;
+      box.append(pair(shared));
+      const toggle = checkbox(doc, {
+        label: 'Same colour range',
+        checked: shared,
+        title: 'Draw both maps over one colour range (equal colours mean equal numbers); off: each map over its own largest |value|',
+        onChange: (v) => {
+          shared = v;
+          ctx.ui.set('sharedScale', { ...(ctx.ui.get('sharedScale') ?? {}), [key]: v });
+          box.replaceChildren(pair(shared));
+        },
+      });
       return h(
         doc,
         'div',
@@ -108,8 +128,9 @@ function renderBlock(b: ExperimentBlock, ctx: ViewContext, sectionTitle: string)
           { class: 'ml-stats' },
           stat(doc, 'Pearson r (exact vs attribution)', formatFixed(num(b.correlation), 3), 'correlation over the cells of the two maps'),
           stat(doc, 'largest |difference|', formatSig(num(b.maxAbsDiff), 3), 'largest |exact − estimate| over the cells'),
+          h(doc, 'div', { class: 'ml-stat ml-scale-toggle' }, toggle),
         ),
-        h(doc, 'div', { class: 'ml-row' }, h(doc, 'div', { class: 'ml-grow', 'data-role': 'exact' }, heatmapBlock(ctx, withZ(exact))), h(doc, 'div', { class: 'ml-grow', 'data-role': 'estimate' }, heatmapBlock(ctx, withZ(est)))),
+        box,
       );
     }
     case 'bars':
@@ -182,7 +203,7 @@ export function sectionId(s: Pick<ExperimentSection, 'index' | 'group'>, i: numb
   return `ml-exp-${i}-${s.index}`;
 }
 
-function renderSection(s: ExperimentSection, i: number, ctx: ViewContext): HTMLElement {
+function renderSection(s: ExperimentSection, i: number, ctx: ViewContext, run?: Pick<ExperimentState, 'title' | 'model'>): HTMLElement {
   const { doc } = ctx;
   const meta = [s.kind, s.group !== null ? `group ${s.group}` : null, `${formatSig(s.elapsedMs / 1000, 2)} s`].filter(Boolean).join(' · ');
   const el = section(doc, s.title, meta, ...(s.partial ? [h(doc, 'p', { class: 'ml-bad' }, 'Cancelled part-way: cells not computed are missing (grey).')] : []));
@@ -192,7 +213,9 @@ function renderSection(s: ExperimentSection, i: number, ctx: ViewContext): HTMLE
   el.dataset.index = String(s.index);
   if (s.checks?.length) el.appendChild(checksTable(doc, s.checks));
   for (const n of s.notes ?? []) el.appendChild(h(doc, 'p', { class: 'ml-note ml-exp-note' }, n));
-  for (const b of s.blocks) el.appendChild(renderBlock(b, ctx, s.title));
+  // Exported figures say where they came from: the experiment, its prompt group and the model.
+  const context = run ? [run.title, s.group !== null ? `group ${s.group}` : null, run.model].filter(Boolean).join(' · ') : undefined;
+  for (const b of s.blocks) el.appendChild(renderBlock(b, ctx, s.title, context));
   if (s.blocks.length === 0 && !s.checks?.length) el.appendChild(h(doc, 'p', { class: 'ml-empty' }, 'No result.'));
   return el;
 }
@@ -233,6 +256,6 @@ export function renderExperiment(st: ExperimentState, ctx: ViewContext): HTMLEle
     h(doc, 'p', { class: 'ml-note ml-exp-metric' }, `Metric: ${st.metric}. Patching: 1 = the clean behaviour is restored, 0 = no effect, negative = worse.`),
     info,
     toc,
-    ...(st.sections.length ? st.sections.map((s, i) => renderSection(s, i, ctx)) : [h(doc, 'p', { class: 'ml-empty' }, 'This run has no results.')]),
+    ...(st.sections.length ? st.sections.map((s, i) => renderSection(s, i, ctx, st)) : [h(doc, 'p', { class: 'ml-empty' }, 'This run has no results.')]),
   );
 }

@@ -8,7 +8,7 @@ import { renderHeatmapPanel } from './heatmapPanel.js';
 import { renderInspect } from './inspect.js';
 import { renderError, renderLoading } from './status.js';
 import { renderTopK } from './topkView.js';
-import { renderTraining } from './training.js';
+import { renderTraining, trainingUpdaters } from './training.js';
 
 export function renderState(st: PanelState, ctx: ViewContext): HTMLElement {
   switch (st.kind) {
@@ -35,4 +35,16 @@ export function renderState(st: PanelState, ctx: ViewContext): HTMLElement {
       throw new Error(`unknown panel state kind '${(never as { kind?: unknown }).kind as string}'`);
     }
   }
+}
+
+/**
+ * Shows `st` in the element a previous renderState made for a state of the same kind, when that
+ * view updates in place (training); false: render it anew.
+ */
+export function updateState(el: HTMLElement, st: PanelState): boolean {
+  if (st.kind !== 'training') return false;
+  const update = trainingUpdaters.get(el);
+  if (!update) return false;
+  update(st);
+  return true;
 }

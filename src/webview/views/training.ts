@@ -3,8 +3,9 @@
  * and the buttons that act on it (Stop, Resume, Analyse: `webview/panel/action` requests), the
  * numbers of the latest step (loss, learning rate, gradient norm, throughput, ETA), the loss curve
  * (linear or log scale, kept across snapshots), the loss by position of the latest batch, and
- * where the checkpoints are. Snapshots arrive a few times a second while training; each replaces
- * the view, so everything shown is a function of the state alone.
+ * where the checkpoints are. Snapshots arrive a few times a second while training; each updates
+ * the view in place (numbers patched, charts redrawn in their slots, buttons kept), and what is
+ * shown is still a function of the latest state alone.
  */
 import type { PanelActionParams, TrainingState } from '../../protocol/webview.js';
 import type { ViewContext } from '../context.js';
@@ -45,26 +46,35 @@ export function validateTraining(st: TrainingState): void {
   if (!(st.maxSteps > 0)) throw new Error(`training state: maxSteps must be positive, got ${st.maxSteps}`);
 }
 
-export function renderTraining(st: TrainingState, ctx: ViewContext): HTMLElement {
-  validateTraining(st);
+/**
+ * Views that can take a newer snapshot of the same panel in place (training: several a second)
+ * register an updater for their root element; the app calls it instead of rebuilding the DOM, so
+ * the scroll position, focus, hover and a half-done click on Stop survive.
+ */
+export const trainingUpdaters = new WeakMap<HTMLElement, (st: TrainingState) => void>();
+
+export function renderTraining(first: TrainingState, ctx: ViewContext): HTMLElement {
+  validateTraining(first);
   const { doc } = ctx;
+  let st = first;
   const ui = { ...(ctx.ui.get('training') ?? { logScale: false, byPosition: true }) };
   const setUi = (v: Partial<typeof ui>) => ctx.ui.set('training', { ...ui, ...v });
 
-  // Buttons: only where the host can act (a live panel; not a run re-opened from disk).
+  // Buttons: only where the host can act (a live panel; not a run re-opened from disk). They are
+  // made once and shown or hidden by each snapshot, so a click is never lost to a redraw.
   const status = h(doc, 'span', { class: 'ml-status', role: 'status' });
-  const act = (action: PanelActionParams['action'], label: string, title: string, primary = false): HTMLElement | null => {
+  const act = (action: PanelActionParams['action'], label: string, title: () => string, primary: () => boolean): HTMLElement | null => {
     const run = ctx.host.panelAction;
     if (!run) return null;
     const b = button(doc, {
       label,
-      title,
-      appearance: primary ? 'primary' : 'secondary',
+      title: title(),
+      appearance: primary() ? 'primary' : 'secondary',
       onClick: () => {
         b.setAttribute('disabled', '');
         status.textContent = '';
         // Usable again once the host has taken the action (Analyse opens its own panel; Stop and
-        // Resume change the status, and the next snapshot redraws the buttons anyway).
+        // Resume change the status, and the next snapshot shows the buttons that apply).
         run(action).then(
           () => b.removeAttribute('disabled'),
           (e: unknown) => {
@@ -77,43 +87,68 @@ export function renderTraining(st: TrainingState, ctx: ViewContext): HTMLElement
     b.dataset.action = action;
     return b;
   };
-  const live = st.status === 'starting' || st.status === 'running';
-  const buttons = [
-    live && st.actions.stop ? act('training.stop', 'Stop', 'Stop after the current step and save a checkpoint') : null,
-    st.actions.resume ? act('training.resume', 'Resume', `Continue from the checkpoint at step ${st.step}`, true) : null,
-    st.actions.analyse ? act('training.analyse', 'Analyse', "Run the experiment's analyses on the latest checkpoint", !st.actions.resume) : null,
-  ];
+  const isLive = () => st.status === 'starting' || st.status === 'running';
+  const stopBtn = act('training.stop', 'Stop', () => 'Stop after the current step and save a checkpoint', () => false);
+  const resumeBtn = act('training.resume', 'Resume', () => `Continue from the checkpoint at step ${st.step}`, () => true);
+  const analyseBtn = act('training.analyse', 'Analyse', () => "Run the experiment's analyses on the latest checkpoint", () => !st.actions.resume);
+  const showButtons = () => {
+    if (stopBtn) stopBtn.hidden = !(isLive() && st.actions.stop);
+    if (resumeBtn) {
+      resumeBtn.hidden = !st.actions.resume;
+      resumeBtn.title = `Continue from the checkpoint at step ${st.step}`;
+    }
+    if (analyseBtn) analyseBtn.hidden = !st.actions.analyse;
+  };
 
-  const badge = h(doc, 'span', { class: `ml-badge${st.status === 'failed' ? ' ml-bad' : st.status === 'completed' ? ' ml-good' : ''}`, 'data-status': st.status }, STATUS_TEXT[st.status]);
-  const header = panelHeader(doc, `Training — ${st.title}`, null, badge, ...buttons, status);
+  const badge = h(doc, 'span', { class: 'ml-badge' });
+  const showBadge = () => {
+    badge.className = `ml-badge${st.status === 'failed' ? ' ml-bad' : st.status === 'completed' ? ' ml-good' : ''}`;
+    badge.dataset.status = st.status;
+    badge.textContent = STATUS_TEXT[st.status];
+  };
+  const header = panelHeader(doc, `Training — ${st.title}`, null, badge, stopBtn, resumeBtn, analyseBtn, status);
 
-  const message = st.message
-    ? h(doc, 'p', { class: st.status === 'failed' ? 'ml-message ml-bad ml-training-message' : 'ml-note ml-training-message', role: st.status === 'failed' ? 'alert' : null }, st.message)
-    : null;
+  const message = h(doc, 'p');
+  const showMessage = () => {
+    message.hidden = !st.message;
+    message.textContent = st.message ?? '';
+    message.className = st.status === 'failed' ? 'ml-message ml-bad ml-training-message' : 'ml-note ml-training-message';
+    if (st.status === 'failed') message.setAttribute('role', 'alert');
+    else message.removeAttribute('role');
+  };
 
-  const last = st.last;
-  const stepText = h(doc, 'span', { class: 'ml-training-step', 'data-step': st.step, 'data-max-steps': st.maxSteps }, `${st.step.toLocaleString('en-US')} / ${st.maxSteps.toLocaleString('en-US')}`);
-  const progress = h(doc, 'progress', { class: 'ml-training-progress', max: st.maxSteps, value: st.step, title: `${((st.step / st.maxSteps) * 100).toFixed(1)} %` });
+  const stats = h(doc, 'div', { class: 'ml-stats ml-training-stats' });
+  const showStats = () => {
+    const last = st.last;
+    const live = isLive();
+    const stepText = h(doc, 'span', { class: 'ml-training-step', 'data-step': st.step, 'data-max-steps': st.maxSteps }, `${st.step.toLocaleString('en-US')} / ${st.maxSteps.toLocaleString('en-US')}`);
+    setChildren(
+      stats,
+      stat(doc, 'step', stepText, st.startStep > 0 ? `resumed at step ${st.startStep}` : undefined),
+      stat(doc, 'loss', last ? formatSig(last.loss, 4) : '—', last ? String(last.loss) : undefined),
+      stat(doc, 'lr', last ? formatSig(last.lr, 3) : '—', 'learning rate of the latest step (after warm-up scaling)'),
+      stat(doc, 'grad norm', last ? formatSig(last.gradNorm, 3) : '—', 'gradient norm before clipping'),
+      stat(doc, 'tokens/s', formatCount(st.tokensPerSec), `${st.tokensPerStep.toLocaleString('en-US')} tokens per step`),
+      stat(doc, 'steps/s', st.stepsPerSec === null ? '—' : formatSig(st.stepsPerSec, 3)),
+      stat(doc, live ? 'ETA' : 'time', live ? formatDuration(st.etaSec) : formatDuration(st.elapsedSec), live ? `elapsed ${formatDuration(st.elapsedSec)}` : 'training time of this session'),
+    );
+  };
+  const progress = h(doc, 'progress', { class: 'ml-training-progress' });
   // The stylesheet has no rule for it; CSSOM styles are allowed by the CSP (attributes are not).
   progress.style.width = '100%';
-  const stats = h(
-    doc,
-    'div',
-    { class: 'ml-stats ml-training-stats' },
-    stat(doc, 'step', stepText, st.startStep > 0 ? `resumed at step ${st.startStep}` : undefined),
-    stat(doc, 'loss', last ? formatSig(last.loss, 4) : '—', last ? String(last.loss) : undefined),
-    stat(doc, 'lr', last ? formatSig(last.lr, 3) : '—', 'learning rate of the latest step (after warm-up scaling)'),
-    stat(doc, 'grad norm', last ? formatSig(last.gradNorm, 3) : '—', 'gradient norm before clipping'),
-    stat(doc, 'tokens/s', formatCount(st.tokensPerSec), `${st.tokensPerStep.toLocaleString('en-US')} tokens per step`),
-    stat(doc, 'steps/s', st.stepsPerSec === null ? '—' : formatSig(st.stepsPerSec, 3)),
-    stat(doc, live ? 'ETA' : 'time', live ? formatDuration(st.etaSec) : formatDuration(st.elapsedSec), live ? `elapsed ${formatDuration(st.elapsedSec)}` : 'training time of this session'),
-  );
+  const showProgress = () => {
+    progress.max = st.maxSteps;
+    progress.value = st.step;
+    progress.title = `${((st.step / st.maxSteps) * 100).toFixed(1)} %`;
+  };
 
-  // A toggle redraws its chart in place: after the run ends no new snapshot would do it.
+  // A chart redraws inside its own slot (same size), so the page below it does not move.
   const chartSlot = (draw: (d: Disposables) => HTMLElement | null): { el: HTMLElement; redraw: () => void } => {
     const el = h(doc, 'div', { class: 'ml-training-chart' });
     let own = new Disposables();
     const redraw = () => {
+      const keep = el.offsetHeight;
+      if (keep > 0) el.style.minHeight = `${keep}px`;
       own.dispose();
       own = new Disposables();
       setChildren(el, draw(own));
@@ -122,7 +157,6 @@ export function renderTraining(st: TrainingState, ctx: ViewContext): HTMLElement
     redraw();
     return { el, redraw };
   };
-  const curveNote = `${st.curve.step.length < st.step ? `${st.curve.step.length} points, each the mean of consecutive steps · ` : ''}${formatCount(st.params)} trainable parameters · ${st.model}`;
   const curve = chartSlot((d) =>
     st.curve.step.length
       ? new StepChart(doc, { x: st.curve.step, y: st.curve.loss, xAxis: 'step', yAxis: 'loss', log: ui.logScale }, d).el
@@ -138,32 +172,56 @@ export function renderTraining(st: TrainingState, ctx: ViewContext): HTMLElement
       curve.redraw();
     },
   });
-  const curveSection = section(doc, 'Loss', curveNote, h(doc, 'div', { class: 'ml-toolbar' }, logBox), curve.el);
+  const curveNoteText = () => `${st.curve.step.length < st.step ? `${st.curve.step.length} points, each the mean of consecutive steps · ` : ''}${formatCount(st.params)} trainable parameters · ${st.model}`;
+  const curveSection = section(doc, 'Loss', curveNoteText(), h(doc, 'div', { class: 'ml-toolbar' }, logBox), curve.el);
+  const curveNote = curveSection.querySelector('.ml-note');
 
-  let posSection: HTMLElement | null = null;
-  if (st.posLoss) {
-    const pl = st.posLoss;
-    const x = pl.values.map((_, i) => i);
-    const chart = chartSlot((d) => (ui.byPosition ? new StepChart(doc, { x, y: pl.values, xAxis: 'position', yAxis: 'loss', log: false, height: 160 }, d).el : null));
-    const posBox = checkbox(doc, {
-      label: 'show',
-      checked: ui.byPosition,
-      title: 'Mean loss at each position of the latest batch',
-      onChange: (v) => {
-        setUi({ byPosition: v });
-        ui.byPosition = v;
-        chart.redraw();
-      },
-    });
-    posSection = section(doc, 'Loss by position', `mean over the batch of step ${pl.step}; positions without a target (e.g. BOS) show 0`, h(doc, 'div', { class: 'ml-toolbar' }, posBox), chart.el);
-  }
+  const posChart = chartSlot((d) => (ui.byPosition && st.posLoss ? new StepChart(doc, { x: st.posLoss.values.map((_, i) => i), y: st.posLoss.values, xAxis: 'position', yAxis: 'loss', log: false, height: 160 }, d).el : null));
+  const posBox = checkbox(doc, {
+    label: 'show',
+    checked: ui.byPosition,
+    title: 'Mean loss at each position of the latest batch',
+    onChange: (v) => {
+      setUi({ byPosition: v });
+      ui.byPosition = v;
+      posChart.redraw();
+    },
+  });
+  const posNoteText = () => `mean over the batch of step ${st.posLoss?.step ?? 0}; positions without a target (e.g. BOS) show 0`;
+  const posSection = section(doc, 'Loss by position', posNoteText(), h(doc, 'div', { class: 'ml-toolbar' }, posBox), posChart.el);
+  const posNote = posSection.querySelector('.ml-note');
 
-  const where = section(
-    doc,
-    'Checkpoints',
-    null,
-    h(doc, 'div', { class: 'ml-mono ml-training-checkpoint', title: 'model folders loadable as models (config.json + model.safetensors), with optimizer and trainer state' }, st.checkpoint ?? `${st.checkpointDir} (none yet)`),
-  );
+  const checkpoint = h(doc, 'div', { class: 'ml-mono ml-training-checkpoint', title: 'model folders loadable as models (config.json + model.safetensors), with optimizer and trainer state' });
+  const where = section(doc, 'Checkpoints', null, checkpoint);
 
-  return h(doc, 'div', { class: 'ml-view ml-training', 'data-status': st.status }, header, message, stats, progress, curveSection, posSection, where);
+  const root = h(doc, 'div', { class: 'ml-view ml-training' }, header, message, stats, progress, curveSection, posSection, where);
+  const show = (redrawCharts: boolean) => {
+    root.dataset.status = st.status;
+    showBadge();
+    showButtons();
+    showMessage();
+    showStats();
+    showProgress();
+    if (curveNote) curveNote.textContent = curveNoteText();
+    posSection.hidden = !st.posLoss;
+    if (posNote) posNote.textContent = posNoteText();
+    checkpoint.textContent = st.checkpoint ?? `${st.checkpointDir} (none yet)`;
+    if (redrawCharts) {
+      curve.redraw();
+      posChart.redraw();
+    }
+  };
+  show(false);
+  trainingUpdaters.set(root, (next) => {
+    validateTraining(next);
+    const prev = st;
+    st = next;
+    // Redraw a chart only when its data changed (a snapshot that only moves ETA leaves them be).
+    const curveChanged = prev.curve.step.length !== next.curve.step.length || prev.curve.step.at(-1) !== next.curve.step.at(-1) || prev.status !== next.status;
+    const posChanged = prev.posLoss?.step !== next.posLoss?.step;
+    show(false);
+    if (curveChanged) curve.redraw();
+    if (posChanged) posChart.redraw();
+  });
+  return root;
 }

@@ -7,7 +7,7 @@ import { isRunRecord, newRunId, runRecordProblem } from '../../../src/protocol/r
 test('panel titles are stable: kind, then the (shortened) first prompt', () => {
   assert.equal(panelTitle('attention', ['When John and Mary went to the shops']), 'MechLens: Attention — When John and Mary went to the shops');
   assert.equal(panelTitle('inspect', ['a\n  b']), 'MechLens: Inspect — a b');
-  assert.equal(panelTitle('attribution', ['x', 'y', 'z']), 'MechLens: Logit Attribution — x (+2)');
+  assert.equal(panelTitle('attribution', ['x', 'y', 'z']), 'MechLens: Logit lens & DLA — x (+2)');
   const long = panelTitle('inspect', ['w'.repeat(100)]);
   assert.ok(long.endsWith('…') && long.length < 80, long);
   assert.equal(shortText('  a   b  '), 'a b');

@@ -5,6 +5,7 @@ import type { ExperimentState, HeatmapData } from '../../../src/protocol/webview
 import { renderState } from '../../../src/webview/views/index.js';
 import { cleanHeatmap, sharedZmax } from '../../../src/webview/views/experiment.js';
 import { flush, makeCtx, makeDom, texts } from './jsdomEnv.js';
+import type { UiState } from '../../../src/webview/context.js';
 
 const tokens = ['<|bos|>', 'When', ' Mary', ' and', ' John'];
 const posLabels = tokens.map((t, i) => `${t}_${i}`);
@@ -55,10 +56,11 @@ const MOCK_EXPERIMENT: ExperimentState = {
   ],
 };
 
-function render(st: ExperimentState) {
+function render(st: ExperimentState, ui: UiState = {}) {
   const dom = makeDom();
   const doc = dom.window.document;
   const ctx = makeCtx(doc);
+  for (const [k, v] of Object.entries(ui)) ctx.ui.set(k as keyof UiState, v as never);
   const el = renderState(st, ctx);
   doc.getElementById('app')?.appendChild(el);
   return { dom, doc, ctx, el, win: dom.window };
@@ -101,7 +103,22 @@ test('expect checks show as met / not met with expected and actual', () => {
   assert.deepEqual(texts(el.querySelectorAll('.ml-exp-table')[0]!, 'tbody tr:nth-child(2) td'), ['1', 'When John and Mary', 'n/a']);
 });
 
-test('exact sweep beside its attribution estimate: one colour range, r and the largest difference', () => {
+test('exact sweep beside its attribution estimate: each over its own colour range unless "Same colour range" is ticked', () => {
+  const { el } = render(MOCK_EXPERIMENT);
+  const cmp = el.querySelector('.ml-exp-compare')!;
+  const ranges = () => [...cmp.querySelectorAll<HTMLCanvasElement>('canvas')].map((c) => [Number(c.dataset['zmin']), Number(c.dataset['zmax'])]);
+  // The exact map's maximum (1) is its darkest red, not a pale shade of the estimate's 1.2.
+  assert.deepEqual(ranges(), [[-1, 1], [-1.2, 1.2]]);
+  const box = cmp.querySelector<HTMLInputElement>('.ml-scale-toggle input[type="checkbox"]')!;
+  box.checked = true;
+  box.dispatchEvent(new box.ownerDocument.defaultView!.Event('change'));
+  assert.deepEqual(ranges(), [[-1.2, 1.2], [-1.2, 1.2]]);
+  // The choice is kept per figure (vscode.setState), so a re-render keeps it.
+  const again = render(MOCK_EXPERIMENT, { sharedScale: { 'resid_pre patching': true } }).el.querySelector('.ml-exp-compare')!;
+  assert.deepEqual([...again.querySelectorAll<HTMLCanvasElement>('canvas')].map((c) => Number(c.dataset['zmax'])), [1.2, 1.2]);
+});
+
+test('exact sweep beside its attribution estimate: r and the largest difference', () => {
   const { el, win } = render(MOCK_EXPERIMENT);
   const cmp = el.querySelector('.ml-exp-compare')!;
   assert.deepEqual(texts(cmp, '.ml-stat-value'), ['0.970', '0.200']);
@@ -170,6 +187,8 @@ test('heatmaps export SVG / CSV / JSON through the shared toolbar', async () => 
   assert.equal(ctx.host.saved[0]!.format, 'svg');
   assert.equal(ctx.host.saved[0]!.suggestedName, 'resid-pre-patching.svg');
   assert.match(ctx.host.saved[0]!.content, /<svg[\s\S]*resid_pre patching/);
+  // The exported figure's title says what it is of: the experiment and the model.
+  assert.match(ctx.host.saved[0]!.content, /resid_pre patching — IOI in a toy model · toy/);
   assert.match(ctx.host.copied[0]!, /" Mary_2"/);
   assert.deepEqual((JSON.parse(ctx.host.copied[1]!) as { values: number[][] }).values[0], [0, 0, 1, 0, 0]);
 });

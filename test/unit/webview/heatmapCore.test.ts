@@ -173,3 +173,15 @@ test('in-cell values use decimals from zmax', () => {
   assert.equal(annotationDecimals(250), 0);
   assert.equal(annotationDecimals(0), 2);
 });
+
+test('readable cells: a 2 × 57 strip keeps cells ≥ 12 px wide (the figure grows and scrolls), rows tall enough for the rotated axis title', () => {
+  const narrow = computeLayout(input(2, 57, { width: 500, minCell: 12, rowAxis: 'sender layer' }));
+  assert.ok(narrow.cellW >= 12, `cells ${narrow.cellW} px wide`);
+  assert.ok(narrow.width > 500, 'wider than the panel: its box scrolls');
+  assert.ok(narrow.plot.h >= estimateMeasure(12)('sender layer'), `plot ${narrow.plot.h} px tall holds the rotated "sender layer"`);
+  // Without the minimum (exports) the same strip fits the width.
+  assert.ok(computeLayout(input(2, 57, { width: 500, rowAxis: 'sender layer' })).width <= 500);
+  // 3072 neurons bin into the width instead of scrolling for metres.
+  const neurons = computeLayout(input(12, 3072, { width: 800, minCell: 12 }));
+  assert.ok(neurons.width <= 800 && neurons.cellW < 1);
+});

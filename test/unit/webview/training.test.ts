@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { PanelActionParams, PanelState, TrainingState } from '../../../src/protocol/webview.js';
-import { renderState } from '../../../src/webview/views/index.js';
+import { renderState, updateState } from '../../../src/webview/views/index.js';
 import { formatCount, formatDuration } from '../../../src/webview/views/training.js';
 import { StepChart, logTicks, stepLayout } from '../../../src/webview/views/trainingChart.js';
 import { TrainingTracker, analysisState } from '../../../src/extension/trainingStates.js';
@@ -85,7 +85,7 @@ test('log scale and the by-position toggle persist in the UI state and re-render
 
 test('buttons: Stop while training, Resume and Analyse after; each sends its panel action; errors show', async () => {
   const live = render(running());
-  const buttons = () => [...live.el.querySelectorAll<HTMLElement>('[data-action]')].map((b) => b.dataset.action);
+  const buttons = () => [...live.el.querySelectorAll<HTMLElement>('[data-action]:not([hidden])')].map((b) => b.dataset.action);
   assert.deepEqual(buttons(), ['training.stop']);
   live.el.querySelector<HTMLElement>('[data-action="training.stop"]')!.click();
   assert.deepEqual(live.actions, ['training.stop']);
@@ -100,7 +100,7 @@ test('buttons: Stop while training, Resume and Analyse after; each sends its pan
   now = 1000;
   t.finish({ status: 'stopped', step: 1, maxSteps: 100, checkpoint: '/w/c/step-000001', losses: [2] });
   const stopped = render(t.state());
-  assert.deepEqual([...stopped.el.querySelectorAll<HTMLElement>('[data-action]')].map((b) => b.dataset.action), ['training.resume', 'training.analyse']);
+  assert.deepEqual([...stopped.el.querySelectorAll<HTMLElement>('[data-action]:not([hidden])')].map((b) => b.dataset.action), ['training.resume', 'training.analyse']);
   assert.match(stopped.el.querySelector('.ml-training-message')!.textContent!, /Stopped at step 1 of 100/);
   stopped.el.querySelector<HTMLElement>('[data-action="training.resume"]')!.click();
   await flush();
@@ -110,7 +110,7 @@ test('buttons: Stop while training, Resume and Analyse after; each sends its pan
   assert.deepEqual(stopped.actions, ['training.resume', 'training.analyse']);
 
   // A saved run (re-opened from the Runs view) has no buttons; nor does a host without actions.
-  assert.equal(render(t.state({ live: false })).el.querySelectorAll('[data-action]').length, 0);
+  assert.equal(render(t.state({ live: false })).el.querySelectorAll('[data-action]:not([hidden])').length, 0);
   assert.equal(render(t.state(), false).el.querySelectorAll('[data-action]').length, 0);
 });
 
@@ -161,4 +161,35 @@ test("the analysis panel (the experiment results view) draws a checkpoint's anal
   assert.match(el.textContent!, /Analysis — t/);
   assert.deepEqual(texts(el, '.ml-bar-label'), ['hook_embed', 'blocks.0.attn.hook_pattern']);
   assert.ok(el.querySelectorAll('.ml-heatmap').length >= 1);
+});
+
+test('a newer snapshot updates the training view in place: same elements (Stop keeps its click), new numbers and points', () => {
+  let now = 0;
+  const t = new TrainingTracker({ title: 't', file: '/w/t.experiment.json', model: 'm', checkpointDir: '/w/c', maxSteps: 100, now: () => now });
+  t.progress({ kind: 'started', step: 0, maxSteps: 100, losses: [], params: 10, tokensPerStep: 10, resumedFrom: null, notes: [] });
+  const step = (i: number) => t.progress({ kind: 'step', step: i, maxSteps: 100, loss: 3 / i, gradNorm: 1, lr: 1e-3, stepMs: 10, tokensPerSec: 1000, etaSec: 100 - i, posLoss: [0, 3 / i] });
+  step(1);
+  const { el, actions } = render(t.state());
+  const stop = el.querySelector<HTMLElement>('[data-action="training.stop"]')!;
+  const chartSlot = el.querySelector('.ml-training-chart')!;
+  for (let i = 2; i <= 30; i++) {
+    step(i);
+    now += 100;
+    assert.ok(updateState(el, t.state()), 'the training view takes the snapshot in place');
+  }
+  assert.equal(el.querySelector('[data-action="training.stop"]'), stop, 'the Stop button is the same element');
+  assert.equal(el.querySelector('.ml-training-chart'), chartSlot, 'the chart slot is kept');
+  assert.equal(el.querySelector<HTMLElement>('.ml-training-step')!.dataset.step, '30');
+  assert.equal(el.querySelector<HTMLElement>('.ml-stepchart')!.dataset.points, '30');
+  assert.equal((el.querySelector('progress') as HTMLProgressElement).value, 30);
+  stop.click();
+  assert.deepEqual(actions, ['training.stop']);
+  // Stopped: Stop hides, Resume and Analyse show, in the same view.
+  t.finish({ status: 'stopped', step: 30, maxSteps: 100, checkpoint: '/w/c/step-000030', losses: [] });
+  assert.ok(updateState(el, t.state()));
+  assert.deepEqual([...el.querySelectorAll<HTMLElement>('[data-action]:not([hidden])')].map((b) => b.dataset.action), ['training.resume', 'training.analyse']);
+  assert.equal(el.dataset.status, 'stopped');
+  assert.match(el.querySelector('.ml-training-checkpoint')!.textContent!, /step-000030/);
+  // Other kinds are rendered anew.
+  assert.equal(updateState(el, { kind: 'error', title: 'x', message: 'y' }), false);
 });
