@@ -17,7 +17,6 @@ How TransformerLens is loaded offline is documented in oracle/README.md.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import pathlib
 import pkgutil
@@ -44,6 +43,7 @@ from transformer_lens.head_detector import HEAD_NAMES, detect_head  # noqa: E402
 import oracle.families  # noqa: E402
 from oracle.fixture import Fixture  # noqa: E402
 from oracle.tiny_tokenizers import write_tokenizer  # noqa: E402
+from oracle.tl_configs import tl_config_for  # noqa: E402
 
 # TransformerLens's processing flags for each MechLens processing mode.
 MODES: dict[str, dict[str, bool]] = {
@@ -132,26 +132,6 @@ def tl_view(folder: pathlib.Path, tmp: pathlib.Path) -> pathlib.Path:
     if bad:
         raise RuntimeError(f"the temporary path {view} contains {bad}; set TMPDIR to a folder without these words")
     return view
-
-
-@contextlib.contextmanager
-def tl_config_for(view: pathlib.Path, tl_config: Callable[[dict[str, Any]], dict[str, Any]] | None, hf_cfg: dict[str, Any]):
-    """While loading a fixture whose family TransformerLens cannot convert from config.json
-    (Fixture.tl_config), TransformerLens's convert_hf_model_config answers for the fixture's
-    folder with that config dict; any other name goes to TransformerLens's own function."""
-    if tl_config is None:
-        yield
-        return
-    original = tl_loading.convert_hf_model_config
-
-    def convert(model_name: str, **kwargs: Any) -> dict[str, Any]:
-        return dict(tl_config(hf_cfg)) if str(model_name) == str(view) else original(model_name, **kwargs)
-
-    tl_loading.convert_hf_model_config = convert
-    try:
-        yield
-    finally:
-        tl_loading.convert_hf_model_config = original
 
 
 def load_hooked(view: pathlib.Path, folder: pathlib.Path, tokenizer: Any, flags: dict[str, bool],

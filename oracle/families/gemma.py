@@ -63,13 +63,13 @@ def _sizes(hf: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _tl_gemma1(hf: dict[str, Any]) -> dict[str, Any]:
+def tl_gemma1(hf: dict[str, Any]) -> dict[str, Any]:
     cfg = tl_loading.convert_hf_model_config("google/gemma-2b")
     cfg.update(_sizes(hf), rotary_dim=hf["head_dim"])
     return cfg
 
 
-def _tl_gemma2(hf: dict[str, Any]) -> dict[str, Any]:
+def tl_gemma2(hf: dict[str, Any]) -> dict[str, Any]:
     cfg = tl_loading.convert_hf_model_config("google/gemma-2-2b")
     cfg.update(
         _sizes(hf),
@@ -84,7 +84,7 @@ def _tl_gemma2(hf: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-def _tl_gemma3(hf: dict[str, Any]) -> dict[str, Any]:
+def tl_gemma3(hf: dict[str, Any]) -> dict[str, Any]:
     cfg = tl_loading.convert_hf_model_config("google/gemma-3-1b-pt")
     rp = hf["rope_parameters"]
     cfg.update(
@@ -102,11 +102,11 @@ def _tl_gemma3(hf: dict[str, Any]) -> dict[str, Any]:
 FIXTURES = [
     Fixture("rms1p-scaled-embed", "gemma",
             "Gemma 1: RMSNorm as (1 + w), embedding scaled by sqrt(d_model), gated MLP (TransformerLens: exact GELU), rotary, grouped-query attention with head_dim 16 != 32 / 4, tied unembedding",
-            "sentencepiece", _gemma1, vocab_size=400, seed=8, tl_config=_tl_gemma1),
+            "sentencepiece", _gemma1, vocab_size=400, seed=8, tl_config=tl_gemma1),
     Fixture("postnorm-softcap-local", "gemma2",
             "Gemma 2: as Gemma 1 plus norms after attention and MLP, attention scale sqrt(24), softcaps 5 (scores) and 3 (logits), GELU-tanh, layer 0 sliding window 4, layer 1 global",
-            "sentencepiece", _gemma2, vocab_size=400, seed=9, tl_config=_tl_gemma2),
+            "sentencepiece", _gemma2, vocab_size=400, seed=9, tl_config=tl_gemma2),
     Fixture("qknorm-local-rope-base", "gemma3",
             "Gemma 3: post-norms, per-head q/k RMSNorm (1 + w), attention scale sqrt(24), layer 0 sliding window 4 with rotary base 10000, layer 1 global with base 1e6 and linear rope scaling 8, no softcaps",
-            "sentencepiece", _gemma3, vocab_size=400, seed=12, tl_config=_tl_gemma3),
+            "sentencepiece", _gemma3, vocab_size=400, seed=12, tl_config=tl_gemma3),
 ]

@@ -29,7 +29,7 @@ def _cfg(vocab: int) -> Olmo2Config:
     )
 
 
-def _tl_olmo2(hf: dict[str, Any]) -> dict[str, Any]:
+def tl_olmo2(hf: dict[str, Any]) -> dict[str, Any]:
     rp = hf.get("rope_parameters") or {}
     return {
         # TransformerLens 3.9's allenai/OLMo-2-0425-1B entry, sizes replaced by the checkpoint's.
@@ -58,5 +58,5 @@ def _tl_olmo2(hf: dict[str, Any]) -> dict[str, Any]:
 FIXTURES = [
     Fixture("postnorm-qknorm-whole", "olmo2",
             "OLMo-2: post-norm blocks (norms on the attention and MLP outputs, none on their inputs), RMSNorm over the whole q / k projections, gated SiLU MLP, rotary",
-            "byte_level", _cfg, seed=11, tl_config=_tl_olmo2),
+            "byte_level", _cfg, seed=11, tl_config=tl_olmo2),
 ]
