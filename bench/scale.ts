@@ -44,6 +44,9 @@ const FAMILIES: Family[] = [
   // than its 32768 for the same reason as Llama-3.2-1B (TransformerLens takes
   // max_position_embeddings as n_ctx for this family).
   { id: 'qwen2.5-1.5b', hf: { model_type: 'qwen2', num_hidden_layers: 28, hidden_size: 1536, num_attention_heads: 12, num_key_value_heads: 2, intermediate_size: 8960, vocab_size: 151936, max_position_embeddings: 2048, rms_norm_eps: 1e-6, hidden_act: 'silu', tie_word_embeddings: true, rope_theta: 1000000, use_sliding_window: false }, tiny: { num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 64, vocab_size: 64, max_position_embeddings: 32 } },
+  // Gemma-2-2B: post-norms, softcaps, alternating local/global layers, a 256000-token tied
+  // vocabulary (its embedding is a quarter of the weights); n_ctx 2048 as for Llama-3.2-1B.
+  { id: 'gemma-2-2b', hf: { model_type: 'gemma2', num_hidden_layers: 26, hidden_size: 2304, num_attention_heads: 8, num_key_value_heads: 4, head_dim: 256, intermediate_size: 9216, vocab_size: 256000, max_position_embeddings: 2048, rms_norm_eps: 1e-6, hidden_activation: 'gelu_pytorch_tanh', query_pre_attn_scalar: 256, sliding_window: 4096, attn_logit_softcapping: 50, final_logit_softcapping: 30, tie_word_embeddings: true, rope_theta: 10000 }, tiny: { num_hidden_layers: 2, hidden_size: 32, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8, intermediate_size: 64, vocab_size: 64, max_position_embeddings: 32, sliding_window: 4 } },
 ];
 
 const TARGET_RSS_RATIO = 1.25;

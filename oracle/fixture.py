@@ -4,7 +4,7 @@ transformers config with a tiny trained tokenizer (oracle/tiny_tokenizers.py).""
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 from transformers import PretrainedConfig
 
@@ -27,3 +27,8 @@ class Fixture:
     seed: int = 0
     #: A prefix to strip from the saved weight names (GPT-2's hub checkpoints have none: "h.0...").
     strip_prefix: str | None = None
+    #: For families TransformerLens cannot convert from config.json (it knows Gemma only by its
+    #: official names): the TransformerLens config dict for this checkpoint, given its HF config
+    #: dict. gen_models.load_hooked hands it to TransformerLens in place of convert_hf_model_config's
+    #: answer; every other loading step stays TransformerLens's own.
+    tl_config: Callable[[dict[str, Any]], dict[str, Any]] | None = None

@@ -43,6 +43,7 @@ from transformer_lens.head_detector import HEAD_NAMES, detect_head  # noqa: E402
 import oracle.families  # noqa: E402
 from oracle.fixture import Fixture  # noqa: E402
 from oracle.tiny_tokenizers import write_tokenizer  # noqa: E402
+from oracle.tl_configs import tl_config_for  # noqa: E402
 
 # TransformerLens's processing flags for each MechLens processing mode.
 MODES: dict[str, dict[str, bool]] = {
@@ -133,7 +134,8 @@ def tl_view(folder: pathlib.Path, tmp: pathlib.Path) -> pathlib.Path:
     return view
 
 
-def load_hooked(view: pathlib.Path, folder: pathlib.Path, tokenizer: Any, flags: dict[str, bool]) -> tuple[HookedTransformer, dict[str, Any]]:
+def load_hooked(view: pathlib.Path, folder: pathlib.Path, tokenizer: Any, flags: dict[str, bool],
+                tl_config: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> tuple[HookedTransformer, dict[str, Any]]:
     """HookedTransformer.from_pretrained's steps, in its order, on a local folder:
     get_pretrained_model_config -> from_pretrained's flag adjustments -> get_pretrained_state_dict
     (the family's weight converter on the HF model read from the folder) -> HookedTransformer(cfg,
@@ -143,9 +145,10 @@ def load_hooked(view: pathlib.Path, folder: pathlib.Path, tokenizer: Any, flags:
     applied: dict[str, Any] = {"asked": dict(flags), "notes": []}
     hf_model = AutoModelForCausalLM.from_pretrained(str(folder), attn_implementation="eager", dtype=torch.float32)
     hf_model.eval()
-    cfg = tl_loading.get_pretrained_model_config(
-        str(view), hf_cfg=hf_model.config.to_dict(), fold_ln=flags["fold_ln"], device="cpu", dtype=torch.float32,
-    )
+    with tl_config_for(view, tl_config, hf_model.config.to_dict()):
+        cfg = tl_loading.get_pretrained_model_config(
+            str(view), hf_cfg=hf_model.config.to_dict(), fold_ln=flags["fold_ln"], device="cpu", dtype=torch.float32,
+        )
     # from_pretrained's adjustments (HookedTransformer.from_pretrained in TransformerLens 3.9).
     if cfg.positional_embedding_type == "shortformer":
         for k in ("fold_ln", "center_unembed", "center_writing_weights"):
@@ -399,6 +402,11 @@ def compute_mode(model: HookedTransformer, spec: dict[str, Any], mode: str, tens
 
 def generate_one(fx: Fixture, out: pathlib.Path) -> None:
     folder = out / fx.name
+    # TransformerLens's to_str_tokens changes its input's shape when "gemma" is in the tokenizer's
+    # path (it loads from this folder), which breaks it for every model.
+    if "gemma" in str(folder.resolve()).lower():
+        raise RuntimeError(f"the fixture folder {folder.resolve()} contains 'gemma', which TransformerLens's to_str_tokens "
+                           "branches on; generate into a folder without it (--out) and copy the result")
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -416,7 +424,7 @@ def generate_one(fx: Fixture, out: pathlib.Path) -> None:
         for mode, flags in MODES.items():
             deterministic(fx.seed)
             try:
-                model, applied = load_hooked(view, folder, tokenizer, flags)
+                model, applied = load_hooked(view, folder, tokenizer, flags, fx.tl_config)
             except AssertionError as e:  # TransformerLens refuses (e.g. refactoring with rotary)
                 expected["unsupported"][mode] = f"TransformerLens {versions()['transformer-lens']} refuses: {e}"
                 continue

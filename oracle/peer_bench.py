@@ -40,6 +40,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import torch  # noqa: E402
 
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 torch.set_num_threads(int(os.environ.get("PEER_THREADS", "2")))
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -70,6 +73,10 @@ def make(config: dict[str, Any], out: str, dtypes: list[str], seed: int) -> dict
     t0 = time.perf_counter()
     cfg = dict(config)
     model_type = cfg.pop("model_type")
+    # JSON from the bench writes 50.0 as 50; transformers 5 validates Gemma's softcaps as floats.
+    for k in ("attn_logit_softcapping", "final_logit_softcapping"):
+        if isinstance(cfg.get(k), int):
+            cfg[k] = float(cfg[k])
     hf_cfg = AutoConfig.for_model(model_type, **cfg)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(hf_cfg, dtype=torch.float32)
@@ -124,17 +131,29 @@ class Server:
         folder = os.path.abspath(folder)
         rss0 = rss_now()
         t0 = time.perf_counter()
+        from transformer_lens.utilities import softcap_enabled
+        from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
+
+        from oracle.tl_configs import BY_ARCHITECTURE, tl_config_for
+
         hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager")
-        cfg = loading.get_pretrained_model_config(folder, hf_cfg=hf_model.config.to_dict(), fold_ln=fold, device="cpu", dtype=torch.float32)
+        hf_cfg = hf_model.config.to_dict()
+        # Gemma and OLMo-2: TransformerLens's own config for the family, with this checkpoint's sizes.
+        arch = (hf_cfg.get("architectures") or [""])[0]
+        with tl_config_for(folder, BY_ARCHITECTURE.get(arch), hf_cfg):
+            cfg = loading.get_pretrained_model_config(folder, hf_cfg=hf_cfg, fold_ln=fold, device="cpu", dtype=torch.float32)
         # The folder holds no tokenizer and the bench passes token ids: no tokenizer is loaded.
         cfg.tokenizer_name = None
         state_dict = loading.get_pretrained_state_dict(folder, cfg, hf_model, dtype=torch.float32)
         model = HookedTransformer(cfg, tokenizer=None, move_to_device=False)
+        # from_pretrained's own adjustments: no fold_ln / centring for post-norm blocks, no
+        # center_unembed under a logit softcap.
+        post_norm = cfg.original_architecture in POST_NORM_ARCHITECTURES
         model.load_and_process_state_dict(
             state_dict,
-            fold_ln=fold,
-            center_writing_weights=fold,
-            center_unembed=fold,
+            fold_ln=fold and not post_norm,
+            center_writing_weights=fold and not post_norm,
+            center_unembed=fold and not softcap_enabled(cfg.output_logits_soft_cap),
             fold_value_biases=fold,
             refactor_factored_attn_matrices=False,
         )

@@ -348,7 +348,7 @@ export async function compareWithOracle(fx: OracleFixture, mode: Processing, opt
       checks.push(compareTensors(`hook ${h}`, g && alignRefactorSigns(h, g, signs), expectedTensor(fx, mode, h), atol));
     }
     for (const h of missing) {
-      const derived = derivedHook(h, run.logits!, run.cache, model.params);
+      const derived = derivedHook(h, run.logits!, run.cache, model.params, (model.cfg.output_logits_soft_cap ?? 0) > 0);
       if (derived) checks.push(compareTensors(`hook ${h} (as MechLens computes it, unnamed)`, derived, expectedTensor(fx, mode, h), atol));
     }
 
@@ -420,11 +420,29 @@ export async function compareWithOracle(fx: OracleFixture, mode: Processing, opt
 
 /**
  * The value of a TransformerLens hook MechLens computes but does not name (yet): unembed.hook_out
- * is the logits, unembed.hook_in ln_final's output (hook_normalized, times w plus b when ln_final
- * has them).
+ * is the logits (before a final-logit softcap: then unembed.hook_in · W_U + b_U), unembed.hook_in
+ * ln_final's output (hook_normalized, times w plus b when ln_final has them).
  */
-function derivedHook(name: string, logits: F32, cache: Map<OutputName, F32>, params: Params): F32 | null {
-  if (name === 'unembed.hook_out') return logits;
+function derivedHook(name: string, logits: F32, cache: Map<OutputName, F32>, params: Params, softcapped: boolean): F32 | null {
+  if (name === 'unembed.hook_out') {
+    if (!softcapped) return logits;
+    const x = derivedHook('unembed.hook_in', logits, cache, params, softcapped);
+    const WU = params.get('unembed.W_U');
+    const bU = params.get('unembed.b_U');
+    if (!x || !WU || !bU) return null;
+    // [batch, pos, d_model] x [d_model, d_vocab_out] + [d_vocab_out]
+    const [D, V] = WU.dims as [number, number];
+    const rows = x.data.length / D;
+    const out = new Float32Array(rows * V);
+    for (let r = 0; r < rows; r++) {
+      for (let v = 0; v < V; v++) {
+        let acc = bU.data[v]!;
+        for (let d = 0; d < D; d++) acc += x.data[r * D + d]! * WU.data[d * V + v]!;
+        out[r * V + v] = acc;
+      }
+    }
+    return { ...logits, data: out };
+  }
   if (name !== 'unembed.hook_in') return null;
   const x = cache.get('ln_final.hook_normalized');
   if (!x) return null;

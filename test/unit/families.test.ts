@@ -18,6 +18,8 @@ import type { F32 } from '../../src/engine/tensor/tensor.js';
 import { headParam } from '../../src/engine/model/params.js';
 import { headWeight } from '../../src/engine/analysis/circuits.js';
 import { packQKV } from '../../src/engine/training/model.js';
+import { applyProcessing } from '../../src/engine/weights/process.js';
+import { hookDictOrder } from '../../src/engine/analysis/ablation.js';
 import { HookedTransformer } from '../../src/engine/model/hookedTransformer.js';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures');
@@ -35,6 +37,11 @@ const FAMILY_OF_FIXTURE: Record<string, string> = {
   'per-head-qk-norm': 'qwen3',
   'fused-qkv-gate-up': 'phi3',
   'parallel-interleaved-rotary': 'gpt-j',
+  'rms1p-scaled-embed': 'gemma',
+  'postnorm-softcap-local': 'gemma2',
+  'neo-unscaled-local': 'gpt-neo',
+  'postnorm-qknorm-whole': 'olmo2',
+  'qknorm-local-rope-base': 'gemma3',
 };
 
 const readConfig = (fx: string): Record<string, unknown> => JSON.parse(fs.readFileSync(path.join(FIXTURES, fx, 'config.json'), 'utf8')) as Record<string, unknown>;
@@ -48,7 +55,7 @@ test('config.json picks the family (architectures first, then model_type); an un
     for (const f of FAMILIES) assert.ok(e.message.includes(f.architectures[0]!), `${f.name} listed: ${e.message}`);
     return true;
   });
-  assert.match(supportedFamilies(), /gpt2.*gpt-neox.*llama.*mistral/);
+  assert.match(supportedFamilies(), /gpt2.*gpt-neox.*llama.*mistral.*qwen2.*qwen3.*phi3.*gpt-j.*gemma.*gemma2.*gemma3.*gpt-neo.*olmo2/);
   // Through loading: the error names config.json and the supported families.
   const dir = path.join(tmpRoot, 'bert');
   fs.mkdirSync(dir);
@@ -75,6 +82,97 @@ test('each family has its TransformerLens config fields and hook set', () => {
   assert.equal(mistral.use_local_attn, true);
   assert.ok(mistral.window_size! > 0);
   assert.deepEqual(new Set(mistral.attn_types), new Set(['local']));
+  const gemma1 = loadModelFolder(path.join(FIXTURES, 'rms1p-scaled-embed')).cfg;
+  assert.equal(gemma1.act_fn, 'gelu', "TransformerLens's Gemma 1 configs: exact GELU");
+  assert.equal(gemma1.d_head, 16, 'head_dim from config.json, not hidden_size / heads');
+  assert.equal(gemma1.n_key_value_heads, 2);
+  assert.equal(gemma1.use_normalization_before_and_after, false);
+  assert.ok(!allHooks(gemma1).some((h) => h.includes('_post.')), 'no post-norm hooks in Gemma 1');
+  assert.throws(() => requireHook('blocks.0.ln1_post.hook_scale', gemma1), /Gemma 2/);
+  const gemma2 = loadModelFolder(path.join(FIXTURES, 'postnorm-softcap-local')).cfg;
+  assert.equal(gemma2.act_fn, 'gelu_pytorch_tanh');
+  assert.equal(gemma2.attn_scale, Math.sqrt(24), 'sqrt(query_pre_attn_scalar)');
+  assert.deepEqual([gemma2.attn_scores_soft_cap, gemma2.output_logits_soft_cap], [5, 3]);
+  assert.deepEqual(gemma2.attn_types, ['local', 'global']);
+  assert.equal(gemma2.window_size, 4);
+  const g2hooks = allHooks(gemma2);
+  for (const h of ['blocks.1.ln1_post.hook_scale', 'blocks.1.ln1_post.hook_normalized', 'blocks.1.ln2_post.hook_scale', 'blocks.1.ln2_post.hook_normalized']) assert.ok(g2hooks.includes(h as never), h);
+  // In forward order: the post-norm sits between the sublayer and its output hook.
+  assert.ok(g2hooks.indexOf('blocks.0.ln1_post.hook_normalized') < g2hooks.indexOf('blocks.0.hook_attn_out'));
+  assert.ok(g2hooks.indexOf('blocks.0.mlp.hook_post') < g2hooks.indexOf('blocks.0.ln2_post.hook_scale'));
+});
+
+test('GPT-Neo configs: unscaled attention, attention_layers or attention_types pick the local layers, d_mlp = 4 d_model', () => {
+  const neo = loadModelFolder(path.join(FIXTURES, 'neo-unscaled-local')).cfg;
+  assert.equal(neo.use_attn_scale, false);
+  assert.deepEqual(neo.attn_types, ['global', 'local']);
+  assert.equal(neo.window_size, 4);
+  assert.equal(neo.d_mlp, 4 * neo.d_model);
+  const base = readConfig('neo-unscaled-local');
+  const { attention_layers: _omit, ...runs } = base;
+  const four = { ...runs, num_layers: 4, attention_types: [[['local', 'global'], 2]] };
+  assert.deepEqual(familyOf(four).config(four, 'x').attn_types, ['local', 'global', 'local', 'global']);
+  assert.throws(() => familyOf(base).config({ ...base, attention_layers: ['global'] }, 'x'), /1 kinds, expected one per layer \(num_layers = 2\)/);
+  assert.throws(() => familyOf(base).config({ ...base, attention_layers: ['global', 'sparse'] }, 'x'), /attention_layers\[1\] is "sparse"/);
+  assert.throws(() => familyOf(base).config({ ...runs, attention_types: undefined }, 'x'), /neither attention_layers nor attention_types/);
+});
+
+test('Gemma 3 configs: rotary base per layer type and linear scaling from either transformers layout; sliding_window_pattern without layer_types', () => {
+  const g3 = loadModelFolder(path.join(FIXTURES, 'qknorm-local-rope-base')).cfg;
+  assert.deepEqual([g3.rotary_base, g3.rotary_base_local, g3.rotary_scaling_factor], [1e6, 1e4, 8]);
+  assert.equal(g3.use_qk_norm, true);
+  assert.equal(g3.use_normalization_before_and_after, true);
+  assert.deepEqual([g3.attn_scores_soft_cap, g3.output_logits_soft_cap], [null, null]);
+  assert.ok(allHooks(g3).includes('blocks.0.attn.q_norm.hook_normalized'));
+  const base = readConfig('qknorm-local-rope-base');
+  const { layer_types: _omit, rope_parameters: _rp, ...bare } = base;
+  // transformers 4's fields, and the default pattern: five local layers, then one global.
+  const v4 = { ...bare, num_hidden_layers: 7, rope_theta: 5e5, rope_local_base_freq: 2e4, rope_scaling: { rope_type: 'linear', factor: 4 } };
+  const c4 = familyOf(v4).config(v4, 'x');
+  assert.deepEqual([c4.rotary_base, c4.rotary_base_local, c4.rotary_scaling_factor], [5e5, 2e4, 4]);
+  assert.deepEqual(c4.attn_types, ['local', 'local', 'local', 'local', 'local', 'global', 'local']);
+  const three = { ...bare, num_hidden_layers: 3, sliding_window_pattern: 2 };
+  assert.deepEqual(familyOf(three).config(three, 'x').attn_types, ['local', 'global', 'local']);
+  assert.throws(() => familyOf(base).config({ ...bare, rope_scaling: { rope_type: 'yarn', factor: 4 } }, 'x'), /rope_type "yarn" is not supported for Gemma 3/);
+});
+
+test('OLMo-2: post-norm blocks keep their norms in every processing mode; q/k norms span the whole projection', async () => {
+  const { cfg, params } = loadModelFolder(path.join(FIXTURES, 'postnorm-qknorm-whole'));
+  assert.equal(cfg.original_architecture, 'Olmo2ForCausalLM');
+  assert.deepEqual(params.get('blocks.0.attn.q_norm.w')!.dims, [cfg.n_heads * cfg.d_head]);
+  const processed = applyProcessing(cfg, params, 'default');
+  assert.equal(processed.cfg.normalization_type, 'RMS', 'fold_ln refused: the norms read the sublayer outputs');
+  assert.ok(processed.params.has('blocks.1.ln2.w'));
+  assert.ok(processed.notes.some((n) => /fold_ln skipped: Olmo2ForCausalLM/.test(n)), processed.notes.join('; '));
+  // Grouped-query OLMo-2 (32B) loads with n_key_value_heads; TransformerLens 3.9 cannot load it.
+  const gqa = familyOf(readConfig('postnorm-qknorm-whole')).config({ ...readConfig('postnorm-qknorm-whole'), num_key_value_heads: 2 }, 'x');
+  assert.equal(gqa.n_key_value_heads, 2);
+  assert.ok(paramSpecs(gqa).some((s) => s.name === 'blocks.0.attn.k_norm.w' && s.dims[0] === 2 * gqa.d_head));
+});
+
+test("Gemma 2's hooks in TransformerLens's hook_dict order (the ablation sweep's order): post-norms after their norms, rotary and gated-MLP hooks included", () => {
+  const cfg = loadModelFolder(path.join(FIXTURES, 'postnorm-softcap-local')).cfg;
+  // HookedTransformer(cfg).hook_dict for this fixture's config, block 0, without the hooks MechLens
+  // does not have (hook_attn_in, hook_q/k/v_input, hook_mlp_in: off by default in TransformerLens).
+  const tl = ['ln1.hook_scale', 'ln1.hook_normalized', 'ln1_post.hook_scale', 'ln1_post.hook_normalized', 'ln2.hook_scale', 'ln2.hook_normalized',
+    'ln2_post.hook_scale', 'ln2_post.hook_normalized', 'attn.hook_k', 'attn.hook_q', 'attn.hook_v', 'attn.hook_z', 'attn.hook_attn_scores', 'attn.hook_pattern',
+    'attn.hook_result', 'attn.hook_rot_k', 'attn.hook_rot_q', 'mlp.hook_pre', 'mlp.hook_pre_linear', 'mlp.hook_post', 'hook_attn_out', 'hook_mlp_out',
+    'hook_resid_pre', 'hook_resid_mid', 'hook_resid_post'].map((h) => `blocks.0.${h}`);
+  assert.deepEqual(hookDictOrder(cfg).filter((h) => h.startsWith('blocks.0.')), tl);
+});
+
+test('Gemma 2 configs: layer_types picks the local layers (else the even ones); a malformed one is named', () => {
+  const base = readConfig('postnorm-softcap-local');
+  const { layer_types: _omit, ...noTypes } = base;
+  const four = { ...noTypes, num_hidden_layers: 4 };
+  assert.deepEqual(familyOf(four).config(four, 'x').attn_types, ['local', 'global', 'local', 'global']);
+  const custom = { ...base, layer_types: ['full_attention', 'sliding_attention'] };
+  assert.deepEqual(familyOf(custom).config(custom, 'x').attn_types, ['global', 'local']);
+  assert.throws(() => familyOf(base).config({ ...base, layer_types: ['sliding_attention'] }, 'x'), /layer_types has 1 entries.*num_hidden_layers = 2/);
+  assert.throws(() => familyOf(base).config({ ...base, layer_types: ['sliding_attention', 'chunked'] }, 'x'), /layer_types\[1\] is "chunked"/);
+  // No softcaps (null in config.json) and the default attention scale.
+  const plain = familyOf(base).config({ ...base, attn_logit_softcapping: null, final_logit_softcapping: null, query_pre_attn_scalar: 16 }, 'x');
+  assert.deepEqual([plain.attn_scores_soft_cap, plain.output_logits_soft_cap, plain.attn_scale], [null, null, 4]);
 });
 
 test('Qwen2: q/k/v biases from the checkpoint, rotary base from rope_theta, tied unembedding, no BOS', () => {
@@ -170,19 +268,26 @@ function toBf16(x: number): number {
 }
 const fromBf16 = (h: number): number => new Float32Array(new Uint32Array([h << 16]).buffer)[0]!;
 
-/** A safetensors file of bf16 tensors (the layout save_pretrained writes for a bf16 model). */
-function bf16File(tensors: [string, F32][]): Buffer {
+/** A safetensors file of bf16 tensors (the layout save_pretrained writes for a bf16 model), or of their values as F32. */
+function bf16File(tensors: [string, F32][], asF32 = false): Buffer {
   const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
+  const size = asF32 ? 4 : 2;
   let off = 0;
   for (const [n, t] of tensors) {
-    header[n] = { dtype: 'BF16', shape: t.dims, data_offsets: [off, off + 2 * t.data.length] };
-    off += 2 * t.data.length;
+    header[n] = { dtype: asF32 ? 'F32' : 'BF16', shape: t.dims, data_offsets: [off, off + size * t.data.length] };
+    off += size * t.data.length;
   }
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - (json.length % 8)) % 8);
   const body = Buffer.alloc(off);
   let o = 0;
-  for (const [, t] of tensors) for (const v of t.data) { body.writeUInt16LE(toBf16(v), o); o += 2; }
+  for (const [, t] of tensors) {
+    for (const v of t.data) {
+      if (asF32) body.writeFloatLE(fromBf16(toBf16(v)), o);
+      else body.writeUInt16LE(toBf16(v), o);
+      o += size;
+    }
+  }
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(json.length));
   return Buffer.concat([len, Buffer.from(json), body]);
@@ -204,19 +309,7 @@ function bf16Sharded(fx: string): Map<string, Buffer> {
   ]);
 }
 
-/** Params of the fp32 checkpoint rounded to bf16: the conversion only moves values, so it commutes with rounding. */
-function assertBf16Of(got: Map<string, F32>, fp32: Map<string, F32>, what: string): void {
-  assert.deepEqual([...got.keys()].sort(), [...fp32.keys()].sort(), `${what}: param names`);
-  for (const [n, t] of fp32) {
-    const g = got.get(n)!;
-    assert.deepEqual(g.dims, t.dims, `${what}: ${n} dims`);
-    for (let i = 0; i < t.data.length; i++) {
-      if (g.data[i] !== fromBf16(toBf16(t.data[i]!))) assert.fail(`${what}: ${n}[${i}] = ${g.data[i]}, expected bf16(${t.data[i]}) = ${fromBf16(toBf16(t.data[i]!))}`);
-    }
-  }
-}
-
-for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'qkv-bias-gqa-tied', 'per-head-qk-norm', 'fused-qkv-gate-up', 'parallel-interleaved-rotary']) {
+for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'qkv-bias-gqa-tied', 'per-head-qk-norm', 'fused-qkv-gate-up', 'parallel-interleaved-rotary', 'rms1p-scaled-embed', 'postnorm-softcap-local', 'neo-unscaled-local', 'postnorm-qknorm-whole', 'qknorm-local-rope-base']) {
   test(`${fx}: loads from a bf16 sharded folder and from the HF cache, computed in float32`, async () => {
     const fp32 = loadModelFolder(path.join(FIXTURES, fx));
     assert.deepEqual([...fp32.params.keys()].sort(), paramSpecs(fp32.cfg).map((s) => s.name).sort(), 'exactly paramSpecs(cfg)');
@@ -226,7 +319,27 @@ for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-slid
     for (const [n, b] of files) fs.writeFileSync(path.join(dir, n), b);
     const folder = loadModelFolder(dir);
     assert.deepEqual(folder.cfg, { ...fp32.cfg, model_name: path.basename(dir) });
-    assertBf16Of(folder.params, fp32.params, 'folder');
+    // Conversions that only move values commute with rounding; Gemma's (1 + w) and sqrt(d_model)
+    // scaling do not, so those are checked against the bf16 values stored as float32.
+    const exactOf = ((): Map<string, F32> => {
+      if (fp32.cfg.original_architecture.startsWith('Gemma')) {
+        const d = path.join(tmpRoot, `${fx}-bf16-as-f32`);
+        fs.mkdirSync(d);
+        fs.writeFileSync(path.join(d, 'config.json'), files.get('config.json')!);
+        fs.writeFileSync(path.join(d, 'model.safetensors'), bf16File([...readSafetensors(path.join(FIXTURES, fx, 'model.safetensors'))], true));
+        return loadModelFolder(d).params;
+      }
+      return new Map([...fp32.params].map(([n, t]) => [n, { ...t, data: t.data.map((v) => fromBf16(toBf16(v))) }]));
+    })();
+    const assertSame = (got: Map<string, F32>, what: string): void => {
+      assert.deepEqual([...got.keys()].sort(), [...exactOf.keys()].sort(), `${what}: param names`);
+      for (const [n, t] of exactOf) {
+        const g = got.get(n)!;
+        assert.deepEqual(g.dims, t.dims, `${what}: ${n} dims`);
+        for (let i = 0; i < t.data.length; i++) if (g.data[i] !== t.data[i]) assert.fail(`${what}: ${n}[${i}] = ${g.data[i]}, expected ${t.data[i]} (from the bf16 values)`);
+      }
+    };
+    assertSame(folder.params, 'folder');
     for (const t of folder.params.values()) assert.ok(t.data instanceof Float32Array);
 
     // The same files in a huggingface_hub cache (blobs + relative snapshot links + refs/main).
@@ -244,7 +357,7 @@ for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-slid
     fs.writeFileSync(path.join(repo, 'refs', 'main'), 'c0ffee');
     const cached = await loadModel(id, { cacheDir, allowDownload: false });
     assert.equal(cached.cfg.original_architecture, fp32.cfg.original_architecture);
-    assertBf16Of(cached.params, fp32.params, 'HF cache');
+    assertSame(cached.params, 'HF cache');
   });
 }
 

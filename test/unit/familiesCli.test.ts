@@ -2,7 +2,10 @@
  * The `mechlens` command on every registered family's oracle fixture (a model folder as a user
  * has one): `info` names the family's TransformerLens architecture and its hooks, and `run` runs
  * an experiment of the common kinds (logit difference, head DLA, residual and head patching,
- * attention, neurons) whose logit difference must equal TransformerLens's.
+ * attention, neurons) whose logit difference must equal TransformerLens's. The families with
+ * post-norms, softcaps, local attention or unscaled attention (Gemma 1, 2, 3, GPT-Neo, OLMo-2) also
+ * run an experiment of every analysis kind (attribution patching included, which goes through the
+ * differentiable graph), every section finishing with finite numbers.
  */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
@@ -11,6 +14,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { main } from '../../src/engine/cli.js';
 import { oracleFixture } from '../helpers/oracle.js';
+import { LoadedEngine } from '../../src/engine/engine.js';
 
 /** The CLI in-process: its result (io.out) and stderr; stdout stays the test reporter's. */
 async function runCli(args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -30,7 +34,8 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mechlens-families-cli-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 
 /** One fixture per family (beyond GPT-2, which the CLI's own tests cover). */
-const FIXTURES = ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'qkv-bias-gqa-tied', 'per-head-qk-norm', 'fused-qkv-gate-up', 'parallel-interleaved-rotary'];
+const FIXTURES = ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'qkv-bias-gqa-tied', 'per-head-qk-norm', 'fused-qkv-gate-up', 'parallel-interleaved-rotary',
+  'rms1p-scaled-embed', 'postnorm-softcap-local', 'qknorm-local-rope-base', 'neo-unscaled-local', 'postnorm-qknorm-whole'];
 
 for (const name of FIXTURES) {
   test(`mechlens info and run on ${name}`, async () => {
@@ -77,5 +82,58 @@ for (const name of FIXTURES) {
     assert.equal(r.code, 0, r.err);
     assert.match(r.err, /expectations: 1 of 1 met/);
     assert.ok(fs.existsSync(path.join(out, 'results.json')));
+  });
+}
+
+interface Spec { prompts: string[]; corrupted_prompts: string[]; answer_strs: string[][] }
+
+/** Two distinct strings that the model's tokenizer makes one token each (without BOS). */
+async function singleTokenAnswers(dir: string, spec: Spec): Promise<[string, string]> {
+  const engine = await LoadedEngine.load(dir, { processing: 'none', device: 'cpu', threads: 1 });
+  try {
+    const pool = [...spec.answer_strs.flat(), ' Mary', ' John', ' the', 'the', 'a', 'e', 's', 't'];
+    const ok = [...new Set(pool)].filter((s) => engine.tokenize([s], false).tokens[0]!.length === 1);
+    assert.ok(ok.length >= 2, `two single-token answers among ${JSON.stringify(pool)}`);
+    return [ok[0]!, ok[1]!];
+  } finally {
+    await engine.dispose();
+  }
+}
+
+for (const fx of ['rms1p-scaled-embed', 'postnorm-softcap-local', 'qknorm-local-rope-base', 'neo-unscaled-local', 'postnorm-qknorm-whole']) {
+  test(`mechlens run runs every analysis kind on ${fx}`, async () => {
+    const src = oracleFixture(fx).dir;
+    // The experiment lives beside a copy of the checkpoint (experiment files name models relative to themselves).
+    const dir = path.join(tmp, `all-${fx}`);
+    fs.mkdirSync(dir);
+    for (const f of fs.readdirSync(src).filter((n) => !n.startsWith('expected'))) fs.copyFileSync(path.join(src, f), path.join(dir, f));
+    const spec = JSON.parse(fs.readFileSync(path.join(src, 'spec.json'), 'utf8')) as Spec;
+    const [answer, wrong] = await singleTokenAnswers(dir, spec);
+    const subject = spec.prompts[0]!.split(' ')[1]!;
+    const experiment = {
+      model: '.',
+      prompts: spec.prompts.map((p, i) => ({ prompt: p, corrupted: spec.corrupted_prompts[i]!, answer, wrong })),
+      analyses: [
+        { kind: 'test_prompt' }, { kind: 'logit_diff' }, { kind: 'layer_dla' }, { kind: 'head_dla' },
+        { kind: 'neuron_dla', layer: 1 }, { kind: 'logit_lens' }, { kind: 'attention', heads: ['L1H0'] },
+        { kind: 'head_scores', seqLen: 6, batch: 2 }, { kind: 'detect_heads', pattern: 'previous_token_head' },
+        { kind: 'circuits', heads: ['L1H1'] }, { kind: 'copying_scores' }, { kind: 'composition', mode: 'K' },
+        { kind: 'neuron_activations', layer: 0, neuron: 3, text: spec.prompts[0]! }, { kind: 'ablation' },
+        { kind: 'patch', hook: 'resid_pre' }, { kind: 'patch', hook: 'mlp_out', attribution: true },
+        { kind: 'patch_heads', activation: 'z' }, { kind: 'patch_heads', activation: 'pattern', by: 'pos' },
+        { kind: 'patch_heads', activation: 'v', attribution: true },
+        { kind: 'patch_neurons', layer: 1, top: 4 },
+        { kind: 'causal_trace', subject, samples: 2 },
+        { kind: 'path_patch', receivers: 'logits' },
+      ],
+    };
+    const file = path.join(dir, 'all.experiment.json');
+    fs.writeFileSync(file, JSON.stringify(experiment));
+    const run = await runCli(['run', file, '--out', path.join(dir, 'run')]);
+    assert.equal(run.code, 0, run.err);
+    // Every analysis wrote its section, and none says its numbers are not finite.
+    const record = JSON.parse(fs.readFileSync(path.join(dir, 'run', 'run.json'), 'utf8')) as { state: { sections: { notes?: string[] }[] } };
+    assert.ok(record.state.sections.length > 0, 'the run has its sections');
+    for (const f of ['run.json', 'results.json']) assert.doesNotMatch(fs.readFileSync(path.join(dir, 'run', f), 'utf8'), /Not finite/, f);
   });
 }

@@ -47,7 +47,8 @@ export function hookDictOrder(cfg: HookedTransformerConfig): HookName[] {
   for (let l = 0; l < cfg.n_layers; l++) {
     const b = `blocks.${l}.`;
     out.push(
-      ...['ln1.hook_scale', 'ln1.hook_normalized', 'ln2.hook_scale', 'ln2.hook_normalized', 'attn.hook_k', 'attn.hook_q', 'attn.hook_v', 'attn.hook_z', 'attn.hook_attn_scores', 'attn.hook_pattern', 'attn.hook_result', 'mlp.hook_pre', 'mlp.hook_post', 'hook_attn_out', 'hook_mlp_out', 'hook_resid_pre', 'hook_resid_mid', 'hook_resid_post'].map((s) => b + s),
+      // TransformerBlock registers ln1, ln1_post (Gemma 2/3), ln2, ln2_post, then attn and mlp.
+      ...['ln1.hook_scale', 'ln1.hook_normalized', 'ln1_post.hook_scale', 'ln1_post.hook_normalized', 'ln2.hook_scale', 'ln2.hook_normalized', 'ln2_post.hook_scale', 'ln2_post.hook_normalized', 'attn.hook_k', 'attn.hook_q', 'attn.hook_v', 'attn.hook_z', 'attn.hook_attn_scores', 'attn.hook_pattern', 'attn.hook_result', 'attn.hook_rot_k', 'attn.hook_rot_q', 'mlp.hook_pre', 'mlp.hook_pre_linear', 'mlp.hook_post', 'hook_attn_out', 'hook_mlp_out', 'hook_resid_pre', 'hook_resid_mid', 'hook_resid_post'].map((s) => b + s),
     );
   }
   out.push('ln_final.hook_scale', 'ln_final.hook_normalized');

@@ -7,10 +7,13 @@ import type { HookedTransformerConfig } from '../model/config.js';
 import type { StateDict } from '../model/hf.js';
 import type { Params } from '../model/params.js';
 import type { ArchFamily, HfConfig } from './family.js';
+import { gemma, gemma2, gemma3 } from './gemma.js';
 import { gpt2 } from './gpt2.js';
+import { gptneo } from './gptneo.js';
 import { llama } from './llama.js';
 import { mistral } from './mistral.js';
 import { neox } from './neox.js';
+import { olmo2 } from './olmo2.js';
 import { qwen2 } from './qwen2.js';
 import { qwen3 } from './qwen3.js';
 import { phi3 } from './phi3.js';
@@ -18,7 +21,7 @@ import { gptj } from './gptj.js';
 
 export type { ArchFamily, HfConfig } from './family.js';
 
-export const FAMILIES: readonly ArchFamily[] = [gpt2, neox, llama, mistral, qwen2, qwen3, phi3, gptj];
+export const FAMILIES: readonly ArchFamily[] = [gpt2, neox, llama, mistral, qwen2, qwen3, phi3, gptj, gemma, gemma2, gemma3, gptneo, olmo2];
 
 /** A one-line list of what is supported, for error messages and docs. */
 export function supportedFamilies(): string {

@@ -19,10 +19,10 @@ import { emitSae, type SaeEmitter, type SaeSlot } from '../sae/graph.js';
 import type { Sae } from '../sae/sae.js';
 import { GraphBuilder } from './builder.js';
 import { emitAttention } from './components/attention.js';
-import { emitEmbed, emitUnembed } from './components/embed.js';
+import { emitEmbed, emitLogits, emitUnembed } from './components/embed.js';
 import { lastPosition, SLICE_END, type Emitter } from './components/emitter.js';
 import { emitMlp } from './components/mlp.js';
-import { emitNorm } from './components/norm.js';
+import { emitNorm, emitPostNorm, emitPreNorm } from './components/norm.js';
 import { OnnxDType, type OnnxGraph, type OnnxNode, type OnnxTensor, type OnnxValueInfo } from './onnxProto.js';
 
 /** The compiled shape of one intervention: which hook, which kind, which axes its mask indexes. */
@@ -258,14 +258,14 @@ export function buildBlockGraph(cfg: HookedTransformerConfig, params: ParamSourc
   if (v.fromMid) {
     if (cfg.attn_only) throw new Error('internal: an attention-only block has no resid_mid to start from');
     if (cfg.parallel_attn_mlp) throw new Error(`block ${layer} runs attention and MLP in parallel: there is no resid_mid to start from`);
-    const mlpHooks = new Set(['hook_resid_mid', 'ln2.hook_scale', 'ln2.hook_normalized', 'mlp.hook_pre', 'mlp.hook_pre_linear', 'mlp.hook_post', 'hook_mlp_out', 'hook_resid_post'].map(h));
+    const mlpHooks = new Set(['hook_resid_mid', 'ln2.hook_scale', 'ln2.hook_normalized', 'mlp.hook_pre', 'mlp.hook_pre_linear', 'mlp.hook_post', 'ln2_post.hook_scale', 'ln2_post.hook_normalized', 'hook_mlp_out', 'hook_resid_post'].map(h));
     const bad = [...v.outputs, ...v.slots.map((s) => s.hook), ...(v.saes ?? []).flatMap((s) => [s.hookIn, s.hookOut])].find((n) => !mlpHooks.has(parseSaeHook(n)?.base ?? n));
     if (bad) throw new Error(`internal: block ${layer} starts at resid_mid, so ${bad} is not computed`);
   }
   const plain = v.lastPos === true;
   const hk = (name: string, value: string) => (plain ? value : b.hook(h(name), value));
   /** ln2, the MLP (hook_mlp_out) on `from` [batch, pos, d_model]. */
-  const mlpOut = (from: string) => hk('hook_mlp_out', emitMlp(b, P, emitNorm(b, `${P}.ln2`, from, plain), plain));
+  const mlpOut = (from: string) => hk('hook_mlp_out', emitPostNorm(b, P, 'ln2', emitMlp(b, P, emitPreNorm(b, P, 'ln2', from, plain), plain), plain));
 
   let residPost: string;
   if (v.fromMid) {
@@ -277,10 +277,10 @@ export function buildBlockGraph(cfg: HookedTransformerConfig, params: ParamSourc
     const past = v.prefix
       ? { k: g.input(PAST_K, OnnxDType.FLOAT, ['batch', 'past', KV, cfg.d_head]), v: g.input(PAST_V, OnnxDType.FLOAT, ['batch', 'past', KV, cfg.d_head]) }
       : null;
-    const attnOut = hk('hook_attn_out', emitAttention(b, emitNorm(b, `${P}.ln1`, residPre), {
+    const attnOut = hk('hook_attn_out', emitPostNorm(b, P, 'ln1', emitAttention(b, emitPreNorm(b, P, 'ln1', residPre), {
       layer, lastPos: plain, past, useAttnResult: v.useAttnResult,
       resultIntervened: v.slots.some((s) => s.hook === h('attn.hook_result')),
-    }));
+    }), plain));
     const residPreOut = plain ? lastPosition(g, residPre) : residPre;
     if (cfg.attn_only) {
       residPost = g.op('Add', [residPreOut, attnOut]);
@@ -323,7 +323,7 @@ export function buildFinalGraph(cfg: HookedTransformerConfig, params: ParamSourc
       bU = g.op('Gather', [bU, ids], { axis: 0 });
     }
     // logits [batch, pos, d_vocab_out] (pos = 1 with lastPos, d_vocab_out = K with vocab) = x @ W_U + b_U
-    g.op('Add', [g.op('MatMul', [x, WU]), bU], undefined, 'logits');
+    emitLogits(g, cfg, x, WU, bU, 'logits');
   } else {
     emitUnembed(b, x, 'logits');
   }
@@ -342,7 +342,7 @@ export function buildUnembedGraph(cfg: HookedTransformerConfig, params: ParamSou
   const x = g.input(FINAL_X, OnnxDType.FLOAT, ['batch', 'pos', cfg.d_model]);
   const WU = g.weight('unembed.W_U', getParam(params, 'unembed.W_U'));
   const bU = g.weight('unembed.b_U', getParam(params, 'unembed.b_U'), undefined, true);
-  g.op('Add', [g.op('MatMul', [x, WU]), bU], undefined, 'logits');
+  emitLogits(g, cfg, x, WU, bU, 'logits');
   g.output('logits', OnnxDType.FLOAT, ['batch', 'pos', cfg.d_vocab_out]);
   return g.build();
 }

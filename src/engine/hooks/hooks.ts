@@ -23,6 +23,8 @@ export interface HookConfig {
   /** With original_architecture: which q/k norm the model has (model/config.ts's qkNorm). */
   use_qk_norm: boolean;
   original_architecture: string;
+  /** Gemma 2/3's norms after attention and the MLP (ln1_post / ln2_post hooks). */
+  use_normalization_before_and_after: boolean;
 }
 type HookedTransformerConfig = HookConfig;
 
@@ -43,6 +45,10 @@ export type BlockHookSuffix =
   | 'ln1.hook_normalized'
   | 'ln2.hook_scale'
   | 'ln2.hook_normalized'
+  | 'ln1_post.hook_scale'
+  | 'ln1_post.hook_normalized'
+  | 'ln2_post.hook_scale'
+  | 'ln2_post.hook_normalized'
   | 'attn.hook_q'
   | 'attn.hook_k'
   | 'attn.hook_v'
@@ -100,6 +106,10 @@ const BLOCK_AXES: Record<BlockHookSuffix, readonly Axis[]> = {
   'ln1.hook_normalized': ['batch', 'pos', 'd_model'],
   'ln2.hook_scale': ['batch', 'pos', 'one'],
   'ln2.hook_normalized': ['batch', 'pos', 'd_model'],
+  'ln1_post.hook_scale': ['batch', 'pos', 'one'],
+  'ln1_post.hook_normalized': ['batch', 'pos', 'd_model'],
+  'ln2_post.hook_scale': ['batch', 'pos', 'one'],
+  'ln2_post.hook_normalized': ['batch', 'pos', 'd_model'],
   'attn.hook_q': ['batch', 'pos', 'head_index', 'd_head'],
   'attn.hook_k': ['batch', 'pos', 'head_index', 'd_head'],
   'attn.hook_v': ['batch', 'pos', 'head_index', 'd_head'],
@@ -172,6 +182,10 @@ export function requireHook(name: string, cfg: HookedTransformerConfig): ParsedH
     if (qkNormOf(cfg) === null && isQkNormSuffix(p.suffix)) {
       throw new Error(`hook ${name} exists only in models with a query/key norm (Qwen3, Gemma 3, OLMo-2)`);
     }
+    if (!cfg.use_normalization_before_and_after && (p.suffix.startsWith('ln1_post.') || p.suffix.startsWith('ln2_post.'))) {
+      throw new Error(`hook ${name} exists only in models with norms after attention and the MLP (Gemma 2 and 3)`);
+    }
+    if (cfg.attn_only && p.suffix.startsWith('ln2_post.')) throw new Error(`hook ${name} does not exist in an attention-only model`);
     if (!cfg.gated_mlp && p.suffix === 'mlp.hook_pre_linear') {
       throw new Error(`hook ${name} exists only in models with a gated MLP`);
     }
@@ -290,13 +304,18 @@ export function allHooks(cfg: HookedTransformerConfig): HookName[] {
     out.push(`${b}attn.hook_q`, `${b}attn.hook_k`, `${b}attn.hook_v`);
     if (qkNormOf(cfg) !== null) out.push(`${b}attn.q_norm.hook_scale`, `${b}attn.q_norm.hook_normalized`, `${b}attn.k_norm.hook_scale`, `${b}attn.k_norm.hook_normalized`);
     if (cfg.positional_embedding_type === 'rotary') out.push(`${b}attn.hook_rot_q`, `${b}attn.hook_rot_k`);
-    out.push(`${b}attn.hook_attn_scores`, `${b}attn.hook_pattern`, `${b}attn.hook_z`, `${b}attn.hook_result`, `${b}hook_attn_out`);
+    out.push(`${b}attn.hook_attn_scores`, `${b}attn.hook_pattern`, `${b}attn.hook_z`, `${b}attn.hook_result`);
+    const post = ln && cfg.use_normalization_before_and_after;
+    if (post) out.push(`${b}ln1_post.hook_scale`, `${b}ln1_post.hook_normalized`);
+    out.push(`${b}hook_attn_out`);
     if (!cfg.attn_only) {
       if (!cfg.parallel_attn_mlp) out.push(`${b}hook_resid_mid`);
       if (ln) out.push(`${b}ln2.hook_scale`, `${b}ln2.hook_normalized`);
       out.push(`${b}mlp.hook_pre`);
       if (cfg.gated_mlp) out.push(`${b}mlp.hook_pre_linear`);
-      out.push(`${b}mlp.hook_post`, `${b}hook_mlp_out`);
+      out.push(`${b}mlp.hook_post`);
+      if (post) out.push(`${b}ln2_post.hook_scale`, `${b}ln2_post.hook_normalized`);
+      out.push(`${b}hook_mlp_out`);
     }
     out.push(`${b}hook_resid_post`);
   }

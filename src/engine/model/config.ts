@@ -29,6 +29,11 @@ export interface HookedTransformerConfig {
   positional_embedding_type: PositionalEmbeddingType;
   /** TransformerLens default for GPT-2 is true: 1/sqrt(d_head). */
   use_attn_scale: boolean;
+  /**
+   * What attention scores are divided by when use_attn_scale: sqrt(d_head) by default; Gemma 2
+   * takes sqrt(query_pre_attn_scalar) from its config (12 for the 27B model, whose d_head is 128).
+   */
+  attn_scale: number;
   tie_word_embeddings: boolean;
   /** Token id of BOS / EOS / PAD where the tokenizer has them. */
   bos_token_id: number | null;
@@ -39,6 +44,10 @@ export interface HookedTransformerConfig {
   /** Rotary embedding on the first rotary_dim dims of each q/k head (null unless rotary). */
   rotary_dim: number | null;
   rotary_base: number;
+  /** Gemma 3: the rotary base of local (sliding-window) layers; null: rotary_base everywhere. */
+  rotary_base_local: number | null;
+  /** Gemma 3 (4B and up): linear rope scaling of global layers, frequencies multiplied by it (1: none). */
+  rotary_scaling_factor: number;
   /** true: GPT-J's interleaved pairs (x0,x1),(x2,x3)…; false: GPT-NeoX's halves (x_i, x_{i+n/2}). */
   rotary_adjacent_pairs: boolean;
   /** Llama 3's NTK-by-parts rope scaling (TransformerLens's use_NTK_by_parts_rope and its fields). */
@@ -58,6 +67,12 @@ export interface HookedTransformerConfig {
   /** Softcaps c·tanh(x / c) on attention scores / final logits (null: none). */
   attn_scores_soft_cap: number | null;
   output_logits_soft_cap: number | null;
+  /**
+   * Gemma 2/3: a second norm after attention (ln1_post) and after the MLP (ln2_post), applied to
+   * their outputs before hook_attn_out / hook_mlp_out. Always RMS with its own weight, which
+   * fold_ln leaves in place (it reads no weight it could fold into).
+   */
+  use_normalization_before_and_after: boolean;
   /** Whether to_tokens prepends BOS by default (TransformerLens's default_prepend_bos). */
   default_prepend_bos: boolean;
   /**
@@ -91,6 +106,7 @@ export function makeConfig(c: ConfigInput): HookedTransformerConfig {
     attn_only,
     positional_embedding_type: c.positional_embedding_type ?? 'standard',
     use_attn_scale: c.use_attn_scale ?? true,
+    attn_scale: c.attn_scale ?? Math.sqrt(d_head),
     tie_word_embeddings: c.tie_word_embeddings ?? false,
     bos_token_id: c.bos_token_id ?? null,
     eos_token_id: c.eos_token_id ?? null,
@@ -98,6 +114,8 @@ export function makeConfig(c: ConfigInput): HookedTransformerConfig {
     n_key_value_heads: c.n_key_value_heads ?? null,
     rotary_dim: (c.positional_embedding_type ?? 'standard') === 'rotary' ? (c.rotary_dim ?? d_head) : null,
     rotary_base: c.rotary_base ?? 10000,
+    rotary_base_local: c.rotary_base_local ?? null,
+    rotary_scaling_factor: c.rotary_scaling_factor ?? 1,
     rotary_adjacent_pairs: c.rotary_adjacent_pairs ?? false,
     use_NTK_by_parts_rope: c.use_NTK_by_parts_rope ?? false,
     NTK_by_parts_factor: c.NTK_by_parts_factor ?? 8,
@@ -111,6 +129,7 @@ export function makeConfig(c: ConfigInput): HookedTransformerConfig {
     attn_types: c.attn_types ?? null,
     attn_scores_soft_cap: c.attn_scores_soft_cap ?? null,
     output_logits_soft_cap: c.output_logits_soft_cap ?? null,
+    use_normalization_before_and_after: c.use_normalization_before_and_after ?? false,
     default_prepend_bos: c.default_prepend_bos ?? true,
     use_qk_norm: c.use_qk_norm ?? false,
   };
@@ -140,6 +159,7 @@ export function makeConfig(c: ConfigInput): HookedTransformerConfig {
   if (cfg.attn_types !== null && cfg.attn_types.length !== cfg.n_layers) {
     throw new Error(`config field attn_types must list one of 'global' / 'local' per layer (${cfg.n_layers}), got ${cfg.attn_types.length}`);
   }
+  if (!(cfg.attn_scale > 0)) throw new Error(`config field attn_scale must be > 0, got ${cfg.attn_scale}`);
   if (!(cfg.eps > 0)) throw new Error(`config field eps must be > 0, got ${cfg.eps}`);
   return cfg;
 }
@@ -169,6 +189,18 @@ export const WHOLE_PROJECTION_QK_NORM: readonly string[] = ['Olmo2ForCausalLM', 
 export function qkNorm(cfg: { use_qk_norm: boolean; original_architecture: string }): 'head' | 'whole' | null {
   if (cfg.use_qk_norm) return 'head';
   return WHOLE_PROJECTION_QK_NORM.includes(cfg.original_architecture) ? 'whole' : null;
+}
+
+/**
+ * Post-norm decoders (OLMo-2/3): ln1 / ln2 normalize each sublayer's OUTPUT, before hook_attn_out
+ * / hook_mlp_out and the residual add, and the sublayers read the residual stream unnormalized.
+ * TransformerLens 3.9 keys this on original_architecture (POST_NORM_ARCHITECTURES) and refuses
+ * fold_ln and centring of writing weights for them (the norm's gain sits on no reading weight).
+ */
+export const POST_NORM_ARCHITECTURES: readonly string[] = ['Olmo2ForCausalLM', 'Olmo3ForCausalLM'];
+
+export function isPostNormArch(cfg: Pick<HookedTransformerConfig, 'original_architecture'>): boolean {
+  return POST_NORM_ARCHITECTURES.includes(cfg.original_architecture);
 }
 
 /** RMS-family norms (no centring): RMS, RMSPre. */

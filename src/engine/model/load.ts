@@ -25,7 +25,7 @@ import type { F32 } from '../tensor/tensor.js';
 import type { HookedTransformerConfig } from './config.js';
 import { checkConfigAgainstWeights } from './checkDims.js';
 import type { StateDict } from './hf.js';
-import { familyOf, type ArchFamily } from '../arch/index.js';
+import { familyOf, supportedFamilies, type ArchFamily } from '../arch/index.js';
 import type { Params } from './params.js';
 import { SafetensorsFile } from './safetensors.js';
 import { isTransformerLensConfigJson, readTransformerLensFolder } from './tlFormat.js';
@@ -68,7 +68,7 @@ const INDEX = 'model.safetensors.index.json';
 /** Reported in `files` when present; the tokenizer reads them (vocab.json with `chars` = char-level model). */
 const SIDE_FILES = ['vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json'];
 const FOLDER_HELP =
-  `A model folder contains ${CONFIG} (a Hugging Face config of a supported family: GPT-2, GPT-NeoX/Pythia, Llama, Mistral) and ${WEIGHTS}, ` +
+  `A model folder contains ${CONFIG} (a Hugging Face config of a supported family: ${supportedFamilies()}) and ${WEIGHTS}, ` +
   `or ${INDEX} plus the shard files its weight_map names.`;
 const DEFAULT_ENDPOINT = 'https://huggingface.co';
 const SOCKET_TIMEOUT_MS = 30_000;

@@ -12,6 +12,7 @@
  *   blocks.L.attn.W_O [head_index, d_head, d_model] b_O [d_model]
  *   blocks.L.attn.q_norm.w / k_norm.w [d_head] (per-head q/k norm), or [(head_index d_head)] and
  *       [(kv_head d_head)] (OLMo-2's norm over the whole projection)
+ *   blocks.L.ln1_post.w / ln2_post.w [d_model] (Gemma 2/3's norms after attention and the MLP)
  *   blocks.L.ln2.*, blocks.L.mlp.W_in [d_model, d_mlp] (W_gate too when gated) b_in [d_mlp]
  *   blocks.L.mlp.W_out [d_mlp, d_model] b_out [d_model]
  *   ln_final.*, unembed.W_U [d_model, d_vocab_out] b_U [d_vocab_out]
@@ -65,6 +66,9 @@ export function paramSpecs(cfg: HookedTransformerConfig, opts: { includePos?: bo
     add(`${b}.attn.${kvParamName(cfg, 'b_K')}`, [KV, dh], ['head_index', 'd_head']);
     add(`${b}.attn.${kvParamName(cfg, 'b_V')}`, [KV, dh], ['head_index', 'd_head']);
     add(`${b}.attn.b_O`, [d], ['d_model']);
+    // Gemma 2/3's post-norms keep their weight in every processing mode (fold_ln leaves them).
+    const post = cfg.use_normalization_before_and_after && cfg.normalization_type !== null;
+    if (post) add(`${b}.ln1_post.w`, [d], ['d_model']);
     const qk = qkNorm(cfg);
     if (qk === 'head') {
       add(`${b}.attn.q_norm.w`, [dh], ['d_head']);
@@ -81,6 +85,7 @@ export function paramSpecs(cfg: HookedTransformerConfig, opts: { includePos?: bo
       add(`${b}.mlp.b_in`, [dm], ['d_mlp']);
       add(`${b}.mlp.W_out`, [dm, d], ['d_mlp', 'd_model']);
       add(`${b}.mlp.b_out`, [d], ['d_model']);
+      if (post) add(`${b}.ln2_post.w`, [d], ['d_model']);
     }
   }
   norm('ln_final');

@@ -22,7 +22,7 @@ import { emitAttention } from '../graph/components/attention.js';
 import { emitEmbed, emitUnembed } from '../graph/components/embed.js';
 import type { Emitter } from '../graph/components/emitter.js';
 import { emitMlp } from '../graph/components/mlp.js';
-import { emitNorm } from '../graph/components/norm.js';
+import { emitNorm, emitPostNorm, emitPreNorm } from '../graph/components/norm.js';
 
 // The parameter list is model/paramSpecs.ts's, shared with loading, processing and built-in models.
 export { paramSpecs, type ParamSpec } from '../model/paramSpecs.js';
@@ -169,15 +169,15 @@ export function emitForward(g: GraphBuilder, cfg: HookedTransformerConfig, param
   for (let l = 0; l < cfg.n_layers; l++) {
     const P = `blocks.${l}`;
     const residPre = hook(`${P}.hook_resid_pre`, resid);
-    const attnOut = hook(`${P}.hook_attn_out`, emitAttention(e, emitNorm(e, `${P}.ln1`, residPre), {
+    const attnOut = hook(`${P}.hook_attn_out`, emitPostNorm(e, P, 'ln1', emitAttention(e, emitPreNorm(e, P, 'ln1', residPre), {
       layer: l, lastPos: false, past: null, useAttnResult: false, resultIntervened: false,
       packedQKV: opts.packedQKV ? opts.packedQKV(l) : 'pack',
-    }));
+    })));
     if (cfg.attn_only) {
       resid = hook(`${P}.hook_resid_post`, g.op('Add', [residPre, attnOut]));
       continue;
     }
-    const mlpOut = (from: string) => hook(`${P}.hook_mlp_out`, emitMlp(e, P, emitNorm(e, `${P}.ln2`, from), false));
+    const mlpOut = (from: string) => hook(`${P}.hook_mlp_out`, emitPostNorm(e, P, 'ln2', emitMlp(e, P, emitPreNorm(e, P, 'ln2', from), false)));
     if (cfg.parallel_attn_mlp) {
       resid = hook(`${P}.hook_resid_post`, g.op('Add', [g.op('Add', [residPre, attnOut]), mlpOut(residPre)]));
     } else {

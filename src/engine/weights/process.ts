@@ -10,7 +10,7 @@
  * tensor is a new tensor in the returned Map, an unchanged one is shared with the input (treat
  * params as immutable). Arithmetic is float64 per operation, stored as float32.
  */
-import type { HookedTransformerConfig } from '../model/config.js';
+import { isPostNormArch, type HookedTransformerConfig } from '../model/config.js';
 import type { Params, Processing } from '../model/params.js';
 import { kvParamName, paramSpecs } from '../model/paramSpecs.js';
 import { assertDims, f32, type F32 } from '../tensor/tensor.js';
@@ -73,7 +73,9 @@ export function processWeights(cfg: HookedTransformerConfig, params: Params, opt
 
   if (o.fold_ln) {
     const norm = cfg.normalization_type;
-    if (norm === null) {
+    if (isPostNormArch(cfg)) {
+      notes.push(`fold_ln skipped: ${cfg.original_architecture} normalizes each sublayer's output, so no weight reads its norm's output (TransformerLens refuses it too)`);
+    } else if (norm === null) {
       notes.push('fold_ln skipped: the model has no LayerNorm or RMSNorm (normalization_type is null)');
     } else if (![...w.names()].some((k) => /(^|\.)(ln1|ln2|ln_final)\.w$/.test(k))) {
       notes.push('fold_ln skipped: no LayerNorm weights in the params (already folded?)');
@@ -88,13 +90,17 @@ export function processWeights(cfg: HookedTransformerConfig, params: Params, opt
 
   // Centring writing weights is only harmless when every reader of the residual stream
   // subtracts its mean first, i.e. behind a LayerNorm (folded or not).
-  const canCentre = outCfg.normalization_type === 'LN' || outCfg.normalization_type === 'LNPre';
+  const canCentre = (outCfg.normalization_type === 'LN' || outCfg.normalization_type === 'LNPre') && !isPostNormArch(cfg);
   const centred = o.center_writing_weights && canCentre;
   if (o.center_writing_weights && !canCentre) {
     notes.push(`center_writing_weights skipped: only valid for LayerNorm models (normalization_type is ${JSON.stringify(outCfg.normalization_type)})`);
   }
   if (centred) centerWritingWeights(cfg, w);
-  if (o.center_unembed) centerUnembed(w);
+  // A final-logit softcap is not shift-invariant (c·tanh((l - m) / c) is not c·tanh(l / c) - m),
+  // so TransformerLens refuses to centre the unembedding of such a model; so do we.
+  const softcap = cfg.output_logits_soft_cap !== null && cfg.output_logits_soft_cap > 0;
+  if (o.center_unembed && softcap) notes.push('center_unembed skipped: the model softcaps its final logits, which a shift of the logits would change');
+  if (o.center_unembed && !softcap) centerUnembed(w);
   if (o.fold_value_biases) {
     foldValueBiases(cfg, w);
     // b_O gained sum_h b_V W_O; with W_O centred that sum has zero mean already, but

@@ -11,8 +11,9 @@
  *     [batch, pos, (head_index d_head)]);
  *   rotary models: hook_rot_q / hook_rot_k, q and k with the rotary embedding applied to their
  *     first rotary_dim dims (GPT-NeoX halves or GPT-J adjacent pairs; Llama 3 NTK-by-parts);
- *   hook_attn_scores / hook_pattern [batch, head_index, query_pos, key_pos] (causal mask, a
- *     sliding window on local layers, optional softcap c·tanh(s / c));
+ *   hook_attn_scores / hook_pattern [batch, head_index, query_pos, key_pos] (q·k / attn_scale, or
+ *     unscaled without use_attn_scale; optional softcap c·tanh(s / c); causal mask, a sliding
+ *     window on local layers);
  *   hook_z [batch, pos, head_index, d_head]; hook_result [batch, pos, head_index, d_model] when asked.
  */
 import { attnType, qkNorm, type HookedTransformerConfig } from '../../model/config.js';
@@ -43,10 +44,13 @@ export interface AttentionOptions {
  * Rotary frequencies [rotary_dim] in TransformerLens's layout (each frequency twice: halves
  * "(2 d)" or adjacent "(d 2)"), float32 as TransformerLens computes them (angle = pos / freq).
  */
-export function rotaryFreqs(cfg: HookedTransformerConfig): Float32Array {
+export function rotaryFreqs(cfg: HookedTransformerConfig, type: 'global' | 'local' = 'global'): Float32Array {
   const rd = cfg.rotary_dim!;
   const half = rd / 2;
-  const base = cfg.rotary_base;
+  // Gemma 3: local layers have their own base; global ones may be linearly scaled.
+  const local = type === 'local';
+  const base = local && cfg.rotary_base_local !== null ? cfg.rotary_base_local : cfg.rotary_base;
+  const linear = local ? 1 : cfg.rotary_scaling_factor;
   const f = new Float32Array(half);
   for (let d = 0; d < half; d++) {
     if (cfg.use_NTK_by_parts_rope) {
@@ -62,6 +66,7 @@ export function rotaryFreqs(cfg: HookedTransformerConfig): Float32Array {
       f[d] = Math.fround(1 / Math.fround(inv));
     } else {
       f[d] = Math.fround(Math.pow(base, Math.fround(d / half)));
+      if (linear !== 1) f[d] = Math.fround(f[d]! * linear);
     }
   }
   const out = new Float32Array(rd);
@@ -88,13 +93,13 @@ function rotationMatrix(rd: number, adjacent: boolean): number[] {
 }
 
 /** x [batch, n, heads, d_head] at positions start.. -> rotary applied to its first rotary_dim dims. */
-function applyRotary(g: GraphBuilder, cfg: HookedTransformerConfig, x: string, start: string): string {
+function applyRotary(g: GraphBuilder, cfg: HookedTransformerConfig, x: string, start: string, type: 'global' | 'local'): string {
   const rd = cfg.rotary_dim!;
   const dh = cfg.d_head;
   const n = dimOf(g, x, 1);
   const pos = g.op('Cast', [g.op('Range', [g.op('Squeeze', [start, g.constI64([0])]), g.op('Squeeze', [g.op('Add', [start, n]), g.constI64([0])]), g.constI64([1], [])])], { to: OnnxDType.FLOAT });
   // angles [n, 1, rotary_dim] = pos / freq
-  const angles = g.op('Div', [g.op('Reshape', [pos, g.constI64([-1, 1, 1])]), g.constF([...rotaryFreqs(cfg)], [rd])]);
+  const angles = g.op('Div', [g.op('Reshape', [pos, g.constI64([-1, 1, 1])]), g.constF([...rotaryFreqs(cfg, type)], [rd])]);
   const xr = rd === dh ? x : g.op('Slice', [x, g.constI64([0]), g.constI64([rd]), g.constI64([3])]);
   const flip = g.op('MatMul', [xr, g.constF(rotationMatrix(rd, cfg.rotary_adjacent_pairs), [rd, rd])]);
   const rotated = g.op('Add', [g.op('Mul', [xr, g.op('Cos', [angles])]), g.op('Mul', [flip, g.op('Sin', [angles])])]);
@@ -191,8 +196,8 @@ export function emitAttention(e: Emitter, x: string, o: AttentionOptions): strin
   if (cfg.positional_embedding_type === 'rotary') {
     // Queries sit at positions past.., keys (cached unrotated, as hook_k) at 0..
     const rotPlain = o.past !== null;
-    q = hookOr(e, rotPlain, `${P}.attn.hook_rot_q`, applyRotary(g, cfg, q, past ?? zero));
-    k = hookOr(e, rotPlain, `${P}.attn.hook_rot_k`, applyRotary(g, cfg, k, zero));
+    q = hookOr(e, rotPlain, `${P}.attn.hook_rot_q`, applyRotary(g, cfg, q, past ?? zero, attnType(cfg, o.layer)));
+    k = hookOr(e, rotPlain, `${P}.attn.hook_rot_k`, applyRotary(g, cfg, k, zero, attnType(cfg, o.layer)));
   }
 
   // scores [batch, head_index, query_pos, key_pos] = q . k / sqrt(d_head), masked -> -inf.
@@ -201,7 +206,8 @@ export function emitAttention(e: Emitter, x: string, o: AttentionOptions): strin
   const qT = g.op('Transpose', [o.lastPos ? lastPosition(g, q) : q], { perm: [0, 2, 1, 3] });
   const kT = g.op('Transpose', [ungroup(g, cfg, k)], { perm: [0, 2, 3, 1] });
   let scores = g.op('MatMul', [qT, kT]);
-  if (cfg.use_attn_scale) scores = g.op('Mul', [scores, g.constF([1 / Math.sqrt(dh)])]);
+  // Divided by attn_scale (sqrt(d_head), or Gemma 2's sqrt(query_pre_attn_scalar)); GPT-Neo does not scale.
+  if (cfg.use_attn_scale) scores = g.op('Mul', [scores, g.constF([1 / cfg.attn_scale])]);
   const cap = cfg.attn_scores_soft_cap;
   if (cap !== null && cap > 0) scores = g.op('Mul', [g.op('Tanh', [g.op('Mul', [scores, g.constF([1 / cap])])]), g.constF([cap])]);
   const local = attnType(cfg, o.layer) === 'local';

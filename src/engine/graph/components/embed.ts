@@ -3,8 +3,10 @@
  *   hook_embed [batch, pos, d_model] = W_E[tokens];
  *   hook_pos_embed [batch, pos, d_model] = W_pos[0:pos] broadcast over batch (learned positions only;
  *     rotary models add nothing here, their positions enter in attention);
- *   logits [batch, pos, d_vocab_out] = x W_U + b_U.
+ *   logits [batch, pos, d_vocab_out] = x W_U + b_U, then c·tanh(logits / c) under a final-logit softcap.
  */
+import type { HookedTransformerConfig } from '../../model/config.js';
+import type { GraphBuilder } from '../builder.js';
 import type { Emitter } from './emitter.js';
 
 /** tokens [batch, pos] (int ids) -> the residual stream [batch, pos, d_model]. `pos`: a fixed length, else read from tokens. */
@@ -19,8 +21,20 @@ export function emitEmbed(e: Emitter, tokens: string, opts: { usePos: boolean; p
   return g.op('Add', [embed, posEmbed]);
 }
 
-/** x [batch, pos, d_model] -> logits [batch, pos, d_vocab_out] = x W_U + b_U. */
+/** x [batch, pos, d_model] -> logits [batch, pos, d_vocab_out] = x W_U + b_U (softcapped where the model says). */
 export function emitUnembed(e: Emitter, x: string, out?: string): string {
-  const g = e.g;
-  return g.op('Add', [g.op('MatMul', [x, e.w('unembed.W_U')]), e.w('unembed.b_U')], undefined, out);
+  return emitLogits(e.g, e.cfg, x, e.w('unembed.W_U'), e.w('unembed.b_U'), out);
+}
+
+/**
+ * logits = x W_U + b_U, then Gemma 2's final-logit softcap c·tanh(logits / c) with
+ * c = output_logits_soft_cap (HookedTransformer.forward applies it after the unembedding).
+ * `out` names the result.
+ */
+export function emitLogits(g: GraphBuilder, cfg: HookedTransformerConfig, x: string, WU: string, bU: string, out?: string): string {
+  const c = cfg.output_logits_soft_cap;
+  const capped = c !== null && c > 0;
+  const logits = g.op('Add', [g.op('MatMul', [x, WU]), bU], undefined, capped ? undefined : out);
+  if (!capped) return logits;
+  return g.op('Mul', [g.op('Tanh', [g.op('Mul', [logits, g.constF([1 / c])])]), g.constF([c])], undefined, out);
 }
