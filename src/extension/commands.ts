@@ -5,9 +5,11 @@
  * or the active editor's selection / line, opens (or reuses) a panel, and saves the result as a run.
  */
 import * as vscode from 'vscode';
-import { EngineRequests, type ModelInfo } from '../protocol/engine.js';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { EngineRequests, type ModelInfo, type SaeInfo } from '../protocol/engine.js';
 import { newRunId, type RunInputs, type RunKind, type RunRecord } from '../protocol/runs.js';
-import type { PanelState } from '../protocol/webview.js';
+import type { InspectState, PanelState } from '../protocol/webview.js';
 import { entryAtLine } from '../engine/prompts/promptsFile.js';
 import type { EngineHost } from './engineHost.js';
 import type { PanelManager, PanelTaskResult } from './panels.js';
@@ -18,6 +20,7 @@ import { promptsFromSelection, requestFromEntry, type PromptRequest } from './pr
 import { attentionState, attributionState, inspectState, modelLabel, panelTitle, runRecord, sameLengthPrompts, type PanelKind } from './states.js';
 import { DEFAULT_MODEL } from './settings.js';
 import { notifyError } from './notify.js';
+import { errorMessage, isCancellation } from './latest.js';
 
 export interface Services {
   host: EngineHost;
@@ -137,7 +140,41 @@ async function inspectTask(s: Services, prompts: PromptRequest[], info: ModelInf
     const w = await s.host.request(EngineRequests.testPrompt, { ...base, k: 1, answer: wrong }, signal);
     if (w.answer) wrongInfo = { token: w.answer.token, str: w.answer.str, logit: w.answer.logit };
   }
-  return inspectState(modelLabel(info), p.prompt, result, wrongInfo);
+  const st = inspectState(modelLabel(info), p.prompt, result, wrongInfo);
+  return withFeatures(s, st, p.prompt, signal);
+}
+
+/** SAE ids the worker gave out, per SAE spec (the worker forgets them when it loads another model). */
+const saeIds = new Map<string, { model: ModelInfo | undefined; id: string; info: SaeInfo }>();
+
+/**
+ * Adds the features tab when the setting mechlens.sae names an SAE: its top features on every
+ * token. An SAE that cannot be read is said in the tab; Inspect itself still shows.
+ */
+async function withFeatures(s: Services, st: InspectState, prompt: string, signal: AbortSignal): Promise<InspectState> {
+  const spec = (vscode.workspace.getConfiguration('mechlens').get<string>('sae') ?? '').trim();
+  if (!spec) return st;
+  try {
+    // A new model (or a restarted engine) is a new ModelInfo object: load the SAE again for it.
+    const model = s.host.model;
+    let known = saeIds.get(spec);
+    if (!known || known.model !== model) {
+      const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+      const resolved = root && !path.isAbsolute(spec) && fs.existsSync(path.join(root, spec)) ? path.join(root, spec) : spec;
+      const info = await s.host.request(EngineRequests.saeLoad, { sae: resolved, allowDownload: s.host.settings.allowDownload }, signal);
+      known = { model, id: info.id, info };
+      saeIds.set(spec, known);
+    }
+    const r = await s.host.request(EngineRequests.saeFeatures, { saeId: known.id, texts: [prompt], prependBos: s.options().prependBos, top: 8 }, signal);
+    return {
+      ...st,
+      features: { sae: spec, architecture: known.info.architecture, hook: known.info.hookIn, d_sae: known.info.d_sae, strTokens: r.strTokens[0]!, top: r.top[0]!, acts: r.acts[0]!, l0: r.l0[0]!, explainedVariance: r.explainedVariance[0]! },
+    };
+  } catch (e) {
+    if (isCancellation(e)) throw e;
+    saeIds.delete(spec);
+    return { ...st, featuresError: `The SAE of the setting mechlens.sae (${spec}) could not be read: ${errorMessage(e)}` };
+  }
 }
 
 async function attentionTask(s: Services, prompts: PromptRequest[], info: ModelInfo, signal: AbortSignal): Promise<PanelState> {

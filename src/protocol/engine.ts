@@ -474,6 +474,11 @@ export interface SaeFeaturesResult {
   /** Per text: mean active features per token, and the fraction of variance the reconstruction explains. */
   l0: number[];
   explainedVariance: number[];
+  /**
+   * [text]: every feature that is among some token's top ones, with its activation at every
+   * position of that text ([pos]), so that a view can colour the prompt by any of them.
+   */
+  acts: Record<string, number[]>[];
 }
 export interface SaeFeatureActsParams {
   saeId: string;

@@ -34,6 +34,27 @@ export interface InspectState {
   result: TestPromptResult;
   /** Optional wrong answer for a logit difference. */
   wrong?: { token: number; str: string; logit: number };
+  /** The SAE of the setting mechlens.sae read on this prompt (the features tab). */
+  features?: InspectFeatures;
+  /** Why the SAE could not be read (the rest of Inspect still shows). */
+  featuresError?: string;
+}
+
+/** An SAE's features on one prompt: the top ones per token and the activations of each. */
+export interface InspectFeatures {
+  /** Where the SAE came from (folder or hub release path), its architecture and the hook it reads. */
+  sae: string;
+  architecture: string;
+  hook: string;
+  d_sae: number;
+  strTokens: string[];
+  /** [pos] -> the most active features, largest first (active ones only). */
+  top: { feature: number; act: number }[][];
+  /** feature -> its activation (hook_sae_acts_post) at every position, for the features in `top`. */
+  acts: Record<string, number[]>;
+  /** Mean active features per token, and the fraction of variance the reconstruction explains. */
+  l0: number;
+  explainedVariance: number;
 }
 
 export interface AttentionState {

@@ -61,14 +61,21 @@ export class SaeService {
   /** The `top` most active features of every token of each text (one text at a time: lengths differ). */
   async features(id: string, texts: string[], opts: { prependBos?: boolean; top?: number } = {}): Promise<SaeFeaturesResult> {
     const { sae, host } = this.get(id);
-    const out: SaeFeaturesResult = { tokens: [], strTokens: [], top: [], l0: [], explainedVariance: [] };
+    const out: SaeFeaturesResult = { tokens: [], strTokens: [], top: [], l0: [], explainedVariance: [], acts: [] };
+    const D = sae.cfg.d_sae;
     for (const row of this.rows(host, texts, opts.prependBos)) {
       const f = await featureActivations(host.model, [row], sae);
+      const top = topFeaturesPerToken(f.acts, opts.top ?? 10)[0]!;
       out.tokens.push(row);
       out.strTokens.push(tokensToStrings(host.tokenizer, row));
-      out.top.push(topFeaturesPerToken(f.acts, opts.top ?? 10)[0]!);
+      out.top.push(top);
       out.l0.push(f.l0);
       out.explainedVariance.push(f.explainedVariance);
+      // acts: [1, pos, d_sae]; the columns of the features some token ranks among its top ones.
+      const union = new Set(top.flatMap((t) => t.map((x) => x.feature)));
+      const acts: Record<string, number[]> = {};
+      for (const feature of [...union].sort((a, b) => a - b)) acts[String(feature)] = row.map((_, p) => f.acts.data[p * D + feature]!);
+      out.acts.push(acts);
     }
     return out;
   }

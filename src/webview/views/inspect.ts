@@ -1,14 +1,15 @@
 /**
  * Inspect view (TransformerLens `test_prompt` in a panel): the prompt's tokens as the model
  * split them, the annotated answer's rank/logit/probability (and the logit difference against
- * a wrong answer), the top-k next tokens, and the loss at every position.
+ * a wrong answer), the top-k next tokens, and the loss at every position; with an SAE set
+ * (mechlens.sae), its top features on every token, and the prompt coloured by a chosen feature.
  */
-import type { InspectState } from '../../protocol/webview.js';
+import type { InspectFeatures, InspectState } from '../../protocol/webview.js';
 import { lossChart } from '../components/lossChart.js';
 import { tokenChip, tokenStrip } from '../components/tokens.js';
 import { topKTable } from '../components/topk.js';
 import type { ViewContext } from '../context.js';
-import { h } from '../dom.js';
+import { h, setChildren } from '../dom.js';
 import { formatFixed, formatPercent, formatRank, formatSig, formatSigned } from '../format.js';
 import { panelHeader, promptText, section, stat } from './common.js';
 
@@ -48,6 +49,12 @@ export function renderInspect(st: InspectState, ctx: ViewContext): HTMLElement {
     lossChart(doc, ctx.theme, { tokens: r.strTokens, losses }),
   );
 
+  const features = st.features
+    ? featuresSection(st.features, ctx)
+    : st.featuresError
+      ? section(doc, 'SAE features', null, h(doc, 'p', { class: 'ml-message ml-bad', role: 'alert' }, st.featuresError))
+      : null;
+
   return h(
     doc,
     'div',
@@ -56,5 +63,51 @@ export function renderInspect(st: InspectState, ctx: ViewContext): HTMLElement {
     promptText(doc, st.prompt),
     tokens,
     h(doc, 'div', { class: 'ml-columns' }, h(doc, 'div', { class: 'ml-column' }, ...cards, topk), h(doc, 'div', { class: 'ml-column' }, loss)),
+    features,
+  );
+}
+
+/**
+ * The SAE's features on the prompt: for each token its most active features (hook_sae_acts_post),
+ * largest first; a click on a feature colours the prompt by that feature's activation.
+ */
+function featuresSection(f: InspectFeatures, ctx: ViewContext): HTMLElement {
+  const { doc } = ctx;
+  const ids = Object.keys(f.acts).map(Number);
+  // Start with the feature most active anywhere on the prompt.
+  let chosen = ids.reduce((best, id) => (Math.max(...(f.acts[String(id)] ?? [0])) > Math.max(...(f.acts[String(best)] ?? [0])) ? id : best), ids[0] ?? -1);
+  const strip = h(doc, 'div', { class: 'ml-sae-strip' });
+  const caption = h(doc, 'p', { class: 'ml-note ml-sae-caption' });
+  const buttons: HTMLElement[] = [];
+  const show = () => {
+    const values = f.acts[String(chosen)] ?? f.strTokens.map(() => 0);
+    const max = Math.max(0, ...values);
+    caption.textContent = chosen < 0 ? 'No feature is active on this prompt.' : `the prompt coloured by feature #${chosen} (largest activation ${formatSig(max, 3)})`;
+    setChildren(strip, tokenStrip(doc, ctx.theme, { tokens: f.strTokens, values, scale: 'sequential', showIndex: true, titles: f.strTokens.map((t, i) => `position ${i}: feature #${chosen} = ${formatSig(values[i] ?? 0, 4)}`) }));
+    strip.dataset.feature = String(chosen);
+    for (const b of buttons) b.classList.toggle('ml-selected', b.dataset.feature === String(chosen));
+  };
+  const rows = f.strTokens.map((t, pos) => {
+    const top = f.top[pos] ?? [];
+    const cells = top.map((x) => {
+      const b = h(doc, 'button', { class: 'ml-feature', type: 'button', 'data-feature': x.feature, title: `feature #${x.feature}: ${x.act} at position ${pos}; click to colour the prompt by it` }, `#${x.feature} `, h(doc, 'span', { class: 'ml-num' }, formatSig(x.act, 3)));
+      b.addEventListener('click', () => {
+        chosen = x.feature;
+        show();
+      });
+      buttons.push(b);
+      return b;
+    });
+    return h(doc, 'tr', undefined, h(doc, 'td', { class: 'ml-num' }, String(pos)), h(doc, 'td', undefined, tokenChip(doc, t, {})), h(doc, 'td', { class: 'ml-features' }, ...(cells.length ? cells : [h(doc, 'span', { class: 'ml-muted' }, 'none active')])));
+  });
+  show();
+  const note = `${f.architecture} SAE on ${f.hook} · ${f.d_sae.toLocaleString('en-US')} features · L0 ${formatSig(f.l0, 3)} active per token · explained variance ${formatPercent(f.explainedVariance)} · ${f.sae}`;
+  return section(
+    doc,
+    'SAE features',
+    note,
+    caption,
+    strip,
+    h(doc, 'table', { class: 'ml-table ml-sae-table' }, h(doc, 'thead', undefined, h(doc, 'tr', undefined, h(doc, 'th', { class: 'ml-num' }, 'pos'), h(doc, 'th', undefined, 'token'), h(doc, 'th', undefined, 'most active features (activation)'))), h(doc, 'tbody', undefined, ...rows)),
   );
 }
