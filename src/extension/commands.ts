@@ -151,20 +151,33 @@ const saeIds = new Map<string, { model: ModelInfo | undefined; id: string; info:
  * Adds the features tab when the setting mechlens.sae names an SAE: its top features on every
  * token. An SAE that cannot be read is said in the tab; Inspect itself still shows.
  */
+/** The SAE of the setting mechlens.sae, loaded in the engine for the current model (once). */
+async function ensureSae(s: Services, spec: string, signal: AbortSignal): Promise<{ id: string; info: SaeInfo }> {
+  // A new model (or a restarted engine) is a new ModelInfo object: load the SAE again for it.
+  const model = s.host.model;
+  let known = saeIds.get(spec);
+  if (!known || known.model !== model) {
+    const resolved = inWorkspace(spec);
+    const info = await s.host.request(EngineRequests.saeLoad, { sae: resolved, allowDownload: s.host.settings.allowDownload }, signal);
+    known = { model, id: info.id, info };
+    saeIds.set(spec, known);
+  }
+  return known;
+}
+
+/** A path relative to the workspace folder when it exists there; else as given (absolute, hub id). */
+function inWorkspace(p: string): string {
+  const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+  return root && !path.isAbsolute(p) && fs.existsSync(path.join(root, p)) ? path.join(root, p) : p;
+}
+
+const saeSetting = (): string => (vscode.workspace.getConfiguration('mechlens').get<string>('sae') ?? '').trim();
+
 async function withFeatures(s: Services, st: InspectState, prompt: string, signal: AbortSignal): Promise<InspectState> {
-  const spec = (vscode.workspace.getConfiguration('mechlens').get<string>('sae') ?? '').trim();
+  const spec = saeSetting();
   if (!spec) return st;
   try {
-    // A new model (or a restarted engine) is a new ModelInfo object: load the SAE again for it.
-    const model = s.host.model;
-    let known = saeIds.get(spec);
-    if (!known || known.model !== model) {
-      const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
-      const resolved = root && !path.isAbsolute(spec) && fs.existsSync(path.join(root, spec)) ? path.join(root, spec) : spec;
-      const info = await s.host.request(EngineRequests.saeLoad, { sae: resolved, allowDownload: s.host.settings.allowDownload }, signal);
-      known = { model, id: info.id, info };
-      saeIds.set(spec, known);
-    }
+    const known = await ensureSae(s, spec, signal);
     const r = await s.host.request(EngineRequests.saeFeatures, { saeId: known.id, texts: [prompt], prependBos: s.options().prependBos, top: 8 }, signal);
     return {
       ...st,
@@ -280,6 +293,43 @@ function togglePanelLock(s: Services, lock: boolean, id?: number): void {
   vscode.window.setStatusBarMessage(p.locked ? `$(lock) MechLens: "${p.title}" is locked; new results open beside it.` : `$(unlock) MechLens: "${p.title}" is unlocked; the next result of its kind replaces it.`, 5000);
 }
 
+/**
+ * A feature's dashboard over a corpus (`arg.corpus`, else the setting mechlens.saeCorpus, else a
+ * text file the user picks): top-activating contexts, histogram, logit effect. Closing the panel
+ * cancels it.
+ */
+async function featureDashboard(arg: unknown, s: Services): Promise<void> {
+  const a = (typeof arg === 'object' && arg !== null ? arg : {}) as { feature?: unknown; corpus?: unknown };
+  const spec = saeSetting();
+  if (!spec) {
+    void vscode.window.showWarningMessage('MechLens: set mechlens.sae to an SAE (a folder in SAELens\'s format) first; its features then show on Inspect.');
+    return;
+  }
+  let feature = typeof a.feature === 'number' ? a.feature : undefined;
+  if (feature === undefined) {
+    const typed = await vscode.window.showInputBox({ title: 'MechLens: Feature Dashboard', prompt: `A feature of ${spec}`, validateInput: (v) => (/^\d+$/.test(v.trim()) ? undefined : 'a feature index: 0, 1, 2, …') });
+    if (typed === undefined) return;
+    feature = Number(typed.trim());
+  }
+  let corpus = typeof a.corpus === 'string' && a.corpus ? a.corpus : (vscode.workspace.getConfiguration('mechlens').get<string>('saeCorpus') ?? '').trim();
+  if (!corpus) {
+    const picked = await vscode.window.showOpenDialog({ title: 'A text corpus for the feature dashboard', canSelectMany: false, ...(vscode.workspace.workspaceFolders?.[0] ? { defaultUri: vscode.workspace.workspaceFolders[0].uri } : {}) });
+    if (!picked?.[0]) return;
+    corpus = picked[0].fsPath;
+  }
+  const file = inWorkspace(corpus);
+  const f = feature;
+  const title = `MechLens: Feature #${f} — ${path.basename(spec)}`;
+  const panel = s.panels.open(`feature:${spec}#${f}#${file}`, title, { kind: 'loading', title, message: 'Starting…' });
+  await panel.run(title, `Reading ${path.basename(file)} for feature #${f} (up to 50,000 tokens; close the panel to cancel)…`, async (signal) => {
+    const info = await s.host.ensureModel({ interactive: true });
+    const sae = await ensureSae(s, spec, signal);
+    if (!Number.isInteger(f) || f < 0 || f >= sae.info.d_sae) throw new Error(`feature ${f} does not exist: ${spec} has features 0..${sae.info.d_sae - 1}`);
+    const result = await s.host.request(EngineRequests.saeDashboard, { saeId: sae.id, feature: f, corpus: { file: path.resolve(file) }, prependBos: s.options().prependBos }, signal);
+    return { state: { kind: 'feature', model: modelLabel(info), sae: spec, architecture: sae.info.architecture, hook: sae.info.hookIn, corpus: path.basename(file), result } };
+  });
+}
+
 async function deleteRun(arg: unknown, s: Services): Promise<void> {
   const id = RunsTree.runId(arg);
   const store = s.runStore();
@@ -302,6 +352,11 @@ async function revealRun(arg: unknown, s: Services): Promise<void> {
 }
 
 export function registerCommands(s: Services): vscode.Disposable[] {
+  // Panel buttons: Inspect's "Open dashboard" on an SAE feature.
+  s.panels.actionHandler = async (a) => {
+    if (a.action !== 'sae.dashboard') throw new Error(`unknown panel action ${a.action}`);
+    await vscode.commands.executeCommand('mechlens.featureDashboard', { feature: a.feature });
+  };
   const reg = (id: string, fn: (...args: unknown[]) => unknown): vscode.Disposable =>
     vscode.commands.registerCommand(id, async (...args: unknown[]) => {
       try {
@@ -321,6 +376,7 @@ export function registerCommands(s: Services): vscode.Disposable[] {
       await vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: 'MechLens: restarting the engine' }, () => s.host.restart());
     }),
     reg('mechlens.openRun', (arg) => openRun(arg, s)),
+    reg('mechlens.featureDashboard', (arg) => featureDashboard(arg, s)),
     reg('mechlens.lockPanel', (id) => togglePanelLock(s, true, typeof id === 'number' ? id : undefined)),
     reg('mechlens.unlockPanel', (id) => togglePanelLock(s, false, typeof id === 'number' ? id : undefined)),
     reg('mechlens.deleteRun', (arg) => deleteRun(arg, s)),

@@ -12,7 +12,7 @@
  * it.
  */
 import * as vscode from 'vscode';
-import type { PanelState } from '../protocol/webview.js';
+import { WebviewRequests, type PanelActionParams, type PanelState } from '../protocol/webview.js';
 import type { RunInputs, RunRecord } from '../protocol/runs.js';
 import { webviewHtml, webviewOptions, connectWebview, type WebviewConnection } from './webviewHost.js';
 import { errorState, isResultState, loadingState } from './states.js';
@@ -63,6 +63,7 @@ export class MechLensPanel {
       defaultFolder: () => vscode.Uri | undefined;
       onDispose: (p: MechLensPanel) => void;
       onViewState: (p: MechLensPanel) => void;
+      onAction: (p: MechLensPanel, a: PanelActionParams) => Promise<void>;
     },
   ) {
     this.state = initial;
@@ -72,6 +73,8 @@ export class MechLensPanel {
     panel.webview.html = webviewHtml(panel.webview, extensionUri, { title: panel.title, view: 'panel' });
     panel.onDidDispose(() => this.dispose());
     panel.onDidChangeViewState(() => deps.onViewState(this));
+    // A panel's buttons (e.g. Inspect's "dashboard" on an SAE feature) ask the host to act.
+    this.connection.rpc.onRequest(WebviewRequests.panelAction, (a) => deps.onAction(this, a));
   }
 
   /** The panel's title without the lock mark (tests and the Runs view find panels by it). */
@@ -227,6 +230,9 @@ export interface RestoredPanel {
 
 export class PanelManager implements vscode.Disposable {
   private readonly panels = new Set<MechLensPanel>();
+  /** What a panel's action button runs (set by the commands); none: the button says so. */
+  actionHandler: ((a: PanelActionParams) => Promise<void>) | undefined;
+
   constructor(
     private readonly extensionUri: vscode.Uri,
     private readonly log: vscode.LogOutputChannel,
@@ -275,6 +281,10 @@ export class PanelManager implements vscode.Disposable {
       defaultFolder: this.defaultFolder,
       onDispose: (x) => this.panels.delete(x),
       onViewState: () => this.updateLockContext(),
+      onAction: async (_p, a) => {
+        if (!this.actionHandler) throw new Error(`this panel cannot do ${a.action}`);
+        await this.actionHandler(a);
+      },
     });
     this.panels.add(p);
     this.updateLockContext();

@@ -5,7 +5,7 @@
  * JSON-compatible data with documented shapes (axis names in TransformerLens order).
  */
 import { notificationType, requestType } from './ipc.js';
-import type { TestPromptResult, TopKEntry } from './engine.js';
+import type { SaeDashboardResult, TestPromptResult, TopKEntry } from './engine.js';
 
 /** A dense matrix for heatmaps: values[row][col]; labels per axis. */
 export interface HeatmapData {
@@ -224,11 +224,26 @@ export interface TrainingState {
   actions: { stop: boolean; resume: boolean; analyse: boolean };
 }
 
-export type PanelState = InspectState | AttentionState | AttributionState | HeatmapState | ExperimentState | TrainingState | TopKViewState | ErrorState | LoadingState;
+/** One SAE feature's dashboard over a corpus: top-activating contexts, histogram, logit effect. */
+export interface FeatureDashboardState {
+  kind: 'feature';
+  model: string;
+  /** Where the SAE came from, its architecture and the hook it reads. */
+  sae: string;
+  architecture: string;
+  hook: string;
+  /** The corpus file read. */
+  corpus: string;
+  result: SaeDashboardResult;
+}
+
+export type PanelState = InspectState | AttentionState | AttributionState | HeatmapState | ExperimentState | TrainingState | TopKViewState | FeatureDashboardState | ErrorState | LoadingState;
 
 /** A button of a panel that asks the host to act (the training panel's Stop / Resume / Analyse). */
 export interface PanelActionParams {
-  action: 'training.stop' | 'training.resume' | 'training.analyse' | 'training.revealCheckpoint';
+  action: 'training.stop' | 'training.resume' | 'training.analyse' | 'training.revealCheckpoint' | 'sae.dashboard';
+  /** sae.dashboard: the feature. */
+  feature?: number;
 }
 
 export interface SaveFileParams {

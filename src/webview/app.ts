@@ -82,7 +82,7 @@ export class App {
       saveFile: (p) => this.rpc.request(WebviewRequests.saveFile, p),
       copyText: (text) => this.rpc.request(WebviewRequests.copyText, { text }),
       selectHead: (layer, head) => this.rpc.notify(WebviewNotifications.selectHead, { layer, head }),
-      panelAction: (action) => this.rpc.request(WebviewRequests.panelAction, { action }),
+      panelAction: (action, extra) => this.rpc.request(WebviewRequests.panelAction, { ...(extra ?? {}), action }),
     };
     this.ui = {
       get: (k) => this.persisted.ui[k],

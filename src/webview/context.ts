@@ -16,7 +16,7 @@ export interface HostActions {
   /** `webview/head/select` notification (e.g. clicking a head in the DLA map). */
   selectHead(layer: number, head: number): void;
   /** `webview/panel/action`: a panel's button (training Stop / Resume / Analyse). Absent where the host has none. */
-  panelAction?(action: PanelActionParams['action']): Promise<void>;
+  panelAction?(action: PanelActionParams['action'], extra?: Omit<PanelActionParams, 'action'>): Promise<void>;
 }
 
 /**

@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { writeSafetensors } from '../../src/engine/model/safetensors';
 import { loadSae } from '../../src/engine/sae/load';
 import { featureActivations, topFeaturesPerToken } from '../../src/engine/analysis/sae';
+import { SaeService } from '../../src/engine/sae/service';
 import { f32 } from '../../src/engine/tensor/tensor';
 import { referenceEngine } from './engineRef';
 import { findWebview, screenshot, session } from './session';
@@ -20,6 +21,9 @@ const SAE_DIR = 'it-sae-resid-pre-1';
 const PROMPT = 'Call me Ishmael. Some years ago';
 const D_IN = 128; // builtin:default's d_model
 const D_SAE = 256;
+const CORPUS = 'sae-corpus.txt';
+// Text the built-in character model can read (its 80 characters), a few thousand tokens of it.
+const CORPUS_TEXT = Array.from({ length: 40 }, (_, i) => `Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in my purse (${i}), I thought I would sail about a little and see the watery part of the world.`).join('\n');
 
 /** A seeded random standard SAE on blocks.1.hook_resid_pre of the built-in model. */
 function writeSae(dir: string): void {
@@ -44,7 +48,8 @@ describe('e2e: SAE features on Inspect', function () {
     fs.writeFileSync(path.join(workspace, 'sae.prompts'), `${PROMPT}\n`);
     fs.mkdirSync(path.join(workspace, '.vscode'), { recursive: true });
     settingsFile = path.join(workspace, '.vscode', 'settings.json');
-    fs.writeFileSync(settingsFile, JSON.stringify({ 'mechlens.sae': SAE_DIR }));
+    fs.writeFileSync(path.join(workspace, CORPUS), CORPUS_TEXT);
+    fs.writeFileSync(settingsFile, JSON.stringify({ 'mechlens.sae': SAE_DIR, 'mechlens.saeCorpus': CORPUS }));
   });
 
   after(() => {
@@ -52,6 +57,7 @@ describe('e2e: SAE features on Inspect', function () {
     fs.rmSync(settingsFile, { force: true });
     fs.rmSync(path.join(workspace, SAE_DIR), { recursive: true, force: true });
     fs.rmSync(path.join(workspace, 'sae.prompts'), { force: true });
+    fs.rmSync(path.join(workspace, CORPUS), { force: true });
   });
 
   it("Inspect shows each token's top features with the engine's activations; a click colours the prompt by one", async () => {
@@ -98,5 +104,22 @@ describe('e2e: SAE features on Inspect', function () {
     await frame.locator(`.ml-sae-strip[data-feature="${pick}"]`).waitFor({ state: 'attached', timeout: 5_000 });
     assert.match(await frame.locator('.ml-sae-caption').innerText(), new RegExp(`feature #${pick}`));
     await screenshot('e2e-81-sae-feature-colour');
+
+    // Its dashboard over the corpus of the setting mechlens.saeCorpus, equal to the engine's.
+    await frame.locator('[data-action="sae.dashboard"]').click();
+    await page.locator('.tabs-container .tab', { hasText: `MechLens: Feature #${pick}` }).first().waitFor({ state: 'visible', timeout: 60_000 });
+    const dash = await findWebview(page, `.ml-feature-dashboard[data-feature="${pick}"] .ml-feature-context`, 180_000);
+    const service = new SaeService(() => ({ model: eng.model, tokenizer: eng.tokenizer }));
+    const info = await service.load(path.join(workspace, SAE_DIR), { allowDownload: false });
+    const ref = await service.dashboard({ saeId: info.id, feature: pick, corpus: { file: path.join(workspace, CORPUS) }, prependBos: true });
+    const items = dash.locator('.ml-feature-context');
+    const acts: number[] = [];
+    for (let i = 0; i < (await items.count()); i++) acts.push(Number(await items.nth(i).getAttribute('data-act')));
+    assert.equal(acts.length, ref.contexts.length, 'as many top contexts as the engine finds');
+    acts.forEach((a, i) => assert.ok(Math.abs(a - ref.contexts[i]!.act) < 1e-4, `context ${i}: webview ${a} vs engine ${ref.contexts[i]!.act}`));
+    const hit = await dash.locator('.ml-feature-context').first().locator('.ml-feature-hit').innerText();
+    assert.equal(hit.replace(/\u00b7/g, ' ').replace(/\u23ce/g, '\n'), ref.contexts[0]!.strTokens[ref.contexts[0]!.highlight], 'the activating token is the one marked');
+    assert.match(await dash.locator('.ml-stat', { hasText: 'corpus tokens' }).innerText(), new RegExp(ref.tokens.toLocaleString('en-US')));
+    await screenshot('e2e-82-sae-feature-dashboard');
   });
 });

@@ -4,6 +4,7 @@ import type { ViewContext } from '../context.js';
 import { renderAttention } from './attention.js';
 import { renderAttribution } from './attribution.js';
 import { renderExperiment } from './experiment.js';
+import { renderFeature } from './feature.js';
 import { renderHeatmapPanel } from './heatmapPanel.js';
 import { renderInspect } from './inspect.js';
 import { renderError, renderLoading } from './status.js';
@@ -26,6 +27,8 @@ export function renderState(st: PanelState, ctx: ViewContext): HTMLElement {
       return renderTraining(st, ctx);
     case 'topk':
       return renderTopK(st, ctx);
+    case 'feature':
+      return renderFeature(st, ctx);
     case 'error':
       return renderError(st, ctx);
     case 'loading':

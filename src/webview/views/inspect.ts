@@ -12,6 +12,7 @@ import type { ViewContext } from '../context.js';
 import { h, setChildren } from '../dom.js';
 import { formatFixed, formatPercent, formatRank, formatSig, formatSigned } from '../format.js';
 import { panelHeader, promptText, section, stat } from './common.js';
+import { button } from '../ui/controls.js';
 
 export function renderInspect(st: InspectState, ctx: ViewContext): HTMLElement {
   const { doc } = ctx;
@@ -78,6 +79,21 @@ function featuresSection(f: InspectFeatures, ctx: ViewContext): HTMLElement {
   let chosen = ids.reduce((best, id) => (Math.max(...(f.acts[String(id)] ?? [0])) > Math.max(...(f.acts[String(best)] ?? [0])) ? id : best), ids[0] ?? -1);
   const strip = h(doc, 'div', { class: 'ml-sae-strip' });
   const caption = h(doc, 'p', { class: 'ml-note ml-sae-caption' });
+  // The chosen feature's dashboard (top contexts over a corpus, histogram, logit effect) opens in its own panel.
+  const act = ctx.host.panelAction;
+  const status = h(doc, 'span', { class: 'ml-status', role: 'status' });
+  const dashboard = act
+    ? button(doc, {
+        label: 'Open dashboard',
+        title: "Top-activating contexts of the chosen feature over a corpus you pick, its activation histogram and logit effect",
+        appearance: 'secondary',
+        onClick: () => {
+          status.textContent = '';
+          act('sae.dashboard', { feature: chosen }).catch((e: unknown) => (status.textContent = e instanceof Error ? e.message : String(e)));
+        },
+      })
+    : null;
+  if (dashboard) dashboard.dataset.action = 'sae.dashboard';
   const buttons: HTMLElement[] = [];
   const show = () => {
     const values = f.acts[String(chosen)] ?? f.strTokens.map(() => 0);
@@ -106,7 +122,7 @@ function featuresSection(f: InspectFeatures, ctx: ViewContext): HTMLElement {
     doc,
     'SAE features',
     note,
-    caption,
+    h(doc, 'div', { class: 'ml-toolbar' }, caption, dashboard, status),
     strip,
     h(doc, 'table', { class: 'ml-table ml-sae-table' }, h(doc, 'thead', undefined, h(doc, 'tr', undefined, h(doc, 'th', { class: 'ml-num' }, 'pos'), h(doc, 'th', undefined, 'token'), h(doc, 'th', undefined, 'most active features (activation)'))), h(doc, 'tbody', undefined, ...rows)),
   );
