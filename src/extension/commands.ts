@@ -209,7 +209,18 @@ async function attributionTask(s: Services, prompts: PromptRequest[], info: Mode
   const p = prompts[0]!;
   const params = { prompt: p.prompt, prependBos: s.options().prependBos, ...(p.answer !== undefined ? { answer: p.answer } : {}), ...(p.wrong !== undefined ? { wrong: p.wrong } : {}) };
   const r = await s.host.request(EngineRequests.attribution, params, signal);
-  return attributionState(modelLabel(info), p.prompt, r);
+  const st = attributionState(modelLabel(info), p.prompt, r);
+  const spec = saeSetting();
+  // Feature DLA needs a logit difference: an answer and a wrong answer.
+  if (!spec || p.answer === undefined || p.wrong === undefined) return st;
+  try {
+    const sae = await ensureSae(s, spec, signal);
+    const d = await s.host.request(EngineRequests.saeFeatureDla, { saeId: sae.id, texts: [p.prompt], answers: [[p.answer, p.wrong]], prependBos: s.options().prependBos }, signal);
+    return { ...st, featureDla: { sae: spec, hook: sae.info.hookOut, features: d.features, values: d.values, bias: d.bias, error: d.error, total: d.total } };
+  } catch (e) {
+    if (isCancellation(e)) throw e;
+    return { ...st, featureDlaError: `The SAE of the setting mechlens.sae (${spec}) could not attribute: ${errorMessage(e)}` };
+  }
 }
 
 interface ModelPick extends vscode.QuickPickItem {

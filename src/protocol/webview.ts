@@ -92,6 +92,23 @@ export interface AttributionState {
   unembedBias?: number;
   /** An un-folded final norm's weight-and-bias part (processing "none"); null or absent once folded. */
   lnFinalTerm?: number | null;
+  /** With an SAE set (mechlens.sae) and a wrong answer: each active feature's direct logit attribution. */
+  featureDla?: FeatureDlaView;
+  /** Why the SAE's feature attribution could not be computed (the rest still shows). */
+  featureDlaError?: string;
+}
+
+/** An SAE's features' direct contributions to the logit difference (at the last position). */
+export interface FeatureDlaView {
+  sae: string;
+  hook: string;
+  /** Active features by |contribution|, with their contributions. */
+  features: number[];
+  values: number[];
+  /** b_dec's contribution, the error term's, and the sum of all (= the hook's own DLA). */
+  bias: number;
+  error: number;
+  total: number;
 }
 
 export interface HeatmapState {

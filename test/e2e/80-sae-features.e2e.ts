@@ -45,7 +45,7 @@ describe('e2e: SAE features on Inspect', function () {
   before(() => {
     const { workspace } = session();
     writeSae(path.join(workspace, SAE_DIR));
-    fs.writeFileSync(path.join(workspace, 'sae.prompts'), `${PROMPT}\n`);
+    fs.writeFileSync(path.join(workspace, 'sae.prompts'), `${PROMPT}\n${PROMPT} -> "," | "."\n`);
     fs.mkdirSync(path.join(workspace, '.vscode'), { recursive: true });
     settingsFile = path.join(workspace, '.vscode', 'settings.json');
     fs.writeFileSync(path.join(workspace, CORPUS), CORPUS_TEXT);
@@ -121,5 +121,18 @@ describe('e2e: SAE features on Inspect', function () {
     assert.equal(hit.replace(/\u00b7/g, ' ').replace(/\u23ce/g, '\n'), ref.contexts[0]!.strTokens[ref.contexts[0]!.highlight], 'the activating token is the one marked');
     assert.match(await dash.locator('.ml-stat', { hasText: 'corpus tokens' }).innerText(), new RegExp(ref.tokens.toLocaleString('en-US')));
     await screenshot('e2e-82-sae-feature-dashboard');
+
+    // Feature DLA in the Logit lens & DLA panel, for the prompt with an answer and a wrong answer.
+    await page.locator('.tabs-container .tab', { hasText: 'sae.prompts' }).first().click();
+    await page.locator('.monaco-editor .view-lines .view-line', { hasText: '-> ","' }).first().click();
+    await runCommand(page, 'MechLens: Show Logit Lens and Direct Logit Attribution');
+    const dla = await findWebview(page, '.ml-feature-dla', 120_000);
+    const refDla = await service.featureDla({ saeId: info.id, texts: [PROMPT], answers: [[',', '.']], prependBos: true });
+    const total = Number(await dla.locator('.ml-feature-dla').getAttribute('data-total'));
+    assert.ok(Math.abs(total - refDla.total) < 1e-4, `the features' total ${total} vs engine ${refDla.total}`);
+    const firstBar = await dla.locator('.ml-feature-dla').innerText();
+    assert.ok(firstBar.includes(`#${refDla.features[0]}`), `the largest feature #${refDla.features[0]} is listed`);
+    await dla.locator('.ml-feature-dla').scrollIntoViewIfNeeded();
+    await screenshot('e2e-83-sae-feature-dla');
   });
 });

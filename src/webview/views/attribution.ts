@@ -106,5 +106,22 @@ export function renderAttribution(st: AttributionState, ctx: ViewContext): HTMLE
   const hasMid = st.logitLens.labels.some((l) => l.endsWith('_mid'));
   const lensSection = section(doc, 'Logit lens', hasMid ? `the ${what} read off the residual stream after each layer's attention (_mid) and after its MLP (the next _pre)` : `the ${what} read off the residual stream entering each layer (_pre) and at the end (final_post)`, lens.el);
 
-  return h(doc, 'div', { class: 'ml-view ml-attribution' }, panelHeader(doc, 'Logit lens and direct logit attribution', st.model), promptText(doc, st.prompt), target, bars, heads, lensSection);
+  const features = st.featureDla ? featureDlaSection(st.featureDla, what, doc) : st.featureDlaError ? section(doc, 'SAE features', null, h(doc, 'p', { class: 'ml-message ml-bad', role: 'alert' }, st.featureDlaError)) : null;
+
+  return h(doc, 'div', { class: 'ml-view ml-attribution' }, panelHeader(doc, 'Logit lens and direct logit attribution', st.model), promptText(doc, st.prompt), target, bars, heads, lensSection, features);
+}
+
+/** The SAE's active features (largest |contribution| first), its decoder bias and error term: they add up to the hook's DLA. */
+function featureDlaSection(f: NonNullable<AttributionState['featureDla']>, what: string, doc: Document): HTMLElement {
+  const TOP = 20;
+  const shown = f.features.slice(0, TOP);
+  const rest = f.values.slice(TOP).reduce((a, v) => a + v, 0);
+  const labels = [...shown.map((x) => `#${x}`), ...(f.features.length > TOP ? [`${f.features.length - TOP} more features`] : []), 'b_dec (decoder bias)', 'error term'];
+  const values = [...f.values.slice(0, TOP), ...(f.features.length > TOP ? [rest] : []), f.bias, f.error];
+  return section(
+    doc,
+    'SAE features: direct logit attribution',
+    `each active feature's direct contribution to the ${what} through ${f.hook} (${f.sae}); with the decoder bias and the error term they add up to that hook's own DLA, ${formatSigned(f.total, 4)}`,
+    h(doc, 'div', { class: 'ml-feature-dla', 'data-total': f.total }, barChart(doc, { labels, values, valueLabel: `${what} contribution` })),
+  );
 }
