@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { FAMILIES, familyOf, supportedFamilies } from '../../src/engine/arch/index.js';
 import { hfRepoCacheDir, loadModel, loadModelFolder, ModelLoadError } from '../../src/engine/model/load.js';
-import { readSafetensors } from '../../src/engine/model/safetensors.js';
+import { readSafetensors, writeSafetensors } from '../../src/engine/model/safetensors.js';
 import { paramSpecs } from '../../src/engine/model/paramSpecs.js';
 import { allHooks, hookDims, requireHook } from '../../src/engine/hooks/hooks.js';
 import type { F32 } from '../../src/engine/tensor/tensor.js';
@@ -42,6 +42,7 @@ const FAMILY_OF_FIXTURE: Record<string, string> = {
   'neo-unscaled-local': 'gpt-neo',
   'postnorm-qknorm-whole': 'olmo2',
   'qknorm-local-rope-base': 'gemma3',
+  'learned-pos-offset-relu': 'opt',
 };
 
 const readConfig = (fx: string): Record<string, unknown> => JSON.parse(fs.readFileSync(path.join(FIXTURES, fx, 'config.json'), 'utf8')) as Record<string, unknown>;
@@ -55,7 +56,7 @@ test('config.json picks the family (architectures first, then model_type); an un
     for (const f of FAMILIES) assert.ok(e.message.includes(f.architectures[0]!), `${f.name} listed: ${e.message}`);
     return true;
   });
-  assert.match(supportedFamilies(), /gpt2.*gpt-neox.*llama.*mistral.*qwen2.*qwen3.*phi3.*gpt-j.*gemma.*gemma2.*gemma3.*gpt-neo.*olmo2/);
+  assert.match(supportedFamilies(), /gpt2.*gpt-neox.*llama.*mistral.*qwen2.*qwen3.*phi3.*gpt-j.*gemma.*gemma2.*gemma3.*gpt-neo.*olmo2.*opt/);
   // Through loading: the error names config.json and the supported families.
   const dir = path.join(tmpRoot, 'bert');
   fs.mkdirSync(dir);
@@ -115,6 +116,33 @@ test('GPT-Neo configs: unscaled attention, attention_layers or attention_types p
   assert.throws(() => familyOf(base).config({ ...base, attention_layers: ['global'] }, 'x'), /1 kinds, expected one per layer \(num_layers = 2\)/);
   assert.throws(() => familyOf(base).config({ ...base, attention_layers: ['global', 'sparse'] }, 'x'), /attention_layers\[1\] is "sparse"/);
   assert.throws(() => familyOf(base).config({ ...runs, attention_types: undefined }, 'x'), /neither attention_layers nor attention_types/);
+});
+
+test('OPT: positions read past the offset of 2, OPTModel checkpoints (decoder.*) load, layouts TransformerLens cannot convert are refused', () => {
+  const dirOf = path.join(FIXTURES, 'learned-pos-offset-relu');
+  const m = loadModelFolder(dirOf);
+  assert.equal(m.cfg.act_fn, 'relu');
+  assert.equal(m.cfg.d_mlp, 48);
+  assert.equal(m.cfg.positional_embedding_type, 'standard');
+  // W_pos [n_ctx, d_model] is embed_positions.weight [n_ctx + 2, d_model] from row 2 on.
+  const sd = readSafetensors(path.join(dirOf, 'model.safetensors'));
+  const table = sd.get('model.decoder.embed_positions.weight')!;
+  assert.deepEqual(table.dims, [m.cfg.n_ctx + 2, m.cfg.d_model]);
+  assert.deepEqual([...m.params.get('pos_embed.W_pos')!.data], [...table.data.subarray(2 * m.cfg.d_model)]);
+  // The facebook/opt-* uploads were saved from OPTModel: keys "decoder.*" and no lm_head (tied).
+  const bare = path.join(tmpRoot, 'opt-decoder-prefix');
+  fs.mkdirSync(bare);
+  fs.copyFileSync(path.join(dirOf, 'config.json'), path.join(bare, 'config.json'));
+  writeSafetensors(path.join(bare, 'model.safetensors'), new Map([...sd].filter(([n]) => n !== 'lm_head.weight').map(([n, t]) => [n.replace(/^model\./, ''), t])));
+  const b = loadModelFolder(bare);
+  for (const [n, t] of m.params) assert.deepEqual([...b.params.get(n)!.data], [...t.data], n);
+  const hf = readConfig('learned-pos-offset-relu');
+  const cfgOf = (over: Record<string, unknown>): unknown => familyOf(hf).config({ ...hf, ...over }, 'x');
+  assert.throws(() => cfgOf({ do_layer_norm_before: false }), /"do_layer_norm_before": false .*OPT-350m/);
+  assert.throws(() => cfgOf({ word_embed_proj_dim: 16 }), /"word_embed_proj_dim": 16, not hidden_size 32/);
+  assert.throws(() => cfgOf({ _remove_final_layer_norm: true }), /no final LayerNorm/);
+  assert.throws(() => cfgOf({ enable_bias: false }), /"enable_bias": false/);
+  assert.throws(() => cfgOf({ layer_norm_elementwise_affine: false }), /LayerNorms without weights/);
 });
 
 test('Gemma 3 configs: rotary base per layer type and linear scaling from either transformers layout; sliding_window_pattern without layer_types', () => {
@@ -309,7 +337,7 @@ function bf16Sharded(fx: string): Map<string, Buffer> {
   ]);
 }
 
-for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'qkv-bias-gqa-tied', 'per-head-qk-norm', 'fused-qkv-gate-up', 'parallel-interleaved-rotary', 'rms1p-scaled-embed', 'postnorm-softcap-local', 'neo-unscaled-local', 'postnorm-qknorm-whole', 'qknorm-local-rope-base']) {
+for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'qkv-bias-gqa-tied', 'per-head-qk-norm', 'fused-qkv-gate-up', 'parallel-interleaved-rotary', 'rms1p-scaled-embed', 'postnorm-softcap-local', 'neo-unscaled-local', 'postnorm-qknorm-whole', 'qknorm-local-rope-base', 'learned-pos-offset-relu']) {
   test(`${fx}: loads from a bf16 sharded folder and from the HF cache, computed in float32`, async () => {
     const fp32 = loadModelFolder(path.join(FIXTURES, fx));
     assert.deepEqual([...fp32.params.keys()].sort(), paramSpecs(fp32.cfg).map((s) => s.name).sort(), 'exactly paramSpecs(cfg)');

@@ -14,6 +14,7 @@ import { llama } from './llama.js';
 import { mistral } from './mistral.js';
 import { neox } from './neox.js';
 import { olmo2 } from './olmo2.js';
+import { opt } from './opt.js';
 import { qwen2 } from './qwen2.js';
 import { qwen3 } from './qwen3.js';
 import { phi3 } from './phi3.js';
@@ -21,7 +22,7 @@ import { gptj } from './gptj.js';
 
 export type { ArchFamily, HfConfig } from './family.js';
 
-export const FAMILIES: readonly ArchFamily[] = [gpt2, neox, llama, mistral, qwen2, qwen3, phi3, gptj, gemma, gemma2, gemma3, gptneo, olmo2];
+export const FAMILIES: readonly ArchFamily[] = [gpt2, neox, llama, mistral, qwen2, qwen3, phi3, gptj, gemma, gemma2, gemma3, gptneo, olmo2, opt];
 
 /** A one-line list of what is supported, for error messages and docs. */
 export function supportedFamilies(): string {
