@@ -17,6 +17,7 @@ import { allHooks, hookDims, requireHook } from '../../src/engine/hooks/hooks.js
 import type { F32 } from '../../src/engine/tensor/tensor.js';
 import { headParam } from '../../src/engine/model/params.js';
 import { headWeight } from '../../src/engine/analysis/circuits.js';
+import { alibiSlopes } from '../../src/engine/graph/components/attention.js';
 import { packQKV } from '../../src/engine/training/model.js';
 import { applyProcessing } from '../../src/engine/weights/process.js';
 import { hookDictOrder } from '../../src/engine/analysis/ablation.js';
@@ -43,6 +44,7 @@ const FAMILY_OF_FIXTURE: Record<string, string> = {
   'postnorm-qknorm-whole': 'olmo2',
   'qknorm-local-rope-base': 'gemma3',
   'learned-pos-offset-relu': 'opt',
+  'alibi-embed-ln': 'bloom',
 };
 
 const readConfig = (fx: string): Record<string, unknown> => JSON.parse(fs.readFileSync(path.join(FIXTURES, fx, 'config.json'), 'utf8')) as Record<string, unknown>;
@@ -56,7 +58,7 @@ test('config.json picks the family (architectures first, then model_type); an un
     for (const f of FAMILIES) assert.ok(e.message.includes(f.architectures[0]!), `${f.name} listed: ${e.message}`);
     return true;
   });
-  assert.match(supportedFamilies(), /gpt2.*gpt-neox.*llama.*mistral.*qwen2.*qwen3.*phi3.*gpt-j.*gemma.*gemma2.*gemma3.*gpt-neo.*olmo2.*opt/);
+  assert.match(supportedFamilies(), /gpt2.*gpt-neox.*llama.*mistral.*qwen2.*qwen3.*phi3.*gpt-j.*gemma.*gemma2.*gemma3.*gpt-neo.*olmo2.*opt.*bloom/);
   // Through loading: the error names config.json and the supported families.
   const dir = path.join(tmpRoot, 'bert');
   fs.mkdirSync(dir);
@@ -143,6 +145,36 @@ test('OPT: positions read past the offset of 2, OPTModel checkpoints (decoder.*)
   assert.throws(() => cfgOf({ _remove_final_layer_norm: true }), /no final LayerNorm/);
   assert.throws(() => cfgOf({ enable_bias: false }), /"enable_bias": false/);
   assert.throws(() => cfgOf({ layer_norm_elementwise_affine: false }), /LayerNorms without weights/);
+});
+
+test('BLOOM: ALiBi and the embedding LayerNorm in the config and hooks, BloomModel checkpoints (no prefix) load, layouts TransformerLens computes differently are refused', () => {
+  const dirOf = path.join(FIXTURES, 'alibi-embed-ln');
+  const m = loadModelFolder(dirOf);
+  assert.equal(m.cfg.positional_embedding_type, 'alibi');
+  assert.equal(m.cfg.post_embedding_ln, true);
+  assert.equal(m.cfg.default_prepend_bos, false);
+  assert.equal(m.cfg.n_ctx, 2048);
+  assert.equal(m.cfg.act_fn, 'gelu_fast');
+  assert.ok(!m.params.has('pos_embed.W_pos'), 'no positional table');
+  const hooks = allHooks(m.cfg);
+  assert.deepEqual(hooks.slice(0, 3), ['embed.ln.hook_scale', 'embed.ln.hook_normalized', 'hook_embed']);
+  assert.deepEqual(hookDictOrder(m.cfg).slice(0, 3), ['embed.ln.hook_scale', 'embed.ln.hook_normalized', 'hook_embed']);
+  assert.ok(!hooks.includes('hook_pos_embed' as never));
+  assert.throws(() => requireHook('embed.ln.hook_scale', loadModelFolder(path.join(FIXTURES, 'learned-pos-offset-relu')).cfg), /only in models with a LayerNorm on the token embedding/);
+  // TransformerLens's create_alibi_multipliers(8) docstring: 1/2, 1/4, ..., 1/256.
+  assert.deepEqual([...alibiSlopes(8)], [0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 0.00390625]);
+  // The bigscience/bloom-* uploads were saved from BloomModel: no "transformer." prefix, no lm_head.
+  const sd = readSafetensors(path.join(dirOf, 'model.safetensors'));
+  const bare = path.join(tmpRoot, 'bloom-no-prefix');
+  fs.mkdirSync(bare);
+  fs.copyFileSync(path.join(dirOf, 'config.json'), path.join(bare, 'config.json'));
+  writeSafetensors(path.join(bare, 'model.safetensors'), new Map([...sd].filter(([n]) => n !== 'lm_head.weight').map(([n, t]) => [n.replace(/^transformer\./, ''), t])));
+  const b = loadModelFolder(bare);
+  for (const [n, t] of m.params) assert.deepEqual([...b.params.get(n)!.data], [...t.data], n);
+  const hf = readConfig('alibi-embed-ln');
+  const cfgOf = (over: Record<string, unknown>): unknown => familyOf(hf).config({ ...hf, ...over }, 'x');
+  assert.throws(() => cfgOf({ apply_residual_connection_post_layernorm: true }), /"apply_residual_connection_post_layernorm": true/);
+  assert.throws(() => cfgOf({ n_head: 2 * 3, hidden_size: 48 }), /n_head 6, not a power of two/);
 });
 
 test('Gemma 3 configs: rotary base per layer type and linear scaling from either transformers layout; sliding_window_pattern without layer_types', () => {
@@ -337,7 +369,7 @@ function bf16Sharded(fx: string): Map<string, Buffer> {
   ]);
 }
 
-for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'qkv-bias-gqa-tied', 'per-head-qk-norm', 'fused-qkv-gate-up', 'parallel-interleaved-rotary', 'rms1p-scaled-embed', 'postnorm-softcap-local', 'neo-unscaled-local', 'postnorm-qknorm-whole', 'qknorm-local-rope-base', 'learned-pos-offset-relu']) {
+for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'qkv-bias-gqa-tied', 'per-head-qk-norm', 'fused-qkv-gate-up', 'parallel-interleaved-rotary', 'rms1p-scaled-embed', 'postnorm-softcap-local', 'neo-unscaled-local', 'postnorm-qknorm-whole', 'qknorm-local-rope-base', 'learned-pos-offset-relu', 'alibi-embed-ln']) {
   test(`${fx}: loads from a bf16 sharded folder and from the HF cache, computed in float32`, async () => {
     const fp32 = loadModelFolder(path.join(FIXTURES, fx));
     assert.deepEqual([...fp32.params.keys()].sort(), paramSpecs(fp32.cfg).map((s) => s.name).sort(), 'exactly paramSpecs(cfg)');

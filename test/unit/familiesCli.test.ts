@@ -3,7 +3,7 @@
  * has one): `info` names the family's TransformerLens architecture and its hooks, and `run` runs
  * an experiment of the common kinds (logit difference, head DLA, residual and head patching,
  * attention, neurons) whose logit difference must equal TransformerLens's. The families with
- * post-norms, softcaps, local attention, unscaled attention or offset positions (Gemma 1, 2, 3, GPT-Neo, OLMo-2, OPT) also
+ * post-norms, softcaps, local attention, unscaled attention, offset positions or ALiBi (Gemma 1, 2, 3, GPT-Neo, OLMo-2, OPT, BLOOM) also
  * run an experiment of every analysis kind (attribution patching included, which goes through the
  * differentiable graph), every section finishing with finite numbers.
  */
@@ -35,7 +35,7 @@ process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 
 /** One fixture per family (beyond GPT-2, which the CLI's own tests cover). */
 const FIXTURES = ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'qkv-bias-gqa-tied', 'per-head-qk-norm', 'fused-qkv-gate-up', 'parallel-interleaved-rotary',
-  'rms1p-scaled-embed', 'postnorm-softcap-local', 'qknorm-local-rope-base', 'neo-unscaled-local', 'postnorm-qknorm-whole', 'learned-pos-offset-relu'];
+  'rms1p-scaled-embed', 'postnorm-softcap-local', 'qknorm-local-rope-base', 'neo-unscaled-local', 'postnorm-qknorm-whole', 'learned-pos-offset-relu', 'alibi-embed-ln'];
 
 for (const name of FIXTURES) {
   test(`mechlens info and run on ${name}`, async () => {
@@ -100,7 +100,7 @@ async function singleTokenAnswers(dir: string, spec: Spec): Promise<[string, str
   }
 }
 
-for (const fx of ['rms1p-scaled-embed', 'postnorm-softcap-local', 'qknorm-local-rope-base', 'neo-unscaled-local', 'postnorm-qknorm-whole', 'learned-pos-offset-relu']) {
+for (const fx of ['rms1p-scaled-embed', 'postnorm-softcap-local', 'qknorm-local-rope-base', 'neo-unscaled-local', 'postnorm-qknorm-whole', 'learned-pos-offset-relu', 'alibi-embed-ln']) {
   test(`mechlens run runs every analysis kind on ${fx}`, async () => {
     const src = oracleFixture(fx).dir;
     // The experiment lives beside a copy of the checkpoint (experiment files name models relative to themselves).

@@ -43,7 +43,8 @@ export function tokenLoss(logits: F32, tokens: Tokens, kind: LossKind = 'next_to
 /** TransformerLens's hook_dict order (module registration order, not forward order). */
 export function hookDictOrder(cfg: HookedTransformerConfig): HookName[] {
   const have = new Set<string>(allHooks(cfg));
-  const out: string[] = ['hook_embed', 'hook_pos_embed'];
+  // Embed registers its LayerNorm (BLOOM's embed.ln) before HookedTransformer's hook_embed.
+  const out: string[] = ['embed.ln.hook_scale', 'embed.ln.hook_normalized', 'hook_embed', 'hook_pos_embed'];
   for (let l = 0; l < cfg.n_layers; l++) {
     const b = `blocks.${l}.`;
     out.push(
@@ -73,7 +74,7 @@ export interface AblationResult {
 }
 
 function layerOf(h: string, cfg: HookedTransformerConfig): number {
-  if (h === 'hook_embed' || h === 'hook_pos_embed') return 0;
+  if (h === 'hook_embed' || h === 'hook_pos_embed' || h.startsWith('embed.ln.')) return 0;
   if (h.startsWith('ln_final.')) return cfg.n_layers;
   return Number(/^blocks\.(\d+)\./.exec(h)![1]);
 }

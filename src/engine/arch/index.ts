@@ -15,6 +15,7 @@ import { mistral } from './mistral.js';
 import { neox } from './neox.js';
 import { olmo2 } from './olmo2.js';
 import { opt } from './opt.js';
+import { bloom } from './bloom.js';
 import { qwen2 } from './qwen2.js';
 import { qwen3 } from './qwen3.js';
 import { phi3 } from './phi3.js';
@@ -22,7 +23,7 @@ import { gptj } from './gptj.js';
 
 export type { ArchFamily, HfConfig } from './family.js';
 
-export const FAMILIES: readonly ArchFamily[] = [gpt2, neox, llama, mistral, qwen2, qwen3, phi3, gptj, gemma, gemma2, gemma3, gptneo, olmo2, opt];
+export const FAMILIES: readonly ArchFamily[] = [gpt2, neox, llama, mistral, qwen2, qwen3, phi3, gptj, gemma, gemma2, gemma3, gptneo, olmo2, opt, bloom];
 
 /** A one-line list of what is supported, for error messages and docs. */
 export function supportedFamilies(): string {

@@ -25,6 +25,8 @@ export interface HookConfig {
   original_architecture: string;
   /** Gemma 2/3's norms after attention and the MLP (ln1_post / ln2_post hooks). */
   use_normalization_before_and_after: boolean;
+  /** BLOOM's LayerNorm on the token embedding (embed.ln hooks, before hook_embed). */
+  post_embedding_ln?: boolean;
 }
 type HookedTransformerConfig = HookConfig;
 
@@ -66,7 +68,7 @@ export type BlockHookSuffix =
   | 'mlp.hook_pre_linear'
   | 'mlp.hook_post';
 
-export type GlobalHook = 'hook_embed' | 'hook_pos_embed' | 'ln_final.hook_scale' | 'ln_final.hook_normalized';
+export type GlobalHook = 'embed.ln.hook_scale' | 'embed.ln.hook_normalized' | 'hook_embed' | 'hook_pos_embed' | 'ln_final.hook_scale' | 'ln_final.hook_normalized';
 export type HookName = GlobalHook | `blocks.${number}.${BlockHookSuffix}`;
 
 /**
@@ -129,6 +131,8 @@ const BLOCK_AXES: Record<BlockHookSuffix, readonly Axis[]> = {
   'mlp.hook_post': ['batch', 'pos', 'd_mlp'],
 };
 const GLOBAL_AXES: Record<GlobalHook | 'logits', readonly Axis[]> = {
+  'embed.ln.hook_scale': ['batch', 'pos', 'one'],
+  'embed.ln.hook_normalized': ['batch', 'pos', 'd_model'],
   hook_embed: ['batch', 'pos', 'd_model'],
   hook_pos_embed: ['batch', 'pos', 'd_model'],
   'ln_final.hook_scale': ['batch', 'pos', 'one'],
@@ -188,6 +192,9 @@ export function requireHook(name: string, cfg: HookedTransformerConfig): ParsedH
     if (cfg.attn_only && p.suffix.startsWith('ln2_post.')) throw new Error(`hook ${name} does not exist in an attention-only model`);
     if (!cfg.gated_mlp && p.suffix === 'mlp.hook_pre_linear') {
       throw new Error(`hook ${name} exists only in models with a gated MLP`);
+    }
+    if (!cfg.post_embedding_ln && p.suffix.startsWith('embed.ln.')) {
+      throw new Error(`hook ${name} exists only in models with a LayerNorm on the token embedding (BLOOM)`);
     }
     if (cfg.positional_embedding_type !== 'standard' && p.suffix === 'hook_pos_embed') {
       throw new Error(`hook ${name} exists only in models with learned positional embeddings`);
@@ -294,7 +301,7 @@ export function hookDims<D extends number | string = number>(name: OutputName, c
 
 /** Every hook the model has, in forward order (what `--hooks all` means). */
 export function allHooks(cfg: HookedTransformerConfig): HookName[] {
-  const out: HookName[] = ['hook_embed'];
+  const out: HookName[] = cfg.post_embedding_ln ? ['embed.ln.hook_scale', 'embed.ln.hook_normalized', 'hook_embed'] : ['hook_embed'];
   if (cfg.positional_embedding_type === 'standard') out.push('hook_pos_embed');
   const ln = cfg.normalization_type !== null;
   for (let l = 0; l < cfg.n_layers; l++) {

@@ -6,7 +6,7 @@ export type ActFn = 'gelu_new' | 'gelu' | 'relu' | 'gelu_fast' | 'solu_ln' | 'si
 export const ACT_FNS: readonly ActFn[] = ['gelu_new', 'gelu', 'relu', 'gelu_fast', 'solu_ln', 'silu', 'gelu_pytorch_tanh'];
 /** LN: (x - mean) / scale * w + b; LNPre: without w, b (folded); RMS: x / rms * w; RMSPre: x / rms. */
 export type NormalizationType = 'LN' | 'LNPre' | 'RMS' | 'RMSPre' | null;
-export type PositionalEmbeddingType = 'standard' | 'rotary' | 'none';
+export type PositionalEmbeddingType = 'standard' | 'rotary' | 'alibi' | 'none';
 export type AttnType = 'global' | 'local';
 
 export interface HookedTransformerConfig {
@@ -81,6 +81,12 @@ export interface HookedTransformerConfig {
    * whole projection are picked by original_architecture instead, as in TransformerLens (qkNorm).
    */
   use_qk_norm: boolean;
+  /**
+   * BLOOM: a LayerNorm on the token embedding (embed.ln.w / embed.ln.b; hooks embed.ln.hook_scale /
+   * hook_normalized, before hook_embed). Always LN with its weights: fold_ln leaves it in place,
+   * as TransformerLens does (its Embed builds it once, whatever processing later says).
+   */
+  post_embedding_ln: boolean;
 }
 
 export type ConfigInput = Partial<HookedTransformerConfig> &
@@ -132,6 +138,7 @@ export function makeConfig(c: ConfigInput): HookedTransformerConfig {
     use_normalization_before_and_after: c.use_normalization_before_and_after ?? false,
     default_prepend_bos: c.default_prepend_bos ?? true,
     use_qk_norm: c.use_qk_norm ?? false,
+    post_embedding_ln: c.post_embedding_ln ?? false,
   };
   const positive: (keyof HookedTransformerConfig)[] = ['n_layers', 'd_model', 'n_heads', 'd_head', 'd_vocab', 'd_vocab_out', 'n_ctx'];
   for (const k of positive) {

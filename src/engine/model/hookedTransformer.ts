@@ -557,7 +557,7 @@ function segKey(s: Segment): string {
 }
 
 function segmentOf(name: OutputName): string {
-  if (name === 'hook_embed' || name === 'hook_pos_embed') return 'embed';
+  if (name === 'hook_embed' || name === 'hook_pos_embed' || name.startsWith('embed.ln.')) return 'embed';
   if (name === 'logits' || name.startsWith('ln_final.')) return 'final';
   const m = /^blocks\.(\d+)\./.exec(name);
   return `block${m![1]}`;

@@ -54,6 +54,8 @@ export function paramSpecs(cfg: HookedTransformerConfig, opts: { includePos?: bo
     for (const p of normParams(cfg.normalization_type)) add(`${prefix}.${p}`, [d], ['d_model']);
   };
   add('embed.W_E', [V, d], ['d_vocab', 'd_model']);
+  // BLOOM's embedding LayerNorm keeps its weights in every processing mode (fold_ln leaves it).
+  if (cfg.post_embedding_ln) for (const p of ['w', 'b']) add(`embed.ln.${p}`, [d], ['d_model']);
   if (opts.includePos ?? cfg.positional_embedding_type === 'standard') add('pos_embed.W_pos', [n_ctx, d], ['n_ctx', 'd_model']);
   for (let l = 0; l < cfg.n_layers; l++) {
     const b = `blocks.${l}`;

@@ -117,6 +117,24 @@ function ungroup(g: GraphBuilder, cfg: HookedTransformerConfig, x: string): stri
 }
 
 /**
+ * ALiBi (BLOOM) as TransformerLens builds it: bias [head_index, query_pos, key_pos] =
+ * m_h · min(j - i, 0) for query position i and key position j, with slopes
+ * m_h = 2^(-8 (h + 1) / n_heads) (TransformerLens's create_alibi_multipliers; HF's slopes are the
+ * same when n_heads is a power of two). Future keys get 0 (the causal mask removes them).
+ */
+export function alibiSlopes(nHeads: number): Float32Array {
+  const start = 2 ** (-8 / nHeads);
+  return Float32Array.from({ length: nHeads }, (_, h) => start * start ** h);
+}
+
+function alibiBias(g: GraphBuilder, cfg: HookedTransformerConfig, qi: string, kpos: string): string {
+  // rel [query_pos, key_pos] = min(j - i, 0) as float; slopes [head_index, 1, 1].
+  const rel = g.op('Cast', [g.op('Min', [g.op('Sub', [kpos, qi]), g.constI64([0], [])])], { to: OnnxDType.FLOAT });
+  const slopes = g.constF([...alibiSlopes(cfg.n_heads)], [cfg.n_heads, 1, 1]);
+  return g.op('Mul', [slopes, g.op('Unsqueeze', [rel, g.constI64([0])])]);
+}
+
+/**
  * TransformerLens's q/k RMSNorm on x [batch, n, heads, d_head] (n: the positions it covers),
  * returned in that shape: scale = sqrt(mean(x^2) + eps), normalized = x / scale, times
  * `${P}.attn.${which}.w`. The mean runs over each head's d_head features ('head') or over all
@@ -211,16 +229,23 @@ export function emitAttention(e: Emitter, x: string, o: AttentionOptions): strin
   const cap = cfg.attn_scores_soft_cap;
   if (cap !== null && cap > 0) scores = g.op('Mul', [g.op('Tanh', [g.op('Mul', [scores, g.constF([1 / cap])])]), g.constF([cap])]);
   const local = attnType(cfg, o.layer) === 'local';
-  if (!o.lastPos || local) {
-    // key j is visible from query i (absolute positions) when j <= i and, on local layers, j > i - window.
+  const alibi = cfg.positional_embedding_type === 'alibi';
+  const masked = !o.lastPos || local;
+  if (masked || alibi) {
+    // Absolute positions: queries qi [query_pos, 1], keys kpos [key_pos].
     const total = dimOf(g, k, 1);
     const first = o.lastPos ? g.op('Sub', [total, g.constI64([1])]) : (past ?? zero);
     const qpos = g.op('Range', [g.op('Squeeze', [first, zero]), g.op('Squeeze', [total, zero]), g.constI64([1], [])]);
     const kpos = g.op('Range', [g.constI64([0], []), g.op('Squeeze', [total, zero]), g.constI64([1], [])]);
     const qi = g.op('Unsqueeze', [qpos, g.constI64([1])]);
-    let mask = g.op('LessOrEqual', [kpos, qi]);
-    if (local) mask = g.op('And', [mask, g.op('Greater', [kpos, g.op('Sub', [qi, g.constI64([cfg.window_size!], [])])])]);
-    scores = g.op('Where', [mask, scores, g.constF([-Infinity])]);
+    // BLOOM: ALiBi's per-head linear penalty on distance, added before the causal mask (as TransformerLens).
+    if (alibi) scores = g.op('Add', [scores, alibiBias(g, cfg, qi, kpos)]);
+    if (masked) {
+      // key j is visible from query i when j <= i and, on local layers, j > i - window.
+      let mask = g.op('LessOrEqual', [kpos, qi]);
+      if (local) mask = g.op('And', [mask, g.op('Greater', [kpos, g.op('Sub', [qi, g.constI64([cfg.window_size!], [])])])]);
+      scores = g.op('Where', [mask, scores, g.constF([-Infinity])]);
+    }
   }
   const attnScores = hk('attn.hook_attn_scores', scores);
   const pattern = hk('attn.hook_pattern', g.op('Softmax', [attnScores], { axis: -1 }));

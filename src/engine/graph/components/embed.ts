@@ -1,6 +1,7 @@
 /**
  * Embedding and unembedding:
- *   hook_embed [batch, pos, d_model] = W_E[tokens];
+ *   hook_embed [batch, pos, d_model] = W_E[tokens], through BLOOM's embedding LayerNorm (embed.ln,
+ *     always LN with its weights) when post_embedding_ln;
  *   hook_pos_embed [batch, pos, d_model] = W_pos[0:pos] broadcast over batch (learned positions only;
  *     rotary models add nothing here, their positions enter in attention);
  *   logits [batch, pos, d_vocab_out] = x W_U + b_U, then c·tanh(logits / c) under a final-logit softcap.
@@ -8,11 +9,13 @@
 import type { HookedTransformerConfig } from '../../model/config.js';
 import type { GraphBuilder } from '../builder.js';
 import type { Emitter } from './emitter.js';
+import { emitNorm } from './norm.js';
 
 /** tokens [batch, pos] (int ids) -> the residual stream [batch, pos, d_model]. `pos`: a fixed length, else read from tokens. */
 export function emitEmbed(e: Emitter, tokens: string, opts: { usePos: boolean; pos?: number }): string {
   const g = e.g;
-  const embed = e.hook('hook_embed', g.op('Gather', [e.w('embed.W_E'), tokens], { axis: 0 }));
+  const gathered = g.op('Gather', [e.w('embed.W_E'), tokens], { axis: 0 });
+  const embed = e.hook('hook_embed', e.cfg.post_embedding_ln ? emitNorm(e, 'embed.ln', gathered, false, 'LN') : gathered);
   if (!opts.usePos) return embed;
   const end = opts.pos !== undefined ? g.constI64([opts.pos]) : g.op('Slice', [g.op('Shape', [tokens]), g.constI64([1]), g.constI64([2])]);
   const wpos = g.op('Slice', [e.w('pos_embed.W_pos'), g.constI64([0]), end, g.constI64([0])]); // [pos, d_model]
