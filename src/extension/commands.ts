@@ -17,7 +17,7 @@ import type { RunStore } from './runStore.js';
 import { HooksTree, RunsTree } from './treeViews.js';
 import { isPromptLensArg, type PromptsDocuments } from './promptsLanguage.js';
 import { promptsFromSelection, requestFromEntry, type PromptRequest } from './promptTarget.js';
-import { attentionState, attributionState, inspectState, modelLabel, panelTitle, runRecord, sameLengthPrompts, type PanelKind } from './states.js';
+import { attentionState, attributionState, inspectState, loadingState, modelLabel, panelTitle, runRecord, sameLengthPrompts, type PanelKind } from './states.js';
 import { DEFAULT_MODEL } from './settings.js';
 import { notifyError } from './notify.js';
 import { errorMessage, isCancellation } from './latest.js';
@@ -336,7 +336,13 @@ async function featureDashboard(arg: unknown, s: Services): Promise<void> {
     const info = await s.host.ensureModel({ interactive: true });
     const sae = await ensureSae(s, spec, signal);
     if (!Number.isInteger(f) || f < 0 || f >= sae.info.d_sae) throw new Error(`feature ${f} does not exist: ${spec} has features 0..${sae.info.d_sae - 1}`);
-    const result = await s.host.request(EngineRequests.saeDashboard, { saeId: sae.id, feature: f, corpus: { file: path.resolve(file) }, prependBos: s.options().prependBos }, signal);
+    // The worker streams the corpus and reports how far it is: the panel shows it (close it to cancel).
+    const result = await s.host.requestWithProgress(
+      EngineRequests.saeDashboard,
+      { saeId: sae.id, feature: f, corpus: { file: path.resolve(file) }, prependBos: s.options().prependBos },
+      (p) => panel.setState(loadingState(title, `Feature #${f} over ${path.basename(file)}: ${p.message}${p.fraction !== undefined ? ` (${Math.round(p.fraction * 100)}%)` : ''}. Close the panel to cancel.`)),
+      signal,
+    );
     return { state: { kind: 'feature', model: modelLabel(info), sae: spec, architecture: sae.info.architecture, hook: sae.info.hookIn, corpus: path.basename(file), result } };
   });
 }

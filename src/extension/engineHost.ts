@@ -7,7 +7,7 @@
  */
 import * as vscode from 'vscode';
 import { EngineClient } from '../engine/worker/client.js';
-import { EngineRequests, type ModelInfo } from '../protocol/engine.js';
+import { EngineRequests, type ModelInfo, type ProgressParams } from '../protocol/engine.js';
 import type { ParamsOf, RequestType, ResultOf } from '../protocol/ipc.js';
 import { loadParams, settingsKey, type EngineSettings } from './settings.js';
 import { errorMessage, isCancellation } from './latest.js';
@@ -89,6 +89,15 @@ export class EngineHost implements vscode.Disposable {
     this.client = client;
     this.opts.log.info(`engine process ${client.pid ?? '?'} started (${this.opts.workerPath})`);
     return client;
+  }
+
+  /** Like request, with the worker's progress notifications for it routed to `onProgress`. */
+  requestWithProgress<T extends RequestType<unknown, unknown>>(type: T, params: ParamsOf<T>, onProgress: (p: ProgressParams) => void, signal?: AbortSignal): Promise<ResultOf<T>> {
+    try {
+      return this.ensureClient().requestWithProgress(type, params, onProgress, signal);
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** A raw request to the worker (starting it if needed); no model is loaded for it. */
