@@ -7,10 +7,11 @@
  * row 0, as for GPT-2).
  *
  * TransformerLens 3.9 converts only the pre-LayerNorm layout with word_embed_proj_dim equal to
- * hidden_size (OPT-125m, 1.3b, 2.7b, 6.7b, ...): it has no project_in / project_out and always
- * reads the final LayerNorm, and it puts the norms before the sublayers whatever
- * do_layer_norm_before says. OPT-350m (post-LayerNorm on the residual stream, a 512-wide
- * embedding projected to 1024) is therefore refused here rather than computed wrongly.
+ * hidden_size (OPT-125m, 1.3b, 2.7b, 6.7b, ...): its converter always reads the final LayerNorm
+ * (absent from post-LayerNorm OPT) and every bias and LayerNorm weight, and it has no project_in /
+ * project_out. It fails to load OPT-350m (post-LayerNorm on the residual stream, a 512-wide
+ * embedding projected to 1024), so there are no TransformerLens numbers for it; MechLens refuses
+ * such configs with an error naming the field rather than computing something unchecked.
  */
 import { makeConfig, type HookedTransformerConfig } from '../model/config.js';
 import { convertWeights, copyRule, firstPresent, headsFromLinear, linearRule, zerosRule, type StateDict, type WeightRule } from '../model/hf.js';
@@ -25,7 +26,7 @@ function config(hf: HfConfig, modelName: string): HookedTransformerConfig {
   const d_model = f.num('hidden_size');
   const n_heads = f.num('num_attention_heads');
   const refuse = (what: string): never => {
-    throw new Error(`config.json says ${what}; MechLens reads OPT checkpoints as TransformerLens 3.9 does, which handles only pre-LayerNorm OPT models whose embedding width is hidden_size (OPT-125m, 1.3b, 2.7b and larger, not OPT-350m)`);
+    throw new Error(`config.json says ${what}; MechLens reads OPT checkpoints as TransformerLens 3.9 does, which loads only pre-LayerNorm OPT models with biases, LayerNorm weights and an embedding as wide as hidden_size (OPT-125m, 1.3b, 2.7b and larger, not OPT-350m)`);
   };
   if (f.bool('do_layer_norm_before', true) === false) refuse('"do_layer_norm_before": false (LayerNorm after each sublayer, as OPT-350m)');
   if (f.bool('_remove_final_layer_norm', false)) refuse('"_remove_final_layer_norm": true (no final LayerNorm)');
