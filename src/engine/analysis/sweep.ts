@@ -22,6 +22,11 @@ export interface SweepOptions {
   maxBatchBytes?: number;
   /** Recompute the positions shared by clean and corrupted prompts too (for tests and timing). */
   noPrefix?: boolean;
+  /**
+   * Called before every run with its cells, batch rows and the layer it starts at (benchmarks
+   * print them, so a sweep whose batches shrink or whose runs start early shows why it is slow).
+   */
+  onRun?: (run: { cells: number; rows: number; startLayer: number }) => void;
 }
 
 /** Thrown when a sweep is cancelled; `partial` holds the cells computed so far (NaN elsewhere). */
@@ -202,7 +207,9 @@ export async function runGroups<T>(
       const perChunk = Math.max(1, Math.min(Math.floor(maxRowsFrom(g.firstChanged?.(i0) ?? 0) / B), byBytes));
       const chunk = Array.from({ length: Math.min(perChunk, g.cells.length - i0) }, (_, j) => i0 + j);
       i0 += chunk.length;
-      const scores = await scoreCells(model, g.build(chunk), chunk.length, B, metric, prefix);
+      const run = g.build(chunk);
+      opts.onRun?.({ cells: chunk.length, rows: chunk.length * B, startLayer: run.startLayer });
+      const scores = await scoreCells(model, run, chunk.length, B, metric, prefix);
       chunk.forEach((ci, j) => (out[g.cells[ci]!] = scores[j]!));
       done += chunk.length;
       opts.onProgress?.(done, total);
