@@ -32,6 +32,7 @@ import { answerProbMetric } from '../src/engine/analysis/metrics.js';
 import { tileBatch } from '../src/engine/analysis/sweep.js';
 import type { HookName } from '../src/engine/hooks/hooks.js';
 import type { Intervention } from '../src/engine/interventions/plan.js';
+import { round } from './stats.js';
 
 /** the contraction-circuit study Experiment 1: GPT-2 tokens of the ('re, they) prompts, as the notebook prints them. */
 export const CONTRACTION_TOKENS = [
@@ -58,7 +59,6 @@ export const SWEEPS: { name: string; spec: PatchSweepSpec }[] = [
   { name: 'neurons_L10', spec: { kind: 'neuron', layer: 10 } },
 ];
 
-const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 
 export async function benchExperiments(): Promise<Record<string, number>> {
   const cfg0 = gpt2SmallConfig();

@@ -83,13 +83,8 @@ export class PyPeer {
   }
 }
 
-export function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const n = s.length;
-  return n === 0 ? NaN : n % 2 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
-}
-
-export const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d;
+// The shared statistics, re-exported for the groups that import them from here.
+export { median, round } from './stats.js';
 
 /** Peak resident set size of this process, bytes. */
 export const nodePeakRss = (): number => process.resourceUsage().maxRSS * 1024;

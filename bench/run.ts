@@ -16,24 +16,9 @@ import { HookedTransformer } from '../src/engine/model/hookedTransformer.js';
 import { applyProcessing } from '../src/engine/weights/process.js';
 import { allHooks } from '../src/engine/hooks/hooks.js';
 import { gpt2SmallConfig, paramBytes, randomParams, randomTokens } from './randomModel.js';
+import { round, timeInterleaved } from './stats.js';
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
 
-/** Medians of fns run in turn, `reps` rounds after two warm-up rounds. */
-async function timeInterleaved(fns: (() => Promise<unknown>)[], reps: number): Promise<number[]> {
-  const ts = fns.map(() => [] as number[]);
-  for (let i = 0; i < reps + 2; i++) {
-    for (const [k, fn] of fns.entries()) {
-      const t0 = performance.now();
-      await fn();
-      if (i >= 2) ts[k]!.push(performance.now() - t0);
-    }
-  }
-  return ts.map(median);
-}
 
 function gc(): void {
   (globalThis as { gc?: () => void }).gc?.();
@@ -89,10 +74,6 @@ async function benchEngine(): Promise<Record<string, number | boolean | string>>
   };
 }
 
-function round(x: number, d = 1): number {
-  const f = 10 ** d;
-  return Math.round(x * f) / f;
-}
 
 /** Optional benchmark groups contributed by other modules (experiments, training). */
 async function optional(file: string, fn: string): Promise<Record<string, unknown> | null> {

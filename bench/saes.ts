@@ -17,9 +17,8 @@ import { parseSaeConfig } from '../src/engine/sae/config.js';
 import { f32 } from '../src/engine/tensor/tensor.js';
 import { mulberry32 } from '../src/engine/tensor/mulberry32.js';
 import { gpt2SmallConfig, randomParams, randomTokens } from './randomModel.js';
+import { round, timeInterleaved } from './stats.js';
 
-const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 function randomSae(dIn: number, dSae: number, hook: string): Sae {
   const rand = mulberry32(7);
@@ -31,17 +30,6 @@ function randomSae(dIn: number, dSae: number, hook: string): Sae {
   };
 }
 
-async function timeInterleaved(fns: (() => Promise<unknown>)[], reps: number): Promise<number[]> {
-  const ts = fns.map(() => [] as number[]);
-  for (let i = 0; i < reps + 2; i++) {
-    for (const [k, fn] of fns.entries()) {
-      const t0 = performance.now();
-      await fn();
-      if (i >= 2) ts[k]!.push(performance.now() - t0);
-    }
-  }
-  return ts.map(median);
-}
 
 export async function benchSaes(): Promise<Record<string, unknown>> {
   const cfg0 = gpt2SmallConfig();

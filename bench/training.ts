@@ -22,8 +22,8 @@ import { logitDiffMetric, normalizedMetric, runPatchSweep } from '../src/engine/
 import { applyProcessing } from '../src/engine/weights/process.js';
 import { gpt2SmallConfig, randomParams, randomTokens } from './randomModel.js';
 import { pearson } from '../src/engine/tensor/stats.js';
+import { round } from './stats.js';
 
-const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 
