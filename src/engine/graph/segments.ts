@@ -395,3 +395,27 @@ export function fuseSegments(parts: readonly SegmentGraph[], name: string): Segm
 export function fusedInputName(k: number, name: string): string {
   return `s${k}/${name}`;
 }
+
+/**
+ * A block graph with its layer index taken out of every name (`blocks.7.attn.W_Q` ->
+ * `blocks.L.attn.W_Q`, the graph named `block`). Block weights are graph inputs, so two layers
+ * whose layer-free graphs serialise to the same bytes compute the same function of their inputs:
+ * one onnxruntime session serves all of them, fed each layer's weights (a sweep then compiles
+ * one session per distinct variant instead of one per variant and layer). Only for variants
+ * whose outputs are not hook values (those keep their layer's names for the caller).
+ */
+export function layerFreeBlockGraph(graph: SegmentGraph, layer: number): SegmentGraph {
+  const from = `blocks.${layer}.`;
+  const rename = (n: string): string => (n.includes(from) ? n.split(from).join('blocks.L.') : n);
+  const weightInputs = new Map<string, F32>();
+  for (const [n, t] of graph.weightInputs) weightInputs.set(rename(n), t);
+  return {
+    ...graph,
+    name: 'block',
+    nodes: graph.nodes.map((n) => ({ ...n, inputs: n.inputs.map(rename), outputs: n.outputs.map(rename), ...(n.name ? { name: rename(n.name) } : {}) })),
+    initializers: graph.initializers.map((t) => ({ ...t, name: rename(t.name) })),
+    inputs: graph.inputs.map((i) => ({ ...i, name: rename(i.name) })),
+    outputs: graph.outputs.map((o) => ({ ...o, name: rename(o.name) })),
+    weightInputs,
+  };
+}

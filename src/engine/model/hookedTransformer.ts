@@ -9,13 +9,15 @@
  * block L ([batch, pos, d_model]); `stopAtLayer: L` returns the residual stream entering block L
  * instead of logits, exactly as TransformerLens's start_at_layer / stop_at_layer.
  */
-import { buildBlockGraph, buildEmbedGraph, buildFinalGraph, buildUnembedGraph, FINAL_X, fuseSegments, fusedInputName, PAST_K, PAST_V, prefixHookOk, RESID_IN, RESID_OUT, slotInputName, TOKENS, VOCAB_IDS, type InterventionSlot, type Segment, type SegmentGraph, type SegmentVariant } from '../graph/segments.js';
+import { buildBlockGraph, buildEmbedGraph, buildFinalGraph, buildUnembedGraph, FINAL_X, fuseSegments, fusedInputName, layerFreeBlockGraph, PAST_K, PAST_V, prefixHookOk, RESID_IN, RESID_OUT, slotInputName, TOKENS, VOCAB_IDS, type InterventionSlot, type Segment, type SegmentGraph, type SegmentVariant } from '../graph/segments.js';
 import { allHooks, hookAxes, hookDims, parseSaeHook, requireHook, type HookName, type OutputName, type SaeHookName } from '../hooks/hooks.js';
 import { saeHooksOf, saeHookWidth, saeSlot, type SaeSlot } from '../sae/graph.js';
 import { checkSaeForModel, type Sae } from '../sae/sae.js';
 import type { Intervention, InterventionIndex } from '../interventions/plan.js';
 import { OnnxRuntime, ortF32, ortI64, type CompiledSession, type OrtTensor, type RuntimeOptions } from '../backends/onnx/runtime.js';
 import { f32, type F32 } from '../tensor/tensor.js';
+import { encodeModel } from '../graph/onnxProto.js';
+import { createHash } from 'node:crypto';
 import type { HookedTransformerConfig } from './config.js';
 import type { LoadedModel, Params, Processing } from './params.js';
 
@@ -92,6 +94,10 @@ const MAX_VARIANTS_PER_SEGMENT = 3;
 const MAX_FUSED_PLANS = 4;
 const FUSED = 'fused';
 const UNEMBED = 'unembed';
+/** Block sessions shared by every layer whose variant has the same layer-free graph (layerFreeBlockGraph). */
+const SHARED_BLOCK = 'block';
+/** Shared block sessions kept: a sweep uses a few variants (intervened, prefix, last position), now for every layer at once. */
+const MAX_SHARED_BLOCKS = 8;
 
 export class HookedTransformer {
   readonly runtime: OnnxRuntime;
@@ -307,7 +313,8 @@ export class HookedTransformer {
         const fetch: string[] = [...variant.outputs];
         if (seg.kind !== 'final') fetch.push(RESID_OUT);
         else fetch.push(...finalFetch(variant));
-        const out = await this.runSession(this.session(seg, variant), feeds, fetch);
+        const { sp, weights } = this.session(seg, variant);
+        const out = await this.runSession(sp, weights ? { ...weights, ...feeds } : feeds, fetch);
         await collect(seg, variant, out);
         if (seg.kind !== 'final') resid = out[RESID_OUT]!;
       }
@@ -439,8 +446,34 @@ export class HookedTransformer {
     if (iv.kind === 'scale' && !Number.isFinite(iv.factor)) throw new Error(`intervention at ${iv.hook}: scale factor must be a finite number`);
   }
 
-  private session(seg: Segment, v: SegmentVariant): Promise<CompiledSession> {
-    return this.cached(segKey(seg), JSON.stringify(v), MAX_VARIANTS_PER_SEGMENT, false, () => this.segmentGraph(seg, v));
+  /**
+   * Per (layer, variant) of a block without hook outputs or SAEs: the key of its layer-free graph
+   * in the SHARED_BLOCK group, that graph, and the layer's weights under its layer-free names.
+   */
+  private readonly layerFree = new Map<string, { key: string; graph: SegmentGraph; weights: Record<string, OrtTensor> }>();
+
+  /**
+   * The compiled session of a segment variant, and the weight feeds to give it when it is a
+   * block session shared across layers (those without hook outputs or SAEs: what sweeps run;
+   * a sweep over 12 layers then compiles each of its variants once, not 12 times).
+   */
+  private session(seg: Segment, v: SegmentVariant): { sp: Promise<CompiledSession>; weights?: Record<string, OrtTensor> } {
+    if (seg.kind === 'block' && v.outputs.length === 0 && (v.saes?.length ?? 0) === 0) {
+      const memo = `${seg.layer}|${JSON.stringify(v)}`;
+      let e = this.layerFree.get(memo);
+      if (!e) {
+        const graph = layerFreeBlockGraph(this.segmentGraph(seg, v), seg.layer);
+        const weights: Record<string, OrtTensor> = {};
+        for (const [n, t] of graph.weightInputs) weights[n] = ortF32(t);
+        e = { key: createHash('sha1').update(encodeModel(graph)).digest('hex'), graph, weights };
+        // Only a memo (sessions stay cached by key): bounded for runs that never release variants.
+        if (this.layerFree.size >= 1024) this.layerFree.clear();
+        this.layerFree.set(memo, e);
+      }
+      const graph = e.graph;
+      return { sp: this.cached(SHARED_BLOCK, e.key, MAX_SHARED_BLOCKS, false, () => graph), weights: e.weights };
+    }
+    return { sp: this.cached(segKey(seg), JSON.stringify(v), MAX_VARIANTS_PER_SEGMENT, false, () => this.segmentGraph(seg, v)) };
   }
 
   /** A compiled session from the per-group LRU cache (`group`: a segment, or FUSED). */
@@ -470,7 +503,7 @@ export class HookedTransformer {
     const chain = this.plainChain();
     await this.fusedSession(chain);
     await this.unembedSession();
-    for (const { seg, variant } of chain) await this.session(seg, variant);
+    for (const { seg, variant } of chain) await this.session(seg, variant).sp;
   }
 
   /** The segments and variants of a plain forward, exactly as run() plans them. */
@@ -493,7 +526,13 @@ export class HookedTransformer {
     const chain = this.plainChain();
     const chainKey = JSON.stringify(chain);
     const plainKeys = new Set(chain.map((c) => JSON.stringify(c.variant)));
-    const keep = (group: string, k: string) => (group === FUSED ? k === chainKey : group === UNEMBED || plainKeys.has(k));
+    // Shared block sessions of the plain variant stay; the other layer-free entries go with their sessions.
+    const plainShared = new Set<string>();
+    for (const [memo, e] of [...this.layerFree]) {
+      if (plainKeys.has(memo.slice(memo.indexOf('|') + 1))) plainShared.add(e.key);
+      else this.layerFree.delete(memo);
+    }
+    const keep = (group: string, k: string) => (group === FUSED ? k === chainKey : group === SHARED_BLOCK ? plainShared.has(k) : group === UNEMBED || plainKeys.has(k));
     const drop: Promise<CompiledSession>[] = [];
     for (const [group, per] of this.sessions) {
       for (const [k, p] of [...per]) {
@@ -521,6 +560,7 @@ export class HookedTransformer {
 
   async dispose(): Promise<void> {
     this.disposed = true;
+    this.layerFree.clear();
     const all = [...this.sessions.values()].flatMap((m) => [...m.values()]);
     this.sessions.clear();
     await Promise.all(all.map((p) => p.then((s) => s.session.release()).catch(() => undefined)));
