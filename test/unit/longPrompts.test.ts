@@ -41,6 +41,8 @@ const models: [string, Parameters<typeof makeConfig>[0]][] = [
   ['sequential LayerNorm (GPT-2)', { ...base, model_name: 'gpt2-4', n_layers: 4, act_fn: 'gelu_new', normalization_type: 'LN' }],
   ['parallel attention and MLP, rotary (GPT-NeoX)', { ...base, model_name: 'neox-4', n_layers: 4, act_fn: 'gelu', normalization_type: 'LN', parallel_attn_mlp: true, positional_embedding_type: 'rotary', rotary_dim: 2 }],
   ['attention-only', { ...base, model_name: 'attn-only-3', n_layers: 3, act_fn: 'gelu_new', normalization_type: 'LN', attn_only: true }],
+  // Multi-head attention without rotary: the last layer's query path (W_K q instead of keys) with ALiBi and a window.
+  ['ALiBi, sliding window, multi-head', { ...base, model_name: 'alibi-local-3', n_layers: 3, act_fn: 'gelu_new', normalization_type: 'LN', positional_embedding_type: 'alibi', use_local_attn: true, window_size: 5, attn_types: ['local', 'global', 'local'] }],
   ['grouped-query attention, RMSNorm, gated MLP, sliding window (Mistral)', { ...base, model_name: 'mistral-5', n_layers: 5, act_fn: 'silu', normalization_type: 'RMS', gated_mlp: true, n_key_value_heads: 2, positional_embedding_type: 'rotary', rotary_dim: 4, use_local_attn: true, window_size: 5, attn_types: ['local', 'local', 'local', 'local', 'local'] }],
 ];
 
