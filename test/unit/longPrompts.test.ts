@@ -102,6 +102,8 @@ for (const [what, c] of models) {
         { kind: 'head', activation: 'pattern', by: 'pos' },
         { kind: 'layer_pos', hook: 'resid_pre' },
         { kind: 'layer_pos', hook: 'attn_out' },
+        // Neurons: the next block starts from the rank-one queries, keys and values (RMS, GQA, rotary, parallel blocks).
+        ...(m.cfg.attn_only ? [] : [{ kind: 'neuron', layer: 1 }]),
       ] as PatchSweepSpec[]) {
         const r = await runPatchSweep(m, [tokens], [corrupted], metric, spec, { maxBatchRows: 6 });
         let worst = 0;

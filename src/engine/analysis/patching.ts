@@ -26,6 +26,7 @@ import type { HookName, OutputName } from '../hooks/hooks.js';
 import type { InterventionIndex } from '../interventions/plan.js';
 import { f32, type F32 } from '../tensor/tensor.js';
 import type { Metric } from './metrics.js';
+import { rankOneQkv, type RankOneQkv } from './rankOneQkv.js';
 import { nest, runGroups, sharedPrefix, sharedPrefixLength, tileBatch, type CellGroup, type CellRun, type SweepOptions } from './sweep.js';
 
 export { logitDiffMetric, normalizedMetric, answerProbMetric, type Metric, type LastPositionReader } from './metrics.js';
@@ -213,7 +214,7 @@ export async function runPatchSweep(
     const hook = hookAt(template, l);
     if (spec.kind === 'neuron') {
       const beforeMlp = cfg.parallel_attn_mlp ? addTensors(get(corrActs, `blocks.${l}.hook_resid_pre`), get(corrActs, `blocks.${l}.hook_attn_out`)) : get(corrActs, `blocks.${l}.hook_resid_mid`);
-      groups.push(neuronGroup(model, cells, B, P, l, get(cleanActs, `blocks.${l}.mlp.hook_post`), beforeMlp, get(corrActs, `blocks.${l}.mlp.hook_post`), get(corrActs, `blocks.${l}.hook_mlp_out`)));
+      groups.push(await neuronGroup(model, cells, B, P, l, get(cleanActs, `blocks.${l}.mlp.hook_post`), beforeMlp, get(corrActs, `blocks.${l}.mlp.hook_post`), get(corrActs, `blocks.${l}.hook_mlp_out`), opts.noRankOne === true));
       continue;
     }
     const src = get(cleanActs, hook);
@@ -380,23 +381,37 @@ function addTensors(a: F32, b: F32): F32 {
   return f32([...a.dims], out);
 }
 
-function neuronGroup(model: HookedTransformer, cells: readonly PatchCell[], B: number, P: number, layer: number, cleanPost: F32, residMid: F32, corrPost: F32, mlpOut: F32): CellGroup {
+async function neuronGroup(model: HookedTransformer, cells: readonly PatchCell[], B: number, P: number, layer: number, cleanPost: F32, residMid: F32, corrPost: F32, mlpOut: F32, noRankOne: boolean): Promise<CellGroup> {
   const cfg = model.cfg;
   const d = cfg.d_model;
   const N = cfg.d_mlp!;
   const Wout = model.params.get(`blocks.${layer}.mlp.W_out`)!.data; // [d_mlp, d_model]
+  const neuronOf = (ci: number) => cells[ci]!.select.d_mlp![0]!;
+  // The next block's q, k, v from the rank-one change of its input (rankOneQkv.ts), so that it
+  // skips ln1 and the projections; x = the corrupted resid_post of this layer.
+  let rankOne: RankOneQkv | null = null;
+  if (!noRankOne && layer + 1 < cfg.n_layers) {
+    const x = f32([B, P, d]);
+    for (let i = 0; i < x.data.length; i++) x.data[i] = residMid.data[i]! + mlpOut.data[i]!;
+    const dirs = f32([cells.length, d]);
+    cells.forEach((_, ci) => dirs.data.set(Wout.subarray(neuronOf(ci) * d, (neuronOf(ci) + 1) * d), ci * d));
+    rankOne = await rankOneQkv(model, layer + 1, x, dirs);
+  }
   return {
     cells: cells.map((c) => c.index),
     bytesPerCell: 4 * B * P * d,
     build: (chunk): CellRun => {
       const resid = f32([chunk.length * B, P, d]);
+      // alpha [cells, batch, pos]: the neuron's clean - corrupted activation.
+      const alpha = f32([chunk.length, B, P]);
       chunk.forEach((ci, c) => {
-        const n = cells[ci]!.select.d_mlp![0]!;
+        const n = neuronOf(ci);
         const w = Wout.subarray(n * d, (n + 1) * d);
         for (let b = 0; b < B; b++) {
           for (let p = 0; p < P; p++) {
             const r = b * P + p;
             const delta = cleanPost.data[r * N + n]! - corrPost.data[r * N + n]!;
+            alpha.data[(c * B + b) * P + p] = delta;
             const o = ((c * B + b) * P + p) * d;
             for (let j = 0; j < d; j++) {
               const mlp = Math.fround(mlpOut.data[r * d + j]! + delta * w[j]!);
@@ -405,7 +420,12 @@ function neuronGroup(model: HookedTransformer, cells: readonly PatchCell[], B: n
           }
         }
       });
-      return { startLayer: layer + 1, residual: resid, interventions: [] };
+      const run: CellRun = { startLayer: layer + 1, residual: resid, interventions: [] };
+      if (rankOne) {
+        const plan = rankOne;
+        run.qkv = (from) => plan.qkv(chunk, alpha, from);
+      }
+      return run;
     },
   };
 }

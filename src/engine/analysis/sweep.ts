@@ -22,6 +22,8 @@ export interface SweepOptions {
   maxBatchBytes?: number;
   /** Recompute the positions shared by clean and corrupted prompts too (for tests and timing). */
   noPrefix?: boolean;
+  /** Neuron sweeps: run the next block's ln1 and projections instead of the rank-one shortcut (rankOneQkv.ts), for tests and timing. */
+  noRankOne?: boolean;
   /**
    * Called before every run with its cells, batch rows and the layer it starts at (benchmarks
    * print them, so a sweep whose batches shrink or whose runs start early shows why it is slow).
@@ -52,6 +54,11 @@ export interface CellRun {
    * from here on are computed.
    */
   firstChanged?: number;
+  /**
+   * The start block's hook_q / hook_k / hook_v for positions [from, pos) (RunOptions.qkv), when
+   * the cells know them without running ln1 and the projections.
+   */
+  qkv?: (from: number) => Promise<{ q: F32; k: F32; v: F32 }>;
 }
 
 /** Repeats a tensor [B, ...] n times along the batch axis -> [n*B, ...]. */
@@ -151,14 +158,17 @@ export async function scoreCells(model: HookedTransformer, run: CellRun, cells: 
   // Only with a last-position metric (a prefix run has no logits for the prefix positions).
   if (prefix && at > 0 && lp !== undefined && run.startLayer < n && run.interventions.every((iv) => prefixHookOk(iv.hook))) {
     const interventions = run.interventions.map((iv) => interventionFrom(model, iv, rows, P, at));
-    r = await model.run(null, { residual: slicePositions(run.residual, at, P), startAtLayer: run.startLayer, startAtResidMid: run.fromMid, interventions, prefix: prefixSlice(prefix, at), names: [], ...last });
+    const qkv = run.qkv ? { qkv: await run.qkv(at) } : {};
+    r = await model.run(null, { residual: slicePositions(run.residual, at, P), startAtLayer: run.startLayer, startAtResidMid: run.fromMid, interventions, prefix: prefixSlice(prefix, at), names: [], ...qkv, ...last });
   } else if (prefix && at > 0 && lp !== undefined && run.startLayer + 1 < n && run.interventions.every((iv) => iv.hook.startsWith(startBlock))) {
     // The intervened block runs on every position (its pattern hooks cover them all), the rest
     // from the cached prefix.
-    const resid = (await model.run(null, { residual: run.residual, startAtLayer: run.startLayer, startAtResidMid: run.fromMid, interventions: run.interventions, stopAtLayer: run.startLayer + 1, names: [] })).residual!;
+    const qkv = run.qkv ? { qkv: await run.qkv(0) } : {};
+    const resid = (await model.run(null, { residual: run.residual, startAtLayer: run.startLayer, startAtResidMid: run.fromMid, interventions: run.interventions, stopAtLayer: run.startLayer + 1, names: [], ...qkv })).residual!;
     r = await model.run(null, { residual: slicePositions(resid, at, P), startAtLayer: run.startLayer + 1, prefix: prefixSlice(prefix, at), names: [], ...last });
   } else {
-    r = await model.run(null, { residual: run.residual, startAtLayer: run.startLayer, startAtResidMid: run.fromMid, interventions: run.interventions, names: [], ...last });
+    const qkv = run.qkv && run.startLayer < n ? { qkv: await run.qkv(0) } : {};
+    r = await model.run(null, { residual: run.residual, startAtLayer: run.startLayer, startAtResidMid: run.fromMid, interventions: run.interventions, names: [], ...qkv, ...last });
   }
   const logits = r.logits!;
   const [, Pl, V] = logits.dims as [number, number, number];

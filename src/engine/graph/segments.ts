@@ -11,7 +11,7 @@
  * to a hook's value before anything downstream reads it, so cached values are post-intervention
  * (as TransformerLens's cache hooks registered after the intervention hooks would see them).
  */
-import type { HookedTransformerConfig } from '../model/config.js';
+import { isPostNormArch, type HookedTransformerConfig } from '../model/config.js';
 import { hookAxes, hookDims, parseSaeHook, type HookName, type OutputName, type SaeHookName } from '../hooks/hooks.js';
 import type { InterventionKind } from '../interventions/plan.js';
 import type { F32 } from '../tensor/tensor.js';
@@ -68,6 +68,12 @@ export interface SegmentVariant {
    */
   prefix?: boolean;
   /**
+   * block only: hook_q / hook_k / hook_v are fed (Q_IN, K_IN, V_IN, [batch, pos, head_index |
+   * kv_head, d_head]) instead of computed: ln1 and the projections do not run (their hooks are
+   * not available). RESID_IN is still the block's resid_pre.
+   */
+  qkvIn?: boolean;
+  /**
    * SAEs / transcoders spliced in this segment (src/engine/sae/graph.ts): at each slot's output
    * hook the value downstream is the SAE's output; the hook itself keeps the model's value.
    * Their hooks (`<hook>.hook_sae_*`) can be outputs and intervention targets.
@@ -92,6 +98,10 @@ export const PAST_V = 'past_v';
 export const FINAL_X = 'final_x';
 /** int64 [K]: the token ids whose logits a `vocab` final segment computes. */
 export const VOCAB_IDS = 'vocab_ids';
+/** The given hook_q / hook_k / hook_v of a `qkvIn` block. */
+export const Q_IN = 'q_in';
+export const K_IN = 'k_in';
+export const V_IN = 'v_in';
 
 /** Parameters by TransformerLens name (plain tensors: graph code does not depend on the model layer). */
 export type ParamSource = ReadonlyMap<string, F32>;
@@ -277,8 +287,15 @@ export function buildBlockGraph(cfg: HookedTransformerConfig, params: ParamSourc
     const past = v.prefix
       ? { k: g.input(PAST_K, OnnxDType.FLOAT, ['batch', 'past', KV, cfg.d_head]), v: g.input(PAST_V, OnnxDType.FLOAT, ['batch', 'past', KV, cfg.d_head]) }
       : null;
-    const attnOut = hk('hook_attn_out', emitPostNorm(b, P, 'ln1', emitAttention(b, emitPreNorm(b, P, 'ln1', residPre), {
-      layer, lastPos: plain, past, useAttnResult: v.useAttnResult,
+    let given: { q: string; k: string; v: string } | undefined;
+    if (v.qkvIn) {
+      if (v.fromMid) throw new Error('internal: a block cannot both start at resid_mid and take q, k, v');
+      const bad = [...v.outputs, ...v.slots.map((s) => s.hook), ...(v.saes ?? []).flatMap((s) => [s.hookIn, s.hookOut])].find((n) => !isPostNormArch(cfg) && (parseSaeHook(n)?.base ?? n).startsWith(h('ln1.')));
+      if (bad) throw new Error(`internal: block ${layer} takes q, k, v, so ${bad} is not computed`);
+      given = { q: g.input(Q_IN, OnnxDType.FLOAT, ['batch', 'pos', cfg.n_heads, cfg.d_head]), k: g.input(K_IN, OnnxDType.FLOAT, ['batch', 'pos', KV, cfg.d_head]), v: g.input(V_IN, OnnxDType.FLOAT, ['batch', 'pos', KV, cfg.d_head]) };
+    }
+    const attnOut = hk('hook_attn_out', emitPostNorm(b, P, 'ln1', emitAttention(b, given ? residPre : emitPreNorm(b, P, 'ln1', residPre), {
+      layer, lastPos: plain, past, useAttnResult: v.useAttnResult, ...(given ? { given } : {}),
       resultIntervened: v.slots.some((s) => s.hook === h('attn.hook_result')),
     }), plain));
     const residPreOut = plain ? lastPosition(g, residPre) : residPre;

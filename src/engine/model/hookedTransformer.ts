@@ -9,7 +9,7 @@
  * block L ([batch, pos, d_model]); `stopAtLayer: L` returns the residual stream entering block L
  * instead of logits, exactly as TransformerLens's start_at_layer / stop_at_layer.
  */
-import { buildBlockGraph, buildEmbedGraph, buildFinalGraph, buildUnembedGraph, FINAL_X, fuseSegments, fusedInputName, layerFreeBlockGraph, PAST_K, PAST_V, prefixHookOk, RESID_IN, RESID_OUT, slotInputName, TOKENS, VOCAB_IDS, type InterventionSlot, type Segment, type SegmentGraph, type SegmentVariant } from '../graph/segments.js';
+import { buildBlockGraph, buildEmbedGraph, buildFinalGraph, buildUnembedGraph, FINAL_X, fuseSegments, fusedInputName, layerFreeBlockGraph, PAST_K, PAST_V, prefixHookOk, Q_IN, K_IN, V_IN, RESID_IN, RESID_OUT, slotInputName, TOKENS, VOCAB_IDS, type InterventionSlot, type Segment, type SegmentGraph, type SegmentVariant } from '../graph/segments.js';
 import { allHooks, hookAxes, hookDims, parseSaeHook, requireHook, type HookName, type OutputName, type SaeHookName } from '../hooks/hooks.js';
 import { saeHooksOf, saeHookWidth, saeSlot, type SaeSlot } from '../sae/graph.js';
 import { checkSaeForModel, type Sae } from '../sae/sae.js';
@@ -62,6 +62,13 @@ export interface RunOptions {
    * scores / pattern and the rotated q / k (prefixHookOk). With startAtResidMid the first block runs its MLP on the given positions alone.
    */
   prefix?: { keys: readonly (F32 | undefined)[]; values: readonly (F32 | undefined)[] };
+  /**
+   * The first block's hook_q / hook_k / hook_v ([batch, pos, head_index | kv_head, d_head], pos
+   * as the residual's), given instead of computed from its ln1: a sweep that knows them cheaply
+   * skips ln1 and the projections there. Needs startAtLayer < n_layers (not with
+   * startAtResidMid); ln1 hooks of that block are neither outputs nor intervention targets.
+   */
+  qkv?: { q: F32; k: F32; v: F32 };
   /**
    * SAEs and transcoders to splice in for this run (as HookedSAETransformer's run_with_saes):
    * at each one's output hook the model continues with its output, the reconstruction (plus
@@ -231,6 +238,13 @@ export class HookedTransformer {
         }
       }
     }
+    if (opts.qkv) {
+      if (!resid || fromMid || start >= stop) throw new Error('qkv needs startAtLayer, its residual and at least one block to run (not startAtResidMid)');
+      const KV = cfg.n_key_value_heads ?? cfg.n_heads;
+      for (const [which, t, heads] of [['q', opts.qkv.q, cfg.n_heads], ['k', opts.qkv.k, KV], ['v', opts.qkv.v, KV]] as const) {
+        if (t.dims.length !== 4 || t.dims[0] !== B || t.dims[1] !== P || t.dims[2] !== heads || t.dims[3] !== cfg.d_head) throw new Error(`qkv.${which} must be [${B}, ${P}, ${heads}, ${cfg.d_head}], got [${t.dims.join(', ')}]`);
+      }
+    }
     const saeSlots = this.saeSlots(this.runSaes(opts.saes ?? []), start, stop, fromMid);
     const names: OutputName[] = opts.names === 'all' ? this.allOutputs(start, stop, saeSlots) : [...(opts.names ?? [])];
     if (opts.lastPositionOnly && names.some((n) => n.startsWith('ln_final.'))) throw new Error('lastPositionOnly cannot return ln_final hooks (they would cover one position)');
@@ -262,6 +276,7 @@ export class HookedTransformer {
       // Full logits come from the shared unembed session with its pre-packed W_U.
       if (seg.kind === 'final' && wantLogits && !variant.lastPos && !variant.vocab) variant.unembedApart = true;
       if (seg.kind === 'block' && opts.prefix && !variant.fromMid) variant.prefix = true;
+      if (seg.kind === 'block' && seg.layer === start && opts.qkv) variant.qkvIn = true;
       return { seg, variant, segIvs };
     });
     /** The segment's own inputs (not the residual from the previous segment). */
@@ -275,6 +290,11 @@ export class HookedTransformer {
       if (variant.prefix && seg.kind === 'block') {
         feeds[PAST_K] = ortF32(opts.prefix!.keys[seg.layer]!);
         feeds[PAST_V] = ortF32(opts.prefix!.values[seg.layer]!);
+      }
+      if (variant.qkvIn) {
+        feeds[Q_IN] = ortF32(opts.qkv!.q);
+        feeds[K_IN] = ortF32(opts.qkv!.k);
+        feeds[V_IN] = ortF32(opts.qkv!.v);
       }
       if (variant.vocab) feeds[VOCAB_IDS] = ortI64(BigInt64Array.from(opts.vocab!.map((t) => BigInt(t))), [opts.vocab!.length]);
       segIvs.forEach((iv, j) => Object.assign(feeds, slotFeeds(iv, j, cfg, B, P, saeSlots)));

@@ -28,6 +28,12 @@ export interface AttentionOptions {
   lastPos: boolean;
   /** Keys / values of earlier positions, [batch, past, kv_head, d_head] (hook_k / hook_v of a cached run). */
   past: { k: string; v: string } | null;
+  /**
+   * hook_q / hook_k / hook_v values given ([batch, pos, head_index | kv_head, d_head]) instead of
+   * projected from x (which is then unused): a patching sweep that knows them cheaply (a
+   * rank-one change of the residual) skips ln1 and the projections.
+   */
+  given?: { q: string; k: string; v: string };
   /** Compute per-head results (hook_result), as TransformerLens's use_attn_result. */
   useAttnResult: boolean;
   /** Per-head results were intervened on, so attn_out must be their sum. */
@@ -167,7 +173,7 @@ export function emitAttention(e: Emitter, x: string, o: AttentionOptions): strin
   // TransformerLens stores them: [1, batch·pos, d_model] x W [heads, d_model, d_head] ->
   // [heads, batch·pos, d_head]. No packed W_QKV copy (85 MB for GPT-2 small), and measured as
   // fast as one packed GEMM at 64 tokens (2.03 vs 1.99 ms).
-  if (o.lastPos && !o.packedQKV && KV === H && cfg.positional_embedding_type !== 'rotary' && qkNorm(cfg) === null) return queryPathAttention(e, x, o);
+  if (o.lastPos && !o.packedQKV && !o.given && KV === H && cfg.positional_embedding_type !== 'rotary' && qkNorm(cfg) === null) return queryPathAttention(e, x, o);
   const xs = g.op('Reshape', [x, g.constI64([1, -1, d])]);
   const bp = g.op('Slice', [g.op('Shape', [x]), g.constI64([0]), g.constI64([2])]);
   const project = (W: string, b: string, heads: number): string => {
@@ -175,7 +181,9 @@ export function emitAttention(e: Emitter, x: string, o: AttentionOptions): strin
     return g.op('Reshape', [g.op('Transpose', [y], { perm: [1, 0, 2] }), g.op('Concat', [bp, g.constI64([heads, dh])], { axis: 0 })]);
   };
   let qv: string, kv: string, vv: string;
-  if (o.packedQKV) {
+  if (o.given) {
+    ({ q: qv, k: kv, v: vv } = o.given);
+  } else if (o.packedQKV) {
     let W: string, b: string;
     if (o.packedQKV === 'pack') {
       const wcols = (n: string, heads: number) => g.op('Reshape', [g.op('Transpose', [e.w(`${P}.attn.${n}`)], { perm: [1, 0, 2] }), g.constI64([d, heads * dh])]);
