@@ -27,7 +27,7 @@ import type { InterventionIndex } from '../interventions/plan.js';
 import { f32, type F32 } from '../tensor/tensor.js';
 import type { Metric } from './metrics.js';
 import { rankOneQkv, type RankOneQkv } from './rankOneQkv.js';
-import { nest, runGroups, sharedPrefix, sharedPrefixLength, tileBatch, type CellGroup, type CellRun, type SweepOptions } from './sweep.js';
+import { nest, runGroups, sharedPrefix, sharedPrefixLength, slicePositions, tileBatch, type CellGroup, type CellRun, type SweepOptions } from './sweep.js';
 
 export { logitDiffMetric, normalizedMetric, answerProbMetric, type Metric, type LastPositionReader } from './metrics.js';
 export { tileBatch, SweepAbortedError, type SweepOptions } from './sweep.js';
@@ -169,6 +169,10 @@ export async function runPatchSweep(
 
   // Only what this sweep reads is cached: the patched hook from the clean run and the
   // residual streams the cells start from in the corrupted run.
+  // Head patches at layer L leave ln1 and the projections of layer L as the corrupted run has
+  // them: the cells' block L starts from the cached hook_q / hook_k / hook_v (RunOptions.qkv),
+  // with the patched head's values there for q / k / v patches (then no intervention at all).
+  const headQkv = spec.kind === 'head' && !opts.noRankOne && model.attachedSaes().length === 0;
   const cleanNames = new Set<OutputName>();
   const corrNames = new Set<OutputName>();
   for (const l of layers) {
@@ -185,6 +189,8 @@ export async function runPatchSweep(
     } else if (spec.kind === 'head') {
       cleanNames.add(hookAt(template, l));
       corrNames.add(`blocks.${l}.hook_resid_pre` as HookName);
+      // The block starts from the corrupted run's q, k, v (headQkv), patched there for q / k / v.
+      if (headQkv) for (const w of ['q', 'k', 'v']) corrNames.add(`blocks.${l}.attn.hook_${w}` as HookName);
       // By position: cells whose clean value equals the corrupted one are not run.
       if (spec.by === 'pos') corrNames.add(hookAt(template, l));
     } else {
@@ -326,12 +332,38 @@ export async function runPatchSweep(
               mask.data[off] = 1;
             }
           });
-          return {
+          const given = headQkv && (spec.activation === 'q' || spec.activation === 'k' || spec.activation === 'v');
+          const run: CellRun = {
             startLayer: l,
             residual: tileBatch(start, chunk.length),
-            interventions: [{ kind: 'patch', hook, mask, source: tileBatch(src, chunk.length) }],
+            interventions: given ? [] : [{ kind: 'patch', hook, mask, source: tileBatch(src, chunk.length) }],
             ...(posOf(cells[chunk[0]!]!) !== undefined ? { firstChanged: Math.min(...chunk.map((ci) => posOf(cells[ci]!)!)) } : {}),
           };
+          if (headQkv) {
+            run.qkv = async (from) => {
+              const [q, k, v] = (['q', 'k', 'v'] as const).map((w) => {
+                const t = tileBatch(slicePositions(get(corrActs, `blocks.${l}.attn.hook_${w}`), from, P), chunk.length);
+                if (given && w === spec.activation) {
+                  // The clean values of each cell's head (at its position, or all), as the mask selects.
+                  const [, n, Hs, dh] = t.dims as [number, number, number, number];
+                  chunk.forEach((ci, c) => {
+                    const sel = cells[ci]!.select;
+                    const h = sel.head_index![0]!;
+                    for (let b = 0; b < B; b++) {
+                      for (let p = from; p < P; p++) {
+                        if (sel.pos && sel.pos[0] !== p) continue;
+                        const at = ((b * P + p) * Hs + h) * dh;
+                        t.data.set(src.data.subarray(at, at + dh), (((c * B + b) * n + p - from) * Hs + h) * dh);
+                      }
+                    }
+                  });
+                }
+                return t;
+              }) as [F32, F32, F32];
+              return { q, k, v };
+            };
+          }
+          return run;
         },
         ...(spec.by === 'pos' ? { firstChanged: (i: number) => posOf(cells2[i]!)! } : {}),
       });
@@ -390,7 +422,7 @@ async function neuronGroup(model: HookedTransformer, cells: readonly PatchCell[]
   // The next block's q, k, v from the rank-one change of its input (rankOneQkv.ts), so that it
   // skips ln1 and the projections; x = the corrupted resid_post of this layer.
   let rankOne: RankOneQkv | null = null;
-  if (!noRankOne && layer + 1 < cfg.n_layers) {
+  if (!noRankOne && layer + 1 < cfg.n_layers && model.attachedSaes().length === 0) {
     const x = f32([B, P, d]);
     for (let i = 0; i < x.data.length; i++) x.data[i] = residMid.data[i]! + mlpOut.data[i]!;
     const dirs = f32([cells.length, d]);
