@@ -104,8 +104,12 @@ for (const [what, c] of models) {
         { kind: 'layer_pos', hook: 'attn_out' },
         // Neurons: the next block starts from the rank-one queries, keys and values (RMS, GQA, rotary, parallel blocks).
         ...(m.cfg.attn_only ? [] : [{ kind: 'neuron', layer: 1 }]),
+        // Heads over every position in one batch: the layers' cells share block runs (runStaircase).
+        { kind: 'head', activation: 'z', by: 'all_pos' },
+        { kind: 'head', activation: 'k', by: 'all_pos' },
+        { kind: 'head', activation: 'pattern', by: 'all_pos' },
       ] as PatchSweepSpec[]) {
-        const r = await runPatchSweep(m, [tokens], [corrupted], metric, spec, { maxBatchRows: 6 });
+        const r = await runPatchSweep(m, [tokens], [corrupted], metric, spec, spec.kind === 'head' && spec.by === 'all_pos' ? {} : { maxBatchRows: 6 });
         let worst = 0;
         let where = '';
         for (const cell of sweepLayout(m.cfg, P, spec).cells) {
