@@ -283,9 +283,21 @@ export async function runStaircase<T>(
     done += cells.length;
     opts.onProgress?.(done, total);
   };
+  // The last layer's own cells first (one block each, no stack to join): they finish at once,
+  // so progress is reported and a cancelled sweep keeps them; the stack finishes at the end.
+  const lastGroup = sorted.find((x) => x.layer === n - 1);
+  if (lastGroup) {
+    const all = lastGroup.cells.map((_, i) => i);
+    const run = lastGroup.build(all);
+    opts.onRun?.({ cells: all.length, rows: all.length * B, startLayer: n - 1 });
+    const scores = await scoreCells(model, run, all.length, B, metric, prefix);
+    lastGroup.cells.forEach((cell, j) => (out[cell] = scores[j]!));
+    done += all.length;
+    opts.onProgress?.(done, total);
+  }
   for (let k = sorted[0]!.layer; k < n; k++) {
     if (opts.signal?.aborted) throw new SweepAbortedError(partial());
-    const g = sorted.find((x) => x.layer === k);
+    const g = k < n - 1 ? sorted.find((x) => x.layer === k) : undefined;
     const lastBlock = k === n - 1;
     if (stack) {
       opts.onRun?.({ cells: stackCells.length, rows: stack.dims[0]!, startLayer: k, blocks: 1 });
@@ -298,13 +310,6 @@ export async function runStaircase<T>(
     const run = g.build(all);
     if (run.startLayer !== k || run.fromMid || run.firstChanged !== undefined) throw new Error(`internal: a staircase cell of layer ${k} starts at layer ${run.startLayer}`);
     opts.onRun?.({ cells: all.length, rows: all.length * B, startLayer: k, blocks: 1 });
-    if (lastBlock) {
-      const scores = await scoreCells(model, run, all.length, B, metric, prefix);
-      g.cells.forEach((cell, j) => (out[cell] = scores[j]!));
-      done += all.length;
-      opts.onProgress?.(done, total);
-      continue;
-    }
     const r = run.interventions.every((iv) => prefixHookOk(iv.hook))
       ? await model.run(null, { residual: slicePositions(run.residual, at, P), startAtLayer: k, stopAtLayer: k + 1, interventions: run.interventions.map((iv) => interventionFrom(model, iv, all.length * B, P, at)), prefix: past, names: [], ...(run.qkv ? { qkv: await run.qkv(at) } : {}) })
       // An intervention whose key axis spans the prefix (the pattern): this block on every position.
