@@ -10,7 +10,7 @@
  * instead of logits, exactly as TransformerLens's start_at_layer / stop_at_layer.
  */
 import { buildBlockGraph, buildEmbedGraph, buildFinalGraph, buildUnembedGraph, FINAL_X, fuseSegments, fusedInputName, PAST_K, PAST_V, prefixHookOk, RESID_IN, RESID_OUT, slotInputName, TOKENS, VOCAB_IDS, type InterventionSlot, type Segment, type SegmentGraph, type SegmentVariant } from '../graph/segments.js';
-import { allHooks, hookAxes, hookDims, parseSaeHook, requireHook, type HookName, type OutputName, type SaeHookName } from '../hooks/hooks.js';
+import { allHooks, expertOfHook, hookAxes, hookDims, parseSaeHook, requireHook, type HookName, type OutputName, type SaeHookName } from '../hooks/hooks.js';
 import { saeHooksOf, saeHookWidth, saeSlot, type SaeSlot } from '../sae/graph.js';
 import { checkSaeForModel, type Sae } from '../sae/sae.js';
 import type { Intervention, InterventionIndex } from '../interventions/plan.js';
@@ -409,6 +409,9 @@ export class HookedTransformer {
 
   private checkIntervention(iv: Intervention, B: number, P: number, saes: readonly SaeSlot[]): void {
     requireHookOrLogits(iv.hook, this.cfg, saes);
+    if (expertOfHook(iv.hook) !== null) {
+      throw new Error(`intervention at ${iv.hook}: an expert's hooks have one row per token the router sent to it, a number known only while the model runs, so no mask or patch source can be shaped for them; intervene on the router instead (blocks.L.mlp.hook_expert_weights [batch·pos, expert] or hook_expert_indices [batch·pos, top_k]), or on hook_mlp_out`);
+    }
     const axes = hookAxes(iv.hook, this.cfg);
     const dims = outputDims(iv.hook, this.cfg, B, P, saes);
     if (iv.mask) {
