@@ -511,6 +511,9 @@ test('Mixtral / OLMoE: routing follows an intervention on the router; expert hoo
     const r = await m.run(tokens, { names, interventions: [{ kind: 'zero', hook: 'blocks.0.mlp.hook_expert_weights', mask }] });
     assert.deepEqual(r.cache.get(`blocks.0.mlp.experts.${busiest}.hook_post` as HookName)!.dims, [0, cfg.d_mlp]);
     assert.ok(![...r.cache.get('blocks.0.mlp.hook_expert_indices')!.data].includes(busiest));
+    // The same by index on the router's expert axis.
+    const byIndex = await m.run(tokens, { names, interventions: [{ kind: 'zero', hook: 'blocks.0.mlp.hook_expert_weights', index: { expert: [busiest] } }] });
+    assert.deepEqual(byIndex.cache.get('blocks.0.mlp.hook_expert_indices')!.data, r.cache.get('blocks.0.mlp.hook_expert_indices')!.data);
     await assert.rejects(m.run(tokens, { interventions: [{ kind: 'zero', hook: 'blocks.0.mlp.experts.1.hook_post' as HookName }] }), /one row per token the router sent to it/);
   } finally {
     await m.dispose();
