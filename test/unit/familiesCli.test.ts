@@ -43,8 +43,9 @@ for (const name of FIXTURES) {
     const arch = String(fx.expected.tl_cfg['original_architecture']);
     const info = await runCli(['info', '--model', fx.dir]);
     assert.equal(info.code, 0, info.err);
-    const got = JSON.parse(info.out) as { cfg: { original_architecture: string }; hooks: number };
+    const got = JSON.parse(info.out) as { cfg: { original_architecture: string; num_experts?: number | null; experts_per_token?: number | null }; hooks: number };
     assert.equal(got.cfg.original_architecture, arch);
+    assert.deepEqual([got.cfg.num_experts ?? null, got.cfg.experts_per_token ?? null], [fx.expected.tl_cfg['num_experts'] ?? null, fx.expected.tl_cfg['experts_per_token'] ?? null], 'mixture-of-experts sizes');
     // TransformerLens's hooks (with use_attn_result) but unembed.hook_in / hook_out, which MechLens does not name.
     assert.equal(got.hooks, fx.expected.processing.default!.hooks.filter((h) => !h.startsWith('unembed.')).length, 'hook count');
 
