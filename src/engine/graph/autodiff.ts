@@ -434,6 +434,7 @@ function inferNode(n: OnnxNode, st: ShapeTable): void {
       return set(out, x ? [x.length, unknownDim()] : undefined, OnnxDType.INT64);
     }
     case 'Clip':
+    case 'CumSum':
       return set(out, d(0), t(0));
     case 'GatherND': {
       const x = d(0), idx = d(1);

@@ -344,16 +344,16 @@ function runNode(n: OnnxNode, I: (RefTensor | undefined)[]): RefTensor[] {
       return [{ dtype: x.dtype, dims: scatter ? x.dims : idx.dims, data: out }];
     }
     case 'TopK': {
-      // Largest k along `axis`, sorted descending; ties go to the lower index (as onnxruntime).
+      // Largest (or smallest) k along `axis`, sorted; ties go to the lower index (as onnxruntime).
       const axis = norm(aInt(n, 'axis', -1), x.dims.length);
       const k = I[1]!.data[0]!;
-      if (aInt(n, 'largest', 1) !== 1) throw new Error('reference: TopK with largest=0 is not implemented');
+      const sign = aInt(n, 'largest', 1) === 1 ? 1 : -1;
       const outer = numel(x.dims.slice(0, axis)), inner = numel(x.dims.slice(axis + 1)), D = x.dims[axis]!;
       const dims = [...x.dims];
       dims[axis] = k;
       const vals = new Float64Array(numel(dims)), idxs = new Float64Array(numel(dims));
       for (let p = 0; p < outer; p++) for (let q = 0; q < inner; q++) {
-        const order = Array.from({ length: D }, (_, j) => j).sort((a, b) => x.data[(p * D + b) * inner + q]! - x.data[(p * D + a) * inner + q]! || a - b);
+        const order = Array.from({ length: D }, (_, j) => j).sort((a, b) => sign * (x.data[(p * D + b) * inner + q]! - x.data[(p * D + a) * inner + q]!) || a - b);
         for (let j = 0; j < k; j++) {
           vals[(p * k + j) * inner + q] = x.data[(p * D + order[j]!) * inner + q]!;
           idxs[(p * k + j) * inner + q] = order[j]!;
@@ -375,6 +375,14 @@ function runNode(n: OnnxNode, I: (RefTensor | undefined)[]): RefTensor[] {
         }
       });
       return [{ dtype: 'int', dims: [x.dims.length, hits.length], data: out }];
+    }
+    case 'CumSum': {
+      const axis = norm(I[1]!.data[0]!, x.dims.length);
+      if (aInt(n, 'exclusive', 0) || aInt(n, 'reverse', 0)) throw new Error('reference: CumSum with exclusive or reverse is not implemented');
+      const outer = numel(x.dims.slice(0, axis)), inner = numel(x.dims.slice(axis + 1)), D = x.dims[axis]!;
+      const out = Float64Array.from(x.data);
+      for (let p = 0; p < outer; p++) for (let q = 0; q < inner; q++) for (let j = 1; j < D; j++) out[(p * D + j) * inner + q]! += out[(p * D + j - 1) * inner + q]!;
+      return [{ dtype: x.dtype, dims: x.dims, data: out }];
     }
     case 'Clip': {
       const lo = I[1] ? I[1].data[0]! : -Infinity, hi = I[2] ? I[2].data[0]! : Infinity;
