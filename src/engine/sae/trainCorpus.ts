@@ -52,7 +52,7 @@ export function readCorpus(spec: string): { text: string; label: string } {
     if (bytes > MAX_CORPUS_BYTES) throw new CorpusError(`corpus ${spec} is larger than ${MAX_CORPUS_BYTES / 1024 / 1024} MB; use a smaller part of it`);
     texts.push(fs.readFileSync(f, 'utf8'));
   }
-  return { text: texts.join('\n\n'), label: spec };
+  return { text: texts.join('\n\n'), label: path.basename(spec) + (files.length > 1 ? ` (${files.length} files)` : '') };
 }
 
 /**
