@@ -580,7 +580,8 @@ export interface SaeTrainPayload {
   /** Tokens per corpus row (default: the model's n_ctx, at most 128). */
   context_size?: number;
   prepend_bos?: boolean;
-  corpus_tokens: number;
+  /** Tokens of the corpus read (default: as many as fit in 1 GiB of activations, at most 2,000,000). */
+  corpus_tokens?: number;
   eval_tokens: number;
   seed: number;
   /** The SAE folder to write (absolute). */

@@ -235,3 +235,16 @@ test('a short run on builtin:default activations: the loss falls; the saved SAEL
     await eng.model.dispose();
   }
 });
+
+test('a whole run refuses more activations than it keeps in memory, naming the largest corpus_tokens', async () => {
+  const { trainSaeRun } = await import('../../src/engine/sae/trainRun.js');
+  await assert.rejects(
+    trainSaeRun({
+      model: 'builtin:default', hook: 'blocks.1.hook_resid_post', architecture: 'topk', expansion_factor: 8, k: 16, l1_coefficient: 5, l1_warm_up_steps: 0, aux_loss_coefficient: 1,
+      apply_b_dec_to_input: true, b_dec_init: 'mean', decoder_init_norm: 0.1, steps: 10, batch_size: 256, lr: 1e-3, betas: [0.9, 0.999], lr_warm_up_steps: 0, lr_decay_steps: 0,
+      max_grad_norm: 1, dead_feature_window: 100, log_every: 5, corpus: 'builtin:book', corpus_tokens: 10_000_000, eval_tokens: 0, seed: 1, output: path.join(tmpRoot, 'never'),
+    }, { threads: 1 }),
+    /corpus_tokens 10000000 x width 128 x 4 bytes is 4\.8 GiB of activations; at most 4 GiB are kept: lower corpus_tokens to 8388608 or less/,
+  );
+  assert.ok(!fs.existsSync(path.join(tmpRoot, 'never')));
+});

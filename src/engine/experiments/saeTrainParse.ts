@@ -178,7 +178,7 @@ export function resolveSaeTrainExperiment(root: JsonNode, lines: LineIndex, absF
     corpus: corpusPath,
     ...(spec.context_size !== undefined ? { context_size: spec.context_size } : {}),
     ...(spec.prepend_bos !== undefined ? { prepend_bos: spec.prepend_bos } : {}),
-    corpus_tokens: spec.corpus_tokens ?? 2_000_000,
+    ...(spec.corpus_tokens !== undefined ? { corpus_tokens: spec.corpus_tokens } : {}),
     eval_tokens: spec.eval_tokens ?? 16384,
     seed: spec.seed ?? 42,
     output: outDir.dir,

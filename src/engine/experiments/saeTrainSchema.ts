@@ -98,7 +98,7 @@ export const saeTrainExperimentSchema: Schema = {
     corpus: { type: 'string', minLength: 1, default: 'builtin:book', description: "The text: a file or a folder of .txt / .md files (relative to this file), or 'builtin:book' (Moby-Dick, the built-in model's training text)." },
     context_size: posInt("Tokens per row of the corpus (default: the model's n_ctx, at most 128)."),
     prepend_bos: { type: 'boolean', description: "Put BOS before each row (default: the tokenizer's default); BOS positions are not trained on." },
-    corpus_tokens: posInt('Read at most this many tokens of the corpus (their activations are kept in memory: tokens × width × 4 bytes).', { default: 2000000 }),
+    corpus_tokens: posInt('Read at most this many tokens of the corpus. Their activations are kept in memory (tokens × width × 4 bytes, at most 4 GiB); default: as many as fit in 1 GiB, at most 2,000,000 (all of Moby-Dick for builtin:default, 349,525 for a width of 768).'),
     eval_tokens: nonNegInt('Tokens at the end of the corpus held out of training, on which the saved SAE is measured.', { default: 16384 }),
     seed: nonNegInt('Seed of the initialisation and the batch order.', { default: 42 }),
     output: { type: 'string', minLength: 1, description: 'The SAE folder to write (relative to this file; default .mechlens/saes/<file name>/).' },

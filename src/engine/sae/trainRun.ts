@@ -11,6 +11,10 @@ import { loadSaeFolder } from './sae.js';
 import { collectActivations, evaluateSae, hookWidth, SaeTrainer, SaeTrainError, type SaeTrainConfig } from './train.js';
 import { BOOK_CORPUS, corpusTrainRows, readCorpus } from './trainCorpus.js';
 
+/** Activations kept in memory by default, and at most. */
+const DEFAULT_ACTIVATION_BYTES = 2 ** 30;
+const MAX_ACTIVATION_BYTES = 4 * 2 ** 30;
+
 export interface SaeTrainRunOptions {
   threads?: number;
   signal?: AbortSignal;
@@ -29,8 +33,13 @@ export async function trainSaeRun(p: SaeTrainPayload, opts: SaeTrainRunOptions =
     if (n > model.cfg.n_ctx) throw new SaeTrainError(`context_size ${n} is longer than the model's context of ${model.cfg.n_ctx} tokens`, 'CONFIG');
     const prependBos = p.prepend_bos ?? eng.tokenizer.defaultPrependBos ?? true;
     const bos = prependBos && eng.tokenizer.bosTokenId !== null;
+    // Every training token's activation is kept in memory: [tokens, d_in] float32.
+    const maxTokens = p.corpus_tokens ?? Math.min(2_000_000, Math.floor(DEFAULT_ACTIVATION_BYTES / (4 * dIn)));
+    if (maxTokens * dIn * 4 > MAX_ACTIVATION_BYTES) {
+      throw new SaeTrainError(`corpus_tokens ${maxTokens} x width ${dIn} x 4 bytes is ${(maxTokens * dIn * 4 / 2 ** 30).toFixed(1)} GiB of activations; at most ${MAX_ACTIVATION_BYTES / 2 ** 30} GiB are kept: lower corpus_tokens to ${Math.floor(MAX_ACTIVATION_BYTES / (4 * dIn))} or less`, 'CONFIG');
+    }
     const { text, label } = readCorpus(p.corpus);
-    const rows = corpusTrainRows(eng.tokenizer, text, n, { prependBos, maxTokens: p.corpus_tokens, evalTokens: p.eval_tokens });
+    const rows = corpusTrainRows(eng.tokenizer, text, n, { prependBos, maxTokens, evalTokens: p.eval_tokens });
     const t0 = performance.now();
     const acts = await collectActivations(model, p.hook, rows.train, { batchRows: 32, skipFirst: bos, signal: opts.signal, onProgress: (done, total) => opts.onProgress?.({ kind: 'activations', done, total }) });
     const activationSec = (performance.now() - t0) / 1000;
