@@ -6,9 +6,15 @@
  * shifts every logit of a position by the same amount; the others leave logits unchanged) but
  * makes the weights easier to read: see TransformerLens's docs for why each exists.
  *
- * Param names and shapes are those of ../model/params.ts. Inputs are never mutated: a changed
- * tensor is a new tensor in the returned Map, an unchanged one is shared with the input (treat
- * params as immutable). Arithmetic is float64 per operation, stored as float32.
+ * Param names and shapes are those of ../model/params.ts. Inputs are not mutated unless the
+ * caller hands them over (`consume`): a changed tensor is a new tensor in the returned Map, an
+ * unchanged one is shared with the input (treat params as immutable). Arithmetic is float64 per
+ * operation, stored as float32.
+ *
+ * `consume` is for a loader's fresh tensors that nothing else reads (a model being loaded): the
+ * steps then write into them instead of copying half a gigabyte of GPT-2 small first (the copy
+ * and its page faults were a third of processing's time, measured). Tensors that share memory
+ * with another parameter are still copied before their first write.
  */
 import { isPostNormArch, type HookedTransformerConfig } from '../model/config.js';
 import type { Params, Processing } from '../model/params.js';
@@ -51,11 +57,16 @@ export function processingOptions(mode: Processing): Required<ProcessingOptions>
   }
 }
 
-export function applyProcessing(cfg: HookedTransformerConfig, params: Params, mode: Processing): ProcessedWeights {
-  return processWeights(cfg, params, processingOptions(mode));
+/** `consume`: the caller hands the input tensors over to be modified in place (see the file header). */
+export interface ProcessingCall {
+  consume?: boolean;
 }
 
-export function processWeights(cfg: HookedTransformerConfig, params: Params, opts: ProcessingOptions = {}): ProcessedWeights {
+export function applyProcessing(cfg: HookedTransformerConfig, params: Params, mode: Processing, call: ProcessingCall = {}): ProcessedWeights {
+  return processWeights(cfg, params, processingOptions(mode), call);
+}
+
+export function processWeights(cfg: HookedTransformerConfig, params: Params, opts: ProcessingOptions = {}, call: ProcessingCall = {}): ProcessedWeights {
   const o = {
     fold_ln: opts.fold_ln ?? true,
     center_writing_weights: opts.center_writing_weights ?? true,
@@ -63,7 +74,7 @@ export function processWeights(cfg: HookedTransformerConfig, params: Params, opt
     fold_value_biases: opts.fold_value_biases ?? true,
     refactor_factored_attn_matrices: opts.refactor_factored_attn_matrices ?? false,
   };
-  const w = new Work(params);
+  const w = new Work(params, call.consume === true);
   const notes: string[] = [];
   let outCfg: HookedTransformerConfig = { ...cfg };
   checkShapes(cfg, w);
@@ -117,8 +128,9 @@ export function processWeights(cfg: HookedTransformerConfig, params: Params, opt
 class Work {
   readonly params: Params;
   private readonly owned = new Set<string>();
-  constructor(input: Params) {
+  constructor(input: Params, consume: boolean) {
     this.params = new Map(input);
+    if (consume) for (const n of unaliased(input)) this.owned.add(n);
   }
   names(): IterableIterator<string> {
     return this.params.keys();
@@ -148,6 +160,31 @@ class Work {
     this.params.delete(name);
     this.owned.delete(name);
   }
+}
+
+/**
+ * Names of the tensors whose bytes no other tensor of `params` shares (two views of one tied
+ * array must not both be processed in place).
+ */
+function unaliased(params: Params): string[] {
+  const byBuffer = new Map<ArrayBufferLike, { name: string; start: number; end: number }[]>();
+  for (const [name, t] of params) {
+    const d = t.data;
+    let list = byBuffer.get(d.buffer);
+    if (!list) byBuffer.set(d.buffer, (list = []));
+    list.push({ name, start: d.byteOffset, end: d.byteOffset + d.byteLength });
+  }
+  const out: string[] = [];
+  for (const list of byBuffer.values()) {
+    list.sort((a, b) => a.start - b.start);
+    let endBefore = -1; // the furthest end of the tensors that start earlier
+    list.forEach((x, i) => {
+      const next = list[i + 1];
+      if (endBefore <= x.start && (!next || next.start >= x.end)) out.push(x.name);
+      endBefore = Math.max(endBefore, x.end);
+    });
+  }
+  return out;
 }
 
 /** Dims of every parameter the config can have (norm weights whether folded or not). */
