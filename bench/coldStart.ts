@@ -44,7 +44,8 @@ interface ChildResult {
   first_result_ms: number;
   /** experiment: the first patching sweep's result. */
   first_patch_ms?: number;
-  peak_rss_mb: number;
+  /** The process's RSS when the result came (getrusage's peak is not used: Linux carries it over from the forking parent). */
+  rss_mb: number;
 }
 
 /** The experiment file's text and where it is read from (relative paths resolve beside it). */
@@ -79,8 +80,9 @@ async function child(which: 'default' | 'gpt2', kind: Kind, folder: string): Pro
     eng.measureTokens([prompt], true);
     await eng.testPrompt(prompt, { prependBos: true, k: 10 });
     const firstMs = performance.now() - t0;
+    const rss = rssMb();
     await eng.dispose();
-    return { import_ms: importAll, phases: eng.phaseMs, load_ms: loadMs, warmup_ms: warmupMs, first_result_ms: firstMs, peak_rss_mb: peakRssMb() };
+    return { import_ms: importAll, phases: eng.phaseMs, load_ms: loadMs, warmup_ms: warmupMs, first_result_ms: firstMs, rss_mb: rss };
   }
   const { parseExperiment, checkWithModel } = await import('../src/engine/experiments/parse.js');
   const { runExperiment } = await import('../src/engine/experiments/run.js');
@@ -96,19 +98,23 @@ async function child(which: 'default' | 'gpt2', kind: Kind, folder: string): Pro
   if (errors.length) throw new Error(`cold-start experiment: ${errors.map((d) => d.message).join('; ')}`);
   let first = NaN;
   let firstPatch = NaN;
+  let rss = NaN;
   await runExperiment(x, eng.model, eng.tokenizer, checked.tokens, {
     onResult: (_g, r) => {
       const now = performance.now() - t0;
-      if (Number.isNaN(first)) first = now;
+      if (Number.isNaN(first)) {
+        first = now;
+        rss = rssMb();
+      }
       if (Number.isNaN(firstPatch) && r.kind === 'patch') firstPatch = now;
     },
   });
   await eng.dispose();
-  return { import_ms: importAll, phases: eng.phaseMs, load_ms: loadMs, first_result_ms: first, first_patch_ms: firstPatch, peak_rss_mb: peakRssMb() };
+  return { import_ms: importAll, phases: eng.phaseMs, load_ms: loadMs, first_result_ms: first, first_patch_ms: firstPatch, rss_mb: rss };
 }
 
-function peakRssMb(): number {
-  return Math.round((process.resourceUsage().maxRSS * 1024) / 1e6);
+function rssMb(): number {
+  return Math.round(process.memoryUsage().rss / 1e6);
 }
 
 function runChild(which: 'default' | 'gpt2', kind: Kind, folder: string): ChildResult {
@@ -146,7 +152,7 @@ export async function benchColdStart(reps = 3): Promise<Record<string, number>> 
     out[`${p}_first_request_ms`] = med(ins, (r) => r.first_result_ms - r.load_ms - (r.warmup_ms ?? 0));
     out[`${p}_first_experiment_result_ms`] = med(`${which}_experiment`, (r) => r.first_result_ms);
     out[`${p}_first_patch_result_ms`] = med(`${which}_experiment`, (r) => r.first_patch_ms);
-    out[`${p}_peak_rss_mb`] = med(ins, (r) => r.peak_rss_mb);
+    out[`${p}_rss_at_first_inspect_mb`] = med(ins, (r) => r.rss_mb);
     out[`${p}_import_ms`] = med(ins, (r) => r.import_ms);
   }
   out['cold_start_load_avg_1m_end'] = round(os.loadavg()[0]!, 2);
