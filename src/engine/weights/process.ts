@@ -276,15 +276,11 @@ function foldNormInto(W: Float32Array, b: Float32Array | null, lnW: Float32Array
     acc.fill(0);
     mean.fill(0);
     for (let d = 0; d < dIn; d++) {
-      const gb = foldBias ? lnB[d]! : 0;
-      const gw = lnW ? lnW[d]! : 1;
-      const row = (o * dIn + d) * inner;
-      for (let i = 0; i < inner; i++) {
-        const x = W[row + i]!;
-        acc[i]! += x * gb;
-        if (lnW) W[row + i] = x * gw;
-        mean[i]! += W[row + i]!; // the stored (float32) value, which is what gets centred
-      }
+      const row = W.subarray((o * dIn + d) * inner, (o * dIn + d + 1) * inner);
+      // One loop per case, so that no test runs per element (W_U alone is 38.6M in GPT-2 small).
+      if (foldBias) foldRowWithBias(row, acc, mean, lnB[d]!, lnW[d]!);
+      else if (lnW) foldRow(row, mean, lnW[d]!);
+      else for (let i = 0; i < inner; i++) mean[i]! += row[i]!;
     }
     if (foldBias) for (let i = 0; i < inner; i++) b[o * inner + i] = b[o * inner + i]! + acc[i]!;
     if (!centre) continue;
@@ -293,6 +289,26 @@ function foldNormInto(W: Float32Array, b: Float32Array | null, lnW: Float32Array
       const row = (o * dIn + d) * inner;
       for (let i = 0; i < inner; i++) W[row + i] = W[row + i]! - mean[i]!;
     }
+  }
+}
+
+/** acc += x·gb and x <- x·gw (stored as float32) over a row; mean += the stored values, which are what gets centred. */
+function foldRowWithBias(row: Float32Array, acc: Float64Array, mean: Float64Array, gb: number, gw: number): void {
+  for (let i = 0; i < row.length; i++) {
+    const x = row[i]!;
+    acc[i]! += x * gb;
+    const y = Math.fround(x * gw);
+    row[i] = y;
+    mean[i]! += y;
+  }
+}
+
+/** x <- x·gw (stored as float32) over a row; mean += the stored values. */
+function foldRow(row: Float32Array, mean: Float64Array, gw: number): void {
+  for (let i = 0; i < row.length; i++) {
+    const y = Math.fround(row[i]! * gw);
+    row[i] = y;
+    mean[i]! += y;
   }
 }
 
