@@ -36,17 +36,24 @@ export class LoadedEngine {
    * `tokenizer`. The cold-start bench reports them.
    */
   readonly phaseMs: Record<string, number> = {};
+  /** The same phases' CPU time (user + system, all threads), which a busy host does not inflate as it does wall time. */
+  readonly phaseCpuMs: Record<string, number> = {};
 
   private constructor(readonly spec: string, readonly model: HookedTransformer, readonly tokenizer: Tokenizer, readonly loadMs: number) {}
 
   static async load(spec: string, opts: EngineLoadOptions = {}): Promise<LoadedEngine> {
     const t0 = performance.now();
     const phaseMs: Record<string, number> = {};
+    const phaseCpuMs: Record<string, number> = {};
     let tPhase = t0;
+    let cpuPhase = process.cpuUsage();
     const phase = (name: string): void => {
       const now = performance.now();
+      const cpu = process.cpuUsage();
       phaseMs[name] = now - tPhase;
+      phaseCpuMs[name] = (cpu.user - cpuPhase.user + cpu.system - cpuPhase.system) / 1000;
       tPhase = now;
+      cpuPhase = cpu;
     };
     const processing = opts.processing ?? 'default';
     const rt = { device: opts.device ?? 'auto', threads: opts.threads } as const;
@@ -59,6 +66,7 @@ export class LoadedEngine {
       phase('process');
       const eng = new LoadedEngine(spec, new HookedTransformer(cfg, params, processing, b.source, rt), b.tokenizer, performance.now() - t0);
       Object.assign(eng.phaseMs, phaseMs);
+      Object.assign(eng.phaseCpuMs, phaseCpuMs);
       return eng;
     }
     const loaded = await loadModel(embedded ?? spec, { allowDownload: opts.allowDownload ?? true, onProgress: opts.onProgress, signal: opts.signal });
@@ -75,6 +83,7 @@ export class LoadedEngine {
     const model = new HookedTransformer(cfg, params, processing, loaded.source, rt);
     const eng = new LoadedEngine(spec, model, tokenizer, performance.now() - t0);
     Object.assign(eng.phaseMs, phaseMs);
+    Object.assign(eng.phaseCpuMs, phaseCpuMs);
     if (nonFinite) eng.warnings.push(nonFinite);
     return eng;
   }
