@@ -59,6 +59,33 @@ test('deferred packing: warmUp does not pack; the first full-logits run packs af
   }
 });
 
+test('deferred packing waits for the model to be idle: runs in a row keep the quick session, up to a few', async () => {
+  const m = model(true);
+  try {
+    await m.forward(spec.tokens);
+    await m.forward(spec.tokens);
+    await m.forward(spec.tokens);
+    assert.equal(m.unembedPacked, false, 'three runs in a row: still waiting for an idle moment');
+    // After a fourth quick run it packs without waiting for idleness (the timing is not asserted:
+    // on a busy host idleness comes soon enough anyway).
+    await m.forward(spec.tokens);
+    await packed(m);
+    assert.equal(m.unembedPacked, true);
+    const m2 = model(true);
+    try {
+      // One run, then idleness: packed after the idle wait.
+      await m2.forward(spec.tokens);
+      assert.equal(m2.unembedPacked, false);
+      await packed(m2);
+      assert.equal(m2.unembedPacked, true);
+    } finally {
+      await m2.dispose();
+    }
+  } finally {
+    await m.dispose();
+  }
+});
+
 test('deferred packing: a model disposed before its packing timer fires stays disposed and quiet', async () => {
   const m = model(true);
   await m.forward(spec.tokens);

@@ -99,6 +99,13 @@ const UNEMBED_QUICK = 'unembed_quick';
  * it: packing GPT-2 small's (154 MB) takes 0.5-1.3 s, the first run without it ~40 ms more.
  */
 const DEFER_PACKING_MIN_BYTES = 16 << 20;
+/**
+ * W_U is packed once the model has been idle this long after a run that needed it (the next
+ * request of a panel comes within milliseconds and should not wait for packing), or at once after
+ * this many runs without it (by then the slower unembedding has cost about as much as packing).
+ */
+const PACK_WHEN_IDLE_MS = 250;
+const QUICK_RUNS_BEFORE_PACKING = 4;
 
 /** Runtime options plus how the model compiles its unembedding. */
 export interface ModelOptions extends RuntimeOptions {
@@ -124,8 +131,12 @@ export class HookedTransformer {
   private packedReady = false;
   /** A full-logits run used the quick unembed session: pack W_U once that run has returned. */
   private packingWanted = false;
-  /** The pre-packed unembed session's compilation has been scheduled or started. */
-  private packingScheduled = false;
+  /** The pre-packed unembed session's compilation has started. */
+  private packingStarted = false;
+  /** The timer that will start it (re-armed by every run until then). */
+  private packingTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Full-logits runs the quick unembed session has served. */
+  private quickRuns = 0;
 
   constructor(readonly cfg: HookedTransformerConfig, readonly params: Params, readonly processing: Processing, readonly source: string, runtimeOpts: ModelOptions = {}) {
     this.runtime = new OnnxRuntime(runtimeOpts);
@@ -208,6 +219,7 @@ export class HookedTransformer {
 
   async run(tokens: Tokens | null, opts: RunOptions = {}): Promise<RunResult> {
     if (this.disposed) throw new Error('the model was disposed');
+    if (this.quickRuns < QUICK_RUNS_BEFORE_PACKING) this.cancelPackingTimer();
     const cfg = this.cfg;
     const start = opts.startAtLayer ?? 0;
     const stop = opts.stopAtLayer ?? cfg.n_layers;
@@ -386,20 +398,33 @@ export class HookedTransformer {
   private unembedForRun(): Promise<CompiledSession> {
     if (!this.deferPacking || this.packedReady) return this.unembedSession();
     this.packingWanted = true;
+    this.quickRuns++;
     return this.quickUnembedSession();
   }
 
   /**
-   * After a run that unembedded without packing: compile the pre-packed session on a timer, so
-   * that it starts only once the run's caller has its result (onnxruntime compiles synchronously:
-   * started during a run, it would hold that run's result back until it finished). A process
-   * that ends first never packs (the timer does not keep it alive).
+   * After a run, once one has unembedded without packing: compile the pre-packed session on a
+   * timer, so that it starts only once the run's caller has its result (onnxruntime compiles
+   * synchronously: started during a run, it would hold that run's result back until it
+   * finished), and only when no run has followed for PACK_WHEN_IDLE_MS (each run re-arms it) or
+   * after QUICK_RUNS_BEFORE_PACKING quick runs. A process that ends first never packs (the timer
+   * does not keep it alive).
    */
   private schedulePacking(): void {
-    if (!this.packingWanted || this.packingScheduled || this.packedReady) return;
-    this.packingScheduled = true;
-    const timer = setTimeout(() => void this.packUnembed(), 0);
-    timer.unref?.();
+    if (!this.packingWanted || this.packingStarted || this.packedReady) return;
+    this.cancelPackingTimer();
+    const delay = this.quickRuns >= QUICK_RUNS_BEFORE_PACKING ? 0 : PACK_WHEN_IDLE_MS;
+    this.packingTimer = setTimeout(() => {
+      this.packingTimer = null;
+      void this.packUnembed();
+    }, delay);
+    this.packingTimer.unref?.();
+  }
+
+  /** A run starting while the model waits to be idle: the wait starts again after it. */
+  private cancelPackingTimer(): void {
+    if (this.packingTimer) clearTimeout(this.packingTimer);
+    this.packingTimer = null;
   }
 
   /** The unembed session with W_U as a weight input (compiles in milliseconds). */
@@ -409,12 +434,13 @@ export class HookedTransformer {
 
   /** Compiles the pre-packed unembed session, then drops the quick one (after its runs end). */
   private async packUnembed(): Promise<void> {
-    if (this.disposed || this.packedReady) return;
+    if (this.disposed || this.packedReady || this.packingStarted) return;
+    this.packingStarted = true;
     try {
       await this.unembedSession();
     } catch {
       // A failed compile leaves the quick session serving; the next full-logits run retries.
-      this.packingScheduled = false;
+      this.packingStarted = false;
       return;
     }
     if (this.disposed) return;
@@ -604,6 +630,7 @@ export class HookedTransformer {
 
   async dispose(): Promise<void> {
     this.disposed = true;
+    this.cancelPackingTimer();
     const all = [...this.sessions.values()].flatMap((m) => [...m.values()]);
     this.sessions.clear();
     await Promise.all(all.map((p) => p.then((s) => s.session.release()).catch(() => undefined)));
