@@ -45,7 +45,7 @@ import { sharedPrefixLength } from '../src/engine/analysis/sweep.js';
 import { mulberry32 } from '../src/engine/tensor/mulberry32.js';
 
 /** The shapes the count needs (a HookedTransformerConfig has them all). */
-export type FlopShapes = Pick<HookedTransformerConfig, 'n_layers' | 'd_model' | 'n_heads' | 'd_head' | 'd_mlp' | 'n_key_value_heads' | 'gated_mlp' | 'attn_only'>;
+export type FlopShapes = Pick<HookedTransformerConfig, 'n_layers' | 'd_model' | 'n_heads' | 'd_head' | 'd_mlp' | 'n_key_value_heads' | 'gated_mlp' | 'attn_only'> & { parallel_attn_mlp?: boolean };
 
 export interface SweepFlops {
   /** The sweep's cells (layer x position, layer x head, neurons, ...). */
@@ -99,8 +99,8 @@ export function necessarySweepFlops(cfg: FlopShapes, spec: PatchSweepSpec, P: nu
   /** One head's z changed at `zPos` of block L (its cost to get there already counted). */
   const afterHeadZ = (L: number, zPos: number[]): number => {
     const need = L < n - 1 ? zPos : zPos.filter((q) => q === P - 1);
-    // attn_out through W_O[head] only, then the MLP of those positions.
-    return need.length * (2 * E * d + mlp) + (L < n - 1 ? downstream(L + 1, zPos) : need.length ? metric : 0);
+    // attn_out through W_O[head] only, then the MLP of those positions (not in a parallel block).
+    return need.length * (2 * E * d + (cfg.parallel_attn_mlp ? 0 : mlp)) + (L < n - 1 ? downstream(L + 1, zPos) : need.length ? metric : 0);
   };
 
   let cells = 0;
@@ -123,8 +123,9 @@ export function necessarySweepFlops(cfg: FlopShapes, spec: PatchSweepSpec, P: nu
               return downstream(L, [p]);
             case 'attn_out':
             case 'resid_mid':
-              // The block's MLP at p (when something reads its output), then the next blocks.
-              return (M > 0 && (L < n - 1 || p === P - 1) ? mlp : 0) + downstream(L + 1, [p]);
+              // The block's MLP at p (when something reads its output; a parallel block's MLP
+              // reads resid_pre, which is unchanged), then the next blocks.
+              return (M > 0 && !cfg.parallel_attn_mlp && (L < n - 1 || p === P - 1) ? mlp : 0) + downstream(L + 1, [p]);
             case 'mlp_out':
             case 'resid_post':
               return downstream(L + 1, [p]);
