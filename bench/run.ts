@@ -3,7 +3,7 @@
  * weights (124M parameters, tied unembedding), as JSON lines (one per benchmark group), each
  * with its targets. Speed and memory are checked here, never by timed tests.
  *
- * Groups: engine, experiments, training, saes (SAE splicing and feature statistics, see saes.ts), peers (TransformerLens beside MechLens, see peers.ts),
+ * Groups: engine, experiments, training, saes (SAE splicing and feature statistics, see saes.ts), saetrain (training an SAE, see saeTrain.ts), peers (TransformerLens beside MechLens, see peers.ts),
  * scale (large checkpoints, see scale.ts; only when named: `npm run bench -- scale`).
  *
  * Engine targets (2-core machine): forward 8x8 <= 150 ms; every-hook / plain <= 1.25 (every hook
@@ -98,6 +98,7 @@ async function main(): Promise<void> {
   if (want('experiments')) emit(await optional('experiments.ts', 'benchExperiments'));
   if (want('training')) emit(await optional('training.ts', 'benchTraining'));
   if (want('saes')) emit(await optional('saes.ts', 'benchSaes'));
+  if (want('saetrain')) emit(await optional('saeTrain.ts', 'benchSaeTrain'));
   if (want('peers')) emit(await optional('peers.ts', 'benchPeers'));
   if (want('scale')) emit(await optional('scale.ts', 'benchScale'));
 }
