@@ -123,3 +123,27 @@ test('a large initializer (given as in-memory external data) computes what it di
     await s.session.release();
   }
 });
+
+test('onnxruntime copies in-memory external data while compiling: a session never reads the array afterwards', async () => {
+  // Graph builders hand over temporary arrays too (the trainer's decay mask): were they aliased,
+  // a garbage-collected array would be read by a live session. Writing into the array after
+  // compiling must leave the session's results unchanged.
+  const N = 512 * 1024; // 2 MiB, over the external-data threshold
+  const W = f32([N], new Float32Array(N).fill(1));
+  const g = new GraphBuilder('alias');
+  const x = g.input('x', OnnxDType.FLOAT, [N]);
+  g.op('Add', [x, g.weight('W', W)], undefined, 'y');
+  g.output('y', OnnxDType.FLOAT, [N]);
+  const rt = new OnnxRuntime({ device: 'cpu', threads: 1 });
+  const s = await rt.compile(g.build(), { arena: false });
+  try {
+    assert.ok(s.modelBytes < N * 4, 'W must be external data for this test to mean anything');
+    const feeds = { x: ortF32(f32([N], new Float32Array(N))) };
+    W.data.fill(7);
+    const y = (await rt.run(s, feeds, ['y']))['y']!;
+    assert.equal(y.data[5], 1);
+    assert.equal(y.data[N - 1], 1);
+  } finally {
+    await s.session.release();
+  }
+});

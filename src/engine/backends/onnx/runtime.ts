@@ -112,6 +112,8 @@ const EXTERNAL_MIN_BYTES = 1 << 20;
  * (a named in-memory "file" given to onnxruntime with the session options, a view of the
  * engine's own array), so encoding does not copy it into the protobuf, nor onnxruntime parse it
  * back out (GPT-2 small's pre-packed W_U: 154 MB, ~0.5 s of its cold start, measured).
+ * onnxruntime copies the data while it compiles (test/unit/coldStart.test.ts checks it), so the
+ * array may be a temporary.
  */
 function externalizeInitializers<G extends OnnxGraph>(graph: G): { graph: G; externalData: { path: string; data: Uint8Array }[] } {
   const externalData: { path: string; data: Uint8Array }[] = [];
