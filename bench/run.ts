@@ -41,6 +41,9 @@ async function benchEngine(): Promise<Record<string, number | boolean | string>>
   const tok8 = randomTokens(8, 8, cfg.d_vocab);
   const tok128 = randomTokens(1, 128, cfg.d_vocab);
   await model.forward(tok8);
+  // The first full-logits run schedules W_U's packing (see HookedTransformer.unembedForRun): the
+  // memory of the loaded model includes the packed copy, and the timed runs use it.
+  while (!model.unembedPacked) await new Promise((r) => setTimeout(r, 20));
   gc();
   await new Promise((r) => setTimeout(r, 200));
   gc();
