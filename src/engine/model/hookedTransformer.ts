@@ -10,7 +10,7 @@
  * instead of logits, exactly as TransformerLens's start_at_layer / stop_at_layer.
  */
 import { buildBlockGraph, buildEmbedGraph, buildFinalGraph, buildUnembedGraph, FINAL_X, fuseSegments, fusedInputName, layerFreeBlockGraph, PAST_K, PAST_V, prefixHookOk, Q_IN, K_IN, V_IN, RESID_IN, RESID_OUT, slotInputName, TOKENS, VOCAB_IDS, type InterventionSlot, type Segment, type SegmentGraph, type SegmentVariant } from '../graph/segments.js';
-import { allHooks, hookAxes, hookDims, parseSaeHook, requireHook, type HookName, type OutputName, type SaeHookName } from '../hooks/hooks.js';
+import { allHooks, expertOfHook, hookAxes, hookDims, parseSaeHook, requireHook, type HookName, type OutputName, type SaeHookName } from '../hooks/hooks.js';
 import { saeHooksOf, saeHookWidth, saeSlot, type SaeSlot } from '../sae/graph.js';
 import { checkSaeForModel, type Sae } from '../sae/sae.js';
 import type { Intervention, InterventionIndex } from '../interventions/plan.js';
@@ -18,7 +18,7 @@ import { OnnxRuntime, ortF32, ortI64, type CompiledSession, type OrtTensor, type
 import { f32, type F32 } from '../tensor/tensor.js';
 import { encodeModel } from '../graph/onnxProto.js';
 import { createHash } from 'node:crypto';
-import type { HookedTransformerConfig } from './config.js';
+import { isMoe, type HookedTransformerConfig } from './config.js';
 import type { LoadedModel, Params, Processing } from './params.js';
 
 export type Tokens = readonly (readonly number[])[];
@@ -105,6 +105,30 @@ const UNEMBED = 'unembed';
 const SHARED_BLOCK = 'block';
 /** Shared block sessions kept: a sweep uses a few variants (intervened, prefix, last position), now for every layer at once. */
 const MAX_SHARED_BLOCKS = 8;
+/** The unembed session with W_U as a weight input, used until the pre-packed one is compiled. */
+const UNEMBED_QUICK = 'unembed_quick';
+/**
+ * W_U at least this large (bytes) is pre-packed after the first full-logits run instead of before
+ * it: packing GPT-2 small's (154 MB) takes 0.5-1.3 s, the first run without it ~40 ms more.
+ */
+const DEFER_PACKING_MIN_BYTES = 16 << 20;
+/**
+ * W_U is packed once the model has been idle this long after a run that needed it (the next
+ * request of a panel comes within milliseconds and should not wait for packing), or at once after
+ * this many runs without it (by then the slower unembedding has cost about as much as packing).
+ */
+const PACK_WHEN_IDLE_MS = 250;
+const QUICK_RUNS_BEFORE_PACKING = 4;
+
+/** Runtime options plus how the model compiles its unembedding. */
+export interface ModelOptions extends RuntimeOptions {
+  /**
+   * Serve full-logits runs with W_U as a weight input until the pre-packed unembed session is
+   * compiled, which happens after the first such run (see unembedForRun). Default: for W_U of
+   * 16 MiB and more, where packing costs a cold start most.
+   */
+  deferUnembedPacking?: boolean;
+}
 
 export class HookedTransformer {
   readonly runtime: OnnxRuntime;
@@ -114,11 +138,26 @@ export class HookedTransformer {
   private readonly inUse = new Map<Promise<CompiledSession>, number>();
   private readonly releaseWhenIdle = new Set<Promise<CompiledSession>>();
 
-  constructor(readonly cfg: HookedTransformerConfig, readonly params: Params, readonly processing: Processing, readonly source: string, runtimeOpts: RuntimeOptions = {}) {
+  /** Whether full logits wait for W_U's packing (ModelOptions.deferUnembedPacking). */
+  private readonly deferPacking: boolean;
+  /** The pre-packed unembed session is compiled (from then on every full-logits run uses it). */
+  private packedReady = false;
+  /** A full-logits run used the quick unembed session: pack W_U once that run has returned. */
+  private packingWanted = false;
+  /** The pre-packed unembed session's compilation has started. */
+  private packingStarted = false;
+  /** The timer that will start it (re-armed by every run until then). */
+  private packingTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Full-logits runs the quick unembed session has served. */
+  private quickRuns = 0;
+
+  constructor(readonly cfg: HookedTransformerConfig, readonly params: Params, readonly processing: Processing, readonly source: string, runtimeOpts: ModelOptions = {}) {
     this.runtime = new OnnxRuntime(runtimeOpts);
+    const WU = params.get('unembed.W_U');
+    this.deferPacking = runtimeOpts.deferUnembedPacking ?? (WU !== undefined && WU.data.byteLength >= DEFER_PACKING_MIN_BYTES);
   }
 
-  static fromLoaded(m: LoadedModel, runtimeOpts: RuntimeOptions = {}): HookedTransformer {
+  static fromLoaded(m: LoadedModel, runtimeOpts: ModelOptions = {}): HookedTransformer {
     return new HookedTransformer(m.cfg, m.params, m.processing, m.source, runtimeOpts);
   }
 
@@ -193,6 +232,7 @@ export class HookedTransformer {
 
   async run(tokens: Tokens | null, opts: RunOptions = {}): Promise<RunResult> {
     if (this.disposed) throw new Error('the model was disposed');
+    if (this.quickRuns < QUICK_RUNS_BEFORE_PACKING) this.cancelPackingTimer();
     const cfg = this.cfg;
     const start = opts.startAtLayer ?? 0;
     const stop = opts.stopAtLayer ?? cfg.n_layers;
@@ -303,7 +343,7 @@ export class HookedTransformer {
     const collect = async (seg: Segment, variant: SegmentVariant, out: Record<string, F32>) => {
       for (const n of variant.outputs) cache.set(n, withAxes(out[n]!, n, cfg));
       if (seg.kind === 'final' && wantLogits) {
-        const logits = variant.unembedApart ? (await this.runSession(this.unembedSession(), { [FINAL_X]: ortF32(out[FINAL_X]!) }, ['logits']))['logits']! : out['logits']!;
+        const logits = variant.unembedApart ? (await this.runSession(this.unembedForRun(), { [FINAL_X]: ortF32(out[FINAL_X]!) }, ['logits']))['logits']! : out['logits']!;
         cache.set('logits', logits);
       }
     };
@@ -312,8 +352,12 @@ export class HookedTransformer {
     // A run from tokens without interventions is one session over the whole chain (see
     // fuseSegments: it saves the hand-over between per-segment sessions' threads); runs with
     // interventions, a residual or a prefix chain per-segment sessions, so a new intervention
-    // compiles only its own block.
-    if (!resid && ivs.length === 0 && !opts.prefix && plan.length > 1) {
+    // compiles only its own block. Mixture-of-experts models always chain per-segment sessions:
+    // onnxruntime's allocation planner takes time superlinear in a graph's data-dependent values
+    // (each expert's routed rows), so one session of L such blocks compiles far slower than L
+    // sessions of one (measured with 64 experts of width 256 at d_model 512: 1 block 1.1 s,
+    // 2 fused 3.2 s, 4 fused 15 s), while the hand-over costs ~2 ms a block.
+    if (!resid && ivs.length === 0 && !opts.prefix && plan.length > 1 && !isMoe(cfg)) {
       const feeds: Record<string, OrtTensor> = {};
       plan.forEach((step, k) => {
         for (const [n, t] of Object.entries(localFeeds(step))) feeds[fusedInputName(k, n)] = t;
@@ -346,6 +390,7 @@ export class HookedTransformer {
       if (!names.includes('logits')) cache.delete('logits');
     }
     if (stop < cfg.n_layers) result.residual = resid;
+    this.schedulePacking();
     return result;
   }
 
@@ -374,6 +419,66 @@ export class HookedTransformer {
   /** The one session that turns ln_final's output into full logits (buildUnembedGraph). */
   private unembedSession(): Promise<CompiledSession> {
     return this.cached(UNEMBED, 'plain', 1, true, () => buildUnembedGraph(this.cfg, this.params));
+  }
+
+  /**
+   * The session a full-logits run unembeds with. With deferred packing, until the pre-packed
+   * session exists: one with W_U as a weight input, which compiles at once; the run that used it
+   * then schedules the pre-packed one (schedulePacking).
+   */
+  private unembedForRun(): Promise<CompiledSession> {
+    if (!this.deferPacking || this.packedReady) return this.unembedSession();
+    this.packingWanted = true;
+    this.quickRuns++;
+    return this.quickUnembedSession();
+  }
+
+  /**
+   * After a run, once one has unembedded without packing: compile the pre-packed session on a
+   * timer, so that it starts only once the run's caller has its result (onnxruntime compiles
+   * synchronously: started during a run, it would hold that run's result back until it
+   * finished), and only when no run has followed for PACK_WHEN_IDLE_MS (each run re-arms it) or
+   * after QUICK_RUNS_BEFORE_PACKING quick runs. A process that ends first never packs (the timer
+   * does not keep it alive).
+   */
+  private schedulePacking(): void {
+    if (!this.packingWanted || this.packingStarted || this.packedReady) return;
+    this.cancelPackingTimer();
+    const delay = this.quickRuns >= QUICK_RUNS_BEFORE_PACKING ? 0 : PACK_WHEN_IDLE_MS;
+    this.packingTimer = setTimeout(() => {
+      this.packingTimer = null;
+      void this.packUnembed();
+    }, delay);
+    this.packingTimer.unref?.();
+  }
+
+  /** A run starting while the model waits to be idle: the wait starts again after it. */
+  private cancelPackingTimer(): void {
+    if (this.packingTimer) clearTimeout(this.packingTimer);
+    this.packingTimer = null;
+  }
+
+  /** The unembed session with W_U as a weight input (compiles in milliseconds). */
+  private quickUnembedSession(): Promise<CompiledSession> {
+    return this.cached(UNEMBED_QUICK, 'plain', 1, true, () => buildUnembedGraph(this.cfg, this.params, { prepack: false }));
+  }
+
+  /** Compiles the pre-packed unembed session, then drops the quick one (after its runs end). */
+  private async packUnembed(): Promise<void> {
+    if (this.disposed || this.packedReady || this.packingStarted) return;
+    this.packingStarted = true;
+    try {
+      await this.unembedSession();
+    } catch {
+      // A failed compile leaves the quick session serving; the next full-logits run retries.
+      this.packingStarted = false;
+      return;
+    }
+    if (this.disposed) return;
+    this.packedReady = true;
+    const quick = this.sessions.get(UNEMBED_QUICK);
+    for (const p of quick?.values() ?? []) await this.release(p);
+    quick?.clear();
   }
 
   private segmentGraph(seg: Segment, v: SegmentVariant): SegmentGraph {
@@ -436,6 +541,9 @@ export class HookedTransformer {
 
   private checkIntervention(iv: Intervention, B: number, P: number, saes: readonly SaeSlot[]): void {
     requireHookOrLogits(iv.hook, this.cfg, saes);
+    if (expertOfHook(iv.hook) !== null) {
+      throw new Error(`intervention at ${iv.hook}: an expert's hooks have one row per token the router sent to it, a number known only while the model runs, so no mask or patch source can be shaped for them; intervene on the router instead (blocks.L.mlp.hook_expert_weights [batch·pos, expert] or hook_expert_indices [batch·pos, top_k]), or on hook_mlp_out`);
+    }
     const axes = hookAxes(iv.hook, this.cfg);
     const dims = outputDims(iv.hook, this.cfg, B, P, saes);
     if (iv.mask) {
@@ -518,12 +626,17 @@ export class HookedTransformer {
     return p;
   }
 
-  /** Compiles the plain forward sessions now (so the first forward is fast). */
+  /**
+   * Compiles what the first plain forward needs (its one-session chain and the unembedding), so
+   * that the first forward is fast. The per-segment sessions that runs with interventions chain
+   * are compiled when first used (14 of them for GPT-2 small, ~0.2 s of a cold start), and a
+   * large W_U is pre-packed after the first full-logits run (unembedForRun).
+   */
   async warmUp(): Promise<void> {
-    const chain = this.plainChain();
-    await this.fusedSession(chain);
-    await this.unembedSession();
-    for (const { seg, variant } of chain) await this.session(seg, variant).sp;
+    // A mixture-of-experts model's plain forward chains per-segment sessions (run()), not one.
+    if (isMoe(this.cfg)) for (const { seg, variant } of this.plainChain()) await this.session(seg, variant).sp;
+    else await this.fusedSession(this.plainChain());
+    await (this.deferPacking && !this.packedReady ? this.quickUnembedSession() : this.unembedSession());
   }
 
   /** The segments and variants of a plain forward, exactly as run() plans them. */
@@ -552,7 +665,7 @@ export class HookedTransformer {
       if (plainKeys.has(memo.slice(memo.indexOf('|') + 1))) plainShared.add(e.key);
       else this.layerFree.delete(memo);
     }
-    const keep = (group: string, k: string) => (group === FUSED ? k === chainKey : group === SHARED_BLOCK ? plainShared.has(k) : group === UNEMBED || plainKeys.has(k));
+    const keep = (group: string, k: string) => (group === FUSED ? k === chainKey : group === SHARED_BLOCK ? plainShared.has(k) : group === UNEMBED || group === UNEMBED_QUICK || plainKeys.has(k));
     const drop: Promise<CompiledSession>[] = [];
     for (const [group, per] of this.sessions) {
       for (const [k, p] of [...per]) {
@@ -571,6 +684,11 @@ export class HookedTransformer {
     else await p.then((s) => s.session.release()).catch(() => undefined);
   }
 
+  /** Whether full logits come from the pre-packed unembed session yet (for tests and the bench). */
+  get unembedPacked(): boolean {
+    return !this.deferPacking || this.packedReady;
+  }
+
   /** Number of live compiled sessions (for tests and the side view). */
   sessionCount(): number {
     let n = 0;
@@ -581,6 +699,7 @@ export class HookedTransformer {
   async dispose(): Promise<void> {
     this.disposed = true;
     this.layerFree.clear();
+    this.cancelPackingTimer();
     const all = [...this.sessions.values()].flatMap((m) => [...m.values()]);
     this.sessions.clear();
     await Promise.all(all.map((p) => p.then((s) => s.session.release()).catch(() => undefined)));

@@ -4,8 +4,8 @@
  *   hook_q [batch, pos, head_index, d_head]; hook_k / hook_v [batch, pos, kv_head, d_head]
  *     (kv_head = n_key_value_heads under grouped-query attention, as TransformerLens caches them;
  *     each key/value head serves n_heads / kv_head consecutive query heads, repeat_interleave);
- *   q/k norm (Qwen3, Gemma 3: per head; OLMo-2: over the whole projection), after hook_q / hook_k
- *     and before rotary: attn.q_norm.hook_scale / hook_normalized and attn.k_norm.* with
+ *   q/k norm (Qwen3, Gemma 3: per head; OLMo-2, OLMoE: over the whole projection), after hook_q /
+ *     hook_k and before rotary (then OLMoE's clamp of q, k and v to ±clip_qkv): attn.q_norm.hook_scale / hook_normalized and attn.k_norm.* with
  *     TransformerLens's shapes (per head: [batch·pos·head_index, 1] and [batch·pos·head_index,
  *     d_head], as it flattens before its RMSNorm; whole: [batch, pos, 1] and
  *     [batch, pos, (head_index d_head)]);
@@ -173,7 +173,7 @@ export function emitAttention(e: Emitter, x: string, o: AttentionOptions): strin
   // TransformerLens stores them: [1, batch·pos, d_model] x W [heads, d_model, d_head] ->
   // [heads, batch·pos, d_head]. No packed W_QKV copy (85 MB for GPT-2 small), and measured as
   // fast as one packed GEMM at 64 tokens (2.03 vs 1.99 ms).
-  if (o.lastPos && !o.packedQKV && !o.given && KV === H && cfg.positional_embedding_type !== 'rotary' && qkNorm(cfg) === null) return queryPathAttention(e, x, o);
+  if (o.lastPos && !o.packedQKV && !o.given && KV === H && cfg.positional_embedding_type !== 'rotary' && qkNorm(cfg) === null && cfg.clip_qkv === null) return queryPathAttention(e, x, o);
   const xs = g.op('Reshape', [x, g.constI64([1, -1, d])]);
   const bp = g.op('Slice', [g.op('Shape', [x]), g.constI64([0]), g.constI64([2])]);
   const project = (W: string, b: string, heads: number): string => {
@@ -219,6 +219,14 @@ export function emitAttention(e: Emitter, x: string, o: AttentionOptions): strin
   // q/k norm on every position (keys of a prefix too: they come in as hook_k, before the norm).
   q = emitQkNorm(e, P, 'q_norm', q, H, o.past !== null);
   k = emitQkNorm(e, P, 'k_norm', k, KV, o.past !== null);
+  if (cfg.clip_qkv !== null) {
+    // OLMoE: q, k and v clamped after the projections and q/k norms, before rotary (no hook sees
+    // the clamped values before hook_rot_q / hook_rot_k, as in TransformerLens).
+    const lo = g.constF([-cfg.clip_qkv], []), hi = g.constF([cfg.clip_qkv], []);
+    q = g.op('Clip', [q, lo, hi]);
+    k = g.op('Clip', [k, lo, hi]);
+    v = g.op('Clip', [v, lo, hi]);
+  }
   const zero = g.constI64([0]);
   if (cfg.positional_embedding_type === 'rotary') {
     // Queries sit at positions past.., keys (cached unrotated, as hook_k) at 0..
@@ -288,8 +296,8 @@ export function emitAttention(e: Emitter, x: string, o: AttentionOptions): strin
  * instead of 2 n of them (n = 6 positions: 5x fewer). The same numbers as the plain path up to
  * float32 rounding of the reassociated sums. Keys and values of a prefix (`past`) are used as
  * given. Shapes are chosen so that every product is a GEMM over all rows or one per row, never
- * one per row and head. Only for multi-head attention without rotary embeddings or q/k norms
- * (which act on k itself).
+ * one per row and head. Only for multi-head attention without rotary embeddings, q/k norms or
+ * OLMoE's clamp (which act on k and v themselves).
  */
 function queryPathAttention(e: Emitter, x: string, o: AttentionOptions): string {
   const { g, cfg } = e;
