@@ -84,7 +84,7 @@ export async function benchExperiments(): Promise<Record<string, number>> {
     for (const s of SWEEPS) {
       const t0 = performance.now();
       // Per run: its batch rows and the layer it starts at, to see where a sweep's time goes.
-      const runs: { rows: number; startLayer: number; blocks?: number }[] = [];
+      const runs: { rows: number; startLayer: number }[] = [];
       let sweepPeak = process.memoryUsage().rss;
       const r = await runPatchSweep(model, clean, corrupted, metric, s.spec, {
         onRun: (x) => {
@@ -100,7 +100,7 @@ export async function benchExperiments(): Promise<Record<string, number>> {
       out[`${s.name}_rows_per_run_max`] = Math.max(...runs.map((x) => x.rows));
       // Mean number of blocks a run computes from its start layer (the neuron sweep of layer 8
       // runs three blocks per cell, layer 10's one: most of the difference in their times).
-      out[`${s.name}_blocks_per_run_mean`] = round(runs.reduce((a, x) => a + (x.blocks ?? cfg.n_layers - x.startLayer), 0) / Math.max(1, runs.length), 2);
+      out[`${s.name}_blocks_per_run_mean`] = round(runs.reduce((a, x) => a + (cfg.n_layers - x.startLayer), 0) / Math.max(1, runs.length), 2);
       out[`${s.name}_peak_rss_mb`] = round(sweepPeak / 1e6);
       // Naive loop on a sample of cells spread over the sweep (first, middle, last layer), each
       // run once untimed (its session variant compiles) and then timed.

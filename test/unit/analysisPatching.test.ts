@@ -62,7 +62,7 @@ for (const mode of ['none', 'default'] as const) {
       // on, so the runs share a 3-position prefix; without it every position is recomputed.
       for (const s of sweeps) await checkAgainstNaive(m, s, metric, 12);
       for (const s of sweeps.slice(0, 6)) await checkAgainstNaive(m, s, metric, 12, true);
-      // Head sweeps over all positions in one batch: the layers' cells share block runs (runStaircase).
+      // Head sweeps over all positions with every layer's cells in one batch.
       for (const s of sweeps.slice(5, 10)) await checkAgainstNaive(m, s, metric);
     } finally {
       await m.dispose();

@@ -104,7 +104,7 @@ for (const [what, c] of models) {
         { kind: 'layer_pos', hook: 'attn_out' },
         // Neurons: the next block starts from the rank-one queries, keys and values (RMS, GQA, rotary, parallel blocks).
         ...(m.cfg.attn_only ? [] : [{ kind: 'neuron', layer: 1 }]),
-        // Heads over every position in one batch: the layers' cells share block runs (runStaircase).
+        // Heads over every position, each layer's cells in one batch (block L from the cached q, k, v).
         { kind: 'head', activation: 'z', by: 'all_pos' },
         { kind: 'head', activation: 'k', by: 'all_pos' },
         { kind: 'head', activation: 'pattern', by: 'all_pos' },

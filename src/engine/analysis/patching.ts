@@ -27,7 +27,7 @@ import type { InterventionIndex } from '../interventions/plan.js';
 import { f32, type F32 } from '../tensor/tensor.js';
 import type { Metric } from './metrics.js';
 import { rankOneQkv, type RankOneQkv } from './rankOneQkv.js';
-import { nest, runGroups, runStaircase, sharedPrefix, sharedPrefixLength, slicePositions, tileBatch, type CellGroup, type CellRun, type SweepOptions } from './sweep.js';
+import { nest, runGroups, sharedPrefix, sharedPrefixLength, slicePositions, tileBatch, type CellGroup, type CellRun, type SweepOptions } from './sweep.js';
 
 export { logitDiffMetric, normalizedMetric, answerProbMetric, type Metric, type LastPositionReader } from './metrics.js';
 export { tileBatch, SweepAbortedError, type SweepOptions } from './sweep.js';
@@ -213,7 +213,7 @@ export async function runPatchSweep(
   const prefix = usePrefix ? sharedPrefix(model, Math.min(prefixLen, P - 1), corrActs) : null;
   const get = (m: Map<OutputName, F32>, name: string) => m.get(name as OutputName)!;
 
-  const groups: (CellGroup & { layer?: number })[] = [];
+  const groups: CellGroup[] = [];
   const unchanged: number[] = [];
   for (const l of layers) {
     const cells = byLayer.get(l)!;
@@ -314,7 +314,6 @@ export async function runPatchSweep(
       const srcBytes = 4 * src.data.length;
       const cells2 = runCells;
       groups.push({
-        layer: l,
         cells: cells2.map((c) => c.index),
         bytesPerCell: 4 * B * P * d + srcBytes * 2,
         build: (chunk): CellRun => {
@@ -374,11 +373,7 @@ export async function runPatchSweep(
     const v = await corruptedValue(model, corrupted, metric);
     for (const i of unchanged) values[i] = v;
   }
-  // Head patches of every position: the layers' cells share block runs (runStaircase).
-  const stair = spec.kind === 'head' && spec.by !== 'pos' && groups.every((g) => g.layer !== undefined);
-  if (!(stair && (await runStaircase(model, groups as (CellGroup & { layer: number })[], B, P, metric, values, opts, () => result, prefix)))) {
-    await runGroups(model, groups, B, P, metric, values, opts, () => result, prefix);
-  }
+  await runGroups(model, groups, B, P, metric, values, opts, () => result, prefix);
   return result;
 }
 

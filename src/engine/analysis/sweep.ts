@@ -26,10 +26,9 @@ export interface SweepOptions {
   noRankOne?: boolean;
   /**
    * Called before every run with its cells, batch rows and the layer it starts at (benchmarks
-   * print them, so a sweep whose batches shrink or whose runs start early shows why it is slow);
-   * `blocks`: the blocks it computes when not all from startLayer on (a staircase step: one).
+   * print them, so a sweep whose batches shrink or whose runs start early shows why it is slow).
    */
-  onRun?: (run: { cells: number; rows: number; startLayer: number; blocks?: number }) => void;
+  onRun?: (run: { cells: number; rows: number; startLayer: number }) => void;
 }
 
 /** Thrown when a sweep is cancelled; `partial` holds the cells computed so far (NaN elsewhere). */
@@ -237,86 +236,4 @@ export function nest(values: ArrayLike<number>, dims: readonly number[]): unknow
     return Array.from({ length: n }, (_, i) => rec(off + i * stride, ax + 1));
   };
   return rec(0, 0);
-}
-
-/** Rows [a; b] along the batch axis (same trailing dims). */
-function concatRows(a: F32 | null, b: F32): F32 {
-  if (!a) return b;
-  const out = new Float32Array(a.data.length + b.data.length);
-  out.set(a.data, 0);
-  out.set(b.data, a.data.length);
-  return f32([a.dims[0]! + b.dims[0]!, ...a.dims.slice(1)], out);
-}
-
-/**
- * Runs groups of cells that start at different layers as one staircase instead of one chain of
- * runs per layer: block k runs once for the cells of every layer before k together (their rows
- * stacked; the GEMMs then have up to n_layers times the rows, and a 12-layer sweep makes about 25
- * block runs instead of about 80), plus once for the cells of layer k, which start there with
- * their own inputs and interventions and join the stack after it. Only for cells that change
- * every position from the shared prefix on (no firstChanged), a last-position metric and a
- * shared prefix; returns false (nothing run) otherwise, or when the stack would exceed the
- * batch limits, and the caller runs the groups layer by layer (runGroups).
- */
-export async function runStaircase<T>(
-  model: HookedTransformer, groups: readonly (CellGroup & { layer: number })[], B: number, P: number, metric: Metric, out: Float64Array, opts: SweepOptions, partial: () => T, prefix: SharedPrefix | null,
-): Promise<boolean> {
-  const n = model.cfg.n_layers;
-  const lp = metric.lastPosition;
-  if (!prefix || lp === undefined || groups.length < 2 || groups.some((g) => g.firstChanged)) return false;
-  const at = Math.min(P - 1, prefix.length);
-  if (at <= 0) return false;
-  const rows = groups.reduce((s, g) => s + g.cells.length * B, 0);
-  if (opts.maxBatchRows !== undefined && rows > opts.maxBatchRows) return false;
-  if (rows * (P - at) * model.cfg.d_model * 4 > (opts.maxBatchBytes ?? 256e6)) return false;
-  const sorted = [...groups].sort((a, b) => a.layer - b.layer);
-  if (new Set(sorted.map((g) => g.layer)).size !== sorted.length) return false;
-  const past = prefixSlice(prefix, at);
-  const last = { lastPositionOnly: true, vocab: lp.vocab ?? undefined };
-  const total = rows / B;
-  let done = 0;
-  let stack: F32 | null = null;
-  const stackCells: number[] = [];
-  const score = (logits: F32, cells: readonly number[]) => {
-    const V = logits.dims[2]!;
-    cells.forEach((cell, c) => (out[cell] = lp.score(f32([B, V], logits.data.subarray(c * B * V, (c + 1) * B * V)))));
-    done += cells.length;
-    opts.onProgress?.(done, total);
-  };
-  // The last layer's own cells first (one block each, no stack to join): they finish at once,
-  // so progress is reported and a cancelled sweep keeps them; the stack finishes at the end.
-  const lastGroup = sorted.find((x) => x.layer === n - 1);
-  if (lastGroup) {
-    const all = lastGroup.cells.map((_, i) => i);
-    const run = lastGroup.build(all);
-    opts.onRun?.({ cells: all.length, rows: all.length * B, startLayer: n - 1 });
-    const scores = await scoreCells(model, run, all.length, B, metric, prefix);
-    lastGroup.cells.forEach((cell, j) => (out[cell] = scores[j]!));
-    done += all.length;
-    opts.onProgress?.(done, total);
-  }
-  for (let k = sorted[0]!.layer; k < n; k++) {
-    if (opts.signal?.aborted) throw new SweepAbortedError(partial());
-    const g = k < n - 1 ? sorted.find((x) => x.layer === k) : undefined;
-    const lastBlock = k === n - 1;
-    if (stack) {
-      opts.onRun?.({ cells: stackCells.length, rows: stack.dims[0]!, startLayer: k, blocks: 1 });
-      const r = await model.run(null, { residual: stack, startAtLayer: k, ...(lastBlock ? last : { stopAtLayer: k + 1 }), prefix: past, names: [] });
-      if (lastBlock) score(r.logits!, stackCells);
-      else stack = r.residual!;
-    }
-    if (!g) continue;
-    const all = g.cells.map((_, i) => i);
-    const run = g.build(all);
-    if (run.startLayer !== k || run.fromMid || run.firstChanged !== undefined) throw new Error(`internal: a staircase cell of layer ${k} starts at layer ${run.startLayer}`);
-    opts.onRun?.({ cells: all.length, rows: all.length * B, startLayer: k, blocks: 1 });
-    const r = run.interventions.every((iv) => prefixHookOk(iv.hook))
-      ? await model.run(null, { residual: slicePositions(run.residual, at, P), startAtLayer: k, stopAtLayer: k + 1, interventions: run.interventions.map((iv) => interventionFrom(model, iv, all.length * B, P, at)), prefix: past, names: [], ...(run.qkv ? { qkv: await run.qkv(at) } : {}) })
-      // An intervention whose key axis spans the prefix (the pattern): this block on every position.
-      : await model.run(null, { residual: run.residual, startAtLayer: k, stopAtLayer: k + 1, interventions: run.interventions, names: [], ...(run.qkv ? { qkv: await run.qkv(0) } : {}) });
-    const joined = r.residual!.dims[1] === P ? slicePositions(r.residual!, at, P) : r.residual!;
-    stack = concatRows(stack, joined);
-    stackCells.push(...g.cells);
-  }
-  return true;
 }
