@@ -47,7 +47,8 @@ export class LoadedEngine {
     const loaded = await loadModel(embedded ?? spec, { allowDownload: opts.allowDownload ?? true, onProgress: opts.onProgress, signal: opts.signal });
     // Scanned as loaded: processing would spread a NaN into other tensors and blur where it is.
     const nonFinite = nonFiniteWarning(loaded.params);
-    const { cfg, params } = applyProcessing(loaded.cfg, loaded.params, processing);
+    // consume: processed in place, so the unprocessed copy never coexists with the processed one.
+    const { cfg, params } = applyProcessing(loaded.cfg, loaded.params, processing, { consume: true });
     const folder = loaded.files.length ? path.dirname(loaded.files[0]!) : spec;
     const tokenizer = loadTokenizerForModel(folder, cfg);
     const model = new HookedTransformer(cfg, params, processing, loaded.source, rt);

@@ -413,3 +413,29 @@ test('factoredSvd equals the SVD of the formed product', () => {
     assert.ok(maxAbsDiffMat(f.U, dU) <= 1e-9, `${m}x${r}x${n}: U differs from the dense SVD's`);
   }
 });
+
+test('consume: processing in place gives the same params as a copy, empties the input and copies a buffer two params share', () => {
+  const cfg = fixtureConfig();
+  for (const mode of ['default', 'default+refactor'] as const) {
+    const want = applyProcessing(cfg, fixtureParams('none'), mode);
+    const input = fixtureParams('none');
+    // Two names over one buffer (as a tied embedding could be): neither may be written through the other.
+    const wu = input.get('unembed.W_U')!;
+    const alias = { ...wu };
+    input.set('test.alias_of_W_U', alias);
+    const aliasBefore = alias.data.slice();
+    const before = new Map([...input].map(([k, t]) => [k, t.data]));
+    const got = applyProcessing(cfg, input, mode, { consume: true });
+    assert.equal(input.size, 0, `${mode}: the consumed input Map must be emptied`);
+    assert.deepEqual([...alias.data], [...aliasBefore], `${mode}: a buffer another param shares was written in place`);
+    got.params.delete('test.alias_of_W_U');
+    assert.deepEqual([...got.params.keys()].sort(), [...want.params.keys()].sort());
+    let inPlace = 0;
+    for (const [k, t] of want.params) {
+      assert.deepEqual(get(got.params, k).data, t.data, `${mode}: ${k} differs from copy-mode processing`);
+      if (before.get(k) === get(got.params, k).data && k !== 'unembed.W_U') inPlace++;
+    }
+    assert.ok(inPlace > 0, `${mode}: consume changed no tensor in place`);
+    assert.notEqual(get(got.params, 'unembed.W_U').data, wu.data, `${mode}: W_U shares its buffer with another name, so it must have been copied`);
+  }
+});

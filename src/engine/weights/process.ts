@@ -6,9 +6,12 @@
  * shifts every logit of a position by the same amount; the others leave logits unchanged) but
  * makes the weights easier to read: see TransformerLens's docs for why each exists.
  *
- * Param names and shapes are those of ../model/params.ts. Inputs are never mutated: a changed
- * tensor is a new tensor in the returned Map, an unchanged one is shared with the input (treat
- * params as immutable). Arithmetic is float64 per operation, stored as float32.
+ * Param names and shapes are those of ../model/params.ts. By default inputs are never mutated: a
+ * changed tensor is a new tensor in the returned Map, an unchanged one is shared with the input
+ * (treat params as immutable). With `consume` the input is taken over instead: tensors are changed
+ * in place and the input Map is emptied, so a loaded model's unprocessed and processed weights
+ * never exist side by side (loading a 6 GB checkpoint peaked at twice its size that way).
+ * Arithmetic is float64 per operation, stored as float32.
  */
 import { isPostNormArch, type HookedTransformerConfig } from '../model/config.js';
 import type { Params, Processing } from '../model/params.js';
@@ -51,11 +54,20 @@ export function processingOptions(mode: Processing): Required<ProcessingOptions>
   }
 }
 
-export function applyProcessing(cfg: HookedTransformerConfig, params: Params, mode: Processing): ProcessedWeights {
-  return processWeights(cfg, params, processingOptions(mode));
+/** How processing treats its input params. */
+export interface ProcessingInput {
+  /**
+   * Take the input over: change its tensors in place (copying only a tensor whose buffer another
+   * param shares) and empty the input Map. For freshly loaded weights nothing else holds.
+   */
+  consume?: boolean;
 }
 
-export function processWeights(cfg: HookedTransformerConfig, params: Params, opts: ProcessingOptions = {}): ProcessedWeights {
+export function applyProcessing(cfg: HookedTransformerConfig, params: Params, mode: Processing, input: ProcessingInput = {}): ProcessedWeights {
+  return processWeights(cfg, params, processingOptions(mode), input);
+}
+
+export function processWeights(cfg: HookedTransformerConfig, params: Params, opts: ProcessingOptions = {}, input: ProcessingInput = {}): ProcessedWeights {
   const o = {
     fold_ln: opts.fold_ln ?? true,
     center_writing_weights: opts.center_writing_weights ?? true,
@@ -63,7 +75,8 @@ export function processWeights(cfg: HookedTransformerConfig, params: Params, opt
     fold_value_biases: opts.fold_value_biases ?? true,
     refactor_factored_attn_matrices: opts.refactor_factored_attn_matrices ?? false,
   };
-  const w = new Work(params);
+  const w = new Work(params, input.consume === true);
+  if (input.consume) params.clear();
   const notes: string[] = [];
   let outCfg: HookedTransformerConfig = { ...cfg };
   checkShapes(cfg, w);
@@ -113,12 +126,20 @@ export function processWeights(cfg: HookedTransformerConfig, params: Params, opt
   return { cfg: outCfg, params: w.params, notes };
 }
 
-/** The new Map being built; copies an input tensor the first time it is written. */
+/**
+ * The new Map being built; copies an input tensor the first time it is written, unless the input
+ * is consumed and no other param shares the tensor's buffer (a view of another tensor, or one
+ * array under two names, as a tied embedding could be).
+ */
 class Work {
   readonly params: Params;
   private readonly owned = new Set<string>();
-  constructor(input: Params) {
+  constructor(input: Params, consume: boolean) {
     this.params = new Map(input);
+    if (!consume) return;
+    const users = new Map<ArrayBufferLike, number>();
+    for (const t of input.values()) users.set(t.data.buffer, (users.get(t.data.buffer) ?? 0) + 1);
+    for (const [name, t] of input) if (users.get(t.data.buffer) === 1) this.owned.add(name);
   }
   names(): IterableIterator<string> {
     return this.params.keys();
