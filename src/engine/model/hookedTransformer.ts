@@ -92,6 +92,28 @@ const MAX_VARIANTS_PER_SEGMENT = 3;
 const MAX_FUSED_PLANS = 4;
 const FUSED = 'fused';
 const UNEMBED = 'unembed';
+/**
+ * Weights from this size on make a model "large" for memory: its sessions share the engine's
+ * arrays only. A smaller model's full-logits runs use W_U compiled in and pre-packed by
+ * onnxruntime (buildUnembedGraph: a second copy of W_U, and three while the session is built,
+ * for ~20 ms of a 64-token GPT-2-small forward), and its one-session chains keep a memory arena
+ * (every-hook runs of GPT-2 small 1.2x the plain forward with it, 1.3x without). For a large
+ * model both would cost a noticeable share of its weights (W_U is 5-20% of a 1-2B model's, and an
+ * arena keeps its largest run's activations for good) for a few percent of a forward's time.
+ */
+const LARGE_MODEL_BYTES = 1 << 30;
+/**
+ * A one-session chain's outputs exist twice when it ends (onnxruntime's and the copies handed to
+ * JS): a run whose hook outputs exceed this goes segment by segment instead, so that only one
+ * segment's outputs are doubled at a time (the every-hook cache of a 1.4B model at 1x128 is ~0.6 GB).
+ */
+const FUSED_MAX_OUTPUT_BYTES = 128 << 20;
+
+/** The sizes behind the memory choices above (defaults LARGE_MODEL_BYTES, FUSED_MAX_OUTPUT_BYTES); tests lower them. */
+export interface MemoryPolicy {
+  largeModelBytes?: number;
+  fusedMaxOutputBytes?: number;
+}
 
 export class HookedTransformer {
   readonly runtime: OnnxRuntime;
@@ -101,8 +123,16 @@ export class HookedTransformer {
   private readonly inUse = new Map<Promise<CompiledSession>, number>();
   private readonly releaseWhenIdle = new Set<Promise<CompiledSession>>();
 
-  constructor(readonly cfg: HookedTransformerConfig, readonly params: Params, readonly processing: Processing, readonly source: string, runtimeOpts: RuntimeOptions = {}) {
+  /** Whether the model's weights are LARGE_MODEL_BYTES or more (see there). */
+  private readonly large: boolean;
+  private readonly fusedMaxOutputBytes: number;
+
+  constructor(readonly cfg: HookedTransformerConfig, readonly params: Params, readonly processing: Processing, readonly source: string, runtimeOpts: RuntimeOptions = {}, memory: MemoryPolicy = {}) {
     this.runtime = new OnnxRuntime(runtimeOpts);
+    let bytes = 0;
+    for (const t of params.values()) bytes += t.data.byteLength;
+    this.large = bytes >= (memory.largeModelBytes ?? LARGE_MODEL_BYTES);
+    this.fusedMaxOutputBytes = memory.fusedMaxOutputBytes ?? FUSED_MAX_OUTPUT_BYTES;
   }
 
   static fromLoaded(m: LoadedModel, runtimeOpts: RuntimeOptions = {}): HookedTransformer {
@@ -253,8 +283,8 @@ export class HookedTransformer {
         variant.lastPos = true;
       }
       if (seg.kind === 'final' && opts.vocab) variant.vocab = true;
-      // Full logits come from the shared unembed session with its pre-packed W_U.
-      if (seg.kind === 'final' && wantLogits && !variant.lastPos && !variant.vocab) variant.unembedApart = true;
+      // A small model's full logits come from the shared unembed session with its pre-packed W_U.
+      if (seg.kind === 'final' && wantLogits && !variant.lastPos && !variant.vocab && !this.large) variant.unembedApart = true;
       if (seg.kind === 'block' && opts.prefix && !variant.fromMid) variant.prefix = true;
       return { seg, variant, segIvs };
     });
@@ -287,7 +317,8 @@ export class HookedTransformer {
     // fuseSegments: it saves the hand-over between per-segment sessions' threads); runs with
     // interventions, a residual or a prefix chain per-segment sessions, so a new intervention
     // compiles only its own block.
-    if (!resid && ivs.length === 0 && !opts.prefix && plan.length > 1) {
+    const outputBytes = names.reduce((n, name) => n + 4 * (name === 'logits' ? 0 : outputDims(name, cfg, B, P, saeSlots).reduce((a, b) => a * b, 1)), 0);
+    if (!resid && ivs.length === 0 && !opts.prefix && plan.length > 1 && outputBytes <= this.fusedMaxOutputBytes) {
       const feeds: Record<string, OrtTensor> = {};
       plan.forEach((step, k) => {
         for (const [n, t] of Object.entries(localFeeds(step))) feeds[fusedInputName(k, n)] = t;
@@ -339,7 +370,7 @@ export class HookedTransformer {
 
   /** The one-session version of a chain of segment variants (LRU-cached like the segments). */
   private fusedSession(chain: readonly { seg: Segment; variant: SegmentVariant }[]): Promise<CompiledSession> {
-    return this.cached(FUSED, JSON.stringify(chain), MAX_FUSED_PLANS, true, () =>
+    return this.cached(FUSED, JSON.stringify(chain), MAX_FUSED_PLANS, !this.large, () =>
       fuseSegments(chain.map(({ seg, variant }) => this.segmentGraph(seg, variant)), `chain_${chain.map((c) => segKey(c.seg)).join('_')}`),
     );
   }
@@ -469,7 +500,7 @@ export class HookedTransformer {
   async warmUp(): Promise<void> {
     const chain = this.plainChain();
     await this.fusedSession(chain);
-    await this.unembedSession();
+    if (!this.large) await this.unembedSession();
     for (const { seg, variant } of chain) await this.session(seg, variant);
   }
 
@@ -479,7 +510,7 @@ export class HookedTransformer {
     return [
       { seg: { kind: 'embed' }, variant: v() },
       ...Array.from({ length: this.cfg.n_layers }, (_, layer) => ({ seg: { kind: 'block' as const, layer }, variant: v() })),
-      { seg: { kind: 'final' }, variant: { ...v(), unembedApart: true } },
+      { seg: { kind: 'final' }, variant: this.large ? v() : { ...v(), unembedApart: true } },
     ];
   }
 
