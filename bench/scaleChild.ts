@@ -23,7 +23,6 @@ async function main(): Promise<void> {
   const loaded = loadModelFolder(folder);
   const loadMs = performance.now() - t0;
   stage('read');
-  if ((globalThis as { gc?: () => void }).gc) { (globalThis as unknown as { gc: () => void }).gc(); stage('read_gc'); }
   const peakAfterRead = peakMb();
   const { cfg, params } = applyProcessing(loaded.cfg, loaded.params, 'default', { consume: true }); // as the engine's load
   stage('processed');
