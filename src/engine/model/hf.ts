@@ -70,7 +70,7 @@ export const headsRule = (tl: string, hf: string, n: number, h: number, m: numbe
  * A batched transpose [batch, rows, cols] -> [batch, cols, rows] read row by row from a
  * streaming state dict: rows of the source go straight to their columns in the result.
  */
-function streamTranspose(sd: StateDict & Required<Pick<StateDict, 'readRows'>>, name: string, [B, R, C]: readonly [number, number, number]): Float32Array {
+export function streamTranspose(sd: StateDict & Required<Pick<StateDict, 'readRows'>>, name: string, [B, R, C]: readonly [number, number, number]): Float32Array {
   const out = new Float32Array(B * R * C);
   sd.readRows(name, C, (rows, first) => {
     const k = rows.length / C;
