@@ -23,6 +23,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadModelFolder } from '../src/engine/model/load.js';
+import { ENGINE_PROCESS_ENV } from '../src/engine/worker/processEnv.js';
 import { BENCH_DIR, findOraclePython, makeCheckpoint, median, PyPeer, ROOT, round } from './pyPeer.js';
 import { randomTokens } from './randomModel.js';
 
@@ -95,7 +96,9 @@ function probe(python: string, f: Family): { ok: true } | { ok: false; reason: s
 }
 
 function runMechLens(folder: string, reps: number): Record<string, unknown> {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(__dirname, 'scaleChild.ts'), folder, String(reps)], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 16 << 20 });
+  // The engine worker's environment (its malloc settings), as the extension's forked engine gets it.
+  const env = { ...process.env, ...ENGINE_PROCESS_ENV };
+  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(__dirname, 'scaleChild.ts'), folder, String(reps)], { cwd: ROOT, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 16 << 20 });
   if (r.status !== 0) return { error: `MechLens child failed (exit ${r.status ?? r.signal}): ${(r.stderr ?? '').trim().split('\n').slice(0, 3).join(' | ')}` };
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
 }
