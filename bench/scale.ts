@@ -23,6 +23,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadModelFolder } from '../src/engine/model/load.js';
+import { ENGINE_PROCESS_ENV } from '../src/engine/worker/processEnv.js';
 import { BENCH_DIR, findOraclePython, makeCheckpoint, median, PyPeer, ROOT, round } from './pyPeer.js';
 import { randomTokens } from './randomModel.js';
 
@@ -56,12 +57,13 @@ const FAMILIES: Family[] = [
 
 const TARGET_RSS_RATIO = 1.25;
 /**
- * Rough peaks (x fp32 weight bytes) used to refuse a run the free memory cannot hold, measured on
- * GPT-2-XL: MechLens 2.1x; TransformerLens 3.0x from fp32 weights, and more than 3.8x from bf16
- * ones (transformers upcasts to float32 while it loads; killed for memory at 23.9 GB on a 24 GB
+ * Rough peaks (x fp32 weight bytes) used to refuse a run the free memory cannot hold: MechLens
+ * about 1.3x (1.2x more for a tied embedding, whose processed W_U is a tensor of its own), with a
+ * margin; TransformerLens 3.0x from fp32 weights on GPT-2-XL, and more than 3.8x from bf16 ones
+ * (transformers upcasts to float32 while it loads; killed for memory at 23.9 GB on a 24 GB
  * machine).
  */
-const NEED_FACTOR = { mechlens: 2.3, transformer_lens: { float32: 3.2, bfloat16: 4.2, float16: 4.2 } as Record<string, number> } as const;
+const NEED_FACTOR = { mechlens: 1.5, transformer_lens: { float32: 3.2, bfloat16: 4.2, float16: 4.2 } as Record<string, number> } as const;
 
 const t00 = performance.now();
 /** Progress on stderr: which run, and how long the group has been going. */
@@ -99,7 +101,9 @@ function probe(python: string, f: Family): { ok: true } | { ok: false; reason: s
 }
 
 function runMechLens(folder: string, reps: number): Record<string, unknown> {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(__dirname, 'scaleChild.ts'), folder, String(reps)], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 16 << 20 });
+  // The engine worker's environment (its malloc settings), as the extension's forked engine gets it.
+  const env = { ...process.env, ...ENGINE_PROCESS_ENV };
+  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(__dirname, 'scaleChild.ts'), folder, String(reps)], { cwd: ROOT, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 16 << 20 });
   if (r.status !== 0) return { error: `MechLens child failed (exit ${r.status ?? r.signal}): ${(r.stderr ?? '').trim().split('\n').slice(0, 3).join(' | ')}` };
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
 }

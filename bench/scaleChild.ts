@@ -16,16 +16,21 @@ async function main(): Promise<void> {
   const reps = Number(repsArg ?? 3);
   const rssMb = () => Math.round(process.memoryUsage().rss / 1e6);
   const peakMb = () => Math.round((process.resourceUsage().maxRSS * 1024) / 1e6);
+  /** RSS now and peak so far (MB) after each stage, to see which one sets the peak. */
+  const stages: Record<string, [number, number]> = {};
+  const stage = (name: string) => (stages[name] = [rssMb(), peakMb()]);
   const t0 = performance.now();
   const loaded = loadModelFolder(folder);
   const loadMs = performance.now() - t0;
+  stage('read');
   const peakAfterRead = peakMb();
-  const { cfg, params } = applyProcessing(loaded.cfg, loaded.params, 'default');
-  loaded.params.clear();
+  const { cfg, params } = applyProcessing(loaded.cfg, loaded.params, 'default', { consume: true }); // as the engine's load
+  stage('processed');
   const model = new HookedTransformer(cfg, params, 'default', folder, { device: 'cpu', threads: 2 });
   const tokens = randomTokens(1, 128, Math.min(cfg.d_vocab, 50257)); // the same ids as the TransformerLens side
   await model.forward(tokens);
   const firstMs = performance.now() - t0;
+  stage('first_forward');
   const peakAfterFirst = peakMb();
   const fwd: number[] = [];
   const rwc: number[] = [];
@@ -36,6 +41,7 @@ async function main(): Promise<void> {
     t = performance.now();
     await model.runWithCache(tokens);
     rwc.push(performance.now() - t);
+    stage(`rep${i}`);
   }
   await model.dispose();
   process.stdout.write(
@@ -48,6 +54,7 @@ async function main(): Promise<void> {
       peak_rss_after_first_result_mb: peakAfterFirst,
       peak_rss_mb: peakMb(),
       rss_end_mb: rssMb(),
+      stages_rss_and_peak_mb: stages,
     }) + '\n',
   );
 }

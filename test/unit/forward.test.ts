@@ -87,3 +87,29 @@ test('the one-session chain (runs without interventions) equals the per-segment 
     await m.dispose();
   }
 });
+
+test('a large model (W_U shared as an input, no arena, every-hook runs segment by segment) matches the fixture as the small-model path does', async () => {
+  const mode = 'default';
+  const { cfg, params } = applyProcessing(fixtureConfig(), fixtureParams('none'), mode);
+  // Thresholds of 0: the fixture is treated as a model too large for a pre-packed W_U copy, and
+  // every run with hook outputs exceeds the one-session output limit.
+  const m = new HookedTransformer(cfg, params, mode, 'fixture', { device: 'cpu', threads: 1, memory: { largeModelBytes: 0, fusedMaxOutputBytes: 0 } });
+  const signs = new Map<string, Int8Array>();
+  try {
+    const logits = await m.forward(spec.tokens);
+    assertClose(logits, expectedHook(mode, 'logits'), ATOL, 'large-model forward logits');
+    // The plain forward is one session (W_U an input of the chain): no separate unembed session.
+    assert.equal(m.sessionCount(), 1);
+    const names = hookNamesIn(mode).filter((n) => n !== 'logits');
+    const r = await m.runWithCache(spec.tokens, { names: names as never[] });
+    assertClose(r.logits!, expectedHook(mode, 'logits'), ATOL, 'large-model run_with_cache logits');
+    for (const n of names) assertClose(r.cache.get(n as never)!, alignedReference(mode, n, r.cache.get(n as never)!, signs), ATOL, `large-model ${n}`);
+    // Segment by segment: embed, each block and final each got a session of their own.
+    assert.equal(m.sessionCount(), 1 + cfg.n_layers + 2);
+    await m.warmUp();
+    assert.equal(m.sessionCount(), 1 + cfg.n_layers + 2, 'warmUp compiles no unembed session (the plain chain exists already)');
+    assert.equal(m.unembedPacked, false, 'a large model never packs W_U');
+  } finally {
+    await m.dispose();
+  }
+});

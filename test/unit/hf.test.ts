@@ -6,6 +6,7 @@ import { f32, maxAbsDiff, type F32 } from '../../src/engine/tensor/tensor.js';
 import { makeConfig } from '../../src/engine/model/config.js';
 import { configFromHfGpt2, convertGpt2Weights } from '../../src/engine/arch/gpt2.js';
 import { readSafetensors } from '../../src/engine/model/safetensors.js';
+import { headsRule, linearRule, streamTranspose } from '../../src/engine/model/hf.js';
 
 // An oracle fixture saved without the transformer. prefix, as the hub's gpt2 is; its expected.safetensors
 // holds TransformerLens's converted params.
@@ -119,4 +120,35 @@ test('missing tensors and wrong shapes: one error naming each tensor with expect
   // More layers in the weights than in the config.
   const oneLayer = { ...cfg, n_layers: 1 };
   assert.throws(() => convertGpt2Weights(readSafetensors(path.join(FIXTURE, 'model.safetensors')), oneLayer), /more layers than the config's n_layers = 1/);
+});
+
+test('transposing rules (per-head projection, linear) give the same params streamed row by row as from whole tensors', () => {
+  // [n·h, m] = [3·4, 5] per-head projection and a [7, 6] linear weight, with distinct values.
+  const tensors = new Map([
+    ['proj', f32([12, 5], Float32Array.from({ length: 60 }, (_, i) => i + 0.5))],
+    ['lin', f32([7, 6], Float32Array.from({ length: 42 }, (_, i) => -i - 0.25))],
+  ]);
+  const rules = [headsRule('W_Q', 'proj', 3, 4, 5), linearRule('W_U', 'lin', 7, 6)];
+  let chunks = 0;
+  const streaming = {
+    keys: () => tensors.keys(),
+    get: (n: string) => tensors.get(n),
+    readRows(name: string, rowLength: number, visit: (rows: Float32Array, first: number) => void): void {
+      const t = tensors.get(name)!;
+      // Two rows at a time, in one reused buffer, as the file reader does.
+      const buf = new Float32Array(2 * rowLength);
+      for (let r = 0; r * rowLength < t.data.length; r += 2) {
+        const k = Math.min(2, t.data.length / rowLength - r);
+        buf.fill(NaN).set(t.data.subarray(r * rowLength, (r + k) * rowLength));
+        visit(buf.subarray(0, k * rowLength), r);
+        chunks++;
+      }
+    },
+  };
+  for (const r of rules) {
+    const viaMake = r.make(r.from.map((s) => tensors.get(s.name)!.data), false)[0]!;
+    const viaStream = streamTranspose(streaming, r.from[0]!.name, r.transpose!);
+    assert.deepEqual([...viaStream], [...viaMake], `${r.to[0]}: streamed transpose differs from make`);
+  }
+  assert.ok(chunks > 4);
 });

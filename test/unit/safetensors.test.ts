@@ -217,3 +217,55 @@ test('writeSafetensors never leaves a partial file under the final name', () => 
   throwsSt(() => writeSafetensors(path.join(dir, 'new.safetensors'), { bad }), /tensor bad has 2 elements but dims \[5\]/);
   assert.deepEqual(fs.readdirSync(dir), ['model.safetensors']);
 });
+
+test('readRowsF32 streams a tensor in whole rows equal to readF32, across chunk boundaries, for F32, F16 and BF16', () => {
+  // 1300 x 1000 values: 5.2 MB as F32, more than one 4 MB read chunk, so rows cross chunks.
+  const rows = 1300;
+  const cols = 1000;
+  const data = new Float32Array(rows * cols).map((_, i) => (((i * 7919) % 255) - 127) / 16); // exact in f16 and bf16
+  const p = tmpFile('rows.safetensors');
+  writeSafetensors(p, { w: f32([rows, cols], data) });
+  const f16 = handWritten({ h: { dtype: 'F16', shape: [rows, cols], data_offsets: [0, 2 * rows * cols] } }, u16le([...data].map(toHalfBits)));
+  const bf16 = handWritten({ b: { dtype: 'BF16', shape: [rows, cols], data_offsets: [0, 2 * rows * cols] } }, u16le([...data].map((v) => new Uint32Array(Float32Array.of(v).buffer)[0]! >>> 16)));
+  for (const [file, name] of [[p, 'w'], [f16, 'h'], [bf16, 'b']] as const) {
+    const st = SafetensorsFile.open(file);
+    try {
+      const whole = st.readF32(name).data;
+      assertSame(whole, data, `${name}: readF32`);
+      const seen = new Float32Array(rows * cols);
+      let next = 0;
+      let calls = 0;
+      st.readRowsF32(name, cols, (chunk, first) => {
+        assert.equal(first, next, `${name}: rows must arrive in order`);
+        assert.equal(chunk.length % cols, 0, `${name}: a chunk must hold whole rows`);
+        seen.set(chunk, first * cols);
+        next += chunk.length / cols;
+        calls++;
+      });
+      assert.equal(next, rows);
+      assert.ok(calls > 1, `${name}: expected more than one chunk`);
+      assertSame(seen, data, `${name}: streamed rows`);
+      throwsSt(() => st.readRowsF32(name, 999, () => undefined), /do not split into rows of 999/);
+    } finally {
+      st.close();
+    }
+  }
+});
+
+function assertSame(got: Float32Array, want: Float32Array, what: string): void {
+  assert.equal(got.length, want.length, `${what}: length`);
+  for (let i = 0; i < want.length; i++) if (!Object.is(got[i], want[i])) assert.fail(`${what}: value ${i} is ${got[i]}, expected ${want[i]}`);
+}
+
+/** float32 -> IEEE half bits, for values exactly representable in half precision. */
+function toHalfBits(v: number): number {
+  if (v === 0) return Object.is(v, -0) ? 0x8000 : 0;
+  const sign = v < 0 ? 0x8000 : 0;
+  const a = Math.abs(v);
+  let e = Math.floor(Math.log2(a));
+  if (e < -14) e = -14; // subnormal
+  const m = a / 2 ** e;
+  const exp = e === -14 && m < 1 ? 0 : e + 15;
+  const frac = Math.round((exp === 0 ? m : m - 1) * 1024);
+  return sign | (exp << 10) | frac;
+}

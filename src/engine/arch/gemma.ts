@@ -28,7 +28,7 @@
  * read from config.json.
  */
 import { makeConfig, type AttnType, type ConfigInput, type HookedTransformerConfig } from '../model/config.js';
-import { convertWeights, firstPresent, headsFromLinear, linearRule, zerosRule, type StateDict, type WeightRule } from '../model/hf.js';
+import { convertWeights, firstPresent, headsRule, linearRule, zerosRule, type StateDict, type WeightRule } from '../model/hf.js';
 import type { Params } from '../model/params.js';
 import { HfFields, mapAct, type ArchFamily, type HfConfig } from './family.js';
 
@@ -170,13 +170,17 @@ export function gemmaWeights(sd: StateDict, cfg: HookedTransformerConfig, family
   const KV = cfg.n_key_value_heads ?? H;
   const M = cfg.d_mlp!;
   const post = cfg.use_normalization_before_and_after;
-  const heads = (tl: string, hf: string, n: number): WeightRule => ({
-    from: [{ name: hf, dims: [n * E, D] }], to: [tl], make: ([w]) => [headsFromLinear(w!, n, E, D)],
-  });
+  const heads = (tl: string, hf: string, n: number): WeightRule => headsRule(tl, hf, n, E, D);
   // W_E = embed_tokens · sqrt(d_model), a float32 product as TransformerLens computes it.
   const scale = Math.fround(Math.sqrt(D));
   const r: WeightRule[] = [{
-    from: [{ name: 'model.embed_tokens.weight', dims: [V, D] }], to: ['embed.W_E'], make: ([s]) => [s!.map((v) => v * scale)],
+    from: [{ name: 'model.embed_tokens.weight', dims: [V, D] }], to: ['embed.W_E'],
+    // In place when the source is this rule's own (a quarter of Gemma 2's weights: no second copy).
+    make: ([s], fresh) => {
+      const out = fresh ? s! : new Float32Array(s!.length);
+      for (let i = 0; i < out.length; i++) out[i] = s![i]! * scale;
+      return [out];
+    },
   }];
   for (let l = 0; l < n_layers; l++) {
     const h = `model.layers.${l}.`;

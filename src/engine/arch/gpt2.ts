@@ -108,7 +108,7 @@ export function convertGpt2Weights(sd: StateDict, cfg: HookedTransformerConfig):
   rules.push(copyRule('ln_final.w', `${p}ln_f.weight`, [D]), copyRule('ln_final.b', `${p}ln_f.bias`, [D]));
   // W_U [d_model, d_vocab_out] = (lm_head.weight or, when tied, wte.weight) [d_vocab_out, d_model] transposed.
   const uSrc = useLmHead ? lmHead : `${p}wte.weight`;
-  rules.push({ from: [{ name: uSrc, dims: [VO, D] }], to: ['unembed.W_U'], make: ([u]) => [transpose2(u!, VO, D)] });
+  rules.push({ from: [{ name: uSrc, dims: [VO, D] }], to: ['unembed.W_U'], make: ([u]) => [transpose2(u!, VO, D)], transpose: [1, VO, D] });
   // GPT-2 has no unembedding bias; TransformerLens fills zeros.
   rules.push(zerosRule('unembed.b_U', VO));
   const where = p ? ` (keys prefixed "${p}")` : '';

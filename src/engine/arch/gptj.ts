@@ -7,7 +7,7 @@
  * layer_norm_epsilon say (GPT-J-6B has n_inner unset and 1e-5), rotary base 10000, BOS prepended.
  */
 import { makeConfig, type HookedTransformerConfig } from '../model/config.js';
-import { convertWeights, copyRule, headsFromLinear, linearRule, zerosRule, type StateDict, type WeightRule } from '../model/hf.js';
+import { convertWeights, copyRule, headsRule, linearRule, zerosRule, type StateDict, type WeightRule } from '../model/hf.js';
 import type { Params } from '../model/params.js';
 import { HfFields, mapAct, type ArchFamily, type HfConfig } from './family.js';
 
@@ -42,9 +42,7 @@ function config(hf: HfConfig, modelName: string): HookedTransformerConfig {
 function weights(sd: StateDict, cfg: HookedTransformerConfig): Params {
   const { d_model: D, n_heads: H, d_head: E, d_vocab: V, d_vocab_out: VO, n_layers } = cfg;
   const M = cfg.d_mlp!;
-  const heads = (tl: string, hf: string): WeightRule => ({
-    from: [{ name: hf, dims: [H * E, D] }], to: [tl], make: ([w]) => [headsFromLinear(w!, H, E, D)],
-  });
+  const heads = (tl: string, hf: string): WeightRule => headsRule(tl, hf, H, E, D);
   const r: WeightRule[] = [copyRule('embed.W_E', 'transformer.wte.weight', [V, D])];
   for (let l = 0; l < n_layers; l++) {
     const h = `transformer.h.${l}.`;

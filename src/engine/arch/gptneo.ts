@@ -7,7 +7,7 @@
  * Conv1D. TransformerLens takes d_mlp = 4 · hidden_size whatever intermediate_size says.
  */
 import { makeConfig, type AttnType, type HookedTransformerConfig } from '../model/config.js';
-import { convertWeights, copyRule, firstPresent, headsFromLinear, linearRule, zerosRule, type StateDict, type WeightRule } from '../model/hf.js';
+import { convertWeights, copyRule, firstPresent, headsRule, linearRule, zerosRule, type StateDict, type WeightRule } from '../model/hf.js';
 import type { Params } from '../model/params.js';
 import { HfFields, mapAct, type ArchFamily, type HfConfig } from './family.js';
 
@@ -68,9 +68,7 @@ function config(hf: HfConfig, modelName: string): HookedTransformerConfig {
 function weights(sd: StateDict, cfg: HookedTransformerConfig): Params {
   const { d_model: D, n_heads: H, d_head: E, d_vocab: V, d_vocab_out: VO, n_ctx, n_layers } = cfg;
   const M = cfg.d_mlp!;
-  const heads = (tl: string, hf: string): WeightRule => ({
-    from: [{ name: hf, dims: [H * E, D] }], to: [tl], make: ([w]) => [headsFromLinear(w!, H, E, D)],
-  });
+  const heads = (tl: string, hf: string): WeightRule => headsRule(tl, hf, H, E, D);
   const r: WeightRule[] = [copyRule('embed.W_E', 'transformer.wte.weight', [V, D]), copyRule('pos_embed.W_pos', 'transformer.wpe.weight', [n_ctx, D])];
   for (let l = 0; l < n_layers; l++) {
     const h = `transformer.h.${l}.`;

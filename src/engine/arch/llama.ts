@@ -5,7 +5,7 @@
  * stores K/V as _W_K/_W_V with n_key_value_heads heads), no biases (TransformerLens fills zeros).
  */
 import { makeConfig, type ConfigInput, type HookedTransformerConfig } from '../model/config.js';
-import { convertWeights, copyRule, firstPresent, headsFromLinear, linearRule, zerosRule, type StateDict, type WeightRule } from '../model/hf.js';
+import { convertWeights, copyRule, firstPresent, headsRule, linearRule, zerosRule, type StateDict, type WeightRule } from '../model/hf.js';
 import type { Params } from '../model/params.js';
 import { kvParamName } from '../model/paramSpecs.js';
 import { HfFields, mapAct, type ArchFamily, type HfConfig } from './family.js';
@@ -74,9 +74,7 @@ export function llamaRules(sd: StateDict, cfg: HookedTransformerConfig, opts: Ll
   const { d_model: D, n_heads: H, d_head: E, d_vocab: V, d_vocab_out: VO, n_layers } = cfg;
   const KV = cfg.n_key_value_heads ?? H;
   const M = cfg.d_mlp!;
-  const heads = (tl: string, hf: string, n: number): WeightRule => ({
-    from: [{ name: hf, dims: [n * E, D] }], to: [tl], make: ([w]) => [headsFromLinear(w!, n, E, D)],
-  });
+  const heads = (tl: string, hf: string, n: number): WeightRule => headsRule(tl, hf, n, E, D);
   // bias [(head d_head)] -> [head, d_head]: the same bytes.
   const bias = (tl: string, hf: string, n: number): WeightRule => (opts.qkvBias ? copyRule(tl, hf, [n * E]) : zerosRule(tl, n * E));
   const r: WeightRule[] = [copyRule('embed.W_E', 'model.embed_tokens.weight', [V, D])];

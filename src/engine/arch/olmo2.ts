@@ -14,7 +14,7 @@
  * cannot load and so is not checked against it.
  */
 import { makeConfig, type HookedTransformerConfig } from '../model/config.js';
-import { convertWeights, copyRule, headsFromLinear, linearRule, zerosRule, type StateDict, type WeightRule } from '../model/hf.js';
+import { convertWeights, copyRule, headsRule, linearRule, zerosRule, type StateDict, type WeightRule } from '../model/hf.js';
 import type { Params } from '../model/params.js';
 import { kvParamName } from '../model/paramSpecs.js';
 import { HfFields, mapAct, type ArchFamily, type HfConfig } from './family.js';
@@ -57,9 +57,7 @@ function weights(sd: StateDict, cfg: HookedTransformerConfig): Params {
   const { d_model: D, n_heads: H, d_head: E, d_vocab: V, d_vocab_out: VO, n_layers } = cfg;
   const KV = cfg.n_key_value_heads ?? H;
   const M = cfg.d_mlp!;
-  const heads = (tl: string, hf: string, n: number): WeightRule => ({
-    from: [{ name: hf, dims: [n * E, D] }], to: [tl], make: ([w]) => [headsFromLinear(w!, n, E, D)],
-  });
+  const heads = (tl: string, hf: string, n: number): WeightRule => headsRule(tl, hf, n, E, D);
   const r: WeightRule[] = [copyRule('embed.W_E', 'model.embed_tokens.weight', [V, D])];
   for (let l = 0; l < n_layers; l++) {
     const h = `model.layers.${l}.`;

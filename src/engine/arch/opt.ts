@@ -14,7 +14,7 @@
  * such configs with an error naming the field rather than computing something unchecked.
  */
 import { makeConfig, type HookedTransformerConfig } from '../model/config.js';
-import { convertWeights, copyRule, firstPresent, headsFromLinear, linearRule, zerosRule, type StateDict, type WeightRule } from '../model/hf.js';
+import { convertWeights, copyRule, firstPresent, headsRule, linearRule, zerosRule, type StateDict, type WeightRule } from '../model/hf.js';
 import type { Params } from '../model/params.js';
 import { HfFields, mapAct, type ArchFamily, type HfConfig } from './family.js';
 
@@ -74,9 +74,7 @@ function weights(sd: StateDict, cfg: HookedTransformerConfig): Params {
   const { d_model: D, n_heads: H, d_head: E, d_vocab: V, d_vocab_out: VO, n_ctx, n_layers } = cfg;
   const M = cfg.d_mlp!;
   const p = detectPrefix(sd);
-  const heads = (tl: string, hf: string): WeightRule => ({
-    from: [{ name: hf, dims: [H * E, D] }], to: [tl], make: ([w]) => [headsFromLinear(w!, H, E, D)],
-  });
+  const heads = (tl: string, hf: string): WeightRule => headsRule(tl, hf, H, E, D);
   const r: WeightRule[] = [
     copyRule('embed.W_E', `${p}embed_tokens.weight`, [V, D]),
     {

@@ -21,25 +21,68 @@ export interface StateDict {
   get(name: string): F32 | undefined;
   /** Shape without reading the data, when the source can do that cheaply (used to validate first). */
   shapeOf?(name: string): readonly number[] | undefined;
+  /**
+   * True when every get() returns a new buffer that nothing else holds (a reader over files):
+   * a rule may then keep it as a param instead of copying it.
+   */
+  readonly fresh?: boolean;
+  /**
+   * Streams a tensor as float32 rows of rowLength values, in order, in a reused buffer valid only
+   * during visit (a file reader can, so a transposing rule never holds its source whole).
+   */
+  readRows?(name: string, rowLength: number, visit: (rows: Float32Array, firstRow: number) => void): void;
 }
 
 /** One conversion step: HF tensors (with the shapes they must have) -> TransformerLens params. */
 export interface WeightRule {
   from: { name: string; dims: readonly number[] }[];
   to: string[];
-  /** The new params' data, one per `to`, in TransformerLens's row-major layout (fresh buffers). */
-  make: (src: Float32Array[]) => Float32Array[];
+  /**
+   * The new params' data, one per `to`, in TransformerLens's row-major layout, in buffers no
+   * other param shares: new ones, or a source itself when `fresh` (the state dict gave it to
+   * this rule alone, see StateDict.fresh).
+   */
+  make: (src: Float32Array[], fresh: boolean) => Float32Array[];
+  /**
+   * Set when the rule is one batched transpose, its source [batch, rows, cols] -> its param
+   * [batch, cols, rows] (what `make` computes): then a state dict that streams rows is read row
+   * by row into the param, with no whole copy of the source alive beside it.
+   */
+  transpose?: readonly [batch: number, rows: number, cols: number];
 }
 
 const fmt = (dims: readonly number[]): string => `[${dims.join(', ')}]`;
 
 /** Same bytes, new buffer (dims come from paramSpecs). */
-export const copyRule = (tl: string, hf: string, dims: readonly number[]): WeightRule => ({ from: [{ name: hf, dims }], to: [tl], make: ([s]) => [s!.slice()] });
+export const copyRule = (tl: string, hf: string, dims: readonly number[]): WeightRule => ({ from: [{ name: hf, dims }], to: [tl], make: ([s], fresh) => [fresh ? s! : s!.slice()] });
 
 /** nn.Linear weight [d_out, d_in] -> TransformerLens W [d_in, d_out]. */
 export const linearRule = (tl: string, hf: string, dOut: number, dIn: number): WeightRule => ({
-  from: [{ name: hf, dims: [dOut, dIn] }], to: [tl], make: ([s]) => [transpose2(s!, dOut, dIn)],
+  from: [{ name: hf, dims: [dOut, dIn] }], to: [tl], make: ([s]) => [transpose2(s!, dOut, dIn)], transpose: [1, dOut, dIn],
 });
+
+/** "(n h) m -> n m h": an nn.Linear projection weight [n·h, m] to per-head W [n, m, h] (see headsFromLinear). */
+export const headsRule = (tl: string, hf: string, n: number, h: number, m: number): WeightRule => ({
+  from: [{ name: hf, dims: [n * h, m] }], to: [tl], make: ([w]) => [headsFromLinear(w!, n, h, m)], transpose: [n, h, m],
+});
+
+/**
+ * A batched transpose [batch, rows, cols] -> [batch, cols, rows] read row by row from a
+ * streaming state dict: rows of the source go straight to their columns in the result.
+ */
+export function streamTranspose(sd: StateDict & Required<Pick<StateDict, 'readRows'>>, name: string, [B, R, C]: readonly [number, number, number]): Float32Array {
+  const out = new Float32Array(B * R * C);
+  sd.readRows(name, C, (rows, first) => {
+    const k = rows.length / C;
+    for (let i = 0; i < k; i++) {
+      const row = first + i; // b·R + r
+      const base = Math.floor(row / R) * R * C + (row % R);
+      const src = i * C;
+      for (let c = 0; c < C; c++) out[base + c * R] = rows[src + c]!;
+    }
+  });
+  return out;
+}
 
 /** Zeros (TransformerLens fills biases a family does not have). */
 export const zerosRule = (tl: string, size: number): WeightRule => ({ from: [], to: [tl], make: () => [new Float32Array(size)] });
@@ -93,12 +136,18 @@ export function convertWeights(sd: StateDict, cfg: HookedTransformerConfig, rule
   const specs = new Map(paramSpecs(cfg).map((s) => [s.name, s]));
   const params: Params = new Map();
   for (const r of rules) {
+    if (r.transpose && sd.readRows && r.from.length === 1 && r.to.length === 1) {
+      const spec = specs.get(r.to[0]!);
+      if (!spec) throw new Error(`internal: ${family} conversion makes ${r.to[0]}, which the config's paramSpecs do not list`);
+      params.set(r.to[0]!, f32(spec.dims, streamTranspose(sd as StateDict & Required<Pick<StateDict, 'readRows'>>, r.from[0]!.name, r.transpose), spec.axes));
+      continue;
+    }
     const src = r.from.map((s) => {
       const t = sd.get(s.name);
       if (!t) throw new Error(`${s.name}: tensor disappeared from the state dict while converting`);
       return t.data;
     });
-    const outs = r.make(src);
+    const outs = r.make(src, sd.fresh === true);
     r.to.forEach((name, i) => {
       const spec = specs.get(name);
       if (!spec) throw new Error(`internal: ${family} conversion makes ${name}, which the config's paramSpecs do not list`);

@@ -120,8 +120,34 @@ const DEFER_PACKING_MIN_BYTES = 16 << 20;
 const PACK_WHEN_IDLE_MS = 250;
 const QUICK_RUNS_BEFORE_PACKING = 4;
 
+/**
+ * Weights from this size on make a model "large" for memory: its sessions share the engine's
+ * arrays only. A smaller model's full-logits runs end up on W_U compiled in and pre-packed by
+ * onnxruntime (buildUnembedGraph: a second copy of W_U, and three while the session is built,
+ * for ~20 ms of a 64-token GPT-2-small forward), and its one-session chains keep a memory arena
+ * (every-hook runs of GPT-2 small 1.2x the plain forward with it, 1.3x without). For a large
+ * model both would cost a noticeable share of its weights (W_U is 5-20% of a 1-2B model's, and an
+ * arena keeps its largest run's activations for good) for a few percent of a forward's time: its
+ * full logits come from the one-session chain itself, with W_U a shared input, and are never packed.
+ */
+const LARGE_MODEL_BYTES = 1 << 30;
+/**
+ * A one-session chain's outputs exist twice when it ends (onnxruntime's and the copies handed to
+ * JS): a run whose hook outputs exceed this goes segment by segment instead, so that only one
+ * segment's outputs are doubled at a time (the every-hook cache of a 1.4B model at 1x128 is ~0.6 GB).
+ */
+const FUSED_MAX_OUTPUT_BYTES = 128 << 20;
+
+/** The sizes behind the memory choices above (defaults LARGE_MODEL_BYTES, FUSED_MAX_OUTPUT_BYTES); tests lower them. */
+export interface MemoryPolicy {
+  largeModelBytes?: number;
+  fusedMaxOutputBytes?: number;
+}
+
 /** Runtime options plus how the model compiles its unembedding. */
 export interface ModelOptions extends RuntimeOptions {
+  /** Memory thresholds (see LARGE_MODEL_BYTES, FUSED_MAX_OUTPUT_BYTES). */
+  memory?: MemoryPolicy;
   /**
    * Serve full-logits runs with W_U as a weight input until the pre-packed unembed session is
    * compiled, which happens after the first such run (see unembedForRun). Default: for W_U of
@@ -138,6 +164,9 @@ export class HookedTransformer {
   private readonly inUse = new Map<Promise<CompiledSession>, number>();
   private readonly releaseWhenIdle = new Set<Promise<CompiledSession>>();
 
+  /** Whether the model's weights are LARGE_MODEL_BYTES or more (see there). */
+  private readonly large: boolean;
+  private readonly fusedMaxOutputBytes: number;
   /** Whether full logits wait for W_U's packing (ModelOptions.deferUnembedPacking). */
   private readonly deferPacking: boolean;
   /** The pre-packed unembed session is compiled (from then on every full-logits run uses it). */
@@ -153,6 +182,10 @@ export class HookedTransformer {
 
   constructor(readonly cfg: HookedTransformerConfig, readonly params: Params, readonly processing: Processing, readonly source: string, runtimeOpts: ModelOptions = {}) {
     this.runtime = new OnnxRuntime(runtimeOpts);
+    let bytes = 0;
+    for (const t of params.values()) bytes += t.data.byteLength;
+    this.large = bytes >= (runtimeOpts.memory?.largeModelBytes ?? LARGE_MODEL_BYTES);
+    this.fusedMaxOutputBytes = runtimeOpts.memory?.fusedMaxOutputBytes ?? FUSED_MAX_OUTPUT_BYTES;
     const WU = params.get('unembed.W_U');
     this.deferPacking = runtimeOpts.deferUnembedPacking ?? (WU !== undefined && WU.data.byteLength >= DEFER_PACKING_MIN_BYTES);
   }
@@ -314,7 +347,7 @@ export class HookedTransformer {
       }
       if (seg.kind === 'final' && opts.vocab) variant.vocab = true;
       // Full logits come from the shared unembed session with its pre-packed W_U.
-      if (seg.kind === 'final' && wantLogits && !variant.lastPos && !variant.vocab) variant.unembedApart = true;
+      if (seg.kind === 'final' && wantLogits && !variant.lastPos && !variant.vocab && !this.large) variant.unembedApart = true;
       if (seg.kind === 'block' && opts.prefix && !variant.fromMid) variant.prefix = true;
       if (seg.kind === 'block' && seg.layer === start && opts.qkv) variant.qkvIn = true;
       return { seg, variant, segIvs };
@@ -356,8 +389,10 @@ export class HookedTransformer {
     // onnxruntime's allocation planner takes time superlinear in a graph's data-dependent values
     // (each expert's routed rows), so one session of L such blocks compiles far slower than L
     // sessions of one (measured with 64 experts of width 256 at d_model 512: 1 block 1.1 s,
-    // 2 fused 3.2 s, 4 fused 15 s), while the hand-over costs ~2 ms a block.
-    if (!resid && ivs.length === 0 && !opts.prefix && plan.length > 1 && !isMoe(cfg)) {
+    // 2 fused 3.2 s, 4 fused 15 s), while the hand-over costs ~2 ms a block. So do runs whose hook
+    // outputs exceed fusedMaxOutputBytes (see FUSED_MAX_OUTPUT_BYTES).
+    const outputBytes = names.reduce((n, name) => n + 4 * (name === 'logits' ? 0 : outputDims(name, cfg, B, P, saeSlots).reduce((a, b) => a * b, 1)), 0);
+    if (!resid && ivs.length === 0 && !opts.prefix && plan.length > 1 && !isMoe(cfg) && outputBytes <= this.fusedMaxOutputBytes) {
       const feeds: Record<string, OrtTensor> = {};
       plan.forEach((step, k) => {
         for (const [n, t] of Object.entries(localFeeds(step))) feeds[fusedInputName(k, n)] = t;
@@ -411,7 +446,7 @@ export class HookedTransformer {
 
   /** The one-session version of a chain of segment variants (LRU-cached like the segments). */
   private fusedSession(chain: readonly { seg: Segment; variant: SegmentVariant }[]): Promise<CompiledSession> {
-    return this.cached(FUSED, JSON.stringify(chain), MAX_FUSED_PLANS, true, () =>
+    return this.cached(FUSED, JSON.stringify(chain), MAX_FUSED_PLANS, !this.large, () =>
       fuseSegments(chain.map(({ seg, variant }) => this.segmentGraph(seg, variant)), `chain_${chain.map((c) => segKey(c.seg)).join('_')}`),
     );
   }
@@ -636,6 +671,7 @@ export class HookedTransformer {
     // A mixture-of-experts model's plain forward chains per-segment sessions (run()), not one.
     if (isMoe(this.cfg)) for (const { seg, variant } of this.plainChain()) await this.session(seg, variant).sp;
     else await this.fusedSession(this.plainChain());
+    if (this.large) return;
     await (this.deferPacking && !this.packedReady ? this.quickUnembedSession() : this.unembedSession());
   }
 
@@ -645,7 +681,7 @@ export class HookedTransformer {
     return [
       { seg: { kind: 'embed' }, variant: v() },
       ...Array.from({ length: this.cfg.n_layers }, (_, layer) => ({ seg: { kind: 'block' as const, layer }, variant: v() })),
-      { seg: { kind: 'final' }, variant: { ...v(), unembedApart: true } },
+      { seg: { kind: 'final' }, variant: this.large ? v() : { ...v(), unembedApart: true } },
     ];
   }
 
@@ -686,7 +722,7 @@ export class HookedTransformer {
 
   /** Whether full logits come from the pre-packed unembed session yet (for tests and the bench). */
   get unembedPacked(): boolean {
-    return !this.deferPacking || this.packedReady;
+    return !this.large && (!this.deferPacking || this.packedReady);
   }
 
   /** Number of live compiled sessions (for tests and the side view). */

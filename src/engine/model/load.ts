@@ -137,6 +137,8 @@ const isFile = (p: string): boolean => statOrNull(p)?.isFile() ?? false;
 class SafetensorsStateDict implements StateDict {
   private readonly open: SafetensorsFile[] = [];
   private readonly where = new Map<string, SafetensorsFile>();
+  /** Each get() reads the file again into a new buffer. */
+  readonly fresh = true;
 
   constructor(shardPaths: string[], weightMap: Map<string, string> | null, folder: string) {
     try {
@@ -170,6 +172,12 @@ class SafetensorsStateDict implements StateDict {
 
   shapeOf(name: string): readonly number[] | undefined {
     return this.where.get(name)?.entries.get(name)?.shape;
+  }
+
+  readRows(name: string, rowLength: number, visit: (rows: Float32Array, firstRow: number) => void): void {
+    const f = this.where.get(name);
+    if (!f) throw new Error(`${name}: no such tensor in the checkpoint`);
+    f.readRowsF32(name, rowLength, visit);
   }
 
   close(): void {

@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { RpcEndpoint } from '../../protocol/rpc.js';
 import { EngineNotifications, EngineRequests, type ProgressParams } from '../../protocol/engine.js';
 import type { ParamsOf, RequestType, ResultOf, WireMessage } from '../../protocol/ipc.js';
+import { ENGINE_PROCESS_ENV } from './processEnv.js';
 
 export interface EngineClientOptions {
   /** The worker script; default: engineWorker.js next to this bundle. */
@@ -48,7 +49,7 @@ export class EngineClient {
       serialization: 'advanced',
       // stderr is passed through, and its tail kept: an uncaught error's message names the crash.
       stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
-      env: { ...process.env, MECHLENS_ENGINE_DATA: JSON.stringify(opts.workerData ?? null) },
+      env: { ...process.env, ...ENGINE_PROCESS_ENV, MECHLENS_ENGINE_DATA: JSON.stringify(opts.workerData ?? null) },
     });
     this.rpc = new RpcEndpoint({
       post: (m: WireMessage) => {
