@@ -708,13 +708,14 @@ async function runAnalysis(
           { label: 'SAE', value: `${sae.cfg.architecture} at ${sae.cfg.hook_name_out}, d_sae ${D}`, format: 'text' },
           { label: 'logit diff clean (SAE spliced)', value: r.cleanMetric, format: 'signed' },
           { label: 'logit diff corrupted (SAE spliced)', value: r.corruptedMetric, format: 'signed' },
-          { label: 'cells patched exactly', value: pairs.length, format: 'sig' },
+          { label: 'cells patched exactly', value: String(pairs.length), format: 'text' },
           { label: 'estimate vs exact: correlation', value: Number.isFinite(correlation) ? correlation : null, format: 'sig', title: 'Pearson correlation over the cells patched exactly' },
           { label: 'estimate vs exact: largest |difference|', value: pairs.length ? maxAbsDiff : null, format: 'sig' },
         ] },
         ...(shown.length ? [heat(heatmap(`${res.title}: attribution estimate (gradient x activation difference)`, 'feature', 'position', shown.map((f) => `F${f}`), ctx.posLabels, shown.map((f) => range(P).map((p) => (norm ? r.estimate.data[p * D + f]! / (ctx.clean! - ctx.corrupted!) : r.estimate.data[p * D + f]!))), norm ? `estimated change (${valueLabel})` : 'estimated change of the logit diff'))] : []),
-        table(`Cells with the largest |estimate|: exact patching beside the estimate (${valueLabel})`, ['feature', 'position', 'token', 'clean act', 'corrupted act', 'estimate', 'exact', 'estimate − exact'],
-          cells.map((c) => [`F${c.feature}`, c.pos, JSON.stringify(strs[c.pos] ?? ''), c.cleanAct, c.corruptedAct, c.estimateScaled, c.exactScaled, c.exactScaled === null ? null : c.estimateScaled - c.exactScaled])),
+        // Six columns, so that the table fits a panel beside the editor.
+        table(`Cells with the largest |estimate|: exact patching beside the estimate (${valueLabel})`, ['feature at position', 'clean act', 'corrupted act', 'estimate', 'exact', 'estimate − exact'],
+          cells.map((c) => [`F${c.feature} at ${c.pos} ${JSON.stringify(strs[c.pos] ?? '')}`, c.cleanAct, c.corruptedAct, c.estimateScaled, c.exactScaled, c.exactScaled === null ? null : c.estimateScaled - c.exactScaled])),
       ];
       res.tensors = { estimate: r.estimate };
       return;
