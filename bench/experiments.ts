@@ -33,6 +33,8 @@ import { tileBatch } from '../src/engine/analysis/sweep.js';
 import type { HookName } from '../src/engine/hooks/hooks.js';
 import type { Intervention } from '../src/engine/interventions/plan.js';
 import { round } from './stats.js';
+import { measurePeakFlops, sweepFlopFractions } from './flops.js';
+import { benchColdStart } from './coldStart.js';
 
 /** the contraction-circuit study Experiment 1: GPT-2 tokens of the ('re, they) prompts, as the notebook prints them. */
 export const CONTRACTION_TOKENS = [
@@ -76,6 +78,7 @@ export async function benchExperiments(): Promise<Record<string, number>> {
     let worstDiff = 0;
     let peakRss = process.memoryUsage().rss;
     const cleanCache = (await model.run(clean, { names: 'all', noLogits: true })).cache;
+    const peakBefore = await measurePeakFlops(); // the fp32 peak for the FLOP fractions (again after the sweeps)
     for (const s of SWEEPS) {
       const t0 = performance.now();
       // Per run: its batch rows and the layer it starts at, to see where a sweep's time goes.
@@ -130,6 +133,7 @@ export async function benchExperiments(): Promise<Record<string, number>> {
     out['max_abs_diff_vs_naive'] = worstDiff;
     out['peak_rss_mb'] = round(peakRss / 1e6);
     out['load_avg_1m_end'] = round(os.loadavg()[0]!, 2);
+    Object.assign(out, await sweepFlopFractions(cfg, clean, corrupted, SWEEPS, out, peakBefore));
     out['target_overall_speedup'] = 8;
     out['target_grid_sweep_s'] = 10;
     out['target_neuron_sweeps_s'] = 120;
@@ -137,6 +141,9 @@ export async function benchExperiments(): Promise<Record<string, number>> {
     await model.dispose();
     Object.assign(out, await benchLongPrompt());
     out['pass'] = pass && out['long_prompt_pass'] === 1 ? 1 : 0;
+    // Cold start (fresh processes, see coldStart.ts) and the FLOP fractions are targets of this group too.
+    Object.assign(out, await benchColdStart());
+    if (out['flop_fraction_pass'] !== 1 || out['cold_start_pass'] !== 1) out['pass'] = 0;
     return out;
   } finally {
     await model.dispose();

@@ -3,7 +3,7 @@
  * weights (124M parameters, tied unembedding), as JSON lines (one per benchmark group), each
  * with its targets. Speed and memory are checked here, never by timed tests.
  *
- * Groups: engine, experiments, training, saes (SAE splicing and feature statistics, see saes.ts), peers (TransformerLens beside MechLens, see peers.ts),
+ * Groups: engine, experiments, training, saes (SAE splicing and feature statistics, see saes.ts), saetrain (training an SAE, see saeTrain.ts), peers (TransformerLens beside MechLens, see peers.ts),
  * scale (large checkpoints, see scale.ts; only when named: `npm run bench -- scale`).
  *
  * Engine targets (2-core machine): forward 8x8 <= 150 ms; every-hook / plain <= 1.25 (every hook
@@ -41,6 +41,9 @@ async function benchEngine(): Promise<Record<string, number | boolean | string>>
   const tok8 = randomTokens(8, 8, cfg.d_vocab);
   const tok128 = randomTokens(1, 128, cfg.d_vocab);
   await model.forward(tok8);
+  // The first full-logits run schedules W_U's packing (see HookedTransformer.unembedForRun): the
+  // memory of the loaded model includes the packed copy, and the timed runs use it.
+  while (!model.unembedPacked) await new Promise((r) => setTimeout(r, 20));
   gc();
   await new Promise((r) => setTimeout(r, 200));
   gc();
@@ -95,6 +98,7 @@ async function main(): Promise<void> {
   if (want('experiments')) emit(await optional('experiments.ts', 'benchExperiments'));
   if (want('training')) emit(await optional('training.ts', 'benchTraining'));
   if (want('saes')) emit(await optional('saes.ts', 'benchSaes'));
+  if (want('saetrain')) emit(await optional('saeTrain.ts', 'benchSaeTrain'));
   if (want('peers')) emit(await optional('peers.ts', 'benchPeers'));
   if (want('scale')) emit(await optional('scale.ts', 'benchScale'));
 }

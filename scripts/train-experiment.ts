@@ -7,12 +7,17 @@
  *        [--until N] [--no-analyse] [--analyse-only] [--out results.json] [--threads N]
  *
  * Prints progress every 100 steps and, after the analyses, the loss and every hook's ablated loss.
+ *
+ * A `"kind": "train_sae"` file trains its SAE through engine/sae/train instead (--output DIR
+ * overrides the file's SAE folder, --threads N, --out result.json), printing each snapshot and
+ * the saved SAE's explained variance, L0 and never-firing features on the held-out tokens.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineClient } from '../src/engine/worker/client.js';
 import { EngineRequests, type TrainAnalyseResult } from '../src/protocol/engine.js';
 import { formatDiagnostic, hasErrors, parseExperiment } from '../src/engine/experiments/parse.js';
+import type { ResolvedSaeTrainExperiment } from '../src/engine/experiments/saeTrainParse.js';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -25,7 +30,8 @@ async function main(): Promise<void> {
   if (!file || file.startsWith('--')) throw new Error('usage: train-experiment.ts FILE.experiment.json [--checkpoints DIR] [--resume] [--until N] [--no-analyse] [--analyse-only] [--out FILE] [--threads N]');
   const parsed = parseExperiment(fs.readFileSync(file, 'utf8'), file);
   for (const d of parsed.diagnostics) console.error(formatDiagnostic(d));
-  if (hasErrors(parsed.diagnostics) || !parsed.train) throw new Error(`${file} is not a valid train experiment`);
+  if (!hasErrors(parsed.diagnostics) && parsed.trainSae) return trainSae(parsed.trainSae);
+  if (hasErrors(parsed.diagnostics) || !parsed.train) throw new Error(`${file} is not a valid train or train_sae experiment`);
   const x = parsed.train;
   const saveDir = path.resolve(arg('--checkpoints') ?? x.checkpoints.dir);
   const threads = arg('--threads') !== undefined ? Number(arg('--threads')) : undefined;
@@ -79,6 +85,36 @@ async function main(): Promise<void> {
       fs.writeFileSync(out, JSON.stringify(a));
       console.error(`wrote ${out}`);
     }
+  } finally {
+    await client.dispose();
+  }
+}
+
+/** A "train_sae" file: engine/sae/train, a line per snapshot, then the held-out measurement. */
+async function trainSae(x: ResolvedSaeTrainExperiment): Promise<void> {
+  const root = path.join(__dirname, '..');
+  const threads = arg('--threads') !== undefined ? Number(arg('--threads')) : undefined;
+  const output = arg('--output');
+  const config = { ...x.payload, ...(output ? { output: path.resolve(output) } : {}) };
+  const client = new EngineClient({ workerPath: path.join(root, 'test', 'helpers', 'tsWorker.cjs'), workerData: { entry: path.join(root, 'src', 'engine', 'worker', 'engineWorker.ts') } });
+  const stop = new AbortController();
+  process.on('SIGINT', () => {
+    console.error('stopping after this step (saving the SAE)…');
+    stop.abort();
+  });
+  try {
+    const r = await client.requestWithProgress(EngineRequests.saeTrain, { config, ...(threads !== undefined ? { threads } : {}) }, (p) => {
+      const s = p.saeTraining;
+      if (!s) return;
+      if (s.kind === 'started') console.error(`training a ${config.architecture} SAE on ${config.hook}: d_in ${s.d_in}, d_sae ${s.d_sae}, ${s.trainTokens} training tokens of ${s.corpus} (${s.evalTokens} held out), ${s.steps} steps`);
+      if (s.kind === 'snapshot') console.error(`step ${s.step}/${s.steps}  mse ${s.mse.toFixed(4)}  ${config.architecture === 'topk' ? 'aux' : 'l1'} ${s.auxLoss.toFixed(4)}  L0 ${s.l0.toFixed(2)}  EV ${s.explainedVariance.toFixed(4)}  dead ${s.deadFeatures}  ${Math.round(s.tokensPerSec)} tok/s  ETA ${Math.round(s.etaSec)} s`);
+      if (s.kind === 'saved') console.error(`saved ${s.path}`);
+    }, stop.signal);
+    const e = r.evaluation;
+    console.log(`${r.status} at step ${r.step}/${r.steps} (activations ${r.activationSec.toFixed(1)} s, training ${r.trainSec.toFixed(1)} s); SAE ${r.output}`);
+    console.log(`held-out ${e.tokens} tokens: explained variance ${e.explainedVariance.toFixed(4)}, L0 ${e.l0.toFixed(2)}, mse ${e.mse.toFixed(4)}, features never firing ${e.neverFired} / ${r.d_sae}`);
+    const out = arg('--out');
+    if (out) fs.writeFileSync(out, JSON.stringify(r));
   } finally {
     await client.dispose();
   }

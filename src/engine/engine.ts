@@ -30,28 +30,60 @@ export interface EngineLoadOptions {
 export class LoadedEngine {
   /** Problems found while loading (non-finite weights), shown by `info`, the side bar and runs. */
   readonly warnings: string[] = [];
+  /**
+   * Where load's time went, in ms: `read` (files read and converted to TransformerLens's layout,
+   * or the built-in model made), `scan` (non-finite check), `process` (weight processing),
+   * `tokenizer`. The cold-start bench reports them.
+   */
+  readonly phaseMs: Record<string, number> = {};
+  /** The same phases' CPU time (user + system, all threads), which a busy host does not inflate as it does wall time. */
+  readonly phaseCpuMs: Record<string, number> = {};
 
   private constructor(readonly spec: string, readonly model: HookedTransformer, readonly tokenizer: Tokenizer, readonly loadMs: number) {}
 
   static async load(spec: string, opts: EngineLoadOptions = {}): Promise<LoadedEngine> {
     const t0 = performance.now();
+    const phaseMs: Record<string, number> = {};
+    const phaseCpuMs: Record<string, number> = {};
+    let tPhase = t0;
+    let cpuPhase = process.cpuUsage();
+    const phase = (name: string): void => {
+      const now = performance.now();
+      const cpu = process.cpuUsage();
+      phaseMs[name] = now - tPhase;
+      phaseCpuMs[name] = (cpu.user - cpuPhase.user + cpu.system - cpuPhase.system) / 1000;
+      tPhase = now;
+      cpuPhase = cpu;
+    };
     const processing = opts.processing ?? 'default';
     const rt = { device: opts.device ?? 'auto', threads: opts.threads } as const;
     const embedded = spec === 'builtin:default' ? embeddedModelDir() : null;
     if (isBuiltin(spec) && !embedded) {
       if (spec !== 'builtin:default' && spec !== 'builtin:toy') throw new Error(`unknown built-in model ${JSON.stringify(spec)}: use builtin:default or builtin:toy`);
       const b = builtinToy();
-      const { cfg, params } = applyProcessing(b.cfg, b.params, processing);
-      return new LoadedEngine(spec, new HookedTransformer(cfg, params, processing, b.source, rt), b.tokenizer, performance.now() - t0);
+      phase('read');
+      const { cfg, params } = applyProcessing(b.cfg, b.params, processing, { consume: true });
+      phase('process');
+      const eng = new LoadedEngine(spec, new HookedTransformer(cfg, params, processing, b.source, rt), b.tokenizer, performance.now() - t0);
+      Object.assign(eng.phaseMs, phaseMs);
+      Object.assign(eng.phaseCpuMs, phaseCpuMs);
+      return eng;
     }
     const loaded = await loadModel(embedded ?? spec, { allowDownload: opts.allowDownload ?? true, onProgress: opts.onProgress, signal: opts.signal });
+    phase('read');
     // Scanned as loaded: processing would spread a NaN into other tensors and blur where it is.
     const nonFinite = nonFiniteWarning(loaded.params);
-    const { cfg, params } = applyProcessing(loaded.cfg, loaded.params, processing);
+    phase('scan');
+    // The loader's tensors are this load's alone: processed in place, not copied first.
+    const { cfg, params } = applyProcessing(loaded.cfg, loaded.params, processing, { consume: true });
+    phase('process');
     const folder = loaded.files.length ? path.dirname(loaded.files[0]!) : spec;
     const tokenizer = loadTokenizerForModel(folder, cfg);
+    phase('tokenizer');
     const model = new HookedTransformer(cfg, params, processing, loaded.source, rt);
     const eng = new LoadedEngine(spec, model, tokenizer, performance.now() - t0);
+    Object.assign(eng.phaseMs, phaseMs);
+    Object.assign(eng.phaseCpuMs, phaseCpuMs);
     if (nonFinite) eng.warnings.push(nonFinite);
     return eng;
   }

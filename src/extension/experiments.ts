@@ -280,7 +280,7 @@ export class ExperimentCodeLenses implements vscode.CodeLensProvider, vscode.Dis
   provideCodeLenses(doc: vscode.TextDocument): vscode.CodeLens[] {
     if (!isExperimentFile(doc.uri.fsPath)) return [];
     const o = experimentOutline(doc.getText());
-    if (o.kind === 'train') return [];
+    if (o.kind === 'train' || o.kind === 'train_sae') return [];
     const uri = doc.uri.toString();
     const top = new vscode.Range(o.top.start.line, o.top.start.character, o.top.start.line, o.top.start.character);
     const lenses = [
@@ -498,8 +498,8 @@ export async function resumeRunFolder(runner: ExperimentRunner, dir: string, exp
 async function runFile(runner: ExperimentRunner, doc: vscode.TextDocument, only?: number[]): Promise<ExperimentRunOutcome> {
   const text = doc.getText();
   const o = experimentOutline(text);
-  if (o.kind === 'train') {
-    const message = 'this is a training experiment ("kind": "train"): run it with the training commands';
+  if (o.kind === 'train' || o.kind === 'train_sae') {
+    const message = o.kind === 'train' ? 'this is a training experiment ("kind": "train"): run it with the training commands' : 'this is an SAE training experiment ("kind": "train_sae"): run it with MechLens: Train SAE';
     void vscode.window.showInformationMessage(`MechLens: ${message}.`);
     return { ran: false, diagnostics: [], message };
   }

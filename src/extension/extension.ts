@@ -27,6 +27,7 @@ import { PROMPTS_LANGUAGE_ID } from './promptTarget.js';
 import { notifyError } from './notify.js';
 import { registerExperiments } from './experiments.js';
 import { registerTraining } from './training.js';
+import { registerSaeTraining } from './saeTraining.js';
 
 export interface MechLensApi {
   engine: {
@@ -133,6 +134,7 @@ export function activate(context: vscode.ExtensionContext): MechLensApi {
   context.subscriptions.push(...registerCommands({ host, panels, docs, runStore, runsTree, log, options, version }));
   context.subscriptions.push(...registerExperiments({ host, panels, docs, runsTree, log, extensionUri: context.extensionUri, prependBos: () => options().prependBos }));
   context.subscriptions.push(registerTraining({ context, log, version, runsDir }));
+  context.subscriptions.push(registerSaeTraining({ context, log, version, runsDir }));
 
   context.subscriptions.push(
     vscode.workspace.onDidChangeConfiguration((e) => {

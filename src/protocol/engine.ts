@@ -200,6 +200,8 @@ export interface ProgressParams {
   fraction?: number;
   /** Training requests (engine/training/start) report each step here. */
   training?: TrainingProgress;
+  /** SAE training (engine/sae/train) reports its phases and metric snapshots here. */
+  saeTraining?: SaeTrainingProgress;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -545,6 +547,102 @@ export interface SaeFeatureDlaResult {
   total: number;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Training an SAE (src/engine/sae/train.ts) on a model hook's activations over a corpus: the
+// resolved "train_sae" experiment (src/engine/experiments/saeTrainParse.ts), as plain data.
+
+export interface SaeTrainPayload {
+  /** builtin:default, a hub id or an absolute model folder. */
+  model: string;
+  hook: string;
+  architecture: 'standard' | 'topk';
+  /** One of: d_sae, or expansion_factor x the hook's width. */
+  d_sae?: number;
+  expansion_factor?: number;
+  k: number;
+  l1_coefficient: number;
+  l1_warm_up_steps: number;
+  aux_loss_coefficient: number;
+  apply_b_dec_to_input: boolean;
+  b_dec_init: 'zeros' | 'mean';
+  decoder_init_norm: number | null;
+  steps: number;
+  batch_size: number;
+  lr: number;
+  betas: [number, number];
+  lr_warm_up_steps: number;
+  lr_decay_steps: number;
+  max_grad_norm: number | null;
+  dead_feature_window: number;
+  log_every: number;
+  /** 'builtin:book', or an absolute text file / folder. */
+  corpus: string;
+  /** Tokens per corpus row (default: the model's n_ctx, at most 128). */
+  context_size?: number;
+  prepend_bos?: boolean;
+  /** Tokens of the corpus read (default: as many as fit in 1 GiB of activations, at most 2,000,000). */
+  corpus_tokens?: number;
+  eval_tokens: number;
+  seed: number;
+  /** The SAE folder to write (absolute). */
+  output: string;
+}
+
+export interface SaeTrainParams {
+  config: SaeTrainPayload;
+  /** onnxruntime intra-op threads (default: all cores). */
+  threads?: number;
+}
+
+/** One snapshot of SAE training (the mean over the steps since the previous one). */
+export interface SaeTrainSnapshotPayload {
+  step: number;
+  steps: number;
+  loss: number;
+  /** Σ_d (x̂ - x)² per token. */
+  mse: number;
+  /** L1 penalty (standard) or auxiliary dead-feature loss (topk). */
+  auxLoss: number;
+  l0: number;
+  explainedVariance: number;
+  deadFeatures: number;
+  lr: number;
+  gradNorm: number;
+  tokensPerSec: number;
+  etaSec: number;
+  elapsedSec: number;
+}
+
+export type SaeTrainingProgress =
+  | { kind: 'activations'; done: number; total: number }
+  | { kind: 'started'; d_in: number; d_sae: number; params: number; trainTokens: number; evalTokens: number; corpus: string; steps: number }
+  | ({ kind: 'snapshot' } & SaeTrainSnapshotPayload)
+  | { kind: 'saved'; path: string };
+
+/** How the saved SAE does on the held-out tokens (the engine's spliced forward). */
+export interface SaeEvaluationPayload {
+  tokens: number;
+  explainedVariance: number;
+  l0: number;
+  mse: number;
+  neverFired: number;
+}
+
+export interface SaeTrainResult {
+  status: 'completed' | 'stopped';
+  step: number;
+  steps: number;
+  /** The SAE folder written (also when stopped: the SAE at that step). */
+  output: string;
+  d_in: number;
+  d_sae: number;
+  evaluation: SaeEvaluationPayload;
+  snapshots: SaeTrainSnapshotPayload[];
+  /** Seconds computing activations, and training. */
+  activationSec: number;
+  trainSec: number;
+}
+
 export const EngineRequests = {
   loadModel: requestType<LoadModelParams, ModelInfo>('engine/model/load'),
   modelInfo: requestType<Record<string, never>, ModelInfo | null>('engine/model/info'),
@@ -574,6 +672,8 @@ export const EngineRequests = {
   saeDashboard: requestType<SaeDashboardParams, SaeDashboardResult>('engine/sae/dashboard'),
   /** Each active feature's direct contribution to the logit difference at the last position. */
   saeFeatureDla: requestType<SaeFeatureDlaParams, SaeFeatureDlaResult>('engine/sae/featureDla'),
+  /** Trains an SAE on a hook's activations (its own model, loaded in this worker); `saeTraining` progress; cancel = stop after the current step and save. */
+  saeTrain: requestType<SaeTrainParams, SaeTrainResult>('engine/sae/train'),
   /** For tests: a request that runs until cancelled or `ms` elapses. */
   sleep: requestType<{ ms: number }, { slept: number }>('engine/debug/sleep'),
   /** For tests of crash recovery: the worker throws outside any handler and dies. */

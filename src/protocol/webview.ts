@@ -239,6 +239,27 @@ export interface TrainingState {
   checkpoint: string | null;
   /** The panel's buttons (false in a saved run re-opened from the Runs view). */
   actions: { stop: boolean; resume: boolean; analyse: boolean };
+  /**
+   * SAE training ("kind": "train_sae"): the curve is the SAE's loss per snapshot, and these are
+   * the snapshots' metrics (each the mean over the steps since the previous snapshot), the saved
+   * folder (checkpoint) and, once saved, its measurement on the held-out tokens.
+   */
+  sae?: {
+    architecture: string;
+    hook: string;
+    d_in: number | null;
+    d_sae: number | null;
+    k: number | null;
+    corpus: string | null;
+    /** Activations computed so far, before training starts: [done, total] corpus rows. */
+    activations: [number, number] | null;
+    steps: number[];
+    mse: number[];
+    l0: number[];
+    explainedVariance: number[];
+    deadFeatures: number[];
+    evaluation: { tokens: number; explainedVariance: number; l0: number; mse: number; neverFired: number } | null;
+  };
 }
 
 /** One SAE feature's dashboard over a corpus: top-activating contexts, histogram, logit effect. */

@@ -93,9 +93,12 @@ const readJson = <T>(p: string): T => JSON.parse(fs.readFileSync(p, 'utf8')) as 
 
 /** Names of the fixture folders written by the oracle (an expected.json with transformer_lens_version). */
 export function oracleFixtureNames(): string[] {
+  // A model fixture has the checkpoint's spec beside TransformerLens's outputs; other oracle
+  // outputs (SAELens on trained SAEs, tokenizers) carry a version stamp too but no spec.json.
   return fs.readdirSync(FIXTURES_ROOT).filter((n) => {
     const p = path.join(FIXTURES_ROOT, n, 'expected.json');
-    return fs.existsSync(p) && typeof readJson<Record<string, unknown>>(p)['transformer_lens_version'] === 'string';
+    return fs.existsSync(p) && fs.existsSync(path.join(FIXTURES_ROOT, n, 'spec.json'))
+      && typeof readJson<Record<string, unknown>>(p)['transformer_lens_version'] === 'string';
   }).sort();
 }
 

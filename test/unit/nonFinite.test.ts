@@ -11,7 +11,7 @@ import { readSafetensors, writeSafetensors } from '../../src/engine/model/safete
 import { LoadedEngine } from '../../src/engine/engine.js';
 import { runCli } from '../helpers/cli.js';
 import { runExperimentFile } from '../../src/engine/experiments/commands.js';
-import { countNonFinite, nonFiniteWarning } from '../../src/engine/tensor/stats.js';
+import { allFinite, countNonFinite, nonFiniteWarning } from '../../src/engine/tensor/stats.js';
 import { f32 } from '../../src/engine/tensor/tensor.js';
 
 const FIXTURE = path.join(__dirname, '..', 'fixtures', 'gpt2-tied-gelu-new');
@@ -71,4 +71,20 @@ test('a run on such a model says so in the terminal, the panel state and the rep
   const text = fs.readFileSync(html, 'utf8');
   assert.match(text, /Warning: the model&#39;s weights hold non-finite values|Warning: the model's weights hold non-finite values/);
   assert.match(text, /Not finite: the clean metric is NaN/);
+});
+
+test('allFinite finds a NaN or ±Inf anywhere, the tail past a multiple of four included', () => {
+  for (const n of [0, 1, 4, 7, 9]) {
+    const d = new Float32Array(n).map((_, i) => i - 3.5);
+    assert.equal(allFinite(d), true, `all finite, length ${n}`);
+    for (let i = 0; i < n; i++) {
+      for (const bad of [NaN, Infinity, -Infinity]) {
+        const e = d.slice();
+        e[i] = bad;
+        assert.equal(allFinite(e), false, `${bad} at ${i} of ${n}`);
+      }
+    }
+  }
+  // Large finite values: v * 0 stays 0 (no overflow to Inf).
+  assert.equal(allFinite(Float32Array.of(3.4e38, -3.4e38, 1e-45)), true);
 });

@@ -109,6 +109,31 @@ test('processing never mutates its input params or cfg', () => {
   }
 });
 
+test('consume: processing writes into the handed-over tensors, with the same values as a copying run; tensors sharing memory are copied first', () => {
+  const cfg = fixtureConfig();
+  for (const mode of ['default', 'default+refactor'] as const) {
+    const ref = applyProcessing(cfg, fixtureParams('none'), mode);
+    // Own copies: the fixture's tensors are shared by every test.
+    const input: Params = new Map([...fixtureParams('none')].map(([k, t]) => [k, { ...t, data: t.data.slice() }]));
+    // Two parameters that are views of one array (as a loader might hand over a tied pair):
+    // processing either must not change the other.
+    const wpos = get(input, 'pos_embed.W_pos');
+    const shared = new Float32Array(wpos.data.length * 2);
+    shared.set(wpos.data);
+    shared.set(wpos.data, wpos.data.length);
+    input.set('pos_embed.W_pos', { ...wpos, data: shared.subarray(0, wpos.data.length) });
+    const aliasView = shared.subarray(wpos.data.length / 2, wpos.data.length * 1.5);
+    const aliasBefore = aliasView.slice();
+    input.set('extra.alias', { dtype: 'float32', dims: [aliasView.length], data: aliasView });
+    const WE = get(input, 'embed.W_E').data;
+    const out = applyProcessing(cfg, input, mode, { consume: true });
+    assert.equal(get(out.params, 'embed.W_E').data, WE, `${mode}: W_E is processed in place`);
+    assert.notEqual(get(out.params, 'pos_embed.W_pos').data.buffer, shared.buffer, `${mode}: an aliased tensor is copied before its write`);
+    assert.deepEqual(get(out.params, 'extra.alias').data, aliasBefore, `${mode}: the other view is unchanged`);
+    for (const [k, t] of ref.params) assert.equal(maxAbsDiff(get(out.params, k), t), 0, `${mode}: ${k} differs from the copying run`);
+  }
+});
+
 test("'default' processing is idempotent and skips fold_ln on already-folded params", () => {
   const cfg = fixtureConfig();
   const once = applyProcessing(cfg, fixtureParams('none'), 'default');

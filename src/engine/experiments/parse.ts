@@ -12,6 +12,7 @@ import { analysisExperimentSchema, ANSWER_KINDS, PATCHING_KINDS, type AnalysisSp
 import { validate } from './validate.js';
 import type { Diagnostic, Location } from './diagnostics.js';
 import { isTrainRoot, resolveTrainExperiment, type ResolvedTrainExperiment } from './trainParse.js';
+import { isSaeTrainRoot, resolveSaeTrainExperiment, type ResolvedSaeTrainExperiment } from './saeTrainParse.js';
 export type { Diagnostic, Location } from './diagnostics.js';
 import { confinedReader, readNamedFile, type FileReader, type NamedFiles } from './files.js';
 import { parsePromptsFile, splitLines } from '../prompts/promptsFile.js';
@@ -71,6 +72,8 @@ export interface ParseResult {
   experiment?: ResolvedExperiment;
   /** Set instead of `experiment` for a `"kind": "train"` file (trainParse.ts). */
   train?: ResolvedTrainExperiment;
+  /** Set instead of `experiment` for a `"kind": "train_sae"` file (saeTrainParse.ts). */
+  trainSae?: ResolvedSaeTrainExperiment;
   diagnostics: Diagnostic[];
 }
 
@@ -168,6 +171,7 @@ export function parseExperiment(text: string, file: string, reader?: FileReader,
 
   // A train experiment has a schema and checks of its own.
   if (isTrainRoot(root)) return resolveTrainExperiment(root, lines, absFile, named);
+  if (isSaeTrainRoot(root)) return resolveSaeTrainExperiment(root, lines, absFile, named);
   // Every problem of the file is reported in one pass: an analysis with a schema problem is left
   // out of the checks below (they would only repeat it), the others are still checked, with the
   // model too (experimentCheck). Problems outside the analyses (prompts, model, top-level keys)

@@ -6,6 +6,7 @@
  * agree on what is valid.
  */
 import { trainExperimentSchema } from './trainSchema.js';
+import { saeTrainExperimentSchema } from './saeTrainSchema.js';
 import type { Schema } from './jsonSchema.js';
 export type { Schema } from './jsonSchema.js';
 
@@ -179,7 +180,7 @@ export const analysisExperimentSchema: Schema = {
   type: 'object',
   properties: {
     $schema: { type: 'string', description: 'Path or URL of this schema, for editors.' },
-    kind: { enum: ['analysis', 'train'], default: 'analysis', description: "'analysis' (the default): analyses of a model on prompts; 'train': train a toy transformer, then analyse it." },
+    kind: { enum: ['analysis', 'train', 'train_sae'], default: 'analysis', description: "'analysis' (the default): analyses of a model on prompts; 'train': train a toy transformer, then analyse it; 'train_sae': train a sparse autoencoder on a hook's activations." },
     title: { type: 'string', description: 'Title of the experiment (shown in the runs list and the report).' },
     description: { type: 'string', description: 'What the experiment tests and where its prompts come from.' },
     model: {
@@ -448,9 +449,14 @@ export const experimentSchema: Schema = {
   },
   if: { properties: { kind: { const: 'train' } }, required: ['kind'] },
   then: { $ref: '#/definitions/train' },
-  else: { $ref: '#/definitions/analysis' },
+  else: {
+    if: { properties: { kind: { const: 'train_sae' } }, required: ['kind'] },
+    then: { $ref: '#/definitions/train_sae' },
+    else: { $ref: '#/definitions/analysis' },
+  },
   definitions: {
     analysis: Object.fromEntries(Object.entries(analysisExperimentSchema).filter(([k]) => k !== '$schema' && k !== '$id')) as Schema,
     train: trainExperimentSchema,
+    train_sae: saeTrainExperimentSchema,
   },
 };

@@ -461,6 +461,11 @@ export interface GradientOptions {
    * scalar and the seed is 1.
    */
   seed?: string;
+  /**
+   * Values treated as constants (torch's `.detach()`): no gradient flows through them into
+   * what they were computed from, e.g. the SAE trainer's residual target of the TopK auxiliary loss.
+   */
+  detach?: readonly string[];
 }
 
 /** Emits gradient nodes into a GraphBuilder; one instance per addGradients call. */
@@ -899,9 +904,10 @@ export function addGradients(g: GraphBuilder, y: string, wrt: readonly string[],
 
   // Values that depend on some wrt through differentiable ops.
   const active = new Set(wrt.filter(isFloat));
+  const detached = new Set(opts.detach ?? []);
   for (const n of nodes) {
     if (NON_DIFFERENTIABLE.has(n.op)) continue;
-    if (n.inputs.some((i) => active.has(i))) for (const o of n.outputs) if (o && isFloat(o)) active.add(o);
+    if (n.inputs.some((i) => active.has(i))) for (const o of n.outputs) if (o && isFloat(o) && !detached.has(o)) active.add(o);
   }
   if (!active.has(y)) {
     // y does not depend on any wrt: every gradient is zero.

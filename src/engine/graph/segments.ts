@@ -337,10 +337,13 @@ export function buildFinalGraph(cfg: HookedTransformerConfig, params: ParamSourc
  * measured ~20 ms of a 64-token forward). One such session per model serves every full-logits
  * run, so the pre-packed copy exists once; lastPos / vocab runs keep W_U as a zero-copy input.
  */
-export function buildUnembedGraph(cfg: HookedTransformerConfig, params: ParamSource): SegmentGraph {
+export function buildUnembedGraph(cfg: HookedTransformerConfig, params: ParamSource, opts: { prepack?: boolean } = {}): SegmentGraph {
   const g = new GraphBuilder('unembed');
   const x = g.input(FINAL_X, OnnxDType.FLOAT, ['batch', 'pos', cfg.d_model]);
-  const WU = g.weight('unembed.W_U', getParam(params, 'unembed.W_U'));
+  // prepack (default): W_U is an initializer that onnxruntime packs once for its GEMM (faster
+  // runs, but compiling GPT-2 small's costs 0.5-1.3 s); otherwise it is a weight input like the
+  // blocks' weights (compiles at once, each run packs it again).
+  const WU = g.weight('unembed.W_U', getParam(params, 'unembed.W_U'), undefined, opts.prepack === false);
   const bU = g.weight('unembed.b_U', getParam(params, 'unembed.b_U'), undefined, true);
   emitLogits(g, cfg, x, WU, bU, 'logits');
   g.output('logits', OnnxDType.FLOAT, ['batch', 'pos', cfg.d_vocab_out]);

@@ -92,6 +92,30 @@ const MAX_VARIANTS_PER_SEGMENT = 3;
 const MAX_FUSED_PLANS = 4;
 const FUSED = 'fused';
 const UNEMBED = 'unembed';
+/** The unembed session with W_U as a weight input, used until the pre-packed one is compiled. */
+const UNEMBED_QUICK = 'unembed_quick';
+/**
+ * W_U at least this large (bytes) is pre-packed after the first full-logits run instead of before
+ * it: packing GPT-2 small's (154 MB) takes 0.5-1.3 s, the first run without it ~40 ms more.
+ */
+const DEFER_PACKING_MIN_BYTES = 16 << 20;
+/**
+ * W_U is packed once the model has been idle this long after a run that needed it (the next
+ * request of a panel comes within milliseconds and should not wait for packing), or at once after
+ * this many runs without it (by then the slower unembedding has cost about as much as packing).
+ */
+const PACK_WHEN_IDLE_MS = 250;
+const QUICK_RUNS_BEFORE_PACKING = 4;
+
+/** Runtime options plus how the model compiles its unembedding. */
+export interface ModelOptions extends RuntimeOptions {
+  /**
+   * Serve full-logits runs with W_U as a weight input until the pre-packed unembed session is
+   * compiled, which happens after the first such run (see unembedForRun). Default: for W_U of
+   * 16 MiB and more, where packing costs a cold start most.
+   */
+  deferUnembedPacking?: boolean;
+}
 
 export class HookedTransformer {
   readonly runtime: OnnxRuntime;
@@ -101,11 +125,26 @@ export class HookedTransformer {
   private readonly inUse = new Map<Promise<CompiledSession>, number>();
   private readonly releaseWhenIdle = new Set<Promise<CompiledSession>>();
 
-  constructor(readonly cfg: HookedTransformerConfig, readonly params: Params, readonly processing: Processing, readonly source: string, runtimeOpts: RuntimeOptions = {}) {
+  /** Whether full logits wait for W_U's packing (ModelOptions.deferUnembedPacking). */
+  private readonly deferPacking: boolean;
+  /** The pre-packed unembed session is compiled (from then on every full-logits run uses it). */
+  private packedReady = false;
+  /** A full-logits run used the quick unembed session: pack W_U once that run has returned. */
+  private packingWanted = false;
+  /** The pre-packed unembed session's compilation has started. */
+  private packingStarted = false;
+  /** The timer that will start it (re-armed by every run until then). */
+  private packingTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Full-logits runs the quick unembed session has served. */
+  private quickRuns = 0;
+
+  constructor(readonly cfg: HookedTransformerConfig, readonly params: Params, readonly processing: Processing, readonly source: string, runtimeOpts: ModelOptions = {}) {
     this.runtime = new OnnxRuntime(runtimeOpts);
+    const WU = params.get('unembed.W_U');
+    this.deferPacking = runtimeOpts.deferUnembedPacking ?? (WU !== undefined && WU.data.byteLength >= DEFER_PACKING_MIN_BYTES);
   }
 
-  static fromLoaded(m: LoadedModel, runtimeOpts: RuntimeOptions = {}): HookedTransformer {
+  static fromLoaded(m: LoadedModel, runtimeOpts: ModelOptions = {}): HookedTransformer {
     return new HookedTransformer(m.cfg, m.params, m.processing, m.source, runtimeOpts);
   }
 
@@ -180,6 +219,7 @@ export class HookedTransformer {
 
   async run(tokens: Tokens | null, opts: RunOptions = {}): Promise<RunResult> {
     if (this.disposed) throw new Error('the model was disposed');
+    if (this.quickRuns < QUICK_RUNS_BEFORE_PACKING) this.cancelPackingTimer();
     const cfg = this.cfg;
     const start = opts.startAtLayer ?? 0;
     const stop = opts.stopAtLayer ?? cfg.n_layers;
@@ -277,7 +317,7 @@ export class HookedTransformer {
     const collect = async (seg: Segment, variant: SegmentVariant, out: Record<string, F32>) => {
       for (const n of variant.outputs) cache.set(n, withAxes(out[n]!, n, cfg));
       if (seg.kind === 'final' && wantLogits) {
-        const logits = variant.unembedApart ? (await this.runSession(this.unembedSession(), { [FINAL_X]: ortF32(out[FINAL_X]!) }, ['logits']))['logits']! : out['logits']!;
+        const logits = variant.unembedApart ? (await this.runSession(this.unembedForRun(), { [FINAL_X]: ortF32(out[FINAL_X]!) }, ['logits']))['logits']! : out['logits']!;
         cache.set('logits', logits);
       }
     };
@@ -319,6 +359,7 @@ export class HookedTransformer {
       if (!names.includes('logits')) cache.delete('logits');
     }
     if (stop < cfg.n_layers) result.residual = resid;
+    this.schedulePacking();
     return result;
   }
 
@@ -347,6 +388,66 @@ export class HookedTransformer {
   /** The one session that turns ln_final's output into full logits (buildUnembedGraph). */
   private unembedSession(): Promise<CompiledSession> {
     return this.cached(UNEMBED, 'plain', 1, true, () => buildUnembedGraph(this.cfg, this.params));
+  }
+
+  /**
+   * The session a full-logits run unembeds with. With deferred packing, until the pre-packed
+   * session exists: one with W_U as a weight input, which compiles at once; the run that used it
+   * then schedules the pre-packed one (schedulePacking).
+   */
+  private unembedForRun(): Promise<CompiledSession> {
+    if (!this.deferPacking || this.packedReady) return this.unembedSession();
+    this.packingWanted = true;
+    this.quickRuns++;
+    return this.quickUnembedSession();
+  }
+
+  /**
+   * After a run, once one has unembedded without packing: compile the pre-packed session on a
+   * timer, so that it starts only once the run's caller has its result (onnxruntime compiles
+   * synchronously: started during a run, it would hold that run's result back until it
+   * finished), and only when no run has followed for PACK_WHEN_IDLE_MS (each run re-arms it) or
+   * after QUICK_RUNS_BEFORE_PACKING quick runs. A process that ends first never packs (the timer
+   * does not keep it alive).
+   */
+  private schedulePacking(): void {
+    if (!this.packingWanted || this.packingStarted || this.packedReady) return;
+    this.cancelPackingTimer();
+    const delay = this.quickRuns >= QUICK_RUNS_BEFORE_PACKING ? 0 : PACK_WHEN_IDLE_MS;
+    this.packingTimer = setTimeout(() => {
+      this.packingTimer = null;
+      void this.packUnembed();
+    }, delay);
+    this.packingTimer.unref?.();
+  }
+
+  /** A run starting while the model waits to be idle: the wait starts again after it. */
+  private cancelPackingTimer(): void {
+    if (this.packingTimer) clearTimeout(this.packingTimer);
+    this.packingTimer = null;
+  }
+
+  /** The unembed session with W_U as a weight input (compiles in milliseconds). */
+  private quickUnembedSession(): Promise<CompiledSession> {
+    return this.cached(UNEMBED_QUICK, 'plain', 1, true, () => buildUnembedGraph(this.cfg, this.params, { prepack: false }));
+  }
+
+  /** Compiles the pre-packed unembed session, then drops the quick one (after its runs end). */
+  private async packUnembed(): Promise<void> {
+    if (this.disposed || this.packedReady || this.packingStarted) return;
+    this.packingStarted = true;
+    try {
+      await this.unembedSession();
+    } catch {
+      // A failed compile leaves the quick session serving; the next full-logits run retries.
+      this.packingStarted = false;
+      return;
+    }
+    if (this.disposed) return;
+    this.packedReady = true;
+    const quick = this.sessions.get(UNEMBED_QUICK);
+    for (const p of quick?.values() ?? []) await this.release(p);
+    quick?.clear();
   }
 
   private segmentGraph(seg: Segment, v: SegmentVariant): SegmentGraph {
@@ -465,12 +566,15 @@ export class HookedTransformer {
     return p;
   }
 
-  /** Compiles the plain forward sessions now (so the first forward is fast). */
+  /**
+   * Compiles what the first plain forward needs (its one-session chain and the unembedding), so
+   * that the first forward is fast. The per-segment sessions that runs with interventions chain
+   * are compiled when first used (14 of them for GPT-2 small, ~0.2 s of a cold start), and a
+   * large W_U is pre-packed after the first full-logits run (unembedForRun).
+   */
   async warmUp(): Promise<void> {
-    const chain = this.plainChain();
-    await this.fusedSession(chain);
-    await this.unembedSession();
-    for (const { seg, variant } of chain) await this.session(seg, variant);
+    await this.fusedSession(this.plainChain());
+    await (this.deferPacking && !this.packedReady ? this.quickUnembedSession() : this.unembedSession());
   }
 
   /** The segments and variants of a plain forward, exactly as run() plans them. */
@@ -493,7 +597,7 @@ export class HookedTransformer {
     const chain = this.plainChain();
     const chainKey = JSON.stringify(chain);
     const plainKeys = new Set(chain.map((c) => JSON.stringify(c.variant)));
-    const keep = (group: string, k: string) => (group === FUSED ? k === chainKey : group === UNEMBED || plainKeys.has(k));
+    const keep = (group: string, k: string) => (group === FUSED ? k === chainKey : group === UNEMBED || group === UNEMBED_QUICK || plainKeys.has(k));
     const drop: Promise<CompiledSession>[] = [];
     for (const [group, per] of this.sessions) {
       for (const [k, p] of [...per]) {
@@ -512,6 +616,11 @@ export class HookedTransformer {
     else await p.then((s) => s.session.release()).catch(() => undefined);
   }
 
+  /** Whether full logits come from the pre-packed unembed session yet (for tests and the bench). */
+  get unembedPacked(): boolean {
+    return !this.deferPacking || this.packedReady;
+  }
+
   /** Number of live compiled sessions (for tests and the side view). */
   sessionCount(): number {
     let n = 0;
@@ -521,6 +630,7 @@ export class HookedTransformer {
 
   async dispose(): Promise<void> {
     this.disposed = true;
+    this.cancelPackingTimer();
     const all = [...this.sessions.values()].flatMap((m) => [...m.values()]);
     this.sessions.clear();
     await Promise.all(all.map((p) => p.then((s) => s.session.release()).catch(() => undefined)));

@@ -80,6 +80,28 @@ export function buildTrainStepGraph(cfg: HookedTransformerConfig, layout: ParamL
 
   const grad = addGradients(g, loss, [flat]).get(flat)!; // [n_params]
 
+  emitAdamW(g, { flat, grad, m, v, hyper }, layout, opt);
+
+  g.output(STEP_IO.loss, OnnxDType.FLOAT, []);
+  g.output(STEP_IO.tokenLoss, OnnxDType.FLOAT, [batch, pos]);
+  g.output(STEP_IO.posLoss, OnnxDType.FLOAT, [pos]);
+  g.output(STEP_IO.gradNorm, OnnxDType.FLOAT, []);
+  g.output(STEP_IO.paramsOut, OnnxDType.FLOAT, [N]);
+  g.output(STEP_IO.mOut, OnnxDType.FLOAT, [N]);
+  g.output(STEP_IO.vOut, OnnxDType.FLOAT, [N]);
+  return g.build();
+}
+
+/**
+ * The optimizer tail of a step graph, on one flat parameter vector: the gradient norm
+ * (STEP_IO.gradNorm, before clipping), clip_grad_norm_'s clipping, and torch.optim.AdamW's update
+ * into STEP_IO.paramsOut / mOut / vOut. `hyper` [4] as stepHyper gives it; `layout` places the
+ * per-parameter decay flags (weight decay 0 gives plain Adam). Shared by the transformer trainer
+ * and the SAE trainer (sae/train.ts).
+ */
+export function emitAdamW(g: GraphBuilder, io: { flat: string; grad: string; m: string; v: string; hyper: string }, layout: ParamLayout, opt: OptimizerSettings): void {
+  const { flat, grad, m, v, hyper } = io;
+  const N = layout.total;
   const scalar = (i: number) => g.op('Gather', [hyper, g.constI64([i], [])], { axis: 0 });
   const decayFactor = scalar(0), stepSize = scalar(1), invSqrtBc2 = scalar(2), lrWd = scalar(3);
   const norm = g.op('Sqrt', [g.op('ReduceSumSquare', [grad], { keepdims: 0 })], undefined, STEP_IO.gradNorm);
@@ -109,14 +131,4 @@ export function buildTrainStepGraph(cfg: HookedTransformerConfig, layout: ParamL
   const v2 = g.op('Add', [g.op('Mul', [v, g.constF([b2])]), g.op('Mul', [g.op('Mul', [gc, gc]), g.constF([1 - b2])])], undefined, STEP_IO.vOut);
   const denom = g.op('Add', [g.op('Mul', [g.op('Sqrt', [v2]), invSqrtBc2]), g.constF([opt.eps])]);
   g.op('Sub', [p1, g.op('Mul', [g.op('Div', [m2, denom]), stepSize])], undefined, STEP_IO.paramsOut);
-
-  g.output(STEP_IO.loss, OnnxDType.FLOAT, []);
-  g.output(STEP_IO.tokenLoss, OnnxDType.FLOAT, [batch, pos]);
-  g.output(STEP_IO.posLoss, OnnxDType.FLOAT, [pos]);
-  g.output(STEP_IO.gradNorm, OnnxDType.FLOAT, []);
-  g.output(STEP_IO.paramsOut, OnnxDType.FLOAT, [N]);
-  g.output(STEP_IO.mOut, OnnxDType.FLOAT, [N]);
-  g.output(STEP_IO.vOut, OnnxDType.FLOAT, [N]);
-  return g.build();
 }
-

@@ -13,6 +13,7 @@ import { parseSaeHook, requireHook, type OutputName } from '../hooks/hooks.js';
 import { f32 } from '../tensor/tensor.js';
 import type { WireMessage } from '../../protocol/ipc.js';
 import { registerTrainingHandlers } from './trainingService.js';
+import { registerSaeTrainHandlers } from './saeTrainService.js';
 import { registerExperimentHandlers } from './experimentsWorker.js';
 import { SaeService } from '../sae/service.js';
 
@@ -127,6 +128,7 @@ export function serveEngine(channel: Channel): RpcEndpoint {
 
   // Training and the analyses of trained checkpoints (they never replace the loaded model).
   registerTrainingHandlers(rpc);
+  registerSaeTrainHandlers(rpc);
 
   void loading;
   return rpc;

@@ -191,10 +191,44 @@ export function renderTraining(first: TrainingState, ctx: ViewContext): HTMLElem
   const posSection = section(doc, 'Loss by position', posNoteText(), h(doc, 'div', { class: 'ml-toolbar' }, posBox), posChart.el);
   const posNote = posSection.querySelector('.ml-note');
 
-  const checkpoint = h(doc, 'div', { class: 'ml-mono ml-training-checkpoint', title: 'model folders loadable as models (config.json + model.safetensors), with optimizer and trainer state' });
-  const where = section(doc, 'Checkpoints', null, checkpoint);
+  const checkpoint = h(doc, 'div', { class: 'ml-mono ml-training-checkpoint', title: st.sae ? "the SAE's folder in SAELens's format (cfg.json + sae_weights.safetensors + sparsity.safetensors)" : 'model folders loadable as models (config.json + model.safetensors), with optimizer and trainer state' });
+  const where = section(doc, st.sae ? 'SAE folder' : 'Checkpoints', null, checkpoint);
 
-  const root = h(doc, 'div', { class: 'ml-view ml-training' }, header, message, stats, progress, curveSection, posSection, where);
+  // SAE training: the metrics of each snapshot (the same panel, a section of its own).
+  const saeStats = h(doc, 'div', { class: 'ml-stats ml-sae-stats' });
+  const showSaeStats = () => {
+    const m = st.sae;
+    if (!m) return;
+    const i = m.steps.length - 1;
+    const at = <T,>(xs: T[]) => (i >= 0 ? xs[i]! : null);
+    const ev = at(m.explainedVariance), l0 = at(m.l0), mse = at(m.mse), dead = at(m.deadFeatures);
+    const e = m.evaluation;
+    setChildren(
+      saeStats,
+      stat(doc, 'MSE', mse === null ? '—' : formatSig(mse, 4), 'Σ over the hook\'s width of (reconstruction − activation)², per token, mean over the steps since the last snapshot'),
+      stat(doc, 'L0', l0 === null ? '—' : formatSig(l0, 3), 'active features per token'),
+      stat(doc, 'explained variance', ev === null ? '—' : formatSig(ev, 4), '1 − Σ(x̂ − x)² / Σ(x − mean)² over the batches'),
+      stat(doc, 'dead features', dead === null ? '—' : `${dead}${m.d_sae !== null ? ` / ${m.d_sae}` : ''}`, 'features that have not fired for more than dead_feature_window steps'),
+      ...(e && e.tokens > 0 ? [stat(doc, 'held out', `EV ${formatSig(e.explainedVariance, 4)} · L0 ${formatSig(e.l0, 3)}`, `the saved SAE spliced into the model, on ${e.tokens} held-out tokens; ${e.neverFired} features never fired`)] : []),
+    );
+  };
+  const saeChart = chartSlot((d) => {
+    const m = st.sae;
+    if (!m || m.steps.length === 0) return null;
+    return h(
+      doc,
+      'div',
+      { class: 'ml-sae-charts' },
+      new StepChart(doc, { x: m.steps, y: m.explainedVariance, xAxis: 'step', yAxis: 'explained variance', log: false, height: 140 }, d).el,
+      new StepChart(doc, { x: m.steps, y: m.l0, xAxis: 'step', yAxis: 'L0', log: false, height: 120 }, d).el,
+      new StepChart(doc, { x: m.steps, y: m.deadFeatures, xAxis: 'step', yAxis: 'dead features', log: false, height: 120 }, d).el,
+    );
+  });
+  const saeNoteText = () => (st.sae ? `${st.sae.architecture} on ${st.sae.hook}${st.sae.d_in !== null ? `, d_in ${st.sae.d_in}` : ''}${st.sae.d_sae !== null ? `, d_sae ${st.sae.d_sae}` : ''}${st.sae.k !== null ? `, k ${st.sae.k}` : ''}${st.sae.corpus ? ` · ${st.sae.corpus}` : ''}` : '');
+  const saeSection = section(doc, 'SAE metrics', saeNoteText(), saeStats, saeChart.el);
+  const saeNote = saeSection.querySelector('.ml-note');
+
+  const root = h(doc, 'div', { class: 'ml-view ml-training' }, header, message, stats, progress, curveSection, saeSection, posSection, where);
   const show = (redrawCharts: boolean) => {
     root.dataset.status = st.status;
     showBadge();
@@ -206,6 +240,9 @@ export function renderTraining(first: TrainingState, ctx: ViewContext): HTMLElem
     posSection.hidden = !st.posLoss;
     if (posNote) posNote.textContent = posNoteText();
     checkpoint.textContent = st.checkpoint ?? `${st.checkpointDir} (none yet)`;
+    saeSection.hidden = !st.sae;
+    showSaeStats();
+    if (saeNote) saeNote.textContent = saeNoteText();
     if (redrawCharts) {
       curve.redraw();
       posChart.redraw();
@@ -222,6 +259,7 @@ export function renderTraining(first: TrainingState, ctx: ViewContext): HTMLElem
     show(false);
     if (curveChanged) curve.redraw();
     if (posChanged) posChart.redraw();
+    if (prev.sae?.steps.length !== next.sae?.steps.length) saeChart.redraw();
   });
   return root;
 }

@@ -12,6 +12,7 @@ import { parseExperiment, type Diagnostic, type FileReader } from '../../../src/
 import { LineIndex } from '../../../src/engine/experiments/json.js';
 import { analysisExperimentSchema, experimentSchema } from '../../../src/engine/experiments/schema.js';
 import { trainExperimentSchema } from '../../../src/engine/experiments/trainSchema.js';
+import { saeTrainExperimentSchema } from '../../../src/engine/experiments/saeTrainSchema.js';
 import { defaultCheckpointDir } from '../../../src/engine/experiments/trainParse.js';
 import { noPositionConfig } from '../../../src/engine/training/trainer.js';
 
@@ -58,13 +59,14 @@ function trainText(patch: (s: string) => string = (s) => s): string {
 
 const parse = (text: string, files: Record<string, string> = {}) => parseExperiment(text, `${DIR}/tiny.experiment.json`, reader(files));
 
-test('schemas/experiment.schema.json holds both kinds: "kind" picks the train or the analysis definition', () => {
+test('schemas/experiment.schema.json holds every kind: "kind" picks the train, train_sae or analysis definition', () => {
   const file = JSON.parse(fs.readFileSync(path.join(ROOT, 'schemas', 'experiment.schema.json'), 'utf8')) as typeof experimentSchema;
   assert.deepEqual(file, JSON.parse(JSON.stringify(experimentSchema)), 'regenerate with UPDATE_SCHEMA=1 node scripts/test-unit.mjs experimentsParse');
   assert.deepEqual(file.if, { properties: { kind: { const: 'train' } }, required: ['kind'] });
   assert.deepEqual(file.then, { $ref: '#/definitions/train' });
-  assert.deepEqual(file.else, { $ref: '#/definitions/analysis' });
+  assert.deepEqual(file.else, { if: { properties: { kind: { const: 'train_sae' } }, required: ['kind'] }, then: { $ref: '#/definitions/train_sae' }, else: { $ref: '#/definitions/analysis' } });
   assert.deepEqual(file.definitions!['train'], JSON.parse(JSON.stringify(trainExperimentSchema)));
+  assert.deepEqual(file.definitions!['train_sae'], JSON.parse(JSON.stringify(saeTrainExperimentSchema)));
   assert.deepEqual(Object.keys(file.definitions!['analysis']!.properties!), Object.keys(analysisExperimentSchema.properties!));
   // Every property an editor completes has a description (hover text).
   const walk = (s: typeof experimentSchema, where: string) => {
@@ -74,6 +76,7 @@ test('schemas/experiment.schema.json holds both kinds: "kind" picks the train or
     }
   };
   walk(trainExperimentSchema, 'train');
+  walk(saeTrainExperimentSchema, 'train_sae');
 });
 
 test('samples/no-position.experiment.json is the no-positional-embedding experiment exactly (the engine\'s noPositionConfig)', () => {
