@@ -47,6 +47,11 @@ const FAMILIES: Family[] = [
   // Gemma-2-2B: post-norms, softcaps, alternating local/global layers, a 256000-token tied
   // vocabulary (its embedding is a quarter of the weights); n_ctx 2048 as for Llama-3.2-1B.
   { id: 'gemma-2-2b', hf: { model_type: 'gemma2', num_hidden_layers: 26, hidden_size: 2304, num_attention_heads: 8, num_key_value_heads: 4, head_dim: 256, intermediate_size: 9216, vocab_size: 256000, max_position_embeddings: 2048, rms_norm_eps: 1e-6, hidden_activation: 'gelu_pytorch_tanh', query_pre_attn_scalar: 256, sliding_window: 4096, attn_logit_softcapping: 50, final_logit_softcapping: 30, tie_word_embeddings: true, rope_theta: 10000 }, tiny: { num_hidden_layers: 2, hidden_size: 32, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8, intermediate_size: 64, vocab_size: 64, max_position_embeddings: 32, sliding_window: 4 } },
+  // Mixtures of experts, narrowed to fit a dev machine (Mixtral 8x7B is 47B parameters, OLMoE-1B-7B
+  // 6.9B): each keeps its model's routing (8 experts, top 2; 64 experts, top 8), its expert width
+  // relative to d_model (3.5x; 0.5x), its head layout and vocabulary, at d_model 512 and 8 / 6 layers.
+  { id: 'moe-mixtral-proportions-0.2b', hf: { model_type: 'mixtral', num_hidden_layers: 8, hidden_size: 512, num_attention_heads: 8, num_key_value_heads: 2, intermediate_size: 1792, num_local_experts: 8, num_experts_per_tok: 2, vocab_size: 32000, max_position_embeddings: 2048, rms_norm_eps: 1e-5, hidden_act: 'silu', tie_word_embeddings: false, rope_theta: 1000000 }, tiny: { num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 64, vocab_size: 64, max_position_embeddings: 32 } },
+  { id: 'moe-olmoe-proportions-0.2b', hf: { model_type: 'olmoe', num_hidden_layers: 6, hidden_size: 512, num_attention_heads: 16, num_key_value_heads: 16, intermediate_size: 256, num_experts: 64, num_experts_per_tok: 8, norm_topk_prob: false, vocab_size: 50304, max_position_embeddings: 2048, rms_norm_eps: 1e-5, hidden_act: 'silu', tie_word_embeddings: false, rope_theta: 10000 }, tiny: { num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 4, num_key_value_heads: 4, intermediate_size: 16, num_experts: 8, vocab_size: 64, max_position_embeddings: 32 } },
 ];
 
 const TARGET_RSS_RATIO = 1.25;

@@ -99,7 +99,7 @@ export class LoadedEngine {
         model_name: cfg.model_name, n_layers: cfg.n_layers, d_model: cfg.d_model, n_heads: cfg.n_heads, d_head: cfg.d_head,
         d_mlp: cfg.d_mlp, attn_only: cfg.attn_only === true, d_vocab: cfg.d_vocab, n_ctx: cfg.n_ctx, act_fn: cfg.act_fn, normalization_type: cfg.normalization_type,
         positional_embedding_type: cfg.positional_embedding_type, original_architecture: cfg.original_architecture,
-        n_key_value_heads: cfg.n_key_value_heads,
+        n_key_value_heads: cfg.n_key_value_heads, num_experts: cfg.num_experts, experts_per_token: cfg.experts_per_token,
       },
       processing: this.model.processing,
       device: this.model.runtime.device,

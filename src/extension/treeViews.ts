@@ -87,6 +87,7 @@ function modelNodes(info: ModelInfo): Node[] {
     ['n_layers', c.n_layers], ['n_heads', c.n_heads], ['d_model', c.d_model], ['d_head', c.d_head], ['d_mlp', c.d_mlp], ['d_vocab', c.d_vocab],
     ['n_ctx', c.n_ctx], ['act_fn', c.act_fn], ['normalization_type', c.normalization_type], ['positional_embedding_type', c.positional_embedding_type],
     ...(c.n_key_value_heads ? [['n_key_value_heads', c.n_key_value_heads] as [string, number]] : []),
+    ...(c.num_experts ? [['num_experts', c.num_experts] as [string, number], ['experts_per_token', c.experts_per_token ?? null] as [string, number | null]] : []),
     ...(c.original_architecture ? [['architecture', c.original_architecture] as [string, string]] : []),
   ];
   return [
@@ -105,7 +106,7 @@ function modelNodes(info: ModelInfo): Node[] {
 /** Size of each axis for the model, to show next to the axis names. */
 export function axisSizes(info: ModelInfo): Record<string, number | undefined> {
   const c = info.cfg;
-  return { d_model: c.d_model, head_index: c.n_heads, d_head: c.d_head, d_mlp: c.d_mlp ?? undefined, d_vocab: c.d_vocab, one: 1 };
+  return { d_model: c.d_model, head_index: c.n_heads, d_head: c.d_head, d_mlp: c.d_mlp ?? undefined, d_vocab: c.d_vocab, one: 1, expert: c.num_experts ?? undefined, top_k: c.experts_per_token ?? undefined };
 }
 
 export function hookShape(h: HookInfo, sizes: Record<string, number | undefined>): string {

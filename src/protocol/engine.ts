@@ -26,6 +26,9 @@ export interface ModelConfigInfo {
   original_architecture?: string;
   /** Grouped-query attention: heads of keys and values (null: n_heads). */
   n_key_value_heads?: number | null;
+  /** Mixture of experts (Mixtral, OLMoE): experts per layer and how many each token uses (null: a dense MLP). */
+  num_experts?: number | null;
+  experts_per_token?: number | null;
 }
 
 export interface HookInfo {

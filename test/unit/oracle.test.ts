@@ -18,7 +18,7 @@ const ATOL = 1e-4;
  */
 const MISSING_HOOKS = new Set(['unembed.hook_in', 'unembed.hook_out']);
 /** The families MechLens runs today (the others' fixtures wait for their architecture). */
-const SUPPORTED_FAMILIES = new Set(['gpt2', 'neox', 'llama', 'mistral', 'qwen2', 'qwen3', 'phi3', 'gptj', 'gemma', 'gemma2', 'gemma3', 'gptneo', 'olmo2', 'opt', 'bloom']);
+const SUPPORTED_FAMILIES = new Set(['gpt2', 'neox', 'llama', 'mistral', 'qwen2', 'qwen3', 'phi3', 'gptj', 'gemma', 'gemma2', 'gemma3', 'gptneo', 'olmo2', 'opt', 'bloom', 'mixtral', 'olmoe']);
 
 test('the oracle fixtures exist and were made by TransformerLens 3.x', () => {
   const names = oracleFixtureNames();

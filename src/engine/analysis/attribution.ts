@@ -27,6 +27,7 @@ import { OnnxDType } from '../graph/onnxProto.js';
 import { ortF32, ortI64, type CompiledSession } from '../backends/onnx/runtime.js';
 import type { HookedTransformer, Tokens } from '../model/hookedTransformer.js';
 import type { HookName } from '../hooks/hooks.js';
+import { isMoe } from '../model/config.js';
 import { emitForward, initializerParams, packQKV } from '../training/model.js';
 import type { F32 } from '../tensor/tensor.js';
 
@@ -63,7 +64,9 @@ function sweepHooks(model: HookedTransformer): HookName[] {
     const b = `blocks.${l}`;
     out.push(`${b}.hook_resid_pre` as HookName, `${b}.hook_attn_out` as HookName);
     for (const a of HEAD_ACTS) out.push(`${b}.attn.hook_${a}` as HookName);
-    if (!model.cfg.attn_only) out.push(`${b}.hook_mlp_out` as HookName, `${b}.mlp.hook_post` as HookName);
+    if (!model.cfg.attn_only) out.push(`${b}.hook_mlp_out` as HookName);
+    // Neurons: a mixture of experts has no layer-wide hook_post (each expert's rows are its routed tokens).
+    if (!model.cfg.attn_only && !isMoe(model.cfg)) out.push(`${b}.mlp.hook_post` as HookName);
   }
   return out;
 }
@@ -174,13 +177,8 @@ export class AttributionPatcher {
         // q/k/v/z [batch, pos, head_index, d_head]; pattern [batch, head_index, query_pos, key_pos]
         res.heads[a].push(a === 'pattern' ? byAxis(t, [B, H, P * P], denom) : byAxis(t, [B * P, H, dh], denom));
       }
-      if (cfg.attn_only) {
-        res.mlpOut.push([]);
-        res.neurons.push([]);
-      } else {
-        res.mlpOut.push(byPosition(get(`${b}.hook_mlp_out`), B, P, d, denom));
-        res.neurons.push(byAxis(get(`${b}.mlp.hook_post`), [B * P, dm, 1], denom)); // hook_post [batch, pos, d_mlp]
-      }
+      res.mlpOut.push(cfg.attn_only ? [] : byPosition(get(`${b}.hook_mlp_out`), B, P, d, denom));
+      res.neurons.push(cfg.attn_only || isMoe(cfg) ? [] : byAxis(get(`${b}.mlp.hook_post`), [B * P, dm, 1], denom)); // hook_post [batch, pos, d_mlp]
     }
     return res;
   }

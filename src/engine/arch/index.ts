@@ -20,10 +20,12 @@ import { qwen2 } from './qwen2.js';
 import { qwen3 } from './qwen3.js';
 import { phi3 } from './phi3.js';
 import { gptj } from './gptj.js';
+import { mixtral } from './mixtral.js';
+import { olmoe } from './olmoe.js';
 
 export type { ArchFamily, HfConfig } from './family.js';
 
-export const FAMILIES: readonly ArchFamily[] = [gpt2, neox, llama, mistral, qwen2, qwen3, phi3, gptj, gemma, gemma2, gemma3, gptneo, olmo2, opt, bloom];
+export const FAMILIES: readonly ArchFamily[] = [gpt2, neox, llama, mistral, qwen2, qwen3, phi3, gptj, gemma, gemma2, gemma3, gptneo, olmo2, opt, bloom, mixtral, olmoe];
 
 /** A one-line list of what is supported, for error messages and docs. */
 export function supportedFamilies(): string {

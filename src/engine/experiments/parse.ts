@@ -16,7 +16,7 @@ import { isSaeTrainRoot, resolveSaeTrainExperiment, type ResolvedSaeTrainExperim
 export type { Diagnostic, Location } from './diagnostics.js';
 import { confinedReader, readNamedFile, type FileReader, type NamedFiles } from './files.js';
 import { parsePromptsFile, splitLines } from '../prompts/promptsFile.js';
-import type { HookedTransformerConfig } from '../model/config.js';
+import { isMoe, type HookedTransformerConfig } from '../model/config.js';
 import { allHooks, parseSaeHook, requireHook } from '../hooks/hooks.js';
 import { toSingleToken, toTokens, tokensToStrings, type Tokenizer } from '../model/tokenizer.js';
 import type { Processing } from '../model/params.js';
@@ -467,7 +467,10 @@ export function checkWithModel(x: ResolvedExperiment, cfg: HookedTransformerConf
     };
     const mlpOk = () => {
       if (cfg.d_mlp === null) err(at('kind'), `${s.kind} needs MLP layers, but ${name} is attention-only`, 'attn-only');
-      return cfg.d_mlp !== null;
+      // A mixture of experts has no layer-wide neurons: each expert's fire only on the tokens
+      // routed to it (blocks.L.mlp.experts.E.hook_post [routed, d_mlp]).
+      if (isMoe(cfg)) err(at('kind'), `${s.kind} reads a layer's MLP neurons (blocks.L.mlp.hook_post [batch, pos, d_mlp]), but ${name} is a mixture of experts: its neurons belong to each of ${cfg.num_experts} experts and fire only on the tokens the router sends there (blocks.L.mlp.experts.E.hook_post); use patch with hook mlp_out, or read the expert hooks with mechlens cache`, 'range');
+      return cfg.d_mlp !== null && !isMoe(cfg);
     };
     switch (s.kind) {
       case 'test_prompt':

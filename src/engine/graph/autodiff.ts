@@ -420,6 +420,28 @@ function inferNode(n: OnnxNode, st: ShapeTable): void {
       set(n.outputs[1], x, t(0));
       return;
     }
+    case 'TopK': {
+      // values (the input's dtype) and int64 indices, [..., k, ...] along `axis`.
+      const x = d(0), k = ints(1);
+      const dims = x ? [...x] : undefined;
+      if (dims && k && k.length === 1) dims[normAxis(attrInt(n, 'axis', -1), dims.length)] = k[0]!;
+      set(out, dims, t(0));
+      return set(n.outputs[1], dims, OnnxDType.INT64);
+    }
+    case 'NonZero': {
+      // int64 [rank, count]: the count depends on the data.
+      const x = d(0);
+      return set(out, x ? [x.length, unknownDim()] : undefined, OnnxDType.INT64);
+    }
+    case 'Clip':
+    case 'CumSum':
+      return set(out, d(0), t(0));
+    case 'GatherND': {
+      const x = d(0), idx = d(1);
+      if (!x || !idx) return set(out, undefined, t(0));
+      const k = idx[idx.length - 1];
+      return set(out, typeof k === 'number' ? [...idx.slice(0, -1), ...x.slice(k)] : undefined, t(0));
+    }
     case 'Range': {
       // Known start / limit / delta (the rotary and mask positions of a fixed-shape graph) give the length.
       const [a, l, dl] = [ints(0), ints(1), ints(2)];
@@ -798,6 +820,34 @@ const RULES: Record<string, Rule> = {
     const idx64 = e.st.dtypes.get(idx) === OnnxDType.INT64 ? idx : e.op('Cast', [idx], { to: OnnxDType.INT64 });
     const ind = e.op('Unsqueeze', [idx64, e.g.constI64([-1])]);
     return [e.op('ScatterND', [e.zerosLike(data), ind, gOut[0]!], { reduction: 'add' }), null];
+  },
+  // Values of a top-k go back to the positions they were taken from (indices are distinct).
+  TopK: (e, n, gOut, active) => {
+    if (!active(0) || !gOut[0]) return [null, null];
+    const axis = attrInt(n, 'axis', -1);
+    return [e.op('ScatterElements', [e.zerosLike(n.inputs[0]!), n.outputs[1]!, gOut[0]], { axis, reduction: 'add' }), null];
+  },
+  // The data's gradient passes where nothing overwrote it (reduction add: everywhere); each update
+  // row's gradient is the output gradient at the row it went to.
+  ScatterND: (e, n, gOut, active) => {
+    const g = gOut[0]!, idx = n.inputs[1]!, upd = n.inputs[2]!;
+    const add = attrString(n, 'reduction', 'none') === 'add';
+    if (!add && attrString(n, 'reduction', 'none') !== 'none') throw new Error(`autodiff: ScatterND ${n.outputs[0]} with reduction ${attrString(n, 'reduction', 'none')} has no gradient rule (add or none only)`);
+    const gData = active(0) ? (add ? g : e.op('ScatterND', [g, idx, e.zerosLike(upd)])) : null;
+    return [gData, null, active(2) ? e.op('GatherND', [g, idx]) : null];
+  },
+  Clip: (e, n, gOut, active) => {
+    if (!active(0)) return n.inputs.map(() => null);
+    const x = n.inputs[0]!, lo = n.inputs[1], hi = n.inputs[2];
+    // Passes where lo <= x <= hi (torch.clamp's gradient), zero where clamped.
+    let keep: string | null = null;
+    if (lo) keep = e.op('GreaterOrEqual', [x, lo]);
+    if (hi) {
+      const le = e.op('LessOrEqual', [x, hi]);
+      keep = keep ? e.op('And', [keep, le]) : le;
+    }
+    const gx = keep ? e.op('Mul', [gOut[0]!, e.op('Cast', [keep], { to: OnnxDType.FLOAT })]) : gOut[0]!;
+    return [gx, ...n.inputs.slice(1).map(() => null)];
   },
   GatherElements: (e, n, gOut, active) => {
     if (!active(0)) return [null, null];

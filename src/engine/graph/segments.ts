@@ -12,7 +12,7 @@
  * (as TransformerLens's cache hooks registered after the intervention hooks would see them).
  */
 import type { HookedTransformerConfig } from '../model/config.js';
-import { hookAxes, hookDims, parseSaeHook, type HookName, type OutputName, type SaeHookName } from '../hooks/hooks.js';
+import { hookAxes, hookDims, isMoeHook, parseSaeHook, type HookName, type OutputName, type SaeHookName } from '../hooks/hooks.js';
 import type { InterventionKind } from '../interventions/plan.js';
 import type { F32 } from '../tensor/tensor.js';
 import { emitSae, type SaeEmitter, type SaeSlot } from '../sae/graph.js';
@@ -21,7 +21,7 @@ import { GraphBuilder } from './builder.js';
 import { emitAttention } from './components/attention.js';
 import { emitEmbed, emitLogits, emitUnembed } from './components/embed.js';
 import { lastPosition, SLICE_END, type Emitter } from './components/emitter.js';
-import { emitMlp } from './components/mlp.js';
+import { emitFeedForward } from './components/moe.js';
 import { emitNorm, emitPostNorm, emitPreNorm } from './components/norm.js';
 import { OnnxDType, type OnnxGraph, type OnnxNode, type OnnxTensor, type OnnxValueInfo } from './onnxProto.js';
 
@@ -259,13 +259,13 @@ export function buildBlockGraph(cfg: HookedTransformerConfig, params: ParamSourc
     if (cfg.attn_only) throw new Error('internal: an attention-only block has no resid_mid to start from');
     if (cfg.parallel_attn_mlp) throw new Error(`block ${layer} runs attention and MLP in parallel: there is no resid_mid to start from`);
     const mlpHooks = new Set(['hook_resid_mid', 'ln2.hook_scale', 'ln2.hook_normalized', 'mlp.hook_pre', 'mlp.hook_pre_linear', 'mlp.hook_post', 'ln2_post.hook_scale', 'ln2_post.hook_normalized', 'hook_mlp_out', 'hook_resid_post'].map(h));
-    const bad = [...v.outputs, ...v.slots.map((s) => s.hook), ...(v.saes ?? []).flatMap((s) => [s.hookIn, s.hookOut])].find((n) => !mlpHooks.has(parseSaeHook(n)?.base ?? n));
+    const bad = [...v.outputs, ...v.slots.map((s) => s.hook), ...(v.saes ?? []).flatMap((s) => [s.hookIn, s.hookOut])].find((n) => !mlpHooks.has(parseSaeHook(n)?.base ?? n) && !isMoeHook(n));
     if (bad) throw new Error(`internal: block ${layer} starts at resid_mid, so ${bad} is not computed`);
   }
   const plain = v.lastPos === true;
   const hk = (name: string, value: string) => (plain ? value : b.hook(h(name), value));
   /** ln2, the MLP (hook_mlp_out) on `from` [batch, pos, d_model]. */
-  const mlpOut = (from: string) => hk('hook_mlp_out', emitPostNorm(b, P, 'ln2', emitMlp(b, P, emitPreNorm(b, P, 'ln2', from, plain), plain), plain));
+  const mlpOut = (from: string) => hk('hook_mlp_out', emitPostNorm(b, P, 'ln2', emitFeedForward(b, P, emitPreNorm(b, P, 'ln2', from, plain), plain), plain));
 
   let residPost: string;
   if (v.fromMid) {

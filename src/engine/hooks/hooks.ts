@@ -27,6 +27,9 @@ export interface HookConfig {
   use_normalization_before_and_after: boolean;
   /** BLOOM's LayerNorm on the token embedding (embed.ln hooks, before hook_embed). */
   post_embedding_ln?: boolean;
+  /** Mixture-of-experts MLP (Mixtral, OLMoE): experts and how many each token uses (null: dense). */
+  num_experts?: number | null;
+  experts_per_token?: number | null;
 }
 type HookedTransformerConfig = HookConfig;
 
@@ -66,7 +69,18 @@ export type BlockHookSuffix =
   | 'attn.hook_result'
   | 'mlp.hook_pre'
   | 'mlp.hook_pre_linear'
-  | 'mlp.hook_post';
+  | 'mlp.hook_post'
+  | 'mlp.hook_expert_weights'
+  | 'mlp.hook_expert_indices'
+  | ExpertHookSuffix;
+
+/**
+ * One expert's hooks in a mixture-of-experts MLP (TransformerLens's MoEGatedMLP): hook_gate =
+ * x W_gate (before the activation), hook_pre = x W_in, hook_post = act(gate) * pre, each
+ * [routed, d_mlp] over the tokens routed to that expert only.
+ */
+export type ExpertHookSuffix = `mlp.experts.${number}.${'hook_gate' | 'hook_pre' | 'hook_post'}`;
+const EXPERT_HOOK = /^mlp\.experts\.(\d+)\.(hook_gate|hook_pre|hook_post)$/;
 
 export type GlobalHook = 'embed.ln.hook_scale' | 'embed.ln.hook_normalized' | 'hook_embed' | 'hook_pos_embed' | 'ln_final.hook_scale' | 'ln_final.hook_normalized';
 export type HookName = GlobalHook | `blocks.${number}.${BlockHookSuffix}`;
@@ -96,9 +110,16 @@ export function parseSaeHook(name: string): { base: HookName; suffix: SaeHookSuf
  */
 export type Axis =
   | 'batch' | 'pos' | 'd_model' | 'head_index' | 'd_head' | 'query_pos' | 'key_pos' | 'd_mlp' | 'd_vocab' | 'one'
-  | 'batch_pos_head' | 'head_index_d_head' | 'd_sae';
+  | 'batch_pos_head' | 'head_index_d_head' | 'd_sae'
+  /**
+   * Mixture of experts: 'batch_pos' is batch and pos flattened (TransformerLens's router runs on
+   * [batch·pos, d_model]); 'expert' num_experts; 'top_k' experts_per_token; 'routed' the tokens
+   * one expert received, as TransformerLens gathers them (all tokens that ranked it first, in
+   * batch·pos order, then those that ranked it second, ...), so its size depends on the input.
+   */
+  | 'batch_pos' | 'expert' | 'top_k' | 'routed';
 
-const BLOCK_AXES: Record<BlockHookSuffix, readonly Axis[]> = {
+const BLOCK_AXES: Record<Exclude<BlockHookSuffix, ExpertHookSuffix>, readonly Axis[]> = {
   hook_resid_pre: ['batch', 'pos', 'd_model'],
   hook_resid_mid: ['batch', 'pos', 'd_model'],
   hook_resid_post: ['batch', 'pos', 'd_model'],
@@ -129,7 +150,21 @@ const BLOCK_AXES: Record<BlockHookSuffix, readonly Axis[]> = {
   'mlp.hook_pre': ['batch', 'pos', 'd_mlp'],
   'mlp.hook_pre_linear': ['batch', 'pos', 'd_mlp'],
   'mlp.hook_post': ['batch', 'pos', 'd_mlp'],
+  'mlp.hook_expert_weights': ['batch_pos', 'expert'],
+  'mlp.hook_expert_indices': ['batch_pos', 'top_k'],
 };
+const EXPERT_AXES: readonly Axis[] = ['routed', 'd_mlp'];
+
+/** The expert of an expert hook's suffix (`mlp.experts.3.hook_pre` -> 3), else null. */
+export function expertOfHook(name: string): number | null {
+  const m = /(?:^|\.)mlp\.experts\.(\d+)\.hook_(?:gate|pre|post)$/.exec(name);
+  return m ? Number(m[1]) : null;
+}
+
+/** Hooks of a mixture-of-experts MLP (the router's and the experts'). */
+export function isMoeHook(name: string): boolean {
+  return /\.mlp\.(hook_expert_weights|hook_expert_indices|experts\.\d+\.hook_\w+)$/.test(name);
+}
 const GLOBAL_AXES: Record<GlobalHook | 'logits', readonly Axis[]> = {
   'embed.ln.hook_scale': ['batch', 'pos', 'one'],
   'embed.ln.hook_normalized': ['batch', 'pos', 'd_model'],
@@ -148,7 +183,7 @@ const QK_NORM_WHOLE_AXES: Partial<Record<BlockHookSuffix, readonly Axis[]>> = {
 };
 const isQkNormSuffix = (s: string): boolean => s.startsWith('attn.q_norm.') || s.startsWith('attn.k_norm.');
 
-export const BLOCK_HOOK_SUFFIXES = Object.keys(BLOCK_AXES) as BlockHookSuffix[];
+export const BLOCK_HOOK_SUFFIXES = Object.keys(BLOCK_AXES) as Exclude<BlockHookSuffix, ExpertHookSuffix>[];
 
 export interface ParsedHook {
   name: OutputName;
@@ -163,7 +198,9 @@ export function parseHook(name: string, cfg: Pick<HookedTransformerConfig, 'n_la
   if (!m) return null;
   const layer = Number(m[1]);
   const suffix = m[2] as BlockHookSuffix;
-  if (!(suffix in BLOCK_AXES) || layer >= cfg.n_layers || String(layer) !== m[1]) return null;
+  const ex = EXPERT_HOOK.exec(suffix);
+  if (ex && String(Number(ex[1])) !== ex[1]) return null;
+  if ((!(suffix in BLOCK_AXES) && !ex) || layer >= cfg.n_layers || String(layer) !== m[1]) return null;
   return { name: name as HookName, layer, suffix };
 }
 
@@ -192,6 +229,17 @@ export function requireHook(name: string, cfg: HookedTransformerConfig): ParsedH
     if (cfg.attn_only && p.suffix.startsWith('ln2_post.')) throw new Error(`hook ${name} does not exist in an attention-only model`);
     if (!cfg.gated_mlp && p.suffix === 'mlp.hook_pre_linear') {
       throw new Error(`hook ${name} exists only in models with a gated MLP`);
+    }
+    const moe = (cfg.num_experts ?? 0) > 0;
+    if (moe && /^mlp\.hook_(pre|pre_linear|post)$/.test(p.suffix)) {
+      throw new Error(`hook ${name} does not exist in a mixture-of-experts model: each expert has its own (blocks.${p.layer}.mlp.experts.<e>.hook_gate / hook_pre / hook_post), and the router has mlp.hook_expert_weights / hook_expert_indices`);
+    }
+    if (!moe && (EXPERT_HOOK.test(p.suffix) || p.suffix === 'mlp.hook_expert_weights' || p.suffix === 'mlp.hook_expert_indices')) {
+      throw new Error(`hook ${name} exists only in mixture-of-experts models (Mixtral, OLMoE)`);
+    }
+    const ex = expertOfHook(p.suffix);
+    if (ex !== null && ex >= cfg.num_experts!) {
+      throw new Error(`unknown hook ${JSON.stringify(name)}: the model has ${cfg.num_experts} experts per layer (0..${cfg.num_experts! - 1})`);
     }
     if (!cfg.post_embedding_ln && p.suffix.startsWith('embed.ln.')) {
       throw new Error(`hook ${name} exists only in models with a LayerNorm on the token embedding (BLOOM)`);
@@ -263,7 +311,9 @@ export function hookAxes(name: OutputName, cfg: Pick<HookedTransformerConfig, 'n
   if (!p) throw new Error(`unknown hook ${JSON.stringify(name)}`);
   if (p.layer === null) return GLOBAL_AXES[p.suffix as GlobalHook | 'logits'];
   const suffix = p.suffix as BlockHookSuffix;
-  return (qkNormOf(cfg) === 'whole' ? QK_NORM_WHOLE_AXES[suffix] : undefined) ?? BLOCK_AXES[suffix];
+  if (EXPERT_HOOK.test(suffix)) return EXPERT_AXES;
+  const fixed = suffix as Exclude<BlockHookSuffix, ExpertHookSuffix>;
+  return (qkNormOf(cfg) === 'whole' ? QK_NORM_WHOLE_AXES[fixed] : undefined) ?? BLOCK_AXES[fixed];
 }
 
 /**
@@ -280,6 +330,7 @@ export function hookHeads(name: OutputName, cfg: HookedTransformerConfig): numbe
  * symbolic names for the batch and position axes.
  */
 export function hookDims<D extends number | string = number>(name: OutputName, cfg: HookedTransformerConfig, batch: D, pos: D): (number | D)[] {
+  const numeric = typeof batch === 'number' && typeof pos === 'number';
   return hookAxes(name, cfg).map((a) => {
     switch (a) {
       case 'batch': return batch;
@@ -295,6 +346,13 @@ export function hookDims<D extends number | string = number>(name: OutputName, c
       // memory planner take the q and k rows (different sizes under GQA) for one size.
       case 'batch_pos_head': return typeof batch === 'number' && typeof pos === 'number' ? batch * pos * hookHeads(name, cfg) : ('' as D);
       case 'head_index_d_head': return hookHeads(name, cfg) * cfg.d_head;
+      // Flattened rows: a symbolic '' dim in graph value_info, as batch_pos_head.
+      case 'batch_pos': return numeric ? (batch as number) * (pos as number) : ('' as D);
+      case 'expert': return cfg.num_experts ?? 0;
+      case 'top_k': return cfg.experts_per_token ?? 0;
+      // Data-dependent (how many tokens the router sent to the expert): -1 when sizes are asked
+      // for (no intervention or SAE can target these hooks), '' in graph value_info.
+      case 'routed': return numeric ? -1 : ('' as D);
     }
   });
 }
@@ -318,9 +376,15 @@ export function allHooks(cfg: HookedTransformerConfig): HookName[] {
     if (!cfg.attn_only) {
       if (!cfg.parallel_attn_mlp) out.push(`${b}hook_resid_mid`);
       if (ln) out.push(`${b}ln2.hook_scale`, `${b}ln2.hook_normalized`);
-      out.push(`${b}mlp.hook_pre`);
-      if (cfg.gated_mlp) out.push(`${b}mlp.hook_pre_linear`);
-      out.push(`${b}mlp.hook_post`);
+      if ((cfg.num_experts ?? 0) > 0) {
+        // TransformerLens's MoE: the router's hooks, then each expert's in expert order.
+        out.push(`${b}mlp.hook_expert_weights`, `${b}mlp.hook_expert_indices`);
+        for (let e = 0; e < cfg.num_experts!; e++) out.push(`${b}mlp.experts.${e}.hook_gate`, `${b}mlp.experts.${e}.hook_pre`, `${b}mlp.experts.${e}.hook_post`);
+      } else {
+        out.push(`${b}mlp.hook_pre`);
+        if (cfg.gated_mlp) out.push(`${b}mlp.hook_pre_linear`);
+        out.push(`${b}mlp.hook_post`);
+      }
       if (post) out.push(`${b}ln2_post.hook_scale`, `${b}ln2_post.hook_normalized`);
       out.push(`${b}hook_mlp_out`);
     }

@@ -20,10 +20,11 @@ import type { HookName, SaeHookName } from '../hooks/hooks.js';
 /**
  * Which entries an intervention touches, by axis name of the hook (see hooks.ts):
  * batch, pos, head_index, query_pos, key_pos, d_mlp (neurons), d_model, d_head, d_sae (the
- * features of an SAE spliced in the run, at its hook_sae_acts_pre / hook_sae_acts_post).
+ * features of an SAE spliced in the run, at its hook_sae_acts_pre / hook_sae_acts_post), and a
+ * mixture of experts' router axes: expert, batch_pos (batch and pos flattened), top_k.
  * An absent or null axis means "all". Negative positions count from the end (TransformerLens style).
  */
-export type InterventionIndex = Partial<Record<'batch' | 'pos' | 'head_index' | 'query_pos' | 'key_pos' | 'd_mlp' | 'd_model' | 'd_head' | 'd_sae', readonly number[] | null>>;
+export type InterventionIndex = Partial<Record<'batch' | 'pos' | 'head_index' | 'query_pos' | 'key_pos' | 'd_mlp' | 'd_model' | 'd_head' | 'd_sae' | 'expert' | 'batch_pos' | 'top_k', readonly number[] | null>>;
 
 interface Base {
   /** A model hook, or a hook of an SAE spliced in the same run (`<hook>.hook_sae_acts_post`). */

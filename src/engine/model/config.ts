@@ -87,6 +87,16 @@ export interface HookedTransformerConfig {
    * as TransformerLens does (its Embed builds it once, whatever processing later says).
    */
   post_embedding_ln: boolean;
+  /**
+   * Mixture-of-experts MLP (Mixtral, OLMoE; TransformerLens's MoE): num_experts gated experts,
+   * of which a router picks experts_per_token per token (both null: a dense MLP).
+   */
+  num_experts: number | null;
+  experts_per_token: number | null;
+  /** MoE: the chosen experts' router probabilities are renormalized to sum to 1 (Mixtral). */
+  norm_topk_prob: boolean;
+  /** OLMoE / OLMo 1: q, k and v clamped to [-clip_qkv, clip_qkv] after the projections and q/k norms (null: no clamp). */
+  clip_qkv: number | null;
 }
 
 export type ConfigInput = Partial<HookedTransformerConfig> &
@@ -139,6 +149,10 @@ export function makeConfig(c: ConfigInput): HookedTransformerConfig {
     default_prepend_bos: c.default_prepend_bos ?? true,
     use_qk_norm: c.use_qk_norm ?? false,
     post_embedding_ln: c.post_embedding_ln ?? false,
+    num_experts: c.num_experts ?? null,
+    experts_per_token: c.experts_per_token ?? null,
+    norm_topk_prob: c.norm_topk_prob ?? false,
+    clip_qkv: c.clip_qkv ?? null,
   };
   const positive: (keyof HookedTransformerConfig)[] = ['n_layers', 'd_model', 'n_heads', 'd_head', 'd_vocab', 'd_vocab_out', 'n_ctx'];
   for (const k of positive) {
@@ -166,6 +180,22 @@ export function makeConfig(c: ConfigInput): HookedTransformerConfig {
   if (cfg.attn_types !== null && cfg.attn_types.length !== cfg.n_layers) {
     throw new Error(`config field attn_types must list one of 'global' / 'local' per layer (${cfg.n_layers}), got ${cfg.attn_types.length}`);
   }
+  if ((cfg.num_experts === null) !== (cfg.experts_per_token === null)) {
+    throw new Error(`config fields num_experts and experts_per_token must be given together (a mixture-of-experts MLP), got ${cfg.num_experts} and ${cfg.experts_per_token}`);
+  }
+  if (cfg.num_experts !== null) {
+    const E = cfg.num_experts, k = cfg.experts_per_token!;
+    if (!Number.isInteger(E) || E <= 0) throw new Error(`config field num_experts must be a positive integer, got ${JSON.stringify(E)}`);
+    if (!Number.isInteger(k) || k <= 0 || k > E) throw new Error(`config field experts_per_token must be an integer in 1..num_experts (${E}), got ${JSON.stringify(k)}`);
+    if (!cfg.gated_mlp) throw new Error('config field gated_mlp must be true with num_experts: every expert is a gated MLP (TransformerLens\'s MoEGatedMLP)');
+    if (cfg.normalization_type !== 'RMS' && cfg.normalization_type !== 'RMSPre') {
+      throw new Error(`config field normalization_type must be RMS or RMSPre with num_experts (the MoE families are RMS-normalized; folding a LayerNorm's bias into experts is not defined here), got ${JSON.stringify(cfg.normalization_type)}`);
+    }
+    if (cfg.attn_only || cfg.parallel_attn_mlp || cfg.use_normalization_before_and_after || cfg.act_fn === 'solu_ln') {
+      throw new Error('config: num_experts cannot be combined with attn_only, parallel_attn_mlp, use_normalization_before_and_after or act_fn solu_ln');
+    }
+  }
+  if (cfg.clip_qkv !== null && !(cfg.clip_qkv > 0)) throw new Error(`config field clip_qkv must be > 0 (or null), got ${cfg.clip_qkv}`);
   if (!(cfg.attn_scale > 0)) throw new Error(`config field attn_scale must be > 0, got ${cfg.attn_scale}`);
   if (!(cfg.eps > 0)) throw new Error(`config field eps must be > 0, got ${cfg.eps}`);
   return cfg;
@@ -208,6 +238,11 @@ export const POST_NORM_ARCHITECTURES: readonly string[] = ['Olmo2ForCausalLM', '
 
 export function isPostNormArch(cfg: Pick<HookedTransformerConfig, 'original_architecture'>): boolean {
   return POST_NORM_ARCHITECTURES.includes(cfg.original_architecture);
+}
+
+/** Whether the MLP is a mixture of experts (TransformerLens's MoE). */
+export function isMoe(cfg: Pick<HookedTransformerConfig, 'num_experts'>): boolean {
+  return cfg.num_experts !== null && cfg.num_experts !== undefined && cfg.num_experts > 0;
 }
 
 /** RMS-family norms (no centring): RMS, RMSPre. */

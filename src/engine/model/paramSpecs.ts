@@ -15,9 +15,13 @@
  *   blocks.L.ln1_post.w / ln2_post.w [d_model] (Gemma 2/3's norms after attention and the MLP)
  *   blocks.L.ln2.*, blocks.L.mlp.W_in [d_model, d_mlp] (W_gate too when gated) b_in [d_mlp]
  *   blocks.L.mlp.W_out [d_mlp, d_model] b_out [d_model]
+ *   mixture of experts instead (TransformerLens's MoE, whose weights are nn.Linear modules, so
+ *   their state-dict names end in .weight and are [d_out, d_in]): the router
+ *   blocks.L.mlp.W_gate.weight [expert, d_model]; per expert e blocks.L.mlp.experts.e.W_gate.weight
+ *   and W_in.weight [d_mlp, d_model], W_out.weight [d_model, d_mlp]; no biases
  *   ln_final.*, unembed.W_U [d_model, d_vocab_out] b_U [d_vocab_out]
  */
-import { qkNorm, type HookedTransformerConfig } from './config.js';
+import { isMoe, qkNorm, type HookedTransformerConfig } from './config.js';
 
 export interface ParamSpec {
   name: string;
@@ -48,7 +52,7 @@ export function paramSpecs(cfg: HookedTransformerConfig, opts: { includePos?: bo
   const KV = cfg.n_key_value_heads ?? H;
   const out: ParamSpec[] = [];
   const add = (name: string, dims: number[], axes: string[]): void => {
-    out.push({ name, dims, axes, isMatrix: /(^|\.)_?W_[A-Za-z]+$/.test(name) });
+    out.push({ name, dims, axes, isMatrix: /(^|\.)_?W_[A-Za-z]+(\.weight)?$/.test(name) });
   };
   const norm = (prefix: string): void => {
     for (const p of normParams(cfg.normalization_type)) add(`${prefix}.${p}`, [d], ['d_model']);
@@ -82,6 +86,15 @@ export function paramSpecs(cfg: HookedTransformerConfig, opts: { includePos?: bo
     if (!cfg.attn_only) {
       const dm = cfg.d_mlp!;
       norm(`${b}.ln2`);
+      if (isMoe(cfg)) {
+        add(`${b}.mlp.W_gate.weight`, [cfg.num_experts!, d], ['expert', 'd_model']);
+        for (let e = 0; e < cfg.num_experts!; e++) {
+          add(`${b}.mlp.experts.${e}.W_in.weight`, [dm, d], ['d_mlp', 'd_model']);
+          add(`${b}.mlp.experts.${e}.W_out.weight`, [d, dm], ['d_model', 'd_mlp']);
+          add(`${b}.mlp.experts.${e}.W_gate.weight`, [dm, d], ['d_mlp', 'd_model']);
+        }
+        continue;
+      }
       add(`${b}.mlp.W_in`, [d, dm], ['d_model', 'd_mlp']);
       if (cfg.gated_mlp) add(`${b}.mlp.W_gate`, [d, dm], ['d_model', 'd_mlp']);
       add(`${b}.mlp.b_in`, [dm], ['d_mlp']);

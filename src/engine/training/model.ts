@@ -21,7 +21,7 @@ import { OnnxDType } from '../graph/onnxProto.js';
 import { emitAttention } from '../graph/components/attention.js';
 import { emitEmbed, emitUnembed } from '../graph/components/embed.js';
 import type { Emitter } from '../graph/components/emitter.js';
-import { emitMlp } from '../graph/components/mlp.js';
+import { emitFeedForward } from '../graph/components/moe.js';
 import { emitNorm, emitPostNorm, emitPreNorm } from '../graph/components/norm.js';
 
 // The parameter list is model/paramSpecs.ts's, shared with loading, processing and built-in models.
@@ -177,7 +177,7 @@ export function emitForward(g: GraphBuilder, cfg: HookedTransformerConfig, param
       resid = hook(`${P}.hook_resid_post`, g.op('Add', [residPre, attnOut]));
       continue;
     }
-    const mlpOut = (from: string) => hook(`${P}.hook_mlp_out`, emitPostNorm(e, P, 'ln2', emitMlp(e, P, emitPreNorm(e, P, 'ln2', from), false)));
+    const mlpOut = (from: string) => hook(`${P}.hook_mlp_out`, emitPostNorm(e, P, 'ln2', emitFeedForward(e, P, emitPreNorm(e, P, 'ln2', from), false)));
     if (cfg.parallel_attn_mlp) {
       resid = hook(`${P}.hook_resid_post`, g.op('Add', [g.op('Add', [residPre, attnOut]), mlpOut(residPre)]));
     } else {

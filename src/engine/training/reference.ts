@@ -343,6 +343,65 @@ function runNode(n: OnnxNode, I: (RefTensor | undefined)[]): RefTensor[] {
       }
       return [{ dtype: x.dtype, dims: scatter ? x.dims : idx.dims, data: out }];
     }
+    case 'TopK': {
+      // Largest (or smallest) k along `axis`, sorted; ties go to the lower index (as onnxruntime).
+      const axis = norm(aInt(n, 'axis', -1), x.dims.length);
+      const k = I[1]!.data[0]!;
+      const sign = aInt(n, 'largest', 1) === 1 ? 1 : -1;
+      const outer = numel(x.dims.slice(0, axis)), inner = numel(x.dims.slice(axis + 1)), D = x.dims[axis]!;
+      const dims = [...x.dims];
+      dims[axis] = k;
+      const vals = new Float64Array(numel(dims)), idxs = new Float64Array(numel(dims));
+      for (let p = 0; p < outer; p++) for (let q = 0; q < inner; q++) {
+        const order = Array.from({ length: D }, (_, j) => j).sort((a, b) => sign * (x.data[(p * D + b) * inner + q]! - x.data[(p * D + a) * inner + q]!) || a - b);
+        for (let j = 0; j < k; j++) {
+          vals[(p * k + j) * inner + q] = x.data[(p * D + order[j]!) * inner + q]!;
+          idxs[(p * k + j) * inner + q] = order[j]!;
+        }
+      }
+      return [{ dtype: x.dtype, dims, data: vals }, { dtype: 'int', dims, data: idxs }];
+    }
+    case 'NonZero': {
+      // [rank, count]: coordinates of the non-zero entries in row-major order.
+      const S = stridesOf(x.dims);
+      const hits: number[] = [];
+      x.data.forEach((v, i) => { if (v !== 0) hits.push(i); });
+      const out = new Float64Array(x.dims.length * hits.length);
+      hits.forEach((i, c) => {
+        let rem = i;
+        for (let ax = 0; ax < x.dims.length; ax++) {
+          out[ax * hits.length + c] = Math.floor(rem / S[ax]!);
+          rem -= Math.floor(rem / S[ax]!) * S[ax]!;
+        }
+      });
+      return [{ dtype: 'int', dims: [x.dims.length, hits.length], data: out }];
+    }
+    case 'CumSum': {
+      const axis = norm(I[1]!.data[0]!, x.dims.length);
+      if (aInt(n, 'exclusive', 0) || aInt(n, 'reverse', 0)) throw new Error('reference: CumSum with exclusive or reverse is not implemented');
+      const outer = numel(x.dims.slice(0, axis)), inner = numel(x.dims.slice(axis + 1)), D = x.dims[axis]!;
+      const out = Float64Array.from(x.data);
+      for (let p = 0; p < outer; p++) for (let q = 0; q < inner; q++) for (let j = 1; j < D; j++) out[(p * D + j) * inner + q]! += out[(p * D + j - 1) * inner + q]!;
+      return [{ dtype: x.dtype, dims: x.dims, data: out }];
+    }
+    case 'Clip': {
+      const lo = I[1] ? I[1].data[0]! : -Infinity, hi = I[2] ? I[2].data[0]! : Infinity;
+      return [mapN([x], (v) => Math.min(Math.max(v, lo), hi), x.dtype)];
+    }
+    case 'GatherND': {
+      const idx = I[1]!;
+      const k = idx.dims[idx.dims.length - 1]!;
+      const xS = stridesOf(x.dims);
+      const slice = numel(x.dims.slice(k));
+      const nIdx = idx.data.length / k;
+      const out = new Float64Array(nIdx * slice);
+      for (let i = 0; i < nIdx; i++) {
+        let off = 0;
+        for (let j = 0; j < k; j++) off += norm(idx.data[i * k + j]!, x.dims[j]!) * xS[j]!;
+        for (let q = 0; q < slice; q++) out[i * slice + q] = x.data[off + q]!;
+      }
+      return [{ dtype: x.dtype, dims: [...idx.dims.slice(0, -1), ...x.dims.slice(k)], data: out }];
+    }
     case 'ScatterND': {
       const idx = I[1]!, upd = I[2]!;
       const k = idx.dims[idx.dims.length - 1]!;

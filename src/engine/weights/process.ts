@@ -16,7 +16,7 @@
  * and its page faults were a third of processing's time, measured). Tensors that share memory
  * with another parameter are still copied before their first write.
  */
-import { isPostNormArch, type HookedTransformerConfig } from '../model/config.js';
+import { isMoe, isPostNormArch, type HookedTransformerConfig } from '../model/config.js';
 import type { Params, Processing } from '../model/params.js';
 import { kvParamName, paramSpecs } from '../model/paramSpecs.js';
 import { assertDims, f32, type F32 } from '../tensor/tensor.js';
@@ -330,6 +330,18 @@ function foldLayerNorm(cfg: HookedTransformerConfig, w: Work, centre: boolean): 
       foldNormInto(w.mut(`${p}attn.W_Q`), w.mut(`${p}attn.b_Q`), ln1w, ln1b, D, E, centre);
       for (const x of ['K', 'V'] as const) {
         foldNormInto(w.mut(`${p}attn.${kvParamName(cfg, `W_${x}`)}`), w.mut(`${p}attn.${kvParamName(cfg, `b_${x}`)}`), ln1w, ln1b, D, E, centre);
+      }
+    }
+    // Mixture of experts: ln2's gain -> the router and every expert's W_in / W_gate, all nn.Linear
+    // [d_out, d_model], so the gain scales their columns (TransformerLens folds it into all of
+    // them or none: every expert reads ln2's output). MoE models are RMS-normalized (makeConfig).
+    const ln2w = data(`${p}ln2.w`);
+    if (isMoe(cfg) && ln2w) {
+      const names = [`${p}mlp.W_gate.weight`];
+      for (let ex = 0; ex < cfg.num_experts!; ex++) names.push(`${p}mlp.experts.${ex}.W_in.weight`, `${p}mlp.experts.${ex}.W_gate.weight`);
+      for (const n of names) {
+        const W = w.mut(n);
+        for (let i = 0; i < W.length; i++) W[i] = W[i]! * ln2w[i % D]!;
       }
     }
     // ln2 -> W_in (and W_gate) [d_model, d_mlp], b_in [d_mlp]. A gated MLP's bias is added after

@@ -4,8 +4,8 @@
  *   hook_q [batch, pos, head_index, d_head]; hook_k / hook_v [batch, pos, kv_head, d_head]
  *     (kv_head = n_key_value_heads under grouped-query attention, as TransformerLens caches them;
  *     each key/value head serves n_heads / kv_head consecutive query heads, repeat_interleave);
- *   q/k norm (Qwen3, Gemma 3: per head; OLMo-2: over the whole projection), after hook_q / hook_k
- *     and before rotary: attn.q_norm.hook_scale / hook_normalized and attn.k_norm.* with
+ *   q/k norm (Qwen3, Gemma 3: per head; OLMo-2, OLMoE: over the whole projection), after hook_q /
+ *     hook_k and before rotary (then OLMoE's clamp of q, k and v to ±clip_qkv): attn.q_norm.hook_scale / hook_normalized and attn.k_norm.* with
  *     TransformerLens's shapes (per head: [batch·pos·head_index, 1] and [batch·pos·head_index,
  *     d_head], as it flattens before its RMSNorm; whole: [batch, pos, 1] and
  *     [batch, pos, (head_index d_head)]);
@@ -210,6 +210,14 @@ export function emitAttention(e: Emitter, x: string, o: AttentionOptions): strin
   // q/k norm on every position (keys of a prefix too: they come in as hook_k, before the norm).
   q = emitQkNorm(e, P, 'q_norm', q, H, o.past !== null);
   k = emitQkNorm(e, P, 'k_norm', k, KV, o.past !== null);
+  if (cfg.clip_qkv !== null) {
+    // OLMoE: q, k and v clamped after the projections and q/k norms, before rotary (no hook sees
+    // the clamped values before hook_rot_q / hook_rot_k, as in TransformerLens).
+    const lo = g.constF([-cfg.clip_qkv], []), hi = g.constF([cfg.clip_qkv], []);
+    q = g.op('Clip', [q, lo, hi]);
+    k = g.op('Clip', [k, lo, hi]);
+    v = g.op('Clip', [v, lo, hi]);
+  }
   const zero = g.constI64([0]);
   if (cfg.positional_embedding_type === 'rotary') {
     // Queries sit at positions past.., keys (cached unrotated, as hook_k) at 0..
