@@ -201,6 +201,12 @@ export function estimateExperiment(x: ResolvedExperiment, cfg: HookedTransformer
           Object.assign(e, { bytes: s.cache(S, row) + s.cache(1, row) + sw.bytes, forwards: sw.forwards + 2, largest: { what: `the noisy runs' cache [${S}, ${row}, ...]`, elements: S * row * Math.max(s.d * s.L, s.H * row) }, reduce: 'fewer "samples" or a shorter prompt' });
           break;
         }
+        case 'sae_attribution': {
+          // Clean and corrupted runs with the SAE, one forward + backward pass (its graph keeps
+          // every activation, about a cache), then one corrupted run per exact-patched cell.
+          Object.assign(e, { bytes: 2 * cacheBytes, forwards: 5 + (spec.top ?? 10), reduce: 'fewer or shorter prompts, or a smaller "top"' });
+          break;
+        }
         case 'path_patch': {
           const sw = sweep(s, s.L * s.H, B, P);
           Object.assign(e, { bytes: 3 * cacheBytes + sw.bytes, forwards: sw.forwards + 3, reduce: 'fewer or shorter prompts' });

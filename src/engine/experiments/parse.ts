@@ -238,7 +238,13 @@ export function parseExperiment(text: string, file: string, reader?: FileReader,
       const r = readNamedFile(named, a.spec.file, 'the text file');
       if ('error' in r) err(where(['analyses', a.index, 'file']), r.error, r.code);
     }
-    if (a.spec.kind === 'sae_features' || a.spec.kind === 'sae_ablate' || a.spec.kind === 'sae_steer') {
+    if (a.spec.kind === 'sae_attribution' && metric !== 'logit_diff') {
+      err(kindAt, `sae_attribution estimates changes of the logit difference; this experiment's metric is ${metric} (set "metric": "logit_diff")`, 'range');
+    }
+    if (a.spec.kind === 'sae_attribution' && spec.saes?.length) {
+      err(kindAt, 'sae_attribution differentiates the model with its own SAE alone, but "saes" splices others into every analysis; move it to an experiment without "saes"', 'range');
+    }
+    if (a.spec.kind === 'sae_features' || a.spec.kind === 'sae_ablate' || a.spec.kind === 'sae_steer' || a.spec.kind === 'sae_attribution') {
       const r = saes.get(a.spec.sae) ?? resolveSaeSpec(named, a.spec.sae);
       if (r.kind === 'error') err(where(['analyses', a.index, 'sae']), r.error, r.code);
       else {
@@ -530,7 +536,8 @@ export function checkWithModel(x: ResolvedExperiment, cfg: HookedTransformerConf
       }
       case 'sae_features':
       case 'sae_ablate':
-      case 'sae_steer': {
+      case 'sae_steer':
+      case 'sae_attribution': {
         const r = x.saes.get(s.sae);
         if (r?.kind === 'local') {
           try {

@@ -31,6 +31,7 @@ import * as path from 'node:path';
 import { pearson } from '../tensor/stats.js';
 import { featureAblation, featureActivations, greedyContinue, steeringIntervention, topFeaturesPerToken } from '../analysis/sae.js';
 import { loss as lmLoss } from '../analysis/basic.js';
+import { saeAttribution } from '../analysis/saeAttribution.js';
 import { loadSae } from '../sae/load.js';
 import { loadSaeFolder, type Sae } from '../sae/sae.js';
 
@@ -114,6 +115,7 @@ const DEFAULT_TITLES: Record<AnalysisKind, string> = {
   sae_features: 'SAE features per token',
   sae_ablate: 'Ablating SAE features',
   sae_steer: 'Steering with an SAE feature',
+  sae_attribution: 'Attribution patching of SAE features',
 };
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
@@ -677,6 +679,45 @@ async function runAnalysis(
         { type: 'topk', title: `Steered (+${s.alpha} x feature ${s.feature})`, strTokens, entries: entries(after) },
         ...(n > 0 ? [table(`Greedy continuation (${n} tokens)`, ['', 'text'], [['before', JSON.stringify(text(contBefore))], ['steered', JSON.stringify(text(contAfter))]])] : []),
       ];
+      return;
+    }
+    case 'sae_attribution': {
+      const sae = await experimentSae(x, s.sae);
+      const D = sae.cfg.d_sae;
+      const r = await saeAttribution(model, sae, gt.clean, gt.corrupted!, answers!, { top: s.top ?? 10, ...sweepOpts });
+      // On the experiment's scale, as the other patching kinds: normalised (patched - corrupted) /
+      // (clean - corrupted) with the group's clean and corrupted metrics, else the raw metric.
+      const norm = x.normalize && !ctx.unnormalised && ctx.clean !== undefined && ctx.corrupted !== undefined;
+      const scaled = (delta: number) => (norm ? (r.corruptedMetric + delta - ctx.corrupted!) / (ctx.clean! - ctx.corrupted!) : r.corruptedMetric + delta);
+      const P = r.estimate.dims[0]!;
+      const cells = r.top.map((c) => ({ ...c, estimateScaled: scaled(c.estimate), exactScaled: c.exact === null ? null : scaled(c.exact) }));
+      const pairs = cells.filter((c) => c.exactScaled !== null).map((c) => [c.estimateScaled, c.exactScaled!] as const);
+      const correlation = pairs.length >= 2 ? pearson(pairs.map((q) => q[0]), pairs.map((q) => q[1])) : NaN;
+      const maxAbsDiff = pairs.reduce((m, [e, q]) => Math.max(m, Math.abs(e - q)), 0);
+      // Heatmap rows: the features with the largest |estimate| at any position.
+      const peak = range(D).map((f) => Math.max(...range(P).map((p) => Math.abs(r.estimate.data[p * D + f]!))));
+      const shown = topIndices(peak, 20).filter((f) => peak[f]! > 0);
+      const strs = tokensToStrings(tok, gt.clean[0]!);
+      res.title = s.title ? title : `${title}: ${sae.cfg.hook_name_out}`;
+      res.data = {
+        sae: sae.source, hook: sae.cfg.hook_name_out, d_sae: D, cleanMetric: r.cleanMetric, corruptedMetric: r.corruptedMetric,
+        correlation: Number.isFinite(correlation) ? correlation : null, maxAbsDiff: pairs.length ? maxAbsDiff : null, top: cells,
+      };
+      res.blocks = [
+        { type: 'stats', items: [
+          { label: 'SAE', value: `${sae.cfg.architecture} at ${sae.cfg.hook_name_out}, d_sae ${D}`, format: 'text' },
+          { label: 'logit diff clean (SAE spliced)', value: r.cleanMetric, format: 'signed' },
+          { label: 'logit diff corrupted (SAE spliced)', value: r.corruptedMetric, format: 'signed' },
+          { label: 'cells patched exactly', value: String(pairs.length), format: 'text' },
+          { label: 'estimate vs exact: correlation', value: Number.isFinite(correlation) ? correlation : null, format: 'sig', title: 'Pearson correlation over the cells patched exactly' },
+          { label: 'estimate vs exact: largest |difference|', value: pairs.length ? maxAbsDiff : null, format: 'sig' },
+        ] },
+        ...(shown.length ? [heat(heatmap(`${res.title}: attribution estimate (gradient x activation difference)`, 'feature', 'position', shown.map((f) => `F${f}`), ctx.posLabels, shown.map((f) => range(P).map((p) => (norm ? r.estimate.data[p * D + f]! / (ctx.clean! - ctx.corrupted!) : r.estimate.data[p * D + f]!))), norm ? `estimated change (${valueLabel})` : 'estimated change of the logit diff'))] : []),
+        // Six columns, so that the table fits a panel beside the editor.
+        table(`Cells with the largest |estimate|: exact patching beside the estimate (${valueLabel})`, ['feature at position', 'clean act', 'corrupted act', 'estimate', 'exact', 'estimate − exact'],
+          cells.map((c) => [`F${c.feature} at ${c.pos} ${JSON.stringify(strs[c.pos] ?? '')}`, c.cleanAct, c.corruptedAct, c.estimateScaled, c.exactScaled, c.exactScaled === null ? null : c.estimateScaled - c.exactScaled])),
+      ];
+      res.tensors = { estimate: r.estimate };
       return;
     }
     case 'path_patch': {

@@ -66,6 +66,7 @@ export type AnalysisSpec = { title?: string } & (
   | { kind: 'sae_features'; sae: string; top?: number }
   | { kind: 'sae_ablate'; sae: string; features: number[]; ablation?: 'zero' | 'mean'; positions?: number[] }
   | { kind: 'sae_steer'; sae: string; feature: number; alpha: number; positions?: number[]; prompt?: number; generate?: number }
+  | { kind: 'sae_attribution'; sae: string; top?: number }
 );
 
 export type AnalysisKind = AnalysisSpec['kind'];
@@ -418,13 +419,17 @@ const analyses: Schema[] = [
     prompt: int('Index of the prompt steered (0 = the first).'),
     generate: int('Tokens generated greedily before and after (0: predictions only).', 0, { default: 10, maximum: 256 }),
   }, ['sae', 'feature', 'alpha']),
+  analysis('sae_attribution', "Attribution patching over SAE features: for every feature at every position, gradient x (clean - corrupted activation) estimates how much patching that feature from the clean run into the corrupted run changes the logit difference (one backward pass); the cells with the largest estimates are also patched exactly, beside their estimates. The SAE is spliced with its error term. Needs corrupted prompts, answers and wrong answers, and metric logit_diff.", {
+    sae: saeRef,
+    top: int('Cells (feature, position) with the largest |estimate| patched exactly, one corrupted run each (0: estimates only).', 0, { default: 10, maximum: 200 }),
+  }, ['sae']),
 ];
 (analysisExperimentSchema.properties!['analyses']!.items as Schema).anyOf = analyses;
 
 /** Kinds that patch clean activations into corrupted runs (they need corrupted prompts). */
-export const PATCHING_KINDS: ReadonlySet<AnalysisKind> = new Set(['patch', 'patch_heads', 'patch_neurons', 'path_patch']);
+export const PATCHING_KINDS: ReadonlySet<AnalysisKind> = new Set(['patch', 'patch_heads', 'patch_neurons', 'path_patch', 'sae_attribution']);
 /** Kinds that need answers (a logit difference or the answer's probability). */
-export const ANSWER_KINDS: ReadonlySet<AnalysisKind> = new Set(['logit_diff', 'layer_dla', 'head_dla', 'neuron_dla', 'logit_lens', 'patch', 'patch_heads', 'patch_neurons', 'path_patch']);
+export const ANSWER_KINDS: ReadonlySet<AnalysisKind> = new Set(['logit_diff', 'layer_dla', 'head_dla', 'neuron_dla', 'logit_lens', 'patch', 'patch_heads', 'patch_neurons', 'path_patch', 'sae_attribution']);
 
 /**
  * schemas/experiment.schema.json: both kinds of experiment file, chosen by "kind" ("train", or

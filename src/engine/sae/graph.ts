@@ -127,14 +127,13 @@ export interface SaeEmitter {
   intervenesOn(slot: SaeSlot): boolean;
 }
 
-/**
- * Emits the splice. x: the input hook's value [batch, pos, d_in]; y: the output hook's value
- * [batch, pos, d_out] (x itself for an SAE). Returns the value that replaces y downstream.
- */
-export function emitSae(e: SaeEmitter, slot: SaeSlot, sae: Sae, x: string, y: string): string {
-  const g = e.g;
+/** Names (and may intervene on) an SAE hook value; returns the value to use downstream. */
+export type SaeHookFn = (suffix: SaeHookSuffix, v: string, width: number) => string;
+
+/** The SAE's weights as graph values (each added once), by tensor name. */
+export function saeWeightNames(g: GraphBuilder, slot: SaeSlot, sae: Sae): (name: keyof Sae['weights'] | 'decNorm' | 'invDecNorm' | 'W_enc_mag') => string {
   const made = new Map<string, string>();
-  const w = (name: keyof Sae['weights'] | 'decNorm' | 'invDecNorm' | 'W_enc_mag'): string => {
+  return (name) => {
     const hit = made.get(name);
     if (hit) return hit;
     const t = name === 'decNorm' || name === 'invDecNorm' || name === 'W_enc_mag' ? derived(sae)[name]! : sae.weights[name]!;
@@ -142,55 +141,73 @@ export function emitSae(e: SaeEmitter, slot: SaeSlot, sae: Sae, x: string, y: st
     made.set(name, v);
     return v;
   };
-  const transcoder = isTranscoder(slot.architecture);
+}
+
+/**
+ * The encoder: x [batch, pos, d_in] -> feature activations `post` [batch, pos, d_sae] (every
+ * architecture's are >= 0), and the input normalisation's saved statistics for the decoder.
+ */
+export function emitSaeEncoder(g: GraphBuilder, w: ReturnType<typeof saeWeightNames>, slot: SaeSlot, x: string, hook: SaeHookFn): { post: string; mu: string | null; std: string | null; coeff: string | null } {
   const lastAxis = { axes: [-1], keepdims: 1 };
+  const sin = hook('hook_sae_input', x, slot.d_in);
+  let xn = sin;
+  // Saved statistics for the inverse normalisation of the output.
+  let mu: string | null = null;
+  let std: string | null = null;
+  let coeff: string | null = null;
+  if (slot.normalize === 'layer_norm') {
+    mu = g.op('ReduceMean', [sin], lastAxis);
+    const xc = g.op('Sub', [sin, mu]);
+    // torch's std is unbiased: |x - mean| / sqrt(d_in - 1).
+    std = g.op('Div', [g.op('ReduceL2', [xc], lastAxis), g.constF([Math.sqrt(slot.d_in - 1)])]);
+    xn = g.op('Div', [xc, g.op('Add', [std, g.constF([1e-5])])]);
+  } else if (slot.normalize === 'constant_norm_rescale') {
+    coeff = g.op('Div', [g.constF([Math.sqrt(slot.d_in)]), g.op('ReduceL2', [sin], lastAxis)]);
+    xn = g.op('Mul', [sin, coeff]);
+  }
+  if (slot.applyBDecToInput) xn = g.op('Sub', [xn, w('b_dec')]);
 
-  /** One pass through the SAE; `hook` names (and may intervene on) its hook values. */
-  const pass = (hook: (suffix: SaeHookSuffix, v: string, width: number) => string) => {
-    const sin = hook('hook_sae_input', x, slot.d_in);
-    let xn = sin;
-    // Saved statistics for the inverse normalisation of the output.
-    let mu: string | null = null;
-    let std: string | null = null;
-    let coeff: string | null = null;
-    if (slot.normalize === 'layer_norm') {
-      mu = g.op('ReduceMean', [sin], lastAxis);
-      const xc = g.op('Sub', [sin, mu]);
-      // torch's std is unbiased: |x - mean| / sqrt(d_in - 1).
-      std = g.op('Div', [g.op('ReduceL2', [xc], lastAxis), g.constF([Math.sqrt(slot.d_in - 1)])]);
-      xn = g.op('Div', [xc, g.op('Add', [std, g.constF([1e-5])])]);
-    } else if (slot.normalize === 'constant_norm_rescale') {
-      coeff = g.op('Div', [g.constF([Math.sqrt(slot.d_in)]), g.op('ReduceL2', [sin], lastAxis)]);
-      xn = g.op('Mul', [sin, coeff]);
-    }
-    if (slot.applyBDecToInput) xn = g.op('Sub', [xn, w('b_dec')]);
-
-    let acts: string;
-    if (slot.architecture === 'gated') {
-      const pre = hook('hook_sae_acts_pre', g.op('Add', [g.op('MatMul', [xn, w('W_enc_mag')]), w('b_mag')]), slot.d_sae);
-      const gate = g.op('Cast', [g.op('Greater', [g.op('Add', [g.op('MatMul', [xn, w('W_enc')]), w('b_gate')]), g.constF([0])])], { to: OnnxDType.FLOAT });
-      acts = g.op('Mul', [gate, g.op('Relu', [pre])]);
-    } else {
-      const pre = hook('hook_sae_acts_pre', g.op('Add', [g.op('MatMul', [xn, w('W_enc')]), w('b_enc')]), slot.d_sae);
-      switch (slot.architecture) {
-        case 'standard':
-        case 'transcoder':
-          acts = g.op('Relu', [pre]);
-          break;
-        case 'jumprelu':
-        case 'jumprelu_transcoder':
-          acts = g.op('Mul', [g.op('Relu', [pre]), g.op('Cast', [g.op('Greater', [pre, w('threshold')])], { to: OnnxDType.FLOAT })]);
-          break;
-        case 'topk': {
-          const p = slot.rescale ? g.op('Mul', [pre, w('decNorm')]) : pre;
-          const [vals, idx] = g.opN('TopK', [p, g.constI64([slot.k!])], 2, { axis: -1, largest: 1, sorted: 1 });
-          const zeros = g.op('ConstantOfShape', [g.op('Shape', [p])]);
-          acts = g.op('ScatterElements', [zeros, idx!, g.op('Relu', [vals!])], { axis: -1 });
-          break;
-        }
+  let acts: string;
+  if (slot.architecture === 'gated') {
+    const pre = hook('hook_sae_acts_pre', g.op('Add', [g.op('MatMul', [xn, w('W_enc_mag')]), w('b_mag')]), slot.d_sae);
+    const gate = g.op('Cast', [g.op('Greater', [g.op('Add', [g.op('MatMul', [xn, w('W_enc')]), w('b_gate')]), g.constF([0])])], { to: OnnxDType.FLOAT });
+    acts = g.op('Mul', [gate, g.op('Relu', [pre])]);
+  } else {
+    const pre = hook('hook_sae_acts_pre', g.op('Add', [g.op('MatMul', [xn, w('W_enc')]), w('b_enc')]), slot.d_sae);
+    switch (slot.architecture) {
+      case 'standard':
+      case 'transcoder':
+        acts = g.op('Relu', [pre]);
+        break;
+      case 'jumprelu':
+      case 'jumprelu_transcoder':
+        acts = g.op('Mul', [g.op('Relu', [pre]), g.op('Cast', [g.op('Greater', [pre, w('threshold')])], { to: OnnxDType.FLOAT })]);
+        break;
+      case 'topk': {
+        const p = slot.rescale ? g.op('Mul', [pre, w('decNorm')]) : pre;
+        const [vals, idx] = g.opN('TopK', [p, g.constI64([slot.k!])], 2, { axis: -1, largest: 1, sorted: 1 });
+        const zeros = g.op('ConstantOfShape', [g.op('Shape', [p])]);
+        acts = g.op('ScatterElements', [zeros, idx!, g.op('Relu', [vals!])], { axis: -1 });
+        break;
       }
     }
-    const post = hook('hook_sae_acts_post', acts, slot.d_sae);
+  }
+  const post = hook('hook_sae_acts_post', acts, slot.d_sae);
+  return { post, mu, std, coeff };
+}
+
+/**
+ * Emits the splice. x: the input hook's value [batch, pos, d_in]; y: the output hook's value
+ * [batch, pos, d_out] (x itself for an SAE). Returns the value that replaces y downstream.
+ */
+export function emitSae(e: SaeEmitter, slot: SaeSlot, sae: Sae, x: string, y: string): string {
+  const g = e.g;
+  const w = saeWeightNames(g, slot, sae);
+  const transcoder = isTranscoder(slot.architecture);
+
+  /** One pass through the SAE; `hook` names (and may intervene on) its hook values. */
+  const pass = (hook: SaeHookFn) => {
+    const { post, mu, std, coeff } = emitSaeEncoder(g, w, slot, x, hook);
     const decIn = slot.rescale ? g.op('Mul', [post, w('invDecNorm')]) : post;
     const recons = hook('hook_sae_recons', g.op('Add', [g.op('MatMul', [decIn, w('W_dec')]), w('b_dec')]), slot.d_out);
     let out = recons;

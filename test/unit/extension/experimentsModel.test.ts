@@ -20,8 +20,8 @@ test('every sample analysis experiment: one "Run this analysis" lens per analysi
     const file = path.join(SAMPLES, name);
     const text = fs.readFileSync(file, 'utf8');
     const o = experimentOutline(text);
-    // "kind": "train" files are the training feature's (no lenses from here).
-    if (o.kind === 'train') continue;
+    // "kind": "train" and "train_sae" files are the training features' (no lenses from here).
+    if (o.kind === 'train' || o.kind === 'train_sae') continue;
     const parsed = parseExperiment(text, file);
     assert.ok(parsed.experiment, `${name}: ${parsed.diagnostics.map((d) => d.message).join('; ')}`);
     const x = parsed.experiment;

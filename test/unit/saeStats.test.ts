@@ -1,0 +1,201 @@
+/**
+ * Feature statistics reduced inside onnxruntime (buildSaeStatsGraph, featureStats): the graph's
+ * counts, sums, top-context candidates and kept activations against a plain JavaScript reduction
+ * of the same activations, and featureStats against the plain streaming pass it replaced (every
+ * activation fetched and walked in JavaScript), for every architecture of the fixture SAEs.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { FIXTURES_ROOT, engineModel, oracleFixture } from '../helpers/oracle.js';
+import { checkSaeForModel, loadSaeFolder, type Sae } from '../../src/engine/sae/sae.js';
+import { saeSlot } from '../../src/engine/sae/graph.js';
+import { buildSaeStatsGraph, STATS_FLOOR, STATS_X } from '../../src/engine/sae/statsGraph.js';
+import { featureStats, saeInputRunner, type FeatureContext } from '../../src/engine/analysis/saeFeatures.js';
+import { ortF32 } from '../../src/engine/backends/onnx/runtime.js';
+import { f32, maxAbsDiff } from '../../src/engine/tensor/tensor.js';
+import type { HookedTransformer } from '../../src/engine/model/hookedTransformer.js';
+import type { OutputName } from '../../src/engine/hooks/hooks.js';
+
+const GPT2 = path.join(FIXTURES_ROOT, 'saes', 'gpt2-tied-gelu-new');
+const FOLDERS = ['topk-resid-pre-1', 'standard-resid-post-0', 'jumprelu-mlp-out-1', 'gated-attn-out-0', 'standard-mlp-post-1-layer-norm', 'transcoder-mlp-0', 'legacy-standard-resid-pre-0'];
+
+function corpus(): { fx: ReturnType<typeof oracleFixture>; rows: number[][] } {
+  const fx = oracleFixture('gpt2-tied-gelu-new');
+  // Rows of two lengths (batched apart), repeated prompts (exact ties across rows).
+  const rows = [...fx.spec.tokens, ...fx.spec.corrupted_tokens, ...fx.spec.tokens, fx.spec.tokens[0]!.slice(0, 5), fx.spec.tokens[1]!.slice(0, 5)].map((r) => [...r]);
+  return { fx, rows };
+}
+
+/** The SAE's activations [batch, pos, d_sae] as the splice computes them (the old path). */
+async function splicedActs(ht: HookedTransformer, sae: Sae, rows: number[][]): Promise<Float32Array> {
+  const { hookOut } = checkSaeForModel(sae, ht.cfg);
+  const name = `${hookOut}.hook_sae_acts_post` as OutputName;
+  const r = await ht.run(rows, { saes: [{ sae, useErrorTerm: true }], names: [name], noLogits: true });
+  return r.cache.get(name)!.data;
+}
+
+test('the input runner stops at the hook and returns the hook\'s own value', async () => {
+  const { fx, rows } = corpus();
+  const ht = engineModel(fx, 'default');
+  try {
+    for (const hook of ['blocks.1.hook_resid_pre', 'blocks.0.hook_resid_pre', 'blocks.1.hook_mlp_out', 'blocks.0.ln2.hook_normalized', 'hook_embed', 'ln_final.hook_normalized'] as const) {
+      const got = await saeInputRunner(ht, hook)(rows.slice(0, 2));
+      const want = (await ht.run(rows.slice(0, 2), { names: [hook] })).cache.get(hook)!;
+      assert.deepEqual(got.dims, want.dims, hook);
+      assert.ok(maxAbsDiff(got, want) < 1e-6, `${hook}: worst difference ${maxAbsDiff(got, want)}`);
+    }
+  } finally {
+    await ht.dispose();
+  }
+});
+
+test('in-graph reductions (counts, float64 sums, top-context candidates, kept features) equal a plain JavaScript reduction', async () => {
+  const { fx, rows } = corpus();
+  const ht = engineModel(fx, 'default');
+  try {
+    for (const folder of FOLDERS) {
+      const sae = loadSaeFolder(path.join(GPT2, folder));
+      const { hookIn, hookOut } = checkSaeForModel(sae, ht.cfg);
+      const D = sae.cfg.d_sae;
+      const batch = rows.slice(0, 4);
+      const [B, P] = [batch.length, batch[0]!.length];
+      const x = await saeInputRunner(ht, hookIn)(batch);
+      const keep = [0, 5, D - 1];
+      const s = await ht.runtime.compile(buildSaeStatsGraph(saeSlot(sae, hookIn, hookOut, false), sae, { keep, withActs: true }));
+      // Floors as a pass meets them: 0 (list not full) for half the features, a mid value for the rest.
+      const floor = new Float32Array(D);
+      const out0 = await ht.runtime.run(s, { [STATS_X]: ortF32(x), [STATS_FLOOR]: ortF32(f32([D], floor)) }, ['acts']);
+      const acts = out0['acts']!.data;
+      for (let f = 1; f < D; f += 2) {
+        const col = Array.from({ length: B * P }, (_, i) => acts[i * D + f]!).filter((v) => v > 0).sort((a, b) => a - b);
+        floor[f] = col.length ? col[col.length >> 1]! : 0;
+      }
+      const out = await ht.runtime.run(s, { [STATS_X]: ortF32(x), [STATS_FLOOR]: ortF32(f32([D], floor)) }, ['count', 'sum', 'cand_v', 'cand_i', 'keep', 'acts']);
+      assert.deepEqual([...out['acts']!.data], [...acts], `${folder}: activations of two runs`);
+      // The encoder is the splice's: same activations as the spliced model's hook.
+      const spliced = await splicedActs(ht, sae, batch);
+      let worst = 0;
+      for (let i = 0; i < acts.length; i++) worst = Math.max(worst, Math.abs(acts[i]! - spliced[i]!));
+      assert.ok(worst < 1e-5, `${folder}: activations differ from the splice's by ${worst}`);
+
+      const count = new Float64Array(D);
+      const sum = new Float64Array(D);
+      const cand: number[] = [];
+      for (let i = 0; i < B * P; i++) {
+        for (let f = 0; f < D; f++) {
+          const v = acts[i * D + f]!;
+          assert.ok(v >= 0, `${folder}: negative activation ${v}`);
+          if (v > 0) count[f]!++;
+          sum[f]! += v;
+          if (v > 0 && v >= floor[f]!) cand.push(i, f, v);
+        }
+      }
+      assert.deepEqual([...out['count']!.data], [...count], `${folder}: counts`);
+      const gs = out['sum']!.data;
+      assert.ok(gs instanceof Float64Array, 'sums are float64');
+      for (let f = 0; f < D; f++) assert.ok(Math.abs(gs[f]! - sum[f]!) <= 1e-12 * Math.max(1, sum[f]!), `${folder}: sum of feature ${f}: ${gs[f]} vs ${sum[f]}`);
+      const cv = out['cand_v']!.data;
+      const ci = out['cand_i']!.data;
+      const m = cv.length;
+      assert.equal(m * 3, cand.length, `${folder}: number of candidates`);
+      for (let j = 0; j < m; j++) {
+        assert.deepEqual([ci[j], ci[m + j], cv[j]], cand.slice(3 * j, 3 * j + 3), `${folder}: candidate ${j}`);
+      }
+      const kv = out['keep']!.data;
+      for (let i = 0; i < B * P; i++) keep.forEach((f, q) => assert.equal(kv[i * keep.length + q], acts[i * D + f], `${folder}: kept feature ${f} at ${i}`));
+      await s.session.release();
+    }
+  } finally {
+    await ht.dispose();
+  }
+});
+
+/** The pass featureStats replaced: every activation fetched from the splice, walked in JavaScript. */
+async function plainStats(ht: HookedTransformer, sae: Sae, rows: number[][], K: number, batch: number, keepF: readonly number[]) {
+  const D = sae.cfg.d_sae;
+  const count = new Float64Array(D);
+  const sum = new Float64Array(D);
+  const maxAct = new Float32Array(D);
+  const top: FeatureContext[][] = Array.from({ length: D }, () => []);
+  const keep = new Map<number, number[]>(keepF.map((f) => [f, []]));
+  const byLen = new Map<number, number[]>();
+  rows.forEach((r, i) => byLen.set(r.length, [...(byLen.get(r.length) ?? []), i]));
+  let tokens = 0;
+  for (const [P, idx] of byLen) {
+    for (let s = 0; s < idx.length; s += batch) {
+      const ids = idx.slice(s, s + batch);
+      const a = await splicedActs(ht, sae, ids.map((i) => rows[i]!));
+      for (let b = 0; b < ids.length; b++) {
+        for (let p = 0; p < P; p++) {
+          for (let f = 0; f < D; f++) {
+            const v = a[(b * P + p) * D + f]!;
+            if (v <= 0) continue;
+            count[f]!++;
+            sum[f]! += v;
+            maxAct[f] = Math.max(maxAct[f]!, v);
+            keep.get(f)?.push(v);
+            const t = top[f]!;
+            const floor = t.length < K ? -Infinity : Math.min(...t.map((c) => c.act));
+            if (t.length < K) t.push({ row: ids[b]!, pos: p, act: v });
+            else if (v > floor) t[t.findIndex((c) => c.act === floor)] = { row: ids[b]!, pos: p, act: v };
+          }
+        }
+      }
+      tokens += ids.length * P;
+    }
+  }
+  for (const t of top) t.sort((x, y) => y.act - x.act || x.row - y.row || x.pos - y.pos);
+  return { tokens, count, sum, maxAct, top, keep };
+}
+
+test('featureStats equals the plain pass: densities, maxima, top contexts and kept values exactly, means to float64 rounding', async () => {
+  const { fx, rows } = corpus();
+  const ht = engineModel(fx, 'default');
+  try {
+    for (const folder of FOLDERS) {
+      const sae = loadSaeFolder(path.join(GPT2, folder));
+      const D = sae.cfg.d_sae;
+      const keepF = [2, 7];
+      const progress: number[] = [];
+      const st = await featureStats(ht, sae, rows, { topK: 3, batch: 2, keepValues: keepF, onProgress: (d) => progress.push(d) });
+      const ref = await plainStats(ht, sae, rows, 3, 2, keepF);
+      assert.equal(st.tokens, ref.tokens);
+      assert.deepEqual(progress, [...progress].sort((a, b) => a - b));
+      assert.equal(progress[progress.length - 1], ref.tokens);
+      for (let f = 0; f < D; f++) {
+        const where = `${folder}, feature ${f}`;
+        assert.equal(st.density[f], ref.count[f]! / ref.tokens, `${where}: density`);
+        // Activations from the stats graph and from the splice agree to float32 rounding of
+        // their matrix products; where they are bitwise equal (the usual case) so is everything.
+        assert.ok(Math.abs(st.maxAct[f]! - ref.maxAct[f]!) <= 1e-5, `${where}: max ${st.maxAct[f]} vs ${ref.maxAct[f]}`);
+        const mean = ref.count[f]! > 0 ? ref.sum[f]! / ref.count[f]! : 0;
+        assert.ok(Math.abs(st.meanActive[f]! - mean) <= 1e-5 * Math.max(1, mean), `${where}: mean ${st.meanActive[f]} vs ${mean}`);
+        assert.equal(st.top[f]!.length, ref.top[f]!.length, `${where}: number of contexts`);
+        st.top[f]!.forEach((c, j) => {
+          const r = ref.top[f]![j]!;
+          assert.ok(Math.abs(c.act - r.act) <= 1e-5, `${where}: context ${j} ${JSON.stringify(c)} vs ${JSON.stringify(r)}`);
+          // Ties (repeated prompts) may order within float noise; the context must be a real one.
+          if (Math.abs(c.act - r.act) === 0) assert.deepEqual(c, r, `${where}: context ${j}`);
+        });
+      }
+      for (const f of keepF) assert.equal(st.values.get(f)!.length, ref.keep.get(f)!.length, `${folder}: kept values of ${f}`);
+    }
+  } finally {
+    await ht.dispose();
+  }
+});
+
+test('featureStats: bad options and cancellation', async () => {
+  const { fx, rows } = corpus();
+  const ht = engineModel(fx, 'default');
+  try {
+    const sae = loadSaeFolder(path.join(GPT2, 'topk-resid-pre-1'));
+    await assert.rejects(featureStats(ht, sae, rows, { keepValues: [48] }), /feature 48 does not exist: the SAE has features 0\.\.47/);
+    await assert.rejects(featureStats(ht, sae, rows, { topK: 0 }), /topK must be a positive integer/);
+    const ac = new AbortController();
+    await assert.rejects(featureStats(ht, sae, rows, { batch: 1, signal: ac.signal, onProgress: () => ac.abort() }), /abort/i);
+  } finally {
+    await ht.dispose();
+  }
+});
