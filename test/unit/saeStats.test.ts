@@ -1,8 +1,8 @@
 /**
- * Feature statistics reduced inside onnxruntime (buildSaeStatsGraph, featureStats): the graph's
- * counts, sums, top-context candidates and kept activations against a plain JavaScript reduction
- * of the same activations, and featureStats against the plain streaming pass it replaced (every
- * activation fetched and walked in JavaScript), for every architecture of the fixture SAEs.
+ * Feature statistics (buildSaeActsGraph, featureStats), for every architecture of the fixture
+ * SAEs: the encoder graph's activations against the splice's, and featureStats against a plain
+ * streaming pass (per-feature arrays of context objects) over the same activations (exactly) and
+ * over the splice's (to float32 rounding).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,10 +10,10 @@ import * as path from 'node:path';
 import { FIXTURES_ROOT, engineModel, oracleFixture } from '../helpers/oracle.js';
 import { checkSaeForModel, loadSaeFolder, type Sae } from '../../src/engine/sae/sae.js';
 import { saeSlot } from '../../src/engine/sae/graph.js';
-import { buildSaeStatsGraph, STATS_FLOOR, STATS_X } from '../../src/engine/sae/statsGraph.js';
+import { buildSaeActsGraph, STATS_ACTS, STATS_X } from '../../src/engine/sae/statsGraph.js';
 import { featureStats, saeInputRunner, type FeatureContext } from '../../src/engine/analysis/saeFeatures.js';
 import { ortF32 } from '../../src/engine/backends/onnx/runtime.js';
-import { f32, maxAbsDiff } from '../../src/engine/tensor/tensor.js';
+import { maxAbsDiff } from '../../src/engine/tensor/tensor.js';
 import type { HookedTransformer } from '../../src/engine/model/hookedTransformer.js';
 import type { OutputName } from '../../src/engine/hooks/hooks.js';
 
@@ -50,7 +50,7 @@ test('the input runner stops at the hook and returns the hook\'s own value', asy
   }
 });
 
-test('in-graph reductions (counts, float64 sums, top-context candidates, kept features) equal a plain JavaScript reduction', async () => {
+test('the encoder graph gives the splice\'s activations, flattened over positions', async () => {
   const { fx, rows } = corpus();
   const ht = engineModel(fx, 'default');
   try {
@@ -60,59 +60,41 @@ test('in-graph reductions (counts, float64 sums, top-context candidates, kept fe
       const D = sae.cfg.d_sae;
       const batch = rows.slice(0, 4);
       const [B, P] = [batch.length, batch[0]!.length];
-      const x = await saeInputRunner(ht, hookIn)(batch);
-      const keep = [0, 5, D - 1];
-      const s = await ht.runtime.compile(buildSaeStatsGraph(saeSlot(sae, hookIn, hookOut, false), sae, { keep, withActs: true }));
-      // Floors as a pass meets them: 0 (list not full) for half the features, a mid value for the rest.
-      const floor = new Float32Array(D);
-      const out0 = await ht.runtime.run(s, { [STATS_X]: ortF32(x), [STATS_FLOOR]: ortF32(f32([D], floor)) }, ['acts']);
-      const acts = out0['acts']!.data;
-      for (let f = 1; f < D; f += 2) {
-        const col = Array.from({ length: B * P }, (_, i) => acts[i * D + f]!).filter((v) => v > 0).sort((a, b) => a - b);
-        floor[f] = col.length ? col[col.length >> 1]! : 0;
-      }
-      const out = await ht.runtime.run(s, { [STATS_X]: ortF32(x), [STATS_FLOOR]: ortF32(f32([D], floor)) }, ['count', 'sum', 'cand_v', 'cand_i', 'keep', 'acts']);
-      assert.deepEqual([...out['acts']!.data], [...acts], `${folder}: activations of two runs`);
-      // The encoder is the splice's: same activations as the spliced model's hook.
-      const spliced = await splicedActs(ht, sae, batch);
-      let worst = 0;
-      for (let i = 0; i < acts.length; i++) worst = Math.max(worst, Math.abs(acts[i]! - spliced[i]!));
-      assert.ok(worst < 1e-5, `${folder}: activations differ from the splice's by ${worst}`);
-
-      const count = new Float64Array(D);
-      const sum = new Float64Array(D);
-      const cand: number[] = [];
-      for (let i = 0; i < B * P; i++) {
-        for (let f = 0; f < D; f++) {
-          const v = acts[i * D + f]!;
-          assert.ok(v >= 0, `${folder}: negative activation ${v}`);
-          if (v > 0) count[f]!++;
-          sum[f]! += v;
-          if (v > 0 && v >= floor[f]!) cand.push(i, f, v);
-        }
-      }
-      assert.deepEqual([...out['count']!.data], [...count], `${folder}: counts`);
-      const gs = out['sum']!.data;
-      assert.ok(gs instanceof Float64Array, 'sums are float64');
-      for (let f = 0; f < D; f++) assert.ok(Math.abs(gs[f]! - sum[f]!) <= 1e-12 * Math.max(1, sum[f]!), `${folder}: sum of feature ${f}: ${gs[f]} vs ${sum[f]}`);
-      const cv = out['cand_v']!.data;
-      const ci = out['cand_i']!.data;
-      const m = cv.length;
-      assert.equal(m * 3, cand.length, `${folder}: number of candidates`);
-      for (let j = 0; j < m; j++) {
-        assert.deepEqual([ci[j], ci[m + j], cv[j]], cand.slice(3 * j, 3 * j + 3), `${folder}: candidate ${j}`);
-      }
-      const kv = out['keep']!.data;
-      for (let i = 0; i < B * P; i++) keep.forEach((f, q) => assert.equal(kv[i * keep.length + q], acts[i * D + f], `${folder}: kept feature ${f} at ${i}`));
+      const s = await ht.runtime.compile(buildSaeActsGraph(saeSlot(sae, hookIn, hookOut, false), sae));
+      const out = await ht.runtime.run(s, { [STATS_X]: ortF32(await saeInputRunner(ht, hookIn)(batch)) }, [STATS_ACTS]);
       await s.session.release();
+      assert.deepEqual(out[STATS_ACTS]!.dims, [B * P, D], `${folder}: [n, d_sae]`);
+      const acts = out[STATS_ACTS]!.data;
+      const spliced = await splicedActs(ht, sae, batch);
+      let worst = 0, at = -1;
+      for (let i = 0; i < acts.length; i++) {
+        assert.ok(acts[i]! >= 0, `${folder}: negative activation ${acts[i]} at ${i}`);
+        const d = Math.abs(acts[i]! - spliced[i]!);
+        if (d > worst) [worst, at] = [d, i];
+      }
+      assert.ok(worst < 1e-5, `${folder}: activations differ from the splice's by ${worst} at position ${Math.floor(at / D)}, feature ${at % D}`);
     }
   } finally {
     await ht.dispose();
   }
 });
 
-/** The pass featureStats replaced: every activation fetched from the splice, walked in JavaScript. */
-async function plainStats(ht: HookedTransformer, sae: Sae, rows: number[][], K: number, batch: number, keepF: readonly number[]) {
+/** The encoder graph's activations [n, d_sae] for a batch of rows (what featureStats walks). */
+async function graphActs(ht: HookedTransformer, sae: Sae, rows: number[][]): Promise<Float32Array> {
+  const { hookIn, hookOut } = checkSaeForModel(sae, ht.cfg);
+  const s = await ht.runtime.compile(buildSaeActsGraph(saeSlot(sae, hookIn, hookOut, false), sae));
+  try {
+    return (await ht.runtime.run(s, { [STATS_X]: ortF32(await saeInputRunner(ht, hookIn)(rows)) }, [STATS_ACTS]))[STATS_ACTS]!.data;
+  } finally {
+    await s.session.release();
+  }
+}
+
+/**
+ * A plain pass: every activation of each batch (from `source`), walked in JavaScript with
+ * per-feature arrays of context objects, a full list replacing its first smallest context.
+ */
+async function plainStats(ht: HookedTransformer, sae: Sae, rows: number[][], K: number, batch: number, keepF: readonly number[], source: (ht: HookedTransformer, sae: Sae, rows: number[][]) => Promise<Float32Array>) {
   const D = sae.cfg.d_sae;
   const count = new Float64Array(D);
   const sum = new Float64Array(D);
@@ -125,7 +107,7 @@ async function plainStats(ht: HookedTransformer, sae: Sae, rows: number[][], K: 
   for (const [P, idx] of byLen) {
     for (let s = 0; s < idx.length; s += batch) {
       const ids = idx.slice(s, s + batch);
-      const a = await splicedActs(ht, sae, ids.map((i) => rows[i]!));
+      const a = await source(ht, sae, ids.map((i) => rows[i]!));
       for (let b = 0; b < ids.length; b++) {
         for (let p = 0; p < P; p++) {
           for (let f = 0; f < D; f++) {
@@ -149,7 +131,7 @@ async function plainStats(ht: HookedTransformer, sae: Sae, rows: number[][], K: 
   return { tokens, count, sum, maxAct, top, keep };
 }
 
-test('featureStats equals the plain pass: densities, maxima, top contexts and kept values exactly, means to float64 rounding', async () => {
+test('featureStats equals a plain pass over the same activations exactly: densities, sums, maxima, top contexts with their ties, kept values', async () => {
   const { fx, rows } = corpus();
   const ht = engineModel(fx, 'default');
   try {
@@ -159,14 +141,40 @@ test('featureStats equals the plain pass: densities, maxima, top contexts and ke
       const keepF = [2, 7];
       const progress: number[] = [];
       const st = await featureStats(ht, sae, rows, { topK: 3, batch: 2, keepValues: keepF, onProgress: (d) => progress.push(d) });
-      const ref = await plainStats(ht, sae, rows, 3, 2, keepF);
+      const ref = await plainStats(ht, sae, rows, 3, 2, keepF, graphActs);
       assert.equal(st.tokens, ref.tokens);
       assert.deepEqual(progress, [...progress].sort((a, b) => a - b));
       assert.equal(progress[progress.length - 1], ref.tokens);
       for (let f = 0; f < D; f++) {
         const where = `${folder}, feature ${f}`;
         assert.equal(st.density[f], ref.count[f]! / ref.tokens, `${where}: density`);
-        // Activations from the stats graph and from the splice agree to float32 rounding of
+        assert.equal(st.maxAct[f], ref.maxAct[f], `${where}: max`);
+        // The same float64 sums in the same order.
+        assert.equal(st.meanActive[f], ref.count[f]! > 0 ? ref.sum[f]! / ref.count[f]! : 0, `${where}: mean`);
+        assert.deepEqual(st.top[f], ref.top[f], `${where}: contexts`);
+      }
+      for (const f of keepF) assert.deepEqual([...st.values.get(f)!], ref.keep.get(f), `${folder}: kept values of ${f}`);
+    }
+  } finally {
+    await ht.dispose();
+  }
+});
+
+test('featureStats equals the plain pass over the splice\'s activations: densities exactly, maxima, means and contexts to float32 rounding', async () => {
+  const { fx, rows } = corpus();
+  const ht = engineModel(fx, 'default');
+  try {
+    for (const folder of FOLDERS) {
+      const sae = loadSaeFolder(path.join(GPT2, folder));
+      const D = sae.cfg.d_sae;
+      const keepF = [2, 7];
+      const st = await featureStats(ht, sae, rows, { topK: 3, batch: 2, keepValues: keepF });
+      const ref = await plainStats(ht, sae, rows, 3, 2, keepF, splicedActs);
+      assert.equal(st.tokens, ref.tokens);
+      for (let f = 0; f < D; f++) {
+        const where = `${folder}, feature ${f}`;
+        assert.equal(st.density[f], ref.count[f]! / ref.tokens, `${where}: density`);
+        // Activations from the encoder graph and from the splice agree to float32 rounding of
         // their matrix products; where they are bitwise equal (the usual case) so is everything.
         assert.ok(Math.abs(st.maxAct[f]! - ref.maxAct[f]!) <= 1e-5, `${where}: max ${st.maxAct[f]} vs ${ref.maxAct[f]}`);
         const mean = ref.count[f]! > 0 ? ref.sum[f]! / ref.count[f]! : 0;
