@@ -105,9 +105,11 @@ export async function benchSaes(): Promise<Record<string, unknown>> {
   const [graphS = NaN, plainS = NaN] = await timeInterleaved([() => featureStats(model, sae, few, { topK: 20, batch: 8 }), () => plainFeatureStats(model, sae, few, 20, 8)], 3);
   await model.releaseVariants();
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   let progressCalls = 0;
   const stats = await featureStats(model, sae, rows, { topK: 20, batch: 8, onProgress: () => progressCalls++ });
   const featuresS = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(c0);
   await model.dispose();
   return {
     bench: 'saes',
@@ -119,6 +121,9 @@ export async function benchSaes(): Promise<Record<string, unknown>> {
     spliced_1x128_ms: round(s128),
     splice_ratio_1x128: round(s128 / p128, 3),
     feature_stats_s: round(featuresS, 2),
+    // CPU time of the same span (user + system, every thread; 2 x wall at most on 2 cores):
+    // stretched wall time on a loaded host shows here as a low ratio to wall.
+    feature_stats_cpu_s: round((cpu.user + cpu.system) / 1e6, 2),
     feature_stats_tokens: stats.tokens,
     feature_stats_tokens_per_s: round(stats.tokens / featuresS),
     feature_stats_progress_reports: progressCalls,

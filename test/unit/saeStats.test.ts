@@ -61,7 +61,8 @@ test('the encoder graph gives the splice\'s activations, flattened over position
       const batch = rows.slice(0, 4);
       const [B, P] = [batch.length, batch[0]!.length];
       const s = await ht.runtime.compile(buildSaeActsGraph(saeSlot(sae, hookIn, hookOut, false), sae));
-      const out = await ht.runtime.run(s, { [STATS_X]: ortF32(await saeInputRunner(ht, hookIn)(batch)) }, [STATS_ACTS]);
+      const x = await saeInputRunner(ht, hookIn)(batch);
+      const out = await ht.runtime.run(s, { [STATS_X]: ortF32({ dims: [B * P, sae.cfg.d_in], data: x.data }) }, [STATS_ACTS]);
       await s.session.release();
       assert.deepEqual(out[STATS_ACTS]!.dims, [B * P, D], `${folder}: [n, d_sae]`);
       const acts = out[STATS_ACTS]!.data;
@@ -84,7 +85,8 @@ async function graphActs(ht: HookedTransformer, sae: Sae, rows: number[][]): Pro
   const { hookIn, hookOut } = checkSaeForModel(sae, ht.cfg);
   const s = await ht.runtime.compile(buildSaeActsGraph(saeSlot(sae, hookIn, hookOut, false), sae));
   try {
-    return (await ht.runtime.run(s, { [STATS_X]: ortF32(await saeInputRunner(ht, hookIn)(rows)) }, [STATS_ACTS]))[STATS_ACTS]!.data;
+    const x = await saeInputRunner(ht, hookIn)(rows);
+    return (await ht.runtime.run(s, { [STATS_X]: ortF32({ dims: [x.dims[0]! * x.dims[1]!, sae.cfg.d_in], data: x.data }) }, [STATS_ACTS]))[STATS_ACTS]!.data;
   } finally {
     await s.session.release();
   }
@@ -139,21 +141,24 @@ test('featureStats equals a plain pass over the same activations exactly: densit
       const sae = loadSaeFolder(path.join(GPT2, folder));
       const D = sae.cfg.d_sae;
       const keepF = [2, 7];
-      const progress: number[] = [];
-      const st = await featureStats(ht, sae, rows, { topK: 3, batch: 2, keepValues: keepF, onProgress: (d) => progress.push(d) });
       const ref = await plainStats(ht, sae, rows, 3, 2, keepF, graphActs);
-      assert.equal(st.tokens, ref.tokens);
-      assert.deepEqual(progress, [...progress].sort((a, b) => a - b));
-      assert.equal(progress[progress.length - 1], ref.tokens);
-      for (let f = 0; f < D; f++) {
-        const where = `${folder}, feature ${f}`;
-        assert.equal(st.density[f], ref.count[f]! / ref.tokens, `${where}: density`);
-        assert.equal(st.maxAct[f], ref.maxAct[f], `${where}: max`);
-        // The same float64 sums in the same order.
-        assert.equal(st.meanActive[f], ref.count[f]! > 0 ? ref.sum[f]! / ref.count[f]! : 0, `${where}: mean`);
-        assert.deepEqual(st.top[f], ref.top[f], `${where}: contexts`);
+      // One encoder run per batch, and runs of 3 positions (crossing rows).
+      for (const positionsPerRun of [undefined, 3]) {
+        const progress: number[] = [];
+        const st = await featureStats(ht, sae, rows, { topK: 3, batch: 2, keepValues: keepF, positionsPerRun, onProgress: (d) => progress.push(d) });
+        assert.equal(st.tokens, ref.tokens);
+        assert.deepEqual(progress, [...progress].sort((a, b) => a - b));
+        assert.equal(progress[progress.length - 1], ref.tokens);
+        for (let f = 0; f < D; f++) {
+          const where = `${folder}, ${positionsPerRun ?? 'all'} positions per run, feature ${f}`;
+          assert.equal(st.density[f], ref.count[f]! / ref.tokens, `${where}: density`);
+          assert.equal(st.maxAct[f], ref.maxAct[f], `${where}: max`);
+          // The same float64 sums in the same order.
+          assert.equal(st.meanActive[f], ref.count[f]! > 0 ? ref.sum[f]! / ref.count[f]! : 0, `${where}: mean`);
+          assert.deepEqual(st.top[f], ref.top[f], `${where}: contexts`);
+        }
+        for (const f of keepF) assert.deepEqual([...st.values.get(f)!], ref.keep.get(f), `${folder}: kept values of ${f}`);
       }
-      for (const f of keepF) assert.deepEqual([...st.values.get(f)!], ref.keep.get(f), `${folder}: kept values of ${f}`);
     }
   } finally {
     await ht.dispose();
@@ -201,6 +206,7 @@ test('featureStats: bad options and cancellation', async () => {
     const sae = loadSaeFolder(path.join(GPT2, 'topk-resid-pre-1'));
     await assert.rejects(featureStats(ht, sae, rows, { keepValues: [48] }), /feature 48 does not exist: the SAE has features 0\.\.47/);
     await assert.rejects(featureStats(ht, sae, rows, { topK: 0 }), /topK must be a positive integer/);
+    await assert.rejects(featureStats(ht, sae, rows, { positionsPerRun: 0.5 }), /positionsPerRun must be a positive integer, got 0\.5/);
     const ac = new AbortController();
     await assert.rejects(featureStats(ht, sae, rows, { batch: 1, signal: ac.signal, onProgress: () => ac.abort() }), /abort/i);
   } finally {

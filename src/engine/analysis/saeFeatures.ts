@@ -26,6 +26,8 @@ export interface FeatureStatsOptions {
   topK?: number;
   /** Rows per forward (default 8); rows of other lengths run in their own batches. */
   batch?: number;
+  /** Positions per run of the encoder (default: encoderChunk, activations of at most 24 MiB). */
+  positionsPerRun?: number;
   /** Features whose every non-zero activation is kept (for histograms). */
   keepValues?: readonly number[];
   signal?: AbortSignal;
@@ -52,7 +54,7 @@ export interface FeatureStats {
  * walk: per feature its count, float64 sum and top contexts (fixed-size typed arrays, no object
  * per context until the end). The forward stops at the hook: for blocks.L.hook_resid_pre it runs
  * blocks 0..L-1 only; other hooks of block L run that block (its later nodes are wasted, not the
- * later blocks). While JavaScript walks batch i, onnxruntime already runs batch i+1.
+ * later blocks).
  *
  * The results are those of a plain pass over every activation in corpus order within each row
  * length: densities, maxima, sums (same float64 order), kept values and top contexts exactly.
@@ -86,28 +88,24 @@ export async function featureStats(model: HookedTransformer, sae: Sae, rows: rea
   for (const [P, idx] of byLen) for (let s = 0; s < idx.length; s += batch) batches.push({ P, ids: idx.slice(s, s + batch) });
   const hookValue = saeInputRunner(model, hookIn);
   const session = model.runtime.compile(buildSaeActsGraph(slot, sae));
-  const acts = async (ids: readonly number[]): Promise<Float32Array> => {
-    const x = await hookValue(ids.map((i) => rows[i]!));
-    return (await model.runtime.run(await session, { [STATS_X]: ortF32(x) }, [STATS_ACTS]))[STATS_ACTS]!.data;
-  };
+  const { d_in } = sae.cfg;
+  const chunk = opts.positionsPerRun ?? encoderChunk(D);
+  if (!Number.isInteger(chunk) || chunk < 1) throw new Error(`positionsPerRun must be a positive integer, got ${chunk}`);
   let done = 0;
-  // The run in flight (at most one), so that it has settled before the session is released.
-  let next: Promise<Float32Array> | null = null;
   try {
-    opts.signal?.throwIfAborted();
-    next = batches.length ? acts(batches[0]!.ids) : null;
-    for (let k = 0; k < batches.length; k++) {
-      const a = await next!;
-      next = null;
+    for (const { P, ids } of batches) {
       opts.signal?.throwIfAborted();
-      if (k + 1 < batches.length) next = acts(batches[k + 1]!.ids);
-      const { P, ids } = batches[k]!;
-      acc.add(a, ids, P);
-      done += ids.length * P;
+      const x = (await hookValue(ids.map((i) => rows[i]!))).data;
+      const n = ids.length * P;
+      for (let i0 = 0; i0 < n; i0 += chunk) {
+        const c = Math.min(chunk, n - i0);
+        const out = await model.runtime.run(await session, { [STATS_X]: ortF32({ dims: [c, d_in], data: x.subarray(i0 * d_in, (i0 + c) * d_in) }) }, [STATS_ACTS]);
+        acc.add(out[STATS_ACTS]!.data, i0, c, ids, P);
+      }
+      done += n;
       opts.onProgress?.(done, total);
     }
   } finally {
-    if (next) await next.catch(() => undefined);
     await session.then((s) => s.session.release()).catch(() => undefined);
   }
   const tokens = done;
@@ -120,6 +118,16 @@ export async function featureStats(model: HookedTransformer, sae: Sae, rows: rea
     top: acc.contexts(),
     values: acc.kept(),
   };
+}
+
+/**
+ * Positions per encoder run: activations of at most 24 MiB. Larger buffers cost page faults on
+ * every run (glibc maps allocations above 32 MiB afresh each time, and onnxruntime's output and
+ * its JavaScript copy are each one): at 1024 positions of a 24576-feature SAE (100 MB) fetching
+ * the activations cost ~50 ms of CPU per run, at 256 positions nothing measurable.
+ */
+export function encoderChunk(dSae: number): number {
+  return Math.max(1, Math.floor((24 << 20) / (4 * dSae)));
 }
 
 /**
@@ -150,26 +158,28 @@ class StatsAccumulator {
     this.keep = keepList.map(() => []);
   }
 
-  /** One batch's activations a [ids.length * P, D] (position i = b * P + p of row ids[b]). */
-  add(a: Float32Array, ids: readonly number[], P: number): void {
+  /**
+   * Activations a [n, D] of a batch's positions i0 .. i0+n-1 (position i = b * P + p of row
+   * ids[b]); chunks of a batch come in order.
+   */
+  add(a: Float32Array, i0: number, n: number, ids: readonly number[], P: number): void {
     const { D, count, sum, floor } = this;
-    const n = ids.length * P;
     if (a.length !== n * D) throw new Error(`internal: activations have ${a.length} values, expected ${n} x ${D}`);
-    for (let i = 0; i < n; i++) {
-      const off = i * D;
+    for (let j = 0; j < n; j++) {
+      const off = j * D;
       for (let f = 0; f < D; f++) {
         const v = a[off + f]!;
         if (v > 0) {
           count[f]!++;
           sum[f]! += v;
-          if (v > floor[f]!) this.offer(f, v, ids[(i / P) | 0]!, i % P);
+          if (v > floor[f]!) this.offer(f, v, ids[((i0 + j) / P) | 0]!, (i0 + j) % P);
         }
       }
     }
     this.keepList.forEach((f, q) => {
       const out = this.keep[q]!;
-      for (let i = 0; i < n; i++) {
-        const v = a[i * D + f]!;
+      for (let j = 0; j < n; j++) {
+        const v = a[j * D + f]!;
         if (v > 0) out.push(v);
       }
     });

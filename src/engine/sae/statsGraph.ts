@@ -1,15 +1,14 @@
 /**
  * The graph behind a feature-statistics pass: the SAE's encoder alone (no decoder, no error
- * term) on the input hook's value, over the chunk's positions flattened to one axis.
+ * term) on the input hook's value at n positions (any rows, flattened).
  *
- *   x [batch, pos, d_in]   the input hook's value
- *   xf [n, d_in]           n = batch * pos; position i = b * pos + p
- *   acts [n, d_sae]        emitSaeEncoder (every architecture's activations are >= 0)
+ *   x [n, d_in]       the input hook's value
+ *   acts [n, d_sae]   emitSaeEncoder (every architecture's activations are >= 0)
  *
- * Flattening matters for speed: on a 2-D input onnxruntime fuses the encoder's MatMul, bias Add
- * and ReLU into one Gemm whose epilogue adds the bias and clamps (on [batch, pos, d_in] the Add
- * and the ReLU are separate passes over the [n, d_sae] activations; ~12% of the encoder's CPU
- * time for 8 x 128 tokens of a 24576-feature SAE, measured).
+ * The 2-D input matters for speed: onnxruntime then fuses the encoder's MatMul, bias Add and
+ * ReLU into one Gemm whose epilogue adds the bias and clamps (on [batch, pos, d_in] the Add and
+ * the ReLU are separate passes over the [n, d_sae] activations; ~12% of the encoder's CPU time
+ * for 8 x 128 tokens of a 24576-feature SAE, measured).
  *
  * The activations come back whole and featureStats reduces them in JavaScript: one sequential
  * walk over [n, d_sae] costs less than the reductions onnxruntime offers (each a separate pass
@@ -25,10 +24,9 @@ export const STATS_ACTS = 'acts';
 
 export function buildSaeActsGraph(slot: SaeSlot, sae: Sae): ReturnType<GraphBuilder['build']> {
   const g = new GraphBuilder(`sae_acts_${slot.id}`);
-  const x = g.input(STATS_X, OnnxDType.FLOAT, ['batch', 'pos', slot.d_in]);
-  const xf = g.op('Reshape', [x, g.constI64([-1, slot.d_in])]);
+  const x = g.input(STATS_X, OnnxDType.FLOAT, ['n', slot.d_in]);
   const w = saeWeightNames(g, slot, sae);
-  const { post } = emitSaeEncoder(g, w, slot, xf, (_s, v) => v);
+  const { post } = emitSaeEncoder(g, w, slot, x, (_s, v) => v);
   g.alias(post, STATS_ACTS);
   g.output(STATS_ACTS, OnnxDType.FLOAT, ['n', slot.d_sae]);
   return g.build();
