@@ -181,3 +181,15 @@ export function timesUnembed(params: ReadonlyMap<string, F32>, X: F32): Float64A
   }
   return out;
 }
+
+/**
+ * The same params with W_U a tensor of its own (built from the factors) and the factors gone:
+ * for code that trains or rewrites W_U apart from W_E. Untied params come back unchanged.
+ */
+export function untieUnembed(params: Params): Params {
+  if (!isTiedUnembed(params)) return params;
+  const out: Params = new Map();
+  for (const [k, t] of params) if (!isTiedFactorName(k)) out.set(k, t);
+  out.set('unembed.W_U', unembedMatrix(params));
+  return out;
+}
