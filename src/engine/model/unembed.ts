@@ -74,6 +74,12 @@ export function tiedUnembed(params: ReadonlyMap<string, F32>): TiedUnembed | nul
   return { W_E, scale, P, Q, d, V, K };
 }
 
+/** Which factors a graph of a tied W_U reads (scale, and P / Q when the rank K > 0); undefined when W_U is its own tensor. */
+export function tiedFactorsUsed(params: ReadonlyMap<string, F32>): { scale: boolean; rank: boolean } | undefined {
+  const t = tiedUnembed(params);
+  return t ? { scale: t.scale !== null, rank: t.K > 0 } : undefined;
+}
+
 /** The factors of W_U = W_Eᵀ (a tied checkpoint as loaded): no scale, K = 0. */
 export function tiedIdentityFactors(dModel: number, dVocabOut: number): [string, F32][] {
   return [

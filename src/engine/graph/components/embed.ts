@@ -6,8 +6,8 @@
  *     rotary models add nothing here, their positions enter in attention);
  *   logits [batch, pos, d_vocab_out] = x W_U + b_U, then c·tanh(logits / c) under a final-logit softcap;
  *     with W_U tied to W_E (model/unembed.ts) x W_U = (x·scale) W_Eᵀ + (x P) Q, the first term one
- *     Gemm with transB = 1 over W_E [d_vocab, d_model] itself, so that no transposed copy of the
- *     embedding exists anywhere (onnxruntime's kernel reads B transposed in blocks).
+ *     matrix product with transB = 1 over W_E [d_vocab, d_model] itself, so that no transposed
+ *     copy of the embedding exists anywhere (onnxruntime's kernel reads B transposed in blocks).
  */
 import type { HookedTransformerConfig } from '../../model/config.js';
 import type { GraphBuilder } from '../builder.js';
@@ -46,21 +46,19 @@ export interface TiedWeights {
 }
 
 /**
- * logits [batch, pos, V] = Gemm(x·scale [batch·pos, d_model], W_E [V, d_model], b_U, transB = 1)
- * + (x P) Q, reshaped back to [batch, pos, V], then the softcap where the model has one (V is
- * d_vocab_out, or the number of ids when W_E, Q and b_U were gathered to them).
+ * logits [batch, pos, V] = (x·scale) W_Eᵀ + b_U + (x P) Q, then the softcap where the model has
+ * one (V is d_vocab_out, or the number of ids when W_E, Q and b_U were gathered to them). The
+ * product is com.microsoft's FusedMatMul with transB = 1: onnxruntime's GEMM reads W_E [V,
+ * d_model] transposed block by block (no transposed copy, not even a temporary one; the same
+ * holds for ONNX Gemm, which takes 2-D operands only), and autodiff differentiates it.
  */
 export function emitTiedLogits(g: GraphBuilder, cfg: HookedTransformerConfig, x: string, t: TiedWeights, bU: string, out?: string): string {
-  const D = cfg.d_model;
-  const x2 = g.op('Reshape', [x, g.constI64([-1, D])]); // [batch·pos, d_model]
-  const xs = t.scale ? g.op('Mul', [x2, t.scale]) : x2;
-  let flat = g.op('Gemm', [xs, t.WE, bU], { transB: 1 }); // [batch·pos, V]
-  if (t.P && t.Q) flat = g.op('Add', [flat, g.op('MatMul', [g.op('MatMul', [x2, t.P]), t.Q])]);
-  // [batch, pos, V]: x's leading dims with the last one read from the product.
-  const shape = g.op('Concat', [g.op('Slice', [g.op('Shape', [x]), g.constI64([0]), g.constI64([2])]), g.op('Slice', [g.op('Shape', [flat]), g.constI64([1]), g.constI64([2])])], { axis: 0 });
   const c = cfg.output_logits_soft_cap;
   const capped = c !== null && c > 0;
-  const logits = g.op('Reshape', [flat, shape], undefined, capped ? undefined : out);
+  const xs = t.scale ? g.op('Mul', [x, t.scale]) : x;
+  const main = g.op('FusedMatMul', [xs, t.WE], { transA: 0, transB: 1 }, undefined, 'com.microsoft'); // [batch, pos, V]
+  const rank = t.P && t.Q ? g.op('MatMul', [g.op('MatMul', [x, t.P]), t.Q]) : null; // [batch, pos, V]
+  const logits = g.op('Add', rank ? [g.op('Add', [main, bU]), rank] : [main, bU], undefined, capped ? undefined : out);
   if (!capped) return logits;
   return g.op('Mul', [g.op('Tanh', [g.op('Mul', [logits, g.constF([1 / c])])]), g.constF([c])], undefined, out);
 }
