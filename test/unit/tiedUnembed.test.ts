@@ -2,7 +2,8 @@
  * Tied embeddings (model/unembed.ts): a checkpoint whose W_U is its embedding transposed is loaded
  * with one copy of that matrix, and W_U is kept as factors of the processed W_E. Checked here on
  * the tied oracle fixtures (GPT-2 and BLOOM / OPT / GPT-Neo: LayerNorm, centred; Qwen 2: RMS,
- * folded but not centred), in every processing mode TransformerLens computed:
+ * folded but not centred; Gemma 1/2/3: RMS with a scaled embedding, Gemma 2 with a final-logit
+ * softcap, hence no center_unembed), in every processing mode TransformerLens computed:
  *  - the tied path is the one taken (no W_U-sized tensor beside W_E);
  *  - the W_U the factors stand for is TransformerLens's processed W_U at 1e-4, and the untied
  *    path's (the same checkpoint with W_U a tensor of its own, processed as before) at 1e-5;
@@ -40,12 +41,13 @@ function close(what: string, got: F32 | Float64Array, want: F32, atol: number): 
 
 const TIED = oracleFixtureNames().filter((n) => {
   const fx = oracleFixture(n);
-  return loadModelFolder(fx.dir).cfg.tie_word_embeddings && !['gemma', 'gemma2', 'gemma3'].includes(fx.expected.family);
+  return loadModelFolder(fx.dir).cfg.tie_word_embeddings;
 });
 
-test('the tied oracle fixtures include a LayerNorm (GPT-2) and an RMS (Qwen 2) model', () => {
+test('the tied oracle fixtures include a LayerNorm (GPT-2), an RMS (Qwen 2) and a Gemma model', () => {
   assert.ok(TIED.includes('gpt2-tied-gelu-new'), TIED.join(', '));
   assert.ok(TIED.includes('qkv-bias-gqa-tied'), TIED.join(', '));
+  assert.ok(TIED.includes('postnorm-softcap-local'), TIED.join(', '));
 });
 
 for (const name of TIED) {
@@ -56,10 +58,11 @@ for (const name of TIED) {
     assert.equal(loaded.params.has('unembed.W_U'), false);
     const WE = loaded.params.get('embed.W_E')!;
     for (const [k, t] of loaded.params) if (k !== 'embed.W_E') assert.ok(t.data.length < WE.data.length, `${k} is as large as W_E`);
-    // As loaded, W_U = W_Eᵀ exactly.
+    // As loaded, W_U = W_Eᵀ exactly (Gemma: W_Eᵀ / sqrt(d_model), undoing its scaled embedding).
     const t = tiedUnembed(loaded.params)!;
     assert.equal(t.K, 0);
-    assert.equal(t.scale, null);
+    if (fx.expected.family.startsWith('gemma')) assert.ok(t.scale!.every((x) => x === Math.fround(1 / Math.fround(Math.sqrt(loaded.cfg.d_model)))));
+    else assert.equal(t.scale, null);
   });
   for (const mode of fx.modes) {
     test(`tied ${name} (${mode}): W_U, logits and the readers of W_U match TransformerLens and the untied path`, async () => {
@@ -100,7 +103,9 @@ for (const name of TIED) {
           try {
             if (which === 'quick') {
               close('X @ W_U (onnxruntime)', await timesUnembedMatrix(mt.runtime, tied.params, X), await timesUnembedMatrix(md.runtime, dense.params, X), 1e-4);
-              close('W_U @ W_E', await unembedTimesEmbed(mt.runtime, tied.params), await unembedTimesEmbed(md.runtime, dense.params), 1e-4);
+              // Entries reach a few hundred (Gemma's scaled embedding): float32 sums, relative tolerance.
+              const UEd = await unembedTimesEmbed(md.runtime, dense.params);
+              close('W_U @ W_E', await unembedTimesEmbed(mt.runtime, tied.params), UEd, 1e-6 * Math.max(1, ...Array.from(UEd.data, Math.abs)));
             }
             const got = await mt.forward(tokens);
             close(`${which}: logits vs TransformerLens`, got, expectedTensor(fx, mode, 'logits'), 1e-4);

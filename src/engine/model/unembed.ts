@@ -80,9 +80,10 @@ export function tiedFactorsUsed(params: ReadonlyMap<string, F32>): { scale: bool
   return t ? { scale: t.scale !== null, rank: t.K > 0 } : undefined;
 }
 
-/** The factors of W_U = W_Eᵀ (a tied checkpoint as loaded): no scale, K = 0. */
-export function tiedIdentityFactors(dModel: number, dVocabOut: number): [string, F32][] {
+/** The factors of W_U = unscale·W_Eᵀ (a tied checkpoint as loaded): K = 0, a scale only when unscale is not 1. */
+export function tiedIdentityFactors(dModel: number, dVocabOut: number, unscale = 1): [string, F32][] {
   return [
+    ...(unscale !== 1 ? [[TIED_SCALE, f32([dModel], new Float32Array(dModel).fill(unscale), ['d_model'])] as [string, F32]] : []),
     [TIED_P, f32([dModel, 0], undefined, ['d_model', 'rank'])],
     [TIED_Q, f32([0, dVocabOut], undefined, ['rank', 'd_vocab_out'])],
   ];
