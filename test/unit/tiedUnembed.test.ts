@@ -15,7 +15,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { expectedTensor, oracleFixture, oracleFixtureNames } from '../helpers/oracle.js';
 import { loadModelFolder } from '../../src/engine/model/load.js';
-import { applyProcessing } from '../../src/engine/weights/process.js';
+import { applyProcessing, processWeights } from '../../src/engine/weights/process.js';
 import { HookedTransformer } from '../../src/engine/model/hookedTransformer.js';
 import { isTiedUnembed, tiedUnembed, timesUnembed, unembedColumns, unembedMatrix, untieUnembed } from '../../src/engine/model/unembed.js';
 import { timesUnembedMatrix, unembedTimesEmbed } from '../../src/engine/analysis/onnxMath.js';
@@ -123,3 +123,20 @@ for (const name of TIED) {
     });
   }
 }
+
+test('tied W_U equals the untied path under every combination of fold_ln, center_writing_weights and center_unembed', () => {
+  for (const name of ['gpt2-tied-gelu-new', 'qkv-bias-gqa-tied', 'rms1p-scaled-embed']) {
+    const loaded = loadModelFolder(oracleFixture(name).dir);
+    for (let bits = 0; bits < 8; bits++) {
+      const opts = { fold_ln: (bits & 1) !== 0, center_writing_weights: (bits & 2) !== 0, center_unembed: (bits & 4) !== 0, fold_value_biases: true };
+      const tied = processWeights(loaded.cfg, loaded.params, opts);
+      const dense = processWeights(loaded.cfg, untieUnembed(loaded.params), opts);
+      const what = `${name} ${JSON.stringify(opts)}`;
+      assert.ok(isTiedUnembed(tied.params), what);
+      close(`${what}: W_U`, unembedMatrix(tied.params), dense.params.get('unembed.W_U')!, 1e-5);
+      close(`${what}: b_U`, tied.params.get('unembed.b_U')!, dense.params.get('unembed.b_U')!, 1e-5);
+      close(`${what}: W_E`, tied.params.get('embed.W_E')!, dense.params.get('embed.W_E')!, 0);
+      assert.deepEqual(tied.notes, dense.notes, `${what}: notes`);
+    }
+  }
+});
