@@ -62,8 +62,7 @@ const FAMILIES: Family[] = [
 const TARGET_RSS_RATIO = 1.25;
 /**
  * Rough peaks (x fp32 weight bytes) used to refuse a run the free memory cannot hold: MechLens
- * about 1.3x (1.2x more for a tied embedding, whose processed W_U is a tensor of its own), with a
- * margin; TransformerLens 3.0x from fp32 weights on GPT-2-XL, and more than 3.8x from bf16 ones
+ * about 1.2x (a tied embedding is held once), with a margin; TransformerLens 3.0x from fp32 weights on GPT-2-XL, and more than 3.8x from bf16 ones
  * (transformers upcasts to float32 while it loads; killed for memory at 23.9 GB on a 24 GB
  * machine).
  */
