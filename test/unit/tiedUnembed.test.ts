@@ -87,8 +87,9 @@ for (const name of TIED) {
 
       const md = new HookedTransformer(dense.cfg, dense.params, mode, fx.dir, { device: 'cpu', threads: 1 });
       // Every way a tied model's logits are computed: the unembed session with W_E as an input
-      // (before packing), the pre-packed one (W_E an initializer, as W_U is for a small untied
-      // model), and a large model's one-session chain (W_E a shared input of embed and unembed).
+      // (before packing), the pre-packed one (a small model's: the W_U the factors stand for,
+      // built for onnxruntime to pack), and a large model's one-session chain (W_E a shared
+      // input of embed and unembed).
       const variants = {
         quick: { deferUnembedPacking: true },
         packed: { deferUnembedPacking: false },

@@ -23,7 +23,7 @@ import { emitEmbed, emitLogits, emitTiedLogits, emitUnembed, type TiedWeights } 
 import { lastPosition, SLICE_END, type Emitter } from './components/emitter.js';
 import { emitFeedForward } from './components/moe.js';
 import { emitNorm, emitPostNorm, emitPreNorm } from './components/norm.js';
-import { isTiedUnembed, TIED_P, TIED_Q, TIED_SCALE, tiedUnembed } from '../model/unembed.js';
+import { isTiedUnembed, TIED_P, TIED_Q, TIED_SCALE, tiedUnembed, unembedMatrix } from '../model/unembed.js';
 import { OnnxDType, type OnnxGraph, type OnnxNode, type OnnxTensor, type OnnxValueInfo } from './onnxProto.js';
 
 /** The compiled shape of one intervention: which hook, which kind, which axes its mask indexes. */
@@ -379,16 +379,22 @@ export function buildUnembedGraph(cfg: HookedTransformerConfig, params: ParamSou
   // runs, but compiling GPT-2 small's costs 0.5-1.3 s); otherwise it is a weight input like the
   // blocks' weights (compiles at once, each run packs it again).
   const bU = g.weight('unembed.b_U', getParam(params, 'unembed.b_U'), undefined, true);
-  if (isTiedUnembed(params)) {
-    // Tied: W_E [d_vocab, d_model] is Gemm's B (transB), packed as W_U would be.
+  if (isTiedUnembed(params) && opts.prepack === false) {
+    // Tied, W_E a zero-copy input: (x·scale) W_Eᵀ + (x P) Q.
     const t = tiedUnembed(params)!;
     const asInput = (n: string): string => g.weight(n, getParam(params, n), undefined, true);
     emitTiedLogits(g, cfg, x, {
-      WE: g.weight('embed.W_E', t.W_E, undefined, opts.prepack === false),
+      WE: asInput('embed.W_E'),
       scale: params.has(TIED_SCALE) ? asInput(TIED_SCALE) : null,
       P: t.K > 0 ? asInput(TIED_P) : null,
       Q: t.K > 0 ? asInput(TIED_Q) : null,
     }, bU, 'logits');
+  } else if (isTiedUnembed(params)) {
+    // Tied and pre-packed (a small model: this session is a packed W_U-sized copy by design): the
+    // W_U the factors stand for, built for onnxruntime to copy and pack, then dropped. One GEMM as
+    // for an untied model; the rank-one terms would cost two more passes over the logits (GPT-2
+    // small at 1x128: ~13% of the unembedding, measured).
+    emitLogits(g, cfg, x, g.weight('unembed.W_U', unembedMatrix(params)), bU, 'logits');
   } else {
     const WU = g.weight('unembed.W_U', getParam(params, 'unembed.W_U'), undefined, opts.prepack === false);
     emitLogits(g, cfg, x, WU, bU, 'logits');
