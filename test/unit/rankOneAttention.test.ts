@@ -3,7 +3,9 @@
  * resid_mid computed from the rank-one change of its input equals the block run densely on the
  * patched residual, and neuron sweeps that use it equal the one-forward-per-cell loop, on a
  * GPT-2-style model (LayerNorm, unprocessed and processed: LN and LNPre) and a Llama-style one
- * (RMSNorm, grouped-query attention, rotary, gated MLP), 4 layers each so that the block after
+ * (RMSNorm, grouped-query attention, rotary, gated MLP) and one with grouped-query attention and
+ * learned positions (whose scores are expanded rather than formed from q and k), and soft-capped
+ * scores, 4 layers each so that the block after
  * the patched layer is first, middle and last. A family the path does not model (parallel
  * attention and MLP) is named by rankOneAttentionUnsupported and still sweeps exactly.
  */
@@ -25,6 +27,10 @@ const families: Record<string, HookedTransformerConfig> = {
     ...base, model_name: 'llama-like', act_fn: 'silu', normalization_type: 'RMS', n_key_value_heads: 2, positional_embedding_type: 'rotary',
     gated_mlp: true, original_architecture: 'LlamaForCausalLM', eps: 1e-5,
   }),
+  // Grouped-query attention without rotary: the path that expands the scores instead of forming q and k.
+  'rms-gqa-learned-pos': makeConfig({ ...base, model_name: 'rms-gqa', act_fn: 'gelu', normalization_type: 'RMS', n_key_value_heads: 2 }),
+  // Soft-capped scores (tanh before the softmax): the query-only terms of the expanded scores count.
+  'gpt2-softcap': makeConfig({ ...base, model_name: 'gpt2-softcap', act_fn: 'gelu_new', normalization_type: 'LN', attn_scores_soft_cap: 2 }),
 };
 
 /** Random weights scaled up from the bench's N(0, 0.02^2) so that activations are O(1) and neurons matter. */

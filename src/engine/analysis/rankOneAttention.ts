@@ -167,16 +167,61 @@ export async function rankOneAttention(model: HookedTransformer, layer: number, 
   const avO = new Float32Array(B * H * P * d);
   for (let h = 0; h < H; h++) for (let b = 0; b < B; b++) avO.set(avOH.data.subarray((h * B * P + b * P) * d, (h * B * P + b * P + P) * d), ((b * H + h) * P) * d);
 
+  // Without rotary embeddings the scores need no per-cell q or k at all: per head,
+  //   q_i . k_j = inv_i inv_j (Aq_i.Ak_j + a_j Aq_i.Bk + a_i Bq.Ak_j + a_i a_j Bq.Bk)
+  //             + inv_i (Aq_i.bk + a_i Bq.bk) + inv_j (bq.Ak_j + a_j bq.Bk) + bq.bk
+  // (inv = 1 / s, a = alpha); the products of two per-prompt terms are formed here once,
+  // those with a per-neuron B in the graph by GEMMs over all cells of a run, so a run's
+  // element-wise work is on [cells, batch, head, n, pos] scores instead of [cells, batch, pos,
+  // (head + kv_head) d_head] queries and keys (~20x smaller at GPT-2 small's shapes).
+  const rotary = cfg.positional_embedding_type === 'rotary';
+  const expanded: Record<string, F32> = {};
+  if (!rotary) {
+    const aqH = new Float32Array(H * B * P * dh); // [head_index, batch·pos, d_head]
+    const akH = new Float32Array(H * B * P * dh); // keys per query head (grouped-query: repeated)
+    for (let h = 0; h < H; h++) {
+      const kvh = Math.floor(h / rep);
+      for (let r = 0; r < B * P; r++) {
+        aqH.set(aQk.data.subarray(r * Fqk + h * dh, r * Fqk + (h + 1) * dh), (h * B * P + r) * dh);
+        akH.set(aQk.data.subarray(r * Fqk + H * dh + kvh * dh, r * Fqk + H * dh + (kvh + 1) * dh), (h * B * P + r) * dh);
+      }
+    }
+    const bq = q.bias; // [head_index·d_head]
+    const bkH = new Float32Array(H * dh);
+    for (let h = 0; h < H; h++) bkH.set(k.bias.subarray(Math.floor(h / rep) * dh, (Math.floor(h / rep) + 1) * dh), h * dh);
+    const t1 = new Float32Array(B * H * P * P); // Aq_i . Ak_j [batch, head_index, pos, pos]
+    const t2 = new Float32Array(B * H * P); // Aq_i . bk [batch, head_index, pos]
+    const t3 = new Float32Array(B * H * P); // bq . Ak_j
+    const t4 = new Float32Array(H); // bq . bk
+    const dot = (x: Float32Array, xo: number, y: Float32Array, yo: number) => {
+      let acc = 0;
+      for (let e = 0; e < dh; e++) acc += x[xo + e]! * y[yo + e]!;
+      return acc;
+    };
+    for (let h = 0; h < H; h++) {
+      t4[h] = dot(bq, h * dh, bkH, h * dh);
+      for (let b = 0; b < B; b++) {
+        for (let i = 0; i < P; i++) {
+          const qi = (h * B * P + b * P + i) * dh;
+          t2[(b * H + h) * P + i] = dot(aqH, qi, bkH, h * dh);
+          t3[(b * H + h) * P + i] = dot(bq, h * dh, akH, qi);
+          for (let j = 0; j < P; j++) t1[((b * H + h) * P + i) * P + j] = dot(aqH, qi, akH, (h * B * P + b * P + j) * dh);
+        }
+      }
+    }
+    Object.assign(expanded, { aqh: f32([H, B * P, dh], aqH), akh: f32([H, B * P, dh], akH), bq: f32([H, dh], bq), t1: f32([B, H, P, P], t1), t3: f32([B, H, P], t3) });
+    if (capped(cfg)) Object.assign(expanded, { bkh: f32([H, dh], bkH), t2: f32([B, H, P], t2), t4: f32([H], t4) });
+  }
   const session = cachedSession(rt, `rankOneAttention/${JSON.stringify([d, H, KV, dh, cfg.eps, cfg.use_attn_scale, cfg.attn_scale, cfg.attn_scores_soft_cap, cfg.positional_embedding_type, cfg.rotary_dim, cfg.rotary_base, cfg.rotary_adjacent_pairs, cfg.use_NTK_by_parts_rope, cfg.rotary_scaling_factor])}`, () => attentionGraph(cfg, layer));
   const consts = {
-    a: ortF32(f32([B, P, Fqk], aQk.data)),
     avo: ortF32(f32([B, H * P, d], avO)),
     xx: ortF32(f32([B, P], xs.sq)),
     rmid: ortF32(residMid),
     mlp: ortF32(mlpOut),
-    bqk0: ortF32(f32([Fqk], bqk)),
+    ...(rotary ? { a: ortF32(f32([B, P, Fqk], aQk.data)), bqk0: ortF32(f32([Fqk], bqk)) } : {}),
     wo: ortF32(WO),
     co: ortF32(f32([d], co)),
+    ...Object.fromEntries(Object.entries(expanded).map(([name, t]) => [name, ortF32(t)])),
   };
   return {
     async residMid(neurons, alpha, from) {
@@ -213,12 +258,11 @@ function attentionGraph(cfg: HookedTransformerConfig, layer: number): GraphBuild
   const d = cfg.d_model, H = cfg.n_heads, dh = cfg.d_head;
   const KV = cfg.n_key_value_heads ?? H;
   const g = new GraphBuilder('rank_one_attention');
-  const a = g.input('a', OnnxDType.FLOAT, ['batch', 'pos', (H + KV) * dh]); // xc W'_QK
+  const rotary = cfg.positional_embedding_type === 'rotary';
   const avo = g.input('avo', OnnxDType.FLOAT, ['batch', 'head_pos', d]); // Av W_O, [batch, head_index·pos, d_model]
   const xx = g.input('xx', OnnxDType.FLOAT, ['batch', 'pos']); // |xc|^2
   const rmid = g.input('rmid', OnnxDType.FLOAT, ['batch', 'pos', d]); // corrupted resid_mid of layer L
   const mlp = g.input('mlp', OnnxDType.FLOAT, ['batch', 'pos', d]); // corrupted mlp_out of layer L
-  const bqk0 = g.input('bqk0', OnnxDType.FLOAT, [(H + KV) * dh]); // b'_QK
   const wo = g.input('wo', OnnxDType.FLOAT, [H, dh, d]);
   const co = g.input('co', OnnxDType.FLOAT, [d]);
   const alpha = g.input('alpha', OnnxDType.FLOAT, ['cells', 'batch', 'pos']);
@@ -237,24 +281,69 @@ function attentionGraph(cfg: HookedTransformerConfig, layer: number): GraphBuild
   const ms = g.op('Div', [g.op('Add', [g.op('Add', [xx, g.op('Mul', [g.op('Mul', [g.constF([2]), alpha]), ux])]), g.op('Mul', [g.op('Mul', [alpha, alpha]), uu])]), g.constF([d])]);
   const inv = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [ms, g.constF([cfg.eps])])])]);
   const alpha4 = g.op('Unsqueeze', [alpha, i3]); // [cells, batch, pos, 1]
-  const inv4 = g.op('Unsqueeze', [inv, i3]);
-  const bqk4 = g.op('Unsqueeze', [bqk, g.constI64([1, 2])]); // [cells, 1, 1, Fqk]
-  // q, k = (A + alpha B) / s + b' [cells, batch, pos, Fqk]: keys at every position, queries from `from` on.
-  const qkAll = g.op('Add', [g.op('Mul', [g.op('Add', [g.op('Unsqueeze', [a, zero]), g.op('Mul', [alpha4, bqk4])]), inv4]), bqk0]);
   const cb = g.op('Mul', [dimOf(g, alpha, 0), dimOf(g, alpha, 1)]); // cells·batch
   const P = dimOf(g, alpha, 2);
   const n = g.op('Sub', [P, from]);
-  let qv = g.op('Slice', [fromPos(qkAll, i2), zero, g.constI64([H * dh]), i3]);
-  qv = g.op('Reshape', [qv, g.op('Concat', [cb, n, g.constI64([H, dh])], { axis: 0 })]); // [cells·batch, n, head_index, d_head]
-  let kv = g.op('Slice', [qkAll, g.constI64([H * dh]), end, i3]);
-  kv = g.op('Reshape', [kv, g.op('Concat', [cb, P, g.constI64([KV, dh])], { axis: 0 })]); // [cells·batch, pos, kv_head, d_head]
-  if (cfg.positional_embedding_type === 'rotary') {
+  const cells = dimOf(g, alpha, 0), batch = dimOf(g, alpha, 1);
+  let scores: string; // [cells·batch, head_index, n, pos]
+  if (rotary) {
+    // q, k = (A + alpha B) / s + b' [cells, batch, pos, Fqk], rotated as the block rotates them.
+    const a = g.input('a', OnnxDType.FLOAT, ['batch', 'pos', (H + KV) * dh]); // xc W'_QK
+    const bqk0 = g.input('bqk0', OnnxDType.FLOAT, [(H + KV) * dh]); // b'_QK
+    const inv4 = g.op('Unsqueeze', [inv, i3]);
+    const bqk4 = g.op('Unsqueeze', [bqk, g.constI64([1, 2])]); // [cells, 1, 1, Fqk]
+    const qkAll = g.op('Add', [g.op('Mul', [g.op('Add', [g.op('Unsqueeze', [a, zero]), g.op('Mul', [alpha4, bqk4])]), inv4]), bqk0]);
+    let qv = g.op('Slice', [fromPos(qkAll, i2), zero, g.constI64([H * dh]), i3]);
+    qv = g.op('Reshape', [qv, g.op('Concat', [cb, n, g.constI64([H, dh])], { axis: 0 })]); // [cells·batch, n, head_index, d_head]
+    let kv = g.op('Slice', [qkAll, g.constI64([H * dh]), end, i3]);
+    kv = g.op('Reshape', [kv, g.op('Concat', [cb, P, g.constI64([KV, dh])], { axis: 0 })]); // [cells·batch, pos, kv_head, d_head]
     qv = applyRotary(g, cfg, qv, from, attnType(cfg, layer));
     kv = applyRotary(g, cfg, kv, zero, attnType(cfg, layer));
+    const qT = g.op('Transpose', [qv], { perm: [0, 2, 1, 3] }); // [cells·batch, head_index, n, d_head]
+    const kT = g.op('Transpose', [ungroup(g, cfg, kv)], { perm: [0, 2, 3, 1] }); // [cells·batch, head_index, d_head, pos]
+    scores = g.op('MatMul', [qT, kT]);
+  } else {
+    // The expanded products (rankOneAttention's comment): per-prompt t1..t4, per cell by GEMMs.
+    const aqh = g.input('aqh', OnnxDType.FLOAT, [H, 'rows', dh]); // Aq [head_index, batch·pos, d_head]
+    const akh = g.input('akh', OnnxDType.FLOAT, [H, 'rows', dh]); // Ak per query head
+    const bq = g.input('bq', OnnxDType.FLOAT, [H, dh]);
+    const t1 = g.input('t1', OnnxDType.FLOAT, ['batch', H, 'pos', 'pos']);
+    const t3 = g.input('t3', OnnxDType.FLOAT, ['batch', H, 'pos']);
+    const Bq = g.op('Reshape', [g.op('Slice', [bqk, zero, g.constI64([H * dh]), i1]), g.constI64([-1, H, dh])]); // [cells, head_index, d_head]
+    const BkKv = g.op('Reshape', [g.op('Slice', [bqk, g.constI64([H * dh]), end, i1]), g.constI64([-1, 1, KV, dh])]);
+    const Bk = g.op('Reshape', [ungroup(g, cfg, BkKv), g.constI64([-1, H, dh])]); // [cells, head_index, d_head]
+    /** x [head_index, batch·pos, d_head] . y [cells, head_index, d_head] -> [cells, batch, head_index, pos]. */
+    const perCell = (x: string, y: string) => {
+      const prod = g.op('MatMul', [x, g.op('Transpose', [y], { perm: [1, 2, 0] })]); // [head_index, batch·pos, cells]
+      return g.op('Transpose', [g.op('Reshape', [prod, g.op('Concat', [g.constI64([H]), batch, P, cells], { axis: 0 })])], { perm: [3, 1, 0, 2] });
+    };
+    const qb = perCell(aqh, Bk); // Aq_i . Bk [cells, batch, head_index, pos]
+    const bk = perCell(akh, Bq); // Bq . Ak_j
+    const dotH = (x: string, y: string) => g.op('ReduceSum', [g.op('Mul', [x, y]), g.constI64([-1])], { keepdims: 0 }); // [cells, head_index]
+    const perHead = (t: string) => g.op('Reshape', [t, g.op('Concat', [cells, g.constI64([1, H, 1, 1])], { axis: 0 })]); // [cells, 1, head_index, 1, 1]
+    const BB = perHead(dotH(Bq, Bk)), bB = perHead(dotH(bq, Bk));
+    const five = (t: string, axes: number[]) => g.op('Unsqueeze', [t, g.constI64(axes)]);
+    // Query-side terms at positions from.. ([.., n, 1]), key-side at every position ([.., 1, pos]).
+    const aI = five(fromPos(alpha, i2), [2, 4]), aJ = five(alpha, [2, 3]); // [cells, batch, 1, n, 1], [cells, batch, 1, 1, pos]
+    const invI = five(fromPos(inv, i2), [2, 4]), invJ = five(inv, [2, 3]);
+    const inner = g.op('Add', [
+      g.op('Add', [g.op('Unsqueeze', [g.op('Slice', [t1, from, end, i2]), zero]), g.op('Mul', [aJ, five(fromPos(qb, i3), [4])])]),
+      g.op('Add', [g.op('Mul', [aI, five(bk, [3])]), g.op('Mul', [g.op('Mul', [aI, aJ]), BB])]),
+    ]);
+    const kSide = g.op('Mul', [invJ, g.op('Add', [five(t3, [0, 3]), g.op('Mul', [aJ, bB])])]);
+    let s5 = g.op('Add', [g.op('Mul', [g.op('Mul', [invI, invJ]), inner]), kSide]);
+    // Terms that depend on the query alone shift a query's scores equally, which the softmax
+    // ignores; only a soft cap (tanh, before the softmax) needs them.
+    if (capped(cfg)) {
+      const bkh = g.input('bkh', OnnxDType.FLOAT, [H, dh]);
+      const t2 = g.input('t2', OnnxDType.FLOAT, ['batch', H, 'pos']);
+      const t4 = g.input('t4', OnnxDType.FLOAT, [H]);
+      const Bb = perHead(dotH(Bq, bkh));
+      const qSide = g.op('Mul', [invI, g.op('Add', [five(g.op('Slice', [t2, from, end, i2]), [0, 4]), g.op('Mul', [aI, Bb])])]);
+      s5 = g.op('Add', [g.op('Add', [s5, qSide]), g.op('Reshape', [t4, g.constI64([1, 1, H, 1, 1])])]);
+    }
+    scores = g.op('Reshape', [s5, g.op('Concat', [cb, g.constI64([H]), n, P], { axis: 0 })]);
   }
-  const qT = g.op('Transpose', [qv], { perm: [0, 2, 1, 3] }); // [cells·batch, head_index, n, d_head]
-  const kT = g.op('Transpose', [ungroup(g, cfg, kv)], { perm: [0, 2, 3, 1] }); // [cells·batch, head_index, d_head, pos]
-  let scores = g.op('MatMul', [qT, kT]); // [cells·batch, head_index, n, pos]
   if (cfg.use_attn_scale) scores = g.op('Mul', [scores, g.constF([1 / cfg.attn_scale])]);
   const cap = cfg.attn_scores_soft_cap;
   if (cap !== null && cap > 0) scores = g.op('Mul', [g.op('Tanh', [g.op('Mul', [scores, g.constF([1 / cap])])]), g.constF([cap])]);
@@ -266,7 +355,6 @@ function attentionGraph(cfg: HookedTransformerConfig, layer: number): GraphBuild
   // c_ij = p_ij / s_j [cells·batch, head_index, n, pos]
   const c = g.op('Mul', [pattern, g.op('Reshape', [inv, g.op('Concat', [cb, g.constI64([1, 1]), P], { axis: 0 })])]);
   // sum_j c_ij Av_j W_O^h, one GEMM per prompt: [batch, cells·n, head_index·pos] x [batch, head_index·pos, d_model].
-  const cells = dimOf(g, alpha, 0), batch = dimOf(g, alpha, 1);
   const c5 = g.op('Reshape', [c, g.op('Concat', [cells, batch, g.constI64([H]), n, P], { axis: 0 })]);
   const cPrompt = g.op('Reshape', [g.op('Transpose', [c5], { perm: [1, 0, 3, 2, 4] }), g.op('Concat', [batch, g.constI64([-1]), g.op('Mul', [g.constI64([H]), P])], { axis: 0 })]);
   const out1 = g.op('Transpose', [g.op('Reshape', [g.op('MatMul', [cPrompt, avo]), g.op('Concat', [batch, cells, n, g.constI64([d])], { axis: 0 })])], { perm: [1, 0, 2, 3] }); // [cells, batch, n, d_model]
@@ -282,4 +370,9 @@ function attentionGraph(cfg: HookedTransformerConfig, layer: number): GraphBuild
   g.op('Reshape', [mid, g.op('Concat', [cb, n, g.constI64([d])], { axis: 0 })], undefined, 'mid');
   g.output('mid', OnnxDType.FLOAT, ['rows', 'n', d]);
   return g;
+}
+
+/** Whether attention scores are soft-capped (tanh before the softmax). */
+function capped(cfg: HookedTransformerConfig): boolean {
+  return cfg.attn_scores_soft_cap !== null && cfg.attn_scores_soft_cap > 0;
 }

@@ -22,7 +22,7 @@ export interface SweepOptions {
   maxBatchBytes?: number;
   /** Recompute the positions shared by clean and corrupted prompts too (for tests and timing). */
   noPrefix?: boolean;
-  /** Run ln1 and the Q/K/V projections of the first block the cells change (neuron sweeps: the rank-one shortcut of rankOneQkv.ts; head sweeps: the cached corrupted q, k, v), for tests and timing. */
+  /** Run the first block the cells change in full (neuron sweeps: not its attention from the rank-one change, rankOneAttention.ts; head sweeps: not from the cached corrupted q, k, v), for tests and timing. */
   noRankOne?: boolean;
   /**
    * Called before every run with its cells, batch rows and the layer it starts at (benchmarks
