@@ -19,7 +19,7 @@ import { isPromptLensArg, type PromptsDocuments } from './promptsLanguage.js';
 import { promptsFromSelection, requestFromEntry, type PromptRequest } from './promptTarget.js';
 import { attentionState, attributionState, inspectState, loadingState, modelLabel, panelTitle, runRecord, sameLengthPrompts, type PanelKind } from './states.js';
 import { DEFAULT_MODEL } from './settings.js';
-import { notifyError } from './notify.js';
+import { notifyError, registerReportingCommand } from './notify.js';
 import { errorMessage, isCancellation } from './latest.js';
 
 export interface Services {
@@ -374,15 +374,7 @@ export function registerCommands(s: Services): vscode.Disposable[] {
     if (a.action !== 'sae.dashboard') throw new Error(`unknown panel action ${a.action}`);
     await vscode.commands.executeCommand('mechlens.featureDashboard', { feature: a.feature });
   };
-  const reg = (id: string, fn: (...args: unknown[]) => unknown): vscode.Disposable =>
-    vscode.commands.registerCommand(id, async (...args: unknown[]) => {
-      try {
-        return await fn(...args);
-      } catch (e) {
-        notifyError(`MechLens (${id})`, e, s.log);
-        return undefined;
-      }
-    });
+  const reg = (id: string, fn: (...args: unknown[]) => unknown): vscode.Disposable => registerReportingCommand(id, fn, s.log);
   return [
     reg('mechlens.inspectPrompt', (arg) => openPanel('inspect', arg, s)),
     reg('mechlens.showAttention', (arg) => openPanel('attention', arg, s)),

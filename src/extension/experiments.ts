@@ -29,7 +29,7 @@ import type { RunsTree } from './treeViews.js';
 import type { PromptsDocuments } from './promptsLanguage.js';
 import { promptsFromSelection } from './promptTarget.js';
 import { Debouncer, LatestOnly, errorMessage, isCancellation } from './latest.js';
-import { notifyError } from './notify.js';
+import { notifyError, registerReportingCommand } from './notify.js';
 import { errorState, loadingState, shortText } from './states.js';
 import { experimentRoot, trustedToRun } from './workspaceRoot.js';
 import {
@@ -670,15 +670,7 @@ export function registerExperiments(s: ExperimentServices): vscode.Disposable[] 
   const diagnostics = new ExperimentDiagnostics(s);
   const lenses = new ExperimentCodeLenses();
   const runner = new ExperimentRunner(s, diagnostics);
-  const reg = (id: string, fn: (...args: unknown[]) => unknown): vscode.Disposable =>
-    vscode.commands.registerCommand(id, async (...args: unknown[]) => {
-      try {
-        return await fn(...args);
-      } catch (e) {
-        notifyError(`MechLens (${id})`, e, s.log);
-        return undefined;
-      }
-    });
+  const reg = (id: string, fn: (...args: unknown[]) => unknown): vscode.Disposable => registerReportingCommand(id, fn, s.log);
   const selector: vscode.DocumentSelector = [{ scheme: 'file', pattern: '**/*.experiment.json' }];
   return [
     diagnostics,

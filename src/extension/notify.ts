@@ -25,3 +25,18 @@ export function notifyError(title: string, e: unknown, log: vscode.LogOutputChan
 export function describeError(e: unknown): string {
   return e instanceof ModelLoadError ? `Could not load the model "${e.spec}": ${e.message}` : errorMessage(e);
 }
+
+/**
+ * Registers a command whose failures reach the user as notifyError does (titled with the command
+ * id), instead of as VS Code's generic "command failed": every MechLens command goes through it.
+ */
+export function registerReportingCommand(id: string, fn: (...args: unknown[]) => unknown, log: vscode.LogOutputChannel): vscode.Disposable {
+  return vscode.commands.registerCommand(id, async (...args: unknown[]) => {
+    try {
+      return await fn(...args);
+    } catch (e) {
+      notifyError(`MechLens (${id})`, e, log);
+      return undefined;
+    }
+  });
+}

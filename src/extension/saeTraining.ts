@@ -25,7 +25,7 @@ import { defaultSaeDir, isSaeTrainRoot, resolveSaeTrainExperiment, type Resolved
 import { experimentRoot, trustedToRun } from './workspaceRoot.js';
 import { RunStore } from './runStore.js';
 import { errorMessage, isCancellation } from './latest.js';
-import { notifyError } from './notify.js';
+import { registerReportingCommand } from './notify.js';
 import { TrainingPanel } from './trainingPanel.js';
 import { TRAIN_SELECTOR, isTrainLensArg, type TrainLensArg } from './trainingLens.js';
 import { SaeTrainingTracker, saeTrainingRunRecord } from './saeTrainingStates.js';
@@ -268,15 +268,7 @@ export class SaeTrainingController implements vscode.Disposable {
 
 export function registerSaeTraining(s: SaeTrainingServices): vscode.Disposable {
   const c = new SaeTrainingController(s);
-  const reg = (id: string, fn: (arg: unknown) => unknown) =>
-    vscode.commands.registerCommand(id, async (arg: unknown) => {
-      try {
-        return await fn(arg);
-      } catch (e) {
-        notifyError(`MechLens (${id})`, e, s.log);
-        return undefined;
-      }
-    });
+  const reg = (id: string, fn: (...args: unknown[]) => unknown): vscode.Disposable => registerReportingCommand(id, fn, s.log);
   return vscode.Disposable.from(
     c,
     vscode.languages.registerCodeLensProvider(TRAIN_SELECTOR, c.lenses),

@@ -24,7 +24,7 @@ import type { ExperimentState, PanelActionParams, PanelState, TrainingState } fr
 import { defaultCheckpointDir, type ResolvedTrainExperiment } from '../engine/experiments/trainParse.js';
 import { RunStore } from './runStore.js';
 import { errorMessage, isCancellation } from './latest.js';
-import { notifyError } from './notify.js';
+import { notifyError, registerReportingCommand } from './notify.js';
 import { TrainingPanel } from './trainingPanel.js';
 import { TRAIN_SELECTOR, TrainCodeLenses, TrainDiagnostics, isTrainLensArg, parseTrainText, type TrainLensStatus } from './trainingLens.js';
 import { TrainingTracker, analysisRunRecord, analysisState, describeModel, latestCheckpoint, trainingRunRecord } from './trainingStates.js';
@@ -389,15 +389,7 @@ export class TrainingController implements vscode.Disposable {
 /** Registers the training feature; the one call extension.ts makes. */
 export function registerTraining(s: TrainingServices): vscode.Disposable {
   const c = new TrainingController(s);
-  const reg = (id: string, fn: (arg: unknown) => unknown) =>
-    vscode.commands.registerCommand(id, async (arg: unknown) => {
-      try {
-        return await fn(arg);
-      } catch (e) {
-        notifyError(`MechLens (${id})`, e, s.log);
-        return undefined;
-      }
-    });
+  const reg = (id: string, fn: (...args: unknown[]) => unknown): vscode.Disposable => registerReportingCommand(id, fn, s.log);
   return vscode.Disposable.from(
     c,
     vscode.languages.registerCodeLensProvider(TRAIN_SELECTOR, c.lenses),
