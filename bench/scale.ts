@@ -1,5 +1,6 @@
 /**
- * The scale bench (`npm run bench -- scale [--only=gpt2-xl,...] [--dtypes=float32] [--reps=2]`):
+ * The scale bench (`npm run bench -- scale [--only=gpt2-xl,...] [--dtypes=float32] [--reps=2]
+ * [--sides=mechlens]`):
  * random checkpoints shaped like the models researchers study, stored once in fp32 and once in
  * bf16 (made by oracle/peer_bench.py with transformers into the ignored .bench/scale/, reused
  * across runs), each loaded by MechLens and by TransformerLens in the same run, one process at a
@@ -11,7 +12,10 @@
  *  - load-to-first-result time (reading, conversion, default processing, first 1x128 forward)
  *    of both sides.
  * The order alternates per dtype (fp32: TransformerLens then MechLens; bf16: MechLens then
- * TransformerLens) so that drift in the host's speed hits both sides alike.
+ * TransformerLens) so that drift in the host's speed hits both sides alike. `--sides=mechlens`
+ * runs MechLens's side alone (TransformerLens's needs 3-4x the weights, 18-20 GB for these
+ * shapes, which a shared machine may not spare): its peak RSS is still checked, the time ratios
+ * are left out.
  *
  * FAMILIES is the data: one line per shape (its Hugging Face config, and a tiny variant used to
  * ask MechLens's loader whether it can load the family at all). A family MechLens cannot load
@@ -58,8 +62,7 @@ const FAMILIES: Family[] = [
 const TARGET_RSS_RATIO = 1.25;
 /**
  * Rough peaks (x fp32 weight bytes) used to refuse a run the free memory cannot hold: MechLens
- * about 1.3x (1.2x more for a tied embedding, whose processed W_U is a tensor of its own), with a
- * margin; TransformerLens 3.0x from fp32 weights on GPT-2-XL, and more than 3.8x from bf16 ones
+ * about 1.2x (a tied embedding is held once), with a margin; TransformerLens 3.0x from fp32 weights on GPT-2-XL, and more than 3.8x from bf16 ones
  * (transformers upcasts to float32 while it loads; killed for memory at 23.9 GB on a 24 GB
  * machine).
  */
@@ -145,6 +148,9 @@ export async function benchScale(): Promise<Record<string, unknown>> {
   const only = flag('only')?.split(',');
   const dtypes = flag('dtypes')?.split(',') ?? ['float32', 'bfloat16'];
   const reps = Number(flag('reps') ?? 2);
+  const sides = flag('sides')?.split(',') ?? ['mechlens', 'transformer_lens'];
+  const badSide = sides.find((x) => x !== 'mechlens' && x !== 'transformer_lens');
+  if (badSide !== undefined || sides.length === 0) throw new Error(`--sides=${flag('sides')}: give mechlens, transformer_lens or both, comma-separated`);
   const t0 = performance.now();
   const families: Record<string, unknown>[] = [];
   const failed: string[] = [];
@@ -165,7 +171,7 @@ export async function benchScale(): Promise<Record<string, unknown>> {
     for (const [k, dtype] of dtypes.entries()) {
       const folder = path.join(base, dtype);
       // Alternate which side goes first, dtype by dtype.
-      const order: ('mechlens' | 'transformer_lens')[] = k % 2 === 0 ? ['transformer_lens', 'mechlens'] : ['mechlens', 'transformer_lens'];
+      const order = ((k % 2 === 0 ? ['transformer_lens', 'mechlens'] : ['mechlens', 'transformer_lens']) as ('mechlens' | 'transformer_lens')[]).filter((x) => sides.includes(x));
       const per: Record<string, unknown> = { weight_mb: Math.round(weightBytes(folder) / 1e6) };
       for (const side of order) {
         const need = (side === 'mechlens' ? NEED_FACTOR.mechlens : NEED_FACTOR.transformer_lens[dtype] ?? 4.2) * fp32Bytes;
@@ -210,6 +216,7 @@ export async function benchScale(): Promise<Record<string, unknown>> {
     note: 'random checkpoints of the real shapes; default processing on both sides; each side in its own process, one at a time; 2 threads each; ratios are MechLens / TransformerLens',
     dtypes,
     reps,
+    sides,
     families,
     target_peak_rss_vs_fp32_weights: TARGET_RSS_RATIO,
     target_time_ratio: 1.0,

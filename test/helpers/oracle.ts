@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadModelFolder } from '../../src/engine/model/load.js';
 import { applyProcessing } from '../../src/engine/weights/process.js';
+import { isTiedFactorName, isTiedUnembed, unembedMatrix } from '../../src/engine/model/unembed.js';
 import { HookedTransformer, type Tokens } from '../../src/engine/model/hookedTransformer.js';
 import type { Params, Processing } from '../../src/engine/model/params.js';
 import { readSafetensors } from '../../src/engine/model/safetensors.js';
@@ -329,12 +330,14 @@ export async function compareWithOracle(fx: OracleFixture, mode: Processing, opt
     // Processed parameters (aligned up to SVD signs after refactoring).
     const want = expectedParams(fx, mode);
     const signs = mode === 'default+refactor' ? refactorSigns(model.params, want, cfg.n_layers) : new Map<string, Int8Array>();
+    // A tied model's W_U is the one its factors stand for (model/unembed.ts), built whole here.
+    const tied = isTiedUnembed(model.params);
     for (const [name, w] of want) {
-      const g = model.params.get(name);
+      const g = name === 'unembed.W_U' && tied ? unembedMatrix(model.params) : model.params.get(name);
       checks.push(compareTensors(`params ${name}`, g && alignRefactorSigns(name, g, signs), w, atol));
     }
     for (const name of model.params.keys()) {
-      if (!want.has(name)) checks.push({ what: `params ${name}`, worst: Infinity, where: 'MechLens has it, TransformerLens does not', ok: false });
+      if (!want.has(name) && !isTiedFactorName(name)) checks.push({ what: `params ${name}`, worst: Infinity, where: 'MechLens has it, TransformerLens does not', ok: false });
     }
 
     // Logits and every hook TransformerLens cached (hook_result included). Hooks MechLens does
@@ -430,7 +433,7 @@ function derivedHook(name: string, logits: F32, cache: Map<OutputName, F32>, par
   if (name === 'unembed.hook_out') {
     if (!softcapped) return logits;
     const x = derivedHook('unembed.hook_in', logits, cache, params, softcapped);
-    const WU = params.get('unembed.W_U');
+    const WU = isTiedUnembed(params) ? unembedMatrix(params) : params.get('unembed.W_U');
     const bU = params.get('unembed.b_U');
     if (!x || !WU || !bU) return null;
     // [batch, pos, d_model] x [d_model, d_vocab_out] + [d_vocab_out]

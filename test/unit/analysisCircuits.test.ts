@@ -7,13 +7,15 @@ import { columnNorms, compositionScores, copyingScore, FactoredMatrix, fullOvCir
 import { mat, matmul, transpose, type Mat } from '../../src/engine/weights/linalg.js';
 import { fixtureConfig, fixtureParams } from '../helpers/tinyModel.js';
 import type { Params } from '../../src/engine/model/params.js';
+import { isTiedUnembed, unembedMatrix } from '../../src/engine/model/unembed.js';
 
 function fixtureModel(params: Params = fixtureParams('default')): HookedTransformer {
   return new HookedTransformer(makeConfig({ ...fixtureConfig(), normalization_type: 'LNPre' }), params, 'default', 'fixture', { device: 'cpu', threads: 1 });
 }
 
 function param(p: Params, name: string, rows: number, cols: number): Mat {
-  return mat(rows, cols, Float64Array.from(p.get(name)!.data));
+  // The tied fixture's W_U is kept as factors of W_E (model/unembed.ts): built whole here.
+  return mat(rows, cols, Float64Array.from((name === 'unembed.W_U' ? unembedMatrix(p) : p.get(name)!).data));
 }
 
 function maxDiff(a: Mat, b: Mat): number {
@@ -165,10 +167,8 @@ test('copying score: +1 for a positive semidefinite full OV circuit, -1 for its 
   const p = fixtureParams('none');
   const cfg = fixtureConfig();
   const d = cfg.d_model, dh = cfg.d_head, H = cfg.n_heads;
-  const WE = p.get('embed.W_E')!.data;
-  const WU = new Float32Array(d * cfg.d_vocab);
-  for (let v = 0; v < cfg.d_vocab; v++) for (let i = 0; i < d; i++) WU[i * cfg.d_vocab + v] = WE[v * d + i]!;
-  p.set('unembed.W_U', { ...p.get('unembed.W_U')!, data: WU });
+  // The tied fixture unprocessed: W_U is W_Eᵀ, kept as W_E alone (W_U W_E is then W_Eᵀ W_E, one Gemm).
+  assert.ok(isTiedUnembed(p));
   const WV = p.get('blocks.0.attn.W_V')!.data;
   const WO = new Float32Array(H * dh * d);
   for (let h = 0; h < H; h++) for (let i = 0; i < d; i++) for (let j = 0; j < dh; j++) WO[(h * dh + j) * d + i] = (h === 1 ? -1 : 1) * WV[(h * d + i) * dh + j]!;

@@ -23,6 +23,7 @@ import { packQKV } from '../../src/engine/training/model.js';
 import { applyProcessing } from '../../src/engine/weights/process.js';
 import { hookDictOrder } from '../../src/engine/analysis/ablation.js';
 import { HookedTransformer } from '../../src/engine/model/hookedTransformer.js';
+import { isTiedUnembed, unembedMatrix, untieUnembed } from '../../src/engine/model/unembed.js';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures');
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'mechlens-families-'));
@@ -247,8 +248,9 @@ test('Qwen2: q/k/v biases from the checkpoint, rotary base from rope_theta, tied
   const sd = readSafetensors(path.join(FIXTURES, 'qkv-bias-gqa-tied', 'model.safetensors'));
   assert.deepEqual(Array.from(params.get('blocks.1.attn._b_K')!.data), Array.from(sd.get('model.layers.1.self_attn.k_proj.bias')!.data));
   assert.ok(params.get('blocks.0.attn.b_Q')!.data.some((v) => v !== 0), 'b_Q is the checkpoint\'s, not zeros');
-  // Tied: W_U is W_Eᵀ ([d_model, d_vocab] from [d_vocab, d_model]).
-  const WE = params.get('embed.W_E')!, WU = params.get('unembed.W_U')!;
+  // Tied: W_U is W_Eᵀ ([d_model, d_vocab] from [d_vocab, d_model]), kept as W_E alone.
+  assert.ok(isTiedUnembed(params), 'one copy of the embedding');
+  const WE = params.get('embed.W_E')!, WU = unembedMatrix(params);
   assert.equal(WU.data[3 * cfg.d_vocab + 7], WE.data[7 * cfg.d_model + 3]);
 });
 
@@ -375,7 +377,7 @@ function bf16Sharded(fx: string): Map<string, Buffer> {
 for (const fx of ['neox-parallel-partial-rotary', 'rms-gqa-gated', 'mistral-sliding-window', 'qkv-bias-gqa-tied', 'per-head-qk-norm', 'fused-qkv-gate-up', 'parallel-interleaved-rotary', 'rms1p-scaled-embed', 'postnorm-softcap-local', 'neo-unscaled-local', 'postnorm-qknorm-whole', 'qknorm-local-rope-base', 'learned-pos-offset-relu', 'alibi-embed-ln', 'moe-top2-of-4-renorm', 'moe-qknorm-clip-top2-of-6']) {
   test(`${fx}: loads from a bf16 sharded folder and from the HF cache, computed in float32`, async () => {
     const fp32 = loadModelFolder(path.join(FIXTURES, fx));
-    assert.deepEqual([...fp32.params.keys()].sort(), paramSpecs(fp32.cfg).map((s) => s.name).sort(), 'exactly paramSpecs(cfg)');
+    assert.deepEqual([...untieUnembed(fp32.params).keys()].sort(), paramSpecs(fp32.cfg).map((s) => s.name).sort(), 'exactly paramSpecs(cfg) (a tied W_U as the W_U its factors stand for)');
     const files = bf16Sharded(fx);
     const dir = path.join(tmpRoot, `${fx}-bf16`);
     fs.mkdirSync(dir);

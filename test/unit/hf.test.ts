@@ -7,6 +7,7 @@ import { makeConfig } from '../../src/engine/model/config.js';
 import { configFromHfGpt2, convertGpt2Weights } from '../../src/engine/arch/gpt2.js';
 import { readSafetensors } from '../../src/engine/model/safetensors.js';
 import { headsRule, linearRule, streamTranspose } from '../../src/engine/model/hf.js';
+import { isTiedUnembed, untieUnembed } from '../../src/engine/model/unembed.js';
 
 // An oracle fixture saved without the transformer. prefix, as the hub's gpt2 is; its expected.safetensors
 // holds TransformerLens's converted params.
@@ -22,7 +23,9 @@ function expectedNoneParams(): Map<string, F32> {
 }
 
 /** Every expected param present with equal dims and max |diff| <= tol; reports the max diff per param on failure. */
-function assertParamsMatch(got: Map<string, F32>, want: Map<string, F32>, tol = 1e-6): void {
+function assertParamsMatch(tiedOrNot: Map<string, F32>, want: Map<string, F32>, tol = 1e-6): void {
+  // A tied checkpoint's W_U is kept as factors of W_E (model/unembed.ts): compared as the W_U they stand for.
+  const got = untieUnembed(tiedOrNot);
   assert.deepEqual([...got.keys()].sort(), [...want.keys()].sort(), 'param names');
   const bad: string[] = [];
   let worst = 0;
@@ -46,7 +49,8 @@ test('the fixture converts to exactly TransformerLens none/params', () => {
   // Named axes in TransformerLens order.
   assert.deepEqual(params.get('blocks.0.attn.W_Q')!.axes, ['head_index', 'd_model', 'd_head']);
   assert.deepEqual(params.get('blocks.1.attn.W_O')!.axes, ['head_index', 'd_head', 'd_model']);
-  assert.deepEqual(params.get('unembed.W_U')!.axes, ['d_model', 'd_vocab_out']);
+  assert.deepEqual(untieUnembed(params).get('unembed.W_U')!.axes, ['d_model', 'd_vocab_out']);
+  assert.ok(isTiedUnembed(params), 'the tied checkpoint keeps one copy of its embedding');
   // Fresh buffers: mutating a param must not change the caller's state dict.
   params.get('blocks.0.ln1.w')!.data[0] = 12345;
   assert.notEqual(sd.get('h.0.ln_1.weight')!.data[0], 12345);

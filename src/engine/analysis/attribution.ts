@@ -30,6 +30,7 @@ import type { HookName } from '../hooks/hooks.js';
 import { isMoe } from '../model/config.js';
 import { emitForward, initializerParams, packQKV } from '../training/model.js';
 import type { F32 } from '../tensor/tensor.js';
+import { tiedFactorsUsed } from '../model/unembed.js';
 
 export type HeadActivation = 'z' | 'q' | 'k' | 'v' | 'pattern';
 
@@ -101,7 +102,7 @@ export class AttributionPatcher {
     // Weights are zero-copy inputs (the model's own arrays), with Q/K/V packed once here rather
     // than by the graph on every run.
     const { logits } = emitForward(g, cfg, initializerParams(g, params, { asInput: true }), tokens, {
-      batch: 'batch', pos: 'pos', hooks: new Set(this.hooks), usePos: cfg.positional_embedding_type === 'standard', selectPositions: lastPos,
+      batch: 'batch', pos: 'pos', hooks: new Set(this.hooks), usePos: cfg.positional_embedding_type === 'standard', selectPositions: lastPos, tiedUnembed: tiedFactorsUsed(params),
       packedQKV: (l) => {
         let p = this.packed.get(l);
         if (!p) this.packed.set(l, (p = packQKV(params, `blocks.${l}`, cfg)));

@@ -23,7 +23,7 @@ import { GraphBuilder } from '../graph/builder.js';
 import { OnnxDType } from '../graph/onnxProto.js';
 import { f32, type F32 } from '../tensor/tensor.js';
 import { eigenvalues, type Eigenvalues } from './eig.js';
-import { cachedSession, matmul, runSession } from './onnxMath.js';
+import { cachedSession, matmul, runSession, timesUnembedMatrix, unembedTimesEmbed } from './onnxMath.js';
 import type { ChunkOptions } from './heads.js';
 
 /** A B without forming it: A [ldim, mdim], B [mdim, rdim] (float64). */
@@ -156,8 +156,7 @@ export async function positionalQkCircuit(model: HookedTransformer, layer: numbe
 export async function fullOvCircuit(model: HookedTransformer, layer: number, head: number): Promise<FactoredMatrix> {
   const ov = ovCircuit(model, layer, head);
   const left = await rowsTimes(model, getParam(model.params, 'embed.W_E'), ov.A); // [d_vocab, d_head]
-  const WU = getParam(model.params, 'unembed.W_U'); // [d_model, d_vocab_out]
-  const right = await matmul(model.runtime, f32([ov.B.rows, ov.B.cols], Float32Array.from(ov.B.data)), WU); // [d_head, d_vocab_out]
+  const right = await timesUnembedMatrix(model.runtime, model.params, f32([ov.B.rows, ov.B.cols], Float32Array.from(ov.B.data))); // [d_head, d_vocab_out]
   return new FactoredMatrix(left, to64(right, right.dims[0]!, right.dims[1]!));
 }
 
@@ -172,7 +171,7 @@ export function ovIntoMlp(model: HookedTransformer, layer: number, head: number,
 /** W_V W_O W_U [d_model, d_vocab_out]: which logits the head's output raises for a residual direction it reads. */
 export async function ovIntoUnembed(model: HookedTransformer, layer: number, head: number): Promise<FactoredMatrix> {
   const ov = ovCircuit(model, layer, head);
-  const right = await matmul(model.runtime, f32([ov.B.rows, ov.B.cols], Float32Array.from(ov.B.data)), getParam(model.params, 'unembed.W_U')); // [d_head, d_vocab_out]
+  const right = await timesUnembedMatrix(model.runtime, model.params, f32([ov.B.rows, ov.B.cols], Float32Array.from(ov.B.data))); // [d_head, d_vocab_out]
   return new FactoredMatrix(ov.A, to64(right, right.dims[0]!, right.dims[1]!));
 }
 
@@ -220,7 +219,7 @@ export async function ovCopyingScores(model: HookedTransformer, opts: ChunkOptio
   const d = cfg.d_model;
   const dh = cfg.d_head;
   const HH = cfg.n_layers * cfg.n_heads;
-  const UE = await matmul(model.runtime, getParam(params, 'unembed.W_U'), getParam(params, 'embed.W_E')); // [d_model, d_model]
+  const UE = await unembedTimesEmbed(model.runtime, params); // [d_model, d_model]
   const WO = new Float32Array(HH * dh * d);
   const WV = new Float32Array(HH * d * dh);
   for (let l = 0; l < cfg.n_layers; l++) {

@@ -6,7 +6,7 @@
 import type { HookedTransformer, Tokens } from '../model/hookedTransformer.js';
 import type { HookName, OutputName } from '../hooks/hooks.js';
 import { getParam } from '../model/params.js';
-import { splitAnswers } from '../cache/activationCache.js';
+import { splitAnswers, tokensToResidualDirections } from '../cache/activationCache.js';
 import { SweepAbortedError, type SweepOptions } from './sweep.js';
 
 export interface NeuronText {
@@ -100,14 +100,14 @@ export async function neuronDla(model: HookedTransformer, tokens: Tokens, answer
   const scale = ln ? r.cache.get('ln_final.hook_scale')!.data : null;
   const d = cfg.d_model;
   const N = cfg.d_mlp!;
-  const V = cfg.d_vocab_out;
   const Wout = getParam(model.params, `blocks.${layer}.mlp.W_out`).data; // [d_mlp, d_model]
-  const WU = getParam(model.params, 'unembed.W_U').data; // [d_model, d_vocab_out]
+  // W_U[:, correct_b] - W_U[:, wrong_b] per prompt, [batch, d_model] (only those columns are built).
+  const dirs = tokensToResidualDirections(model.params, correct, wrong).data;
   const out = new Float64Array(N);
   const u = new Float64Array(d);
   for (let b = 0; b < B; b++) {
     let sumU = 0;
-    for (let i = 0; i < d; i++) sumU += u[i] = WU[i * V + correct[b]!]! - WU[i * V + wrong[b]!]!;
+    for (let i = 0; i < d; i++) sumU += u[i] = dirs[b * d + i]!;
     const sc = scale ? scale[b * P + P - 1]! : 1;
     for (let n = 0; n < N; n++) {
       const w = Wout.subarray(n * d, (n + 1) * d);

@@ -31,6 +31,7 @@ import { checkSaeForModel, type Sae } from '../sae/sae.js';
 import { isTranscoder } from '../sae/config.js';
 import { logitDiffMetric } from './metrics.js';
 import { f32, type F32 } from '../tensor/tensor.js';
+import { tiedFactorsUsed } from '../model/unembed.js';
 
 export interface SaeAttributionOptions {
   /** Cells (feature, position) patched exactly, largest |estimate| first (default 10; 0: none). */
@@ -164,7 +165,7 @@ async function gradTimesDecoder(model: HookedTransformer, sae: Sae, hookOut: str
   const lastPos = g.input('last_pos', OnnxDType.FLOAT, ['batch', 1, 'pos']);
   const ans = g.input('answers', OnnxDType.INT64, ['batch', 1, 2]);
   const fwd = emitForward(g, cfg, initializerParams(g, params, { asInput: true }), tok, {
-    batch: 'batch', pos: 'pos', hooks: new Set([hookOut]), usePos: cfg.positional_embedding_type === 'standard', selectPositions: lastPos,
+    batch: 'batch', pos: 'pos', hooks: new Set([hookOut]), usePos: cfg.positional_embedding_type === 'standard', selectPositions: lastPos, tiedUnembed: tiedFactorsUsed(params),
     // Q/K/V packed here once (weights are zero-copy inputs: packing them in the graph would
     // redo it on every run), as attribution.ts does.
     packedQKV: (l) => {

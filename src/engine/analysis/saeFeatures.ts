@@ -12,6 +12,7 @@ import { saeSlot } from '../sae/graph.js';
 import { buildSaeStatsGraph, STATS_FLOOR, STATS_X } from '../sae/statsGraph.js';
 import { ortF32 } from '../backends/onnx/runtime.js';
 import { f32, type F32 } from '../tensor/tensor.js';
+import { timesUnembed, unembedDims } from '../model/unembed.js';
 
 export interface FeatureContext {
   /** Index of the corpus row and the position in it. */
@@ -198,17 +199,10 @@ export function featureLogitEffect(model: HookedTransformer, sae: Sae, feature: 
   const d = model.cfg.d_model;
   if (d_out !== d) throw new Error(`the logit effect needs an SAE writing to a d_model hook; this one writes ${d_out} values (${sae.cfg.hook_name_out})`);
   if (!Number.isInteger(feature) || feature < 0 || feature >= D) throw new Error(`feature ${feature} does not exist: the SAE has features 0..${D - 1}`);
-  const WU = model.params.get('unembed.W_U');
-  if (!WU) throw new Error('the model has no unembed.W_U');
-  const V = WU.dims[1]!;
+  const [, V] = unembedDims(model.params);
   const row = sae.weights.W_dec.data.subarray(feature * d, (feature + 1) * d);
-  const out = new Float64Array(V);
-  for (let i = 0; i < d; i++) {
-    const w = row[i]!;
-    if (w === 0) continue;
-    const base = i * V;
-    for (let v = 0; v < V; v++) out[v]! += w * WU.data[base + v]!;
-  }
+  // [d_vocab_out]; a tied W_U is read through W_E, never built whole.
+  const out = timesUnembed(model.params, f32([1, d], row));
   const order = Array.from({ length: V }, (_, v) => v).sort((a, b) => out[b]! - out[a]! || a - b);
   return {
     top: order.slice(0, k).map((t) => ({ token: t, value: out[t]! })),

@@ -181,6 +181,7 @@ export function gemmaWeights(sd: StateDict, cfg: HookedTransformerConfig, family
       for (let i = 0; i < out.length; i++) out[i] = s![i]! * scale;
       return [out];
     },
+    scaledBy: scale,
   }];
   for (let l = 0; l < n_layers; l++) {
     const h = `model.layers.${l}.`;

@@ -28,6 +28,7 @@ import { f32, numel, type F32, type Tensor } from '../tensor/tensor.js';
 import { parseHook } from '../hooks/hooks.js';
 import type { HookedTransformerConfig } from '../model/config.js';
 import type { Params } from '../model/params.js';
+import { isTiedUnembed, unembedColumns, unembedDims } from '../model/unembed.js';
 
 // ---------------------------------------------------------------------------------------------
 // Slices
@@ -139,15 +140,14 @@ function flattenTokens(tokens: TokenInput, what: string): { ids: ArrayLike<numbe
  * W_U[:, t], i.e. the residual direction whose dot product with the (normalised) final residual
  * is that token's logit (b_U excluded). Given incorrect_tokens (same shape), returns
  * W_U[:, t] - W_U[:, t'], the logit-difference direction.
- *   params: needs unembed.W_U [d_model, d_vocab_out]
+ *   params: needs unembed.W_U [d_model, d_vocab_out] (or a tied one's factors, model/unembed.ts)
  *   tokens: scalar -> [d_model]; [n] -> [n, d_model]; [batch, pos] -> [batch, pos, d_model]
  */
 export function tokensToResidualDirections(params: Params, tokens: TokenInput, incorrect_tokens?: TokenInput | null): F32 {
-  const W_U = params.get('unembed.W_U');
-  if (!W_U) throw new Error('tokensToResidualDirections needs the model parameter unembed.W_U [d_model, d_vocab_out]');
-  if (W_U.dims.length !== 2) throw new Error(`unembed.W_U must be [d_model, d_vocab_out], got [${W_U.dims.join(', ')}]`);
-  const d = W_U.dims[0]!;
-  const V = W_U.dims[1]!;
+  if (!params.has('unembed.W_U') && !isTiedUnembed(params)) throw new Error('tokensToResidualDirections needs the model parameter unembed.W_U [d_model, d_vocab_out]');
+  const W = params.get('unembed.W_U');
+  if (W && W.dims.length !== 2) throw new Error(`unembed.W_U must be [d_model, d_vocab_out], got [${W.dims.join(', ')}]`);
+  const [d, V] = unembedDims(params);
   const a = flattenTokens(tokens, 'tokens');
   const b = incorrect_tokens === undefined || incorrect_tokens === null ? null : flattenTokens(incorrect_tokens, 'incorrect_tokens');
   if (b && (a.dims.length !== b.dims.length || a.dims.some((x, i) => x !== b.dims[i]))) {
@@ -158,16 +158,21 @@ export function tokensToResidualDirections(params: Params, tokens: TokenInput, i
     return t;
   };
   const n = a.ids.length;
-  const out = new Float32Array(n * d);
-  const w = W_U.data;
+  const ids: number[] = [];
   for (let j = 0; j < n; j++) {
-    const t = check(a.ids[j]!, 'tokens');
+    ids.push(check(a.ids[j]!, 'tokens'));
+    if (b) ids.push(check(b.ids[j]!, 'incorrect_tokens'));
+  }
+  // The columns asked for, [d_model, n or 2n] (a tied W_U builds just these from W_E).
+  const cols = unembedColumns(params, ids).data;
+  const m = ids.length;
+  const out = new Float32Array(n * d);
+  for (let j = 0; j < n; j++) {
     const o = j * d;
     if (b) {
-      const u = check(b.ids[j]!, 'incorrect_tokens');
-      for (let i = 0; i < d; i++) out[o + i] = w[i * V + t]! - w[i * V + u]!;
+      for (let i = 0; i < d; i++) out[o + i] = cols[i * m + 2 * j]! - cols[i * m + 2 * j + 1]!;
     } else {
-      for (let i = 0; i < d; i++) out[o + i] = w[i * V + t]!;
+      for (let i = 0; i < d; i++) out[o + i] = cols[i * m + j]!;
     }
   }
   const axes = a.dims.length === 0 ? ['d_model'] : a.dims.length === 1 ? ['token', 'd_model'] : a.dims.length === 2 ? ['batch', 'pos', 'd_model'] : undefined;

@@ -16,6 +16,7 @@ import { loadModelFolder } from '../model/load.js';
 import { HookedTransformer, type Tokens } from '../model/hookedTransformer.js';
 import type { HookedTransformerConfig } from '../model/config.js';
 import { getParam, type Params } from '../model/params.js';
+import { unembedMatrix } from '../model/unembed.js';
 import { applyProcessing } from '../weights/process.js';
 import { mat, matmul as matmul64, type Mat } from '../weights/linalg.js';
 import { fullOvCircuit, fullQkCircuit, ovIntoMlp } from '../analysis/circuits.js';
@@ -369,7 +370,7 @@ async function logitContributions(model: HookedTransformer, params: Params, A: S
   const tokens = A.tokens[seq]!;
   const r = await model.run([tokens], { names, noLogits: true });
   const P = tokens.length, D = cfg.d_model, V = cfg.d_vocab_out;
-  const WU = getParam(params, 'unembed.W_U'); // [d_model, d_vocab_out]
+  const WU = unembedMatrix(params); // [d_model, d_vocab_out] (a trained model's own, or built for a tied one: small models only)
   const w = norm === 'LN' ? getParam(params, 'ln_final.w').data : null;
   const scale = norm !== null ? r.cache.get('ln_final.hook_scale' as OutputName)!.data : null; // [1, pos, 1]
   const targets = A.targets[seq]!;

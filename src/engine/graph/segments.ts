@@ -19,10 +19,11 @@ import { emitSae, type SaeEmitter, type SaeSlot } from '../sae/graph.js';
 import type { Sae } from '../sae/sae.js';
 import { GraphBuilder } from './builder.js';
 import { emitAttention } from './components/attention.js';
-import { emitEmbed, emitLogits, emitUnembed } from './components/embed.js';
+import { emitEmbed, emitLogits, emitTiedLogits, emitUnembed, type TiedWeights } from './components/embed.js';
 import { lastPosition, SLICE_END, type Emitter } from './components/emitter.js';
 import { emitFeedForward } from './components/moe.js';
 import { emitNorm, emitPostNorm, emitPreNorm } from './components/norm.js';
+import { isTiedUnembed, TIED_P, TIED_Q, TIED_SCALE, tiedUnembed, unembedMatrix } from '../model/unembed.js';
 import { OnnxDType, type OnnxGraph, type OnnxNode, type OnnxTensor, type OnnxValueInfo } from './onnxProto.js';
 
 /** The compiled shape of one intervention: which hook, which kind, which axes its mask indexes. */
@@ -327,24 +328,41 @@ export function buildFinalGraph(cfg: HookedTransformerConfig, params: ParamSourc
     g.alias(x, FINAL_X);
     return b.finish([{ name: FINAL_X, dims: ['batch', 'pos', cfg.d_model] }]);
   }
+  const tied = tiedUnembed(params);
   if (v.vocab || v.lastPos) {
-    let WU: string, bU: string;
-    // Patching sweeps read a few rows of logits: W_U stays a zero-copy input (not another
-    // pre-packed copy of the largest matrix), and `vocab` gathers only the K columns needed:
-    // W_U[:, ids] [d_model, K], b_U[ids] [K].
-    WU = g.weight('unembed.W_U', getParam(params, 'unembed.W_U'), undefined, true);
-    bU = b.w('unembed.b_U');
-    if (v.vocab) {
-      const ids = g.input(VOCAB_IDS, OnnxDType.INT64, ['K']);
-      WU = g.op('Gather', [WU, ids], { axis: 1 });
-      bU = g.op('Gather', [bU, ids], { axis: 0 });
+    // Patching sweeps read a few rows of logits: W_U (or the W_E it is tied to) stays a zero-copy
+    // input (not another pre-packed copy of the largest matrix), and `vocab` gathers only the K
+    // columns needed: W_U[:, ids] [d_model, K] (W_E[ids] [K, d_model], Q[:, ids]), b_U[ids] [K].
+    let bU = b.w('unembed.b_U');
+    const ids = v.vocab ? g.input(VOCAB_IDS, OnnxDType.INT64, ['K']) : null;
+    if (ids) bU = g.op('Gather', [bU, ids], { axis: 0 });
+    if (tied) {
+      const t = tiedWeights(b, tied.K > 0);
+      if (ids) {
+        t.WE = g.op('Gather', [t.WE, ids], { axis: 0 });
+        if (t.Q) t.Q = g.op('Gather', [t.Q, ids], { axis: 1 });
+      }
+      emitTiedLogits(g, cfg, x, t, bU, 'logits');
+    } else {
+      let WU = g.weight('unembed.W_U', getParam(params, 'unembed.W_U'), undefined, true);
+      if (ids) WU = g.op('Gather', [WU, ids], { axis: 1 });
+      // logits [batch, pos, d_vocab_out] (pos = 1 with lastPos, d_vocab_out = K with vocab) = x @ W_U + b_U
+      emitLogits(g, cfg, x, WU, bU, 'logits');
     }
-    // logits [batch, pos, d_vocab_out] (pos = 1 with lastPos, d_vocab_out = K with vocab) = x @ W_U + b_U
-    emitLogits(g, cfg, x, WU, bU, 'logits');
   } else {
-    emitUnembed(b, x, 'logits');
+    emitUnembed(b, x, 'logits', tied ? tiedWeights(b, tied.K > 0) : undefined);
   }
   return b.finish([{ name: 'logits', dims: ['batch', v.lastPos ? 1 : 'pos', v.vocab ? 'K' : cfg.d_vocab_out] }]);
+}
+
+/** A tied unembedding's factors as weight inputs of the segment (model/unembed.ts). */
+function tiedWeights(b: SegmentBuilder, rank: boolean): TiedWeights {
+  return {
+    WE: b.w('embed.W_E'),
+    scale: b.params.has(TIED_SCALE) ? b.w(TIED_SCALE) : null,
+    P: rank ? b.w(TIED_P) : null,
+    Q: rank ? b.w(TIED_Q) : null,
+  };
 }
 
 /**
@@ -360,9 +378,27 @@ export function buildUnembedGraph(cfg: HookedTransformerConfig, params: ParamSou
   // prepack (default): W_U is an initializer that onnxruntime packs once for its GEMM (faster
   // runs, but compiling GPT-2 small's costs 0.5-1.3 s); otherwise it is a weight input like the
   // blocks' weights (compiles at once, each run packs it again).
-  const WU = g.weight('unembed.W_U', getParam(params, 'unembed.W_U'), undefined, opts.prepack === false);
   const bU = g.weight('unembed.b_U', getParam(params, 'unembed.b_U'), undefined, true);
-  emitLogits(g, cfg, x, WU, bU, 'logits');
+  if (isTiedUnembed(params) && opts.prepack === false) {
+    // Tied, W_E a zero-copy input: (x·scale) W_Eᵀ + (x P) Q.
+    const t = tiedUnembed(params)!;
+    const asInput = (n: string): string => g.weight(n, getParam(params, n), undefined, true);
+    emitTiedLogits(g, cfg, x, {
+      WE: asInput('embed.W_E'),
+      scale: params.has(TIED_SCALE) ? asInput(TIED_SCALE) : null,
+      P: t.K > 0 ? asInput(TIED_P) : null,
+      Q: t.K > 0 ? asInput(TIED_Q) : null,
+    }, bU, 'logits');
+  } else if (isTiedUnembed(params)) {
+    // Tied and pre-packed (a small model: this session is a packed W_U-sized copy by design): the
+    // W_U the factors stand for, built for onnxruntime to copy and pack, then dropped. One GEMM as
+    // for an untied model; the rank-one terms would cost two more passes over the logits (GPT-2
+    // small at 1x128: ~13% of the unembedding, measured).
+    emitLogits(g, cfg, x, g.weight('unembed.W_U', unembedMatrix(params)), bU, 'logits');
+  } else {
+    const WU = g.weight('unembed.W_U', getParam(params, 'unembed.W_U'), undefined, opts.prepack === false);
+    emitLogits(g, cfg, x, WU, bU, 'logits');
+  }
   g.output('logits', OnnxDType.FLOAT, ['batch', 'pos', cfg.d_vocab_out]);
   return g.build();
 }

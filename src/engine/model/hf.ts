@@ -11,6 +11,7 @@ import { f32, type F32 } from '../tensor/tensor.js';
 import type { HookedTransformerConfig } from './config.js';
 import type { Params } from './params.js';
 import { paramSpecs } from './paramSpecs.js';
+import { tiedIdentityFactors } from './unembed.js';
 
 /**
  * A read-only view of a state dict. A Map<string, F32> is one; a lazy reader over safetensors
@@ -49,12 +50,16 @@ export interface WeightRule {
    * by row into the param, with no whole copy of the source alive beside it.
    */
   transpose?: readonly [batch: number, rows: number, cols: number];
+  /** Set when the param is the source's bytes unchanged (copyRule). */
+  identity?: boolean;
+  /** Set when the param is the source times this float32 scalar, and nothing else (Gemma's W_E). */
+  scaledBy?: number;
 }
 
 const fmt = (dims: readonly number[]): string => `[${dims.join(', ')}]`;
 
 /** Same bytes, new buffer (dims come from paramSpecs). */
-export const copyRule = (tl: string, hf: string, dims: readonly number[]): WeightRule => ({ from: [{ name: hf, dims }], to: [tl], make: ([s], fresh) => [fresh ? s! : s!.slice()] });
+export const copyRule = (tl: string, hf: string, dims: readonly number[]): WeightRule => ({ from: [{ name: hf, dims }], to: [tl], make: ([s], fresh) => [fresh ? s! : s!.slice()], identity: true });
 
 /** nn.Linear weight [d_out, d_in] -> TransformerLens W [d_in, d_out]. */
 export const linearRule = (tl: string, hf: string, dOut: number, dIn: number): WeightRule => ({
@@ -135,7 +140,14 @@ export function convertWeights(sd: StateDict, cfg: HookedTransformerConfig, rule
   }
   const specs = new Map(paramSpecs(cfg).map((s) => [s.name, s]));
   const params: Params = new Map();
+  const tiedRule = tiedUnembedRule(cfg, rules);
+  if (tiedRule) {
+    // W_U would be W_E's source transposed: kept as factors of W_E instead (model/unembed.ts).
+    specs.delete('unembed.W_U');
+    for (const [n, t] of tiedIdentityFactors(cfg.d_model, cfg.d_vocab_out, tiedRule.unscale)) params.set(n, t);
+  }
   for (const r of rules) {
+    if (r === tiedRule?.rule) continue;
     if (r.transpose && sd.readRows && r.from.length === 1 && r.to.length === 1) {
       const spec = specs.get(r.to[0]!);
       if (!spec) throw new Error(`internal: ${family} conversion makes ${r.to[0]}, which the config's paramSpecs do not list`);
@@ -160,6 +172,25 @@ export function convertWeights(sd: StateDict, cfg: HookedTransformerConfig, rule
   const missing = [...specs.keys()].filter((k) => !params.has(k));
   if (missing.length > 0) throw new Error(`internal: ${family} conversion does not make ${missing.slice(0, 5).join(', ')}`);
   return params;
+}
+
+/**
+ * The rule making W_U when it is W_E transposed: the embeddings are tied, W_E is its source's
+ * bytes unchanged (or times a scalar), and W_U is that same source transposed [d_vocab_out, d_model] ->
+ * [d_model, d_vocab_out]; `unscale` is 1, or 1/c for a W_E scaled by c (Gemma). (A checkpoint that
+ * stores lm_head apart keeps a W_U of its own.)
+ */
+function tiedUnembedRule(cfg: HookedTransformerConfig, rules: readonly WeightRule[]): { rule: WeightRule; unscale: number } | null {
+  if (!cfg.tie_word_embeddings || cfg.d_vocab !== cfg.d_vocab_out) return null;
+  const e = rules.find((r) => r.to.length === 1 && r.to[0] === 'embed.W_E');
+  const u = rules.find((r) => r.to.length === 1 && r.to[0] === 'unembed.W_U');
+  if (!e || !u || e.from.length !== 1 || u.from.length !== 1) return null;
+  // W_E = source·c (Gemma's sqrt(d_model)): W_U = W_Eᵀ / c, within half a float32 ulp of the source.
+  const unscale = e.identity === true ? 1 : e.scaledBy !== undefined && e.scaledBy !== 0 ? 1 / e.scaledBy : null;
+  if (unscale === null) return null;
+  const t = u.transpose;
+  const ok = u.from[0]!.name === e.from[0]!.name && t !== undefined && t[0] === 1 && t[1] === cfg.d_vocab_out && t[2] === cfg.d_model;
+  return ok ? { rule: u, unscale } : null;
 }
 
 /** The first of `names` present in the state dict (prefixed / unprefixed checkpoints). */

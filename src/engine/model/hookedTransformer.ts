@@ -9,6 +9,7 @@
  * block L ([batch, pos, d_model]); `stopAtLayer: L` returns the residual stream entering block L
  * instead of logits, exactly as TransformerLens's start_at_layer / stop_at_layer.
  */
+import { isTiedUnembed } from './unembed.js';
 import { buildBlockGraph, buildEmbedGraph, buildFinalGraph, buildUnembedGraph, FINAL_X, fuseSegments, fusedInputName, layerFreeBlockGraph, PAST_K, PAST_V, prefixHookOk, Q_IN, K_IN, V_IN, RESID_IN, RESID_OUT, slotInputName, TOKENS, VOCAB_IDS, type InterventionSlot, type Segment, type SegmentGraph, type SegmentVariant } from '../graph/segments.js';
 import { allHooks, expertOfHook, hookAxes, hookDims, parseSaeHook, requireHook, type HookName, type OutputName, type SaeHookName } from '../hooks/hooks.js';
 import { saeHooksOf, saeHookWidth, saeSlot, type SaeSlot } from '../sae/graph.js';
@@ -186,7 +187,8 @@ export class HookedTransformer {
     for (const t of params.values()) bytes += t.data.byteLength;
     this.large = bytes >= (runtimeOpts.memory?.largeModelBytes ?? LARGE_MODEL_BYTES);
     this.fusedMaxOutputBytes = runtimeOpts.memory?.fusedMaxOutputBytes ?? FUSED_MAX_OUTPUT_BYTES;
-    const WU = params.get('unembed.W_U');
+    // The matrix the unembed session packs: W_U, or the W_E a tied W_U is made from.
+    const WU = params.get('unembed.W_U') ?? (isTiedUnembed(params) ? params.get('embed.W_E') : undefined);
     this.deferPacking = runtimeOpts.deferUnembedPacking ?? (WU !== undefined && WU.data.byteLength >= DEFER_PACKING_MIN_BYTES);
   }
 

@@ -20,6 +20,7 @@ import { randomBytes } from 'node:crypto';
 import { makeConfig, type ConfigInput, type HookedTransformerConfig } from './config.js';
 import type { Params } from './params.js';
 import { SafetensorsFile, writeSafetensors } from './safetensors.js';
+import { isTiedUnembed, unembedMatrix } from './unembed.js';
 import { paramSpecs } from './paramSpecs.js';
 
 export const TL_FORMAT_MARKER = 'transformer_lens';
@@ -103,7 +104,8 @@ export function writeFileAtomic(file: string, data: string | Uint8Array): void {
 export function writeTransformerLensFolder(dir: string, cfg: HookedTransformerConfig, params: Params, opts: { chars?: string | null; metadata?: Record<string, string> } = {}): void {
   const specs = paramSpecs(cfg, { includePos: cfg.positional_embedding_type === 'standard' });
   const ordered = new Map(specs.map((s) => {
-    const t = params.get(s.name);
+    // A tied W_U (kept as factors of W_E while loaded) is saved whole, as TransformerLens has it.
+    const t = s.name === 'unembed.W_U' && isTiedUnembed(params) ? unembedMatrix(params) : params.get(s.name);
     if (!t) throw new Error(`cannot save the model: parameter ${s.name} is missing`);
     return [s.name, t] as const;
   }));

@@ -27,6 +27,7 @@ import { emitNorm, emitPostNorm, emitPreNorm } from '../graph/components/norm.js
 // The parameter list is model/paramSpecs.ts's, shared with loading, processing and built-in models.
 export { paramSpecs, type ParamSpec } from '../model/paramSpecs.js';
 import { kvParamName, paramSpecs, type ParamSpec } from '../model/paramSpecs.js';
+import { TIED_P, TIED_Q, TIED_SCALE } from '../model/unembed.js';
 
 /** Where each trainable parameter lives in the flat vector the optimizer updates. */
 export interface ParamLayout {
@@ -118,6 +119,11 @@ export interface ForwardOptions {
    */
   selectPositions?: string;
   /**
+   * The params keep a tied W_U as factors of W_E (model/unembed.ts, tiedFactorsUsed): which of
+   * them the unembedding reads instead of unembed.W_U (a loaded model's params, not a trainer's).
+   */
+  tiedUnembed?: { scale: boolean; rank: boolean };
+  /**
    * Pre-packed W_QKV [d_model, (head_index + 2 kv_head) * d_head] and b_QKV of a
    * layer (packQKV's layout below, kv_head = n_key_value_heads or n_heads), used instead of packing W_Q/W_K/W_V in the graph: for
    * weights fed as inputs, whose in-graph packing would be redone on every run.
@@ -187,7 +193,8 @@ export function emitForward(g: GraphBuilder, cfg: HookedTransformerConfig, param
   }
   if (opts.selectPositions) resid = g.op('MatMul', [opts.selectPositions, resid]); // [batch, k, d_model]
   const xf = emitNorm(e, 'ln_final', resid);
-  const logits = emitUnembed(e, xf);
+  const tied = opts.tiedUnembed;
+  const logits = emitUnembed(e, xf, undefined, tied ? { WE: param('embed.W_E'), scale: tied.scale ? param(TIED_SCALE) : null, P: tied.rank ? param(TIED_P) : null, Q: tied.rank ? param(TIED_Q) : null } : undefined);
   return { logits, hooks };
 }
 

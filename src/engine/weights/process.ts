@@ -21,6 +21,7 @@ import type { Params, Processing } from '../model/params.js';
 import { kvParamName, paramSpecs } from '../model/paramSpecs.js';
 import { assertDims, f32, type F32 } from '../tensor/tensor.js';
 import { factoredSvd, mat } from './linalg.js';
+import { TIED_P, TIED_Q, TIED_SCALE, tiedUnembed } from '../model/unembed.js';
 
 /** TransformerLens's flags; an omitted flag takes TransformerLens's default (all true but refactor). */
 export interface ProcessingOptions {
@@ -225,6 +226,7 @@ function fillMissingBiases(cfg: HookedTransformerConfig, w: Work): void {
     }
   }
   fill('unembed.W_U', 'unembed.b_U', [cfg.d_vocab_out]);
+  fill(TIED_Q, 'unembed.b_U', [cfg.d_vocab_out]);
 }
 
 /** v -= mean(v). */
@@ -362,6 +364,8 @@ function foldLayerNorm(cfg: HookedTransformerConfig, w: Work, centre: boolean): 
   const lnfw = data('ln_final.w');
   if (lnfw && w.has('unembed.W_U')) {
     foldNormInto(w.mut('unembed.W_U'), w.mut('unembed.b_U'), lnfw, bias('ln_final.b'), D, cfg.d_vocab_out, centre);
+  } else if (lnfw && w.has(TIED_Q)) {
+    foldNormIntoTied(w, lnfw, bias('ln_final.b'), centre);
   }
   // The model now runs LNPre (no affine): the LayerNorm params no longer exist.
   for (const k of [...w.names()]) {
@@ -376,7 +380,8 @@ function foldLayerNorm(cfg: HookedTransformerConfig, w: Work, centre: boolean): 
  */
 function centerWritingWeights(cfg: HookedTransformerConfig, w: Work): void {
   const D = cfg.d_model;
-  centerLastAxis(w.mut('embed.W_E'), D);
+  if (w.has(TIED_Q)) centerTiedEmbedding(w);
+  else centerLastAxis(w.mut('embed.W_E'), D);
   if (w.has('pos_embed.W_pos')) centerLastAxis(w.mut('pos_embed.W_pos'), D);
   for (let l = 0; l < cfg.n_layers; l++) {
     const p = `blocks.${l}.`;
@@ -393,9 +398,138 @@ function centerWritingWeights(cfg: HookedTransformerConfig, w: Work): void {
 
 /** Softmax ignores a shift shared by all logits: centre W_U [d_model, d_vocab_out] and b_U over the vocabulary. */
 function centerUnembed(w: Work): void {
+  if (w.has(TIED_Q)) {
+    centerTiedUnembed(w);
+    if (w.has('unembed.b_U')) centerVector(w.mut('unembed.b_U'));
+    return;
+  }
   const W = w.get('unembed.W_U');
   centerLastAxis(w.mut('unembed.W_U'), W.dims[1]!);
   if (w.has('unembed.b_U')) centerVector(w.mut('unembed.b_U'));
+}
+
+// A tied W_U is kept as W_U = diag(scale) W_Eᵀ + P Q (model/unembed.ts). Each step below does
+// to those factors what its untied twin does to W_U, adding one rank-one term P[:, k] Q[k, :]
+// where the step subtracts a mean, so that the W_U they stand for is TransformerLens's.
+
+/** P [d_model, K] and Q [K, d_vocab_out] extended by the rank-one term p qᵀ. */
+function addTiedRankOne(w: Work, p: ArrayLike<number>, q: ArrayLike<number>): void {
+  const P = w.get(TIED_P);
+  const Q = w.get(TIED_Q);
+  const [D, K] = P.dims as [number, number];
+  const V = Q.dims[1]!;
+  const P2 = new Float32Array(D * (K + 1));
+  for (let d = 0; d < D; d++) {
+    for (let k = 0; k < K; k++) P2[d * (K + 1) + k] = P.data[d * K + k]!;
+    P2[d * (K + 1) + K] = p[d]!;
+  }
+  const Q2 = new Float32Array((K + 1) * V);
+  Q2.set(Q.data);
+  for (let v = 0; v < V; v++) Q2[K * V + v] = q[v]!;
+  w.set(TIED_P, f32([D, K + 1], P2, P.axes));
+  w.set(TIED_Q, f32([K + 1, V], Q2, Q.axes));
+}
+
+/**
+ * For every token v: (Σ_d a[d]·W_E[v, d], Σ_d c[d]·W_E[v, d]) summed with the rank-one terms,
+ * i.e. aᵀ W_U[:, v] and cᵀ W_U[:, v] in float64 (one pass over W_E for both).
+ */
+function tiedColumnDots(w: Work, a: ArrayLike<number> | null, c: ArrayLike<number> | null): { a: Float64Array; c: Float64Array } {
+  const t = tiedUnembed(w.params)!;
+  const { d: D, V, K } = t;
+  const E = t.W_E.data;
+  const s = (d: number): number => (t.scale ? t.scale[d]! : 1);
+  const as = a ? Float64Array.from({ length: D }, (_, d) => a[d]! * s(d)) : null;
+  const cs = c ? Float64Array.from({ length: D }, (_, d) => c[d]! * s(d)) : null;
+  // aᵀ P [K] and cᵀ P [K]: the rank-one terms' share of each dot.
+  const aP = new Float64Array(K);
+  const cP = new Float64Array(K);
+  for (let d = 0; d < D; d++) {
+    for (let k = 0; k < K; k++) {
+      if (a) aP[k]! += a[d]! * t.P.data[d * K + k]!;
+      if (c) cP[k]! += c[d]! * t.P.data[d * K + k]!;
+    }
+  }
+  const outA = new Float64Array(V);
+  const outC = new Float64Array(V);
+  for (let v = 0; v < V; v++) {
+    const row = v * D;
+    let sa = 0, sc = 0;
+    if (as) for (let d = 0; d < D; d++) sa += as[d]! * E[row + d]!;
+    if (cs) for (let d = 0; d < D; d++) sc += cs[d]! * E[row + d]!;
+    for (let k = 0; k < K; k++) {
+      sa += aP[k]! * t.Q.data[k * V + v]!;
+      sc += cP[k]! * t.Q.data[k * V + v]!;
+    }
+    outA[v] = sa;
+    outC[v] = sc;
+  }
+  return { a: outA, c: outC };
+}
+
+/**
+ * fold_ln's ln_final step on a tied W_U: b_U += lnBᵀ W_U (with the W_U before folding), W_U <-
+ * diag(lnW) W_U (scale and P's rows times lnW), then with `centre` W_U's columns lose their mean
+ * over d_model (the rank-one term -1 · meanᵀ).
+ */
+function foldNormIntoTied(w: Work, lnW: Float32Array, lnB: Float32Array | null, centre: boolean): void {
+  const t = tiedUnembed(w.params)!;
+  const D = t.d;
+  // Both sums read the W_U before folding: b_U gains lnBᵀ W_U, and the column sums of
+  // diag(lnW) W_U are lnWᵀ W_U (one pass over W_E for the two).
+  const dots = lnB || centre ? tiedColumnDots(w, lnB, centre ? lnW : null) : null;
+  if (lnB) {
+    const bU = w.mut('unembed.b_U');
+    for (let v = 0; v < t.V; v++) bU[v] = bU[v]! + dots!.a[v]!;
+  }
+  const scale = new Float32Array(D);
+  for (let d = 0; d < D; d++) scale[d] = lnW[d]! * (t.scale ? t.scale[d]! : 1);
+  w.set(TIED_SCALE, f32([D], scale, ['d_model']));
+  const P = w.mut(TIED_P);
+  for (let d = 0; d < D; d++) for (let k = 0; k < t.K; k++) P[d * t.K + k] = P[d * t.K + k]! * lnW[d]!;
+  if (!centre) return;
+  addTiedRankOne(w, new Float32Array(D).fill(-1), Float32Array.from(dots!.c, (x) => x / D));
+}
+
+/**
+ * center_writing_weights's W_E step when W_U is tied to it: W_E's rows lose their mean m (as for
+ * any model), and W_U, which TransformerLens keeps apart, keeps the old rows: scale·m over the
+ * vocabulary comes back as the rank-one term scale mᵀ.
+ */
+function centerTiedEmbedding(w: Work): void {
+  const t = tiedUnembed(w.params)!;
+  const { d: D, V } = t;
+  const E = w.mut('embed.W_E');
+  const means = new Float64Array(V);
+  for (let v = 0; v < V; v++) {
+    let s = 0;
+    for (let d = 0; d < D; d++) s += E[v * D + d]!;
+    means[v] = s / D;
+  }
+  centerLastAxis(E, D);
+  addTiedRankOne(w, t.scale ?? new Float32Array(D).fill(1), means);
+}
+
+/** center_unembed on a tied W_U: each row loses its mean over the vocabulary (the rank-one term -mean 1ᵀ). */
+function centerTiedUnembed(w: Work): void {
+  const t = tiedUnembed(w.params)!;
+  const { d: D, V, K } = t;
+  const E = t.W_E.data;
+  const colMeanE = new Float64Array(D);
+  for (let v = 0; v < V; v++) for (let d = 0; d < D; d++) colMeanE[d]! += E[v * D + d]!;
+  const qMean = new Float64Array(K);
+  for (let k = 0; k < K; k++) {
+    let s = 0;
+    for (let v = 0; v < V; v++) s += t.Q.data[k * V + v]!;
+    qMean[k] = s / V;
+  }
+  const rowMean = new Float64Array(D);
+  for (let d = 0; d < D; d++) {
+    let m = (t.scale ? t.scale[d]! : 1) * (colMeanE[d]! / V);
+    for (let k = 0; k < K; k++) m += t.P.data[d * K + k]! * qMean[k]!;
+    rowMean[d] = -m;
+  }
+  addTiedRankOne(w, rowMean, new Float32Array(V).fill(1));
 }
 
 /**
