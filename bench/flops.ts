@@ -14,9 +14,12 @@
  *    L, position p changes nothing before layer L and nothing at positions before p, so the
  *    downstream blocks run only at positions >= p.
  *  - The metric reads only the final position's logits: the last block computes its query,
- *    attention, output and MLP at the last position alone (its keys and values still at every
- *    changed position, which that query reads). A logit difference is then one dot product of the
- *    final residual with W_U[:, answer] - W_U[:, wrong] (2·d_model per prompt): no full
+ *    attention, output and MLP at the last position alone. Its attention costs the cheaper of two
+ *    exact methods: the keys and values of the changed positions, or the query path the sweeps
+ *    run (per head W_K^h q and the scores x_j . (W_K^h q) of the changed positions' normalized
+ *    inputs x_j, their pattern-weighted sum times W_V^h; no keys or values formed), each with the
+ *    cached keys and values of the unchanged positions. A logit difference is then one dot product
+ *    of the final residual with W_U[:, answer] - W_U[:, wrong] (2·d_model per prompt): no full
  *    unembedding.
  *  - A change that enters a linear map through some of its inputs costs those inputs' columns
  *    only: a patched neuron updates mlp_out by (post_clean - post_corrupted)·W_out[neuron] (2·d_model
@@ -25,6 +28,16 @@
  *    scores against the changed keys. Nonlinear steps are not updated incrementally: after one
  *    changed key, a query's softmax weights all change, so its weighted sum of values is
  *    recomputed over all its keys.
+ *  - A neuron's rank-one change also passes through the normalization of block L+1 (centring is
+ *    linear, the scale one scalar per position), so that block's attention may be taken without
+ *    projecting the cell's residual (the sweeps' rankOneAttention.ts): per query i, its scores
+ *    over keys 0..i (2·heads·d_head each), the pattern-weighted sum of the corrupted run's
+ *    per-head Av_j W_O^h (2·heads·d_model per key) and the neuron's Bv W_O^h (2·heads·d_model),
+ *    plus per neuron its direction through W_Q|K|V, its dot with every prompt position's centred
+ *    residual and Bv W_O^h, and once per sweep the corrupted run's xc W_Q|K|V and Av_j W_O^h. The
+ *    neuron sweep counts the cheaper of this and block L+1's dense attention (both exact). The
+ *    block's MLP and the later blocks are nonlinear in the change and count in full. No cheaper
+ *    exact method for them is known to us; one would lower this floor.
  *  - Positions before the first token where a prompt and its corrupted prompt differ are the same
  *    in both runs at every layer (causal attention), so patching them changes nothing: such cells
  *    cost nothing for that prompt, and the runs compute that prefix once. No other coincidence
@@ -76,6 +89,23 @@ export function necessarySweepFlops(cfg: FlopShapes, spec: PatchSweepSpec, P: nu
   const mlp = 2 * d * M * (cfg.gated_mlp ? 3 : 2);
   const metric = 2 * d;
 
+  /**
+   * The last block at the last position, whose keys are changed at `c` positions (the others, m
+   * = P - c, come from the cached run) and whose own query input changed or not: the cheaper of
+   * two exact methods. Dense: the changed keys' k and v, the query's scores against them (or all
+   * when the query changed) and its weighted sum over all keys. Query path (the sweeps' own,
+   * queryPathAttention): per head W_K^h q and the scores x_j . (W_K^h q) of the changed positions'
+   * normalized inputs x_j, the pattern-weighted sum of those x_j then W_V^h, the cached keys and
+   * values of the other positions as they are (when the query is unchanged, W_K^h q and its scores
+   * against the unchanged keys are the cached run's).
+   */
+  const lastBlockAttention = (c: number, ownChanged: boolean): number => {
+    const m = P - c;
+    const dense = kv(c) + (ownChanged ? qProj + 2 * HE * P : 2 * HE * c) + 2 * HE * P;
+    const queryPath = (ownChanged ? qProj + 2 * d * HE + 2 * HE * m : 0) + 2 * d * H * c + 2 * d * H * c + 2 * d * HE + 2 * HE * m;
+    return Math.min(dense, queryPath) + oProj;
+  };
+
   /** Blocks from, with the residual entering block l0 changed at `changed` (a sorted list of positions). */
   const downstream = (l0: number, changed: number[]): number => {
     if (l0 >= n) return changed.includes(P - 1) ? metric : 0;
@@ -83,11 +113,14 @@ export function necessarySweepFlops(cfg: FlopShapes, spec: PatchSweepSpec, P: nu
     let f = 0;
     for (let l = l0; l < n; l++) {
       const inChanged = l === l0 ? changed : range(p, P);
+      if (l === n - 1) {
+        // Only the last position's output is read (by the metric).
+        f += lastBlockAttention(inChanged.length, inChanged.includes(P - 1)) + mlp;
+        continue;
+      }
       f += kv(inChanged.length);
-      // Outputs that change and are read later: every position >= p (each attends to position p);
-      // in the last block only the last position, which the metric reads.
-      const need = l < n - 1 ? range(p, P) : [P - 1];
-      for (const q of need) {
+      // Outputs that change and are read later: every position >= p (each attends to position p).
+      for (const q of range(p, P)) {
         const own = inChanged.includes(q);
         const changedKeys = inChanged.filter((k) => k <= q).length;
         f += (own ? qProj + 2 * HE * (q + 1) : 2 * HE * changedKeys) + 2 * HE * (q + 1) + oProj + mlp;
@@ -170,14 +203,32 @@ export function necessarySweepFlops(cfg: FlopShapes, spec: PatchSweepSpec, P: nu
     const L = spec.layer;
     lastLayer = L;
     const neurons = spec.neurons?.length ?? (cfg.d_mlp ?? 0);
-    for (let i = 0; i < neurons; i++) {
-      cell((s) => {
-        // The rank-one change of mlp_out at every position after the shared prefix.
-        const at = range(s, P);
-        const need = L < n - 1 ? at : [P - 1];
-        return need.length * 2 * d + downstream(L + 1, at);
-      });
-    }
+    const KVE = KV * E;
+    // Block L+1's attention from the rank-one change of its input (rankOneAttention.ts), where
+    // that is cheaper than running it: per query i of a prompt, its scores over keys 0..i, the
+    // pattern-weighted sum of the corrupted run's per-head Av_j W_O^h (2·heads·(i+1)·d_model) and
+    // the per-neuron Bv W_O^h weighted by sum_j p_ij alpha_j / s_j (2·heads·d_model).
+    const rankOneAttn = (queries: number[]) => queries.reduce((a, q) => a + 2 * HE * (q + 1) + 2 * H * (q + 1) * d + 2 * H * d, 0);
+    // What block L+1 costs densely at those queries (keys changed at `at`).
+    const denseAttn = (at: number[], queries: number[]) =>
+      L + 1 === n - 1 ? lastBlockAttention(at.length, true) : kv(at.length) + queries.reduce((a, q) => a + qProj + 4 * HE * (q + 1) + oProj, 0);
+    // Per prompt (s = its shared prefix): the rank-one change of mlp_out at every position after
+    // the prefix, block L+1's attention either way, its MLP where read, the blocks after.
+    const perPrompt = (s: number, attn: 'rankOne' | 'dense'): number => {
+      if (s >= P) return 0;
+      const at = range(s, P);
+      if (L === n - 1) return 2 * d + metric;
+      const queries = L + 1 < n - 1 ? at : [P - 1];
+      return at.length * 2 * d + (attn === 'rankOne' ? rankOneAttn(queries) : denseAttn(at, queries)) + queries.length * mlp + (L + 1 < n - 1 ? downstream(L + 2, at) : metric);
+    };
+    const B = sharedPrefix.length;
+    const sum = (attn: 'rankOne' | 'dense') => sharedPrefix.reduce((a, s) => a + perPrompt(s, attn), 0);
+    const dense = neurons * sum('dense');
+    // The rank-one way also needs, once per neuron, uc W'_Q|K|V, uc . xc of every prompt and
+    // position and Bv W_O^h, and once per sweep xc W'_Q|K|V and Av_j W_O^h of every prompt and position.
+    const rankOne = L < n - 1 ? neurons * (sum('rankOne') + 2 * d * (HE + 2 * KVE) + 2 * d * B * P + 2 * H * E * d) + B * P * (2 * d * (HE + 2 * KVE) + 2 * H * E * d) : Infinity;
+    cells += neurons;
+    cellWork += Math.min(dense, rankOne);
   }
 
   // The two runs: corrupted at every position, its blocks before the last in full and the last

@@ -26,7 +26,7 @@ import type { HookName, OutputName } from '../hooks/hooks.js';
 import type { InterventionIndex } from '../interventions/plan.js';
 import { f32, type F32 } from '../tensor/tensor.js';
 import type { Metric } from './metrics.js';
-import { rankOneQkv, type RankOneQkv } from './rankOneQkv.js';
+import { rankOneAttention, rankOneAttentionUnsupported } from './rankOneAttention.js';
 import { nest, runGroups, sharedPrefix, sharedPrefixLength, slicePositions, tileBatch, type CellGroup, type CellRun, type SweepOptions } from './sweep.js';
 
 export { logitDiffMetric, normalizedMetric, answerProbMetric, type Metric, type LastPositionReader } from './metrics.js';
@@ -398,14 +398,6 @@ async function corruptedValue(model: HookedTransformer, corrupted: Tokens, metri
   return lp ? lp.score(f32([logits.dims[0]!, logits.dims[2]!], logits.data)) : metric(logits);
 }
 
-/**
- * Single-neuron patches of layer L (all positions): the MLP output is linear in hook_post, so
- * patching neuron n changes it by (post_clean[.., n] - post_corr[.., n]) * W_out[n, :] and the
- * cells start at layer L+1 from
- *   resid_post' = resid_mid + (mlp_out + delta_n (x) W_out[n])      [batch, pos, d_model]
- * instead of recomputing the layer's 2 x d_model x d_mlp MLP per cell. This equals the naive
- * loop up to float32 rounding of the sum (the naive GEMM adds the same terms in another order).
- */
 /** a + b element-wise in float32 (same dims). */
 function addTensors(a: F32, b: F32): F32 {
   const out = new Float32Array(a.data.length);
@@ -413,53 +405,65 @@ function addTensors(a: F32, b: F32): F32 {
   return f32([...a.dims], out);
 }
 
+/**
+ * Single-neuron patches of layer L (all positions): the MLP output is linear in hook_post, so
+ * patching neuron n changes it by (post_clean[.., n] - post_corr[.., n]) * W_out[n, :] and the
+ * cells start at layer L+1 from
+ *   resid_post' = resid_mid + (mlp_out + delta_n (x) W_out[n])      [batch, pos, d_model]
+ * instead of recomputing the layer's 2 x d_model x d_mlp MLP per cell. This equals the naive
+ * loop up to float32 rounding of the sum (the naive GEMM adds the same terms in another order).
+ * Block L+1's attention is then taken from that rank-one change too (rankOneAttention.ts) where
+ * the family allows it, so the cells start at its MLP.
+ */
 async function neuronGroup(model: HookedTransformer, cells: readonly PatchCell[], B: number, P: number, layer: number, cleanPost: F32, residMid: F32, corrPost: F32, mlpOut: F32, noRankOne: boolean): Promise<CellGroup> {
   const cfg = model.cfg;
   const d = cfg.d_model;
   const N = cfg.d_mlp!;
   const Wout = model.params.get(`blocks.${layer}.mlp.W_out`)!.data; // [d_mlp, d_model]
   const neuronOf = (ci: number) => cells[ci]!.select.d_mlp![0]!;
-  // The next block's q, k, v from the rank-one change of its input (rankOneQkv.ts), so that it
-  // skips ln1 and the projections; x = the corrupted resid_post of this layer.
-  let rankOne: RankOneQkv | null = null;
-  // Not when block L+1 is the last: its query path (no keys or values of the computed positions)
-  // is cheaper than forming all of them (measured: layer-10 neurons of the bench 1.6x faster without).
-  if (!noRankOne && layer + 2 < cfg.n_layers && model.attachedSaes().length === 0) {
-    const x = f32([B, P, d]);
-    for (let i = 0; i < x.data.length; i++) x.data[i] = residMid.data[i]! + mlpOut.data[i]!;
+  /** alpha [cells, batch, pos]: each cell's clean - corrupted activation of its neuron. */
+  const alphaOf = (chunk: readonly number[]): F32 => {
+    const alpha = f32([chunk.length, B, P]);
+    chunk.forEach((ci, c) => {
+      const n = neuronOf(ci);
+      for (let r = 0; r < B * P; r++) alpha.data[c * B * P + r] = cleanPost.data[r * N + n]! - corrPost.data[r * N + n]!;
+    });
+    return alpha;
+  };
+  // Block L+1's whole attention from the rank-one change of its input (rankOneAttention.ts):
+  // the cells start at its MLP. Not for the families whose attention that path does not model,
+  // nor with SAEs attached (they may splice into that block).
+  if (!noRankOne && layer + 1 < cfg.n_layers && model.attachedSaes().length === 0 && rankOneAttentionUnsupported(cfg, layer + 1) === null) {
     const dirs = f32([cells.length, d]);
     cells.forEach((_, ci) => dirs.data.set(Wout.subarray(neuronOf(ci) * d, (neuronOf(ci) + 1) * d), ci * d));
-    rankOne = await rankOneQkv(model, layer + 1, x, dirs);
+    const attn = await rankOneAttention(model, layer + 1, residMid, mlpOut, dirs);
+    return {
+      cells: cells.map((c) => c.index),
+      bytesPerCell: 4 * B * P * d,
+      build: (chunk): CellRun => {
+        const alpha = alphaOf(chunk);
+        return { startLayer: layer + 1, interventions: [], midAt: { rows: chunk.length * B, positions: P, at: (from) => attn.residMid(chunk, alpha, from) } };
+      },
+    };
   }
   return {
     cells: cells.map((c) => c.index),
     bytesPerCell: 4 * B * P * d,
     build: (chunk): CellRun => {
       const resid = f32([chunk.length * B, P, d]);
-      // alpha [cells, batch, pos]: the neuron's clean - corrupted activation.
-      const alpha = f32([chunk.length, B, P]);
+      const alpha = alphaOf(chunk);
       chunk.forEach((ci, c) => {
-        const n = neuronOf(ci);
-        const w = Wout.subarray(n * d, (n + 1) * d);
-        for (let b = 0; b < B; b++) {
-          for (let p = 0; p < P; p++) {
-            const r = b * P + p;
-            const delta = cleanPost.data[r * N + n]! - corrPost.data[r * N + n]!;
-            alpha.data[(c * B + b) * P + p] = delta;
-            const o = ((c * B + b) * P + p) * d;
-            for (let j = 0; j < d; j++) {
-              const mlp = Math.fround(mlpOut.data[r * d + j]! + delta * w[j]!);
-              resid.data[o + j] = residMid.data[r * d + j]! + mlp;
-            }
+        const w = Wout.subarray(neuronOf(ci) * d, (neuronOf(ci) + 1) * d);
+        for (let r = 0; r < B * P; r++) {
+          const delta = alpha.data[c * B * P + r]!;
+          const o = (c * B * P + r) * d;
+          for (let j = 0; j < d; j++) {
+            const mlp = Math.fround(mlpOut.data[r * d + j]! + delta * w[j]!);
+            resid.data[o + j] = residMid.data[r * d + j]! + mlp;
           }
         }
       });
-      const run: CellRun = { startLayer: layer + 1, residual: resid, interventions: [] };
-      if (rankOne) {
-        const plan = rankOne;
-        run.qkv = (from) => plan.qkv(chunk, alpha, from);
-      }
-      return run;
+      return { startLayer: layer + 1, residual: resid, interventions: [] };
     },
   };
 }

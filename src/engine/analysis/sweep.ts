@@ -22,7 +22,7 @@ export interface SweepOptions {
   maxBatchBytes?: number;
   /** Recompute the positions shared by clean and corrupted prompts too (for tests and timing). */
   noPrefix?: boolean;
-  /** Run ln1 and the Q/K/V projections of the first block the cells change (neuron sweeps: the rank-one shortcut of rankOneQkv.ts; head sweeps: the cached corrupted q, k, v), for tests and timing. */
+  /** Run the first block the cells change in full (neuron sweeps: not its attention from the rank-one change, rankOneAttention.ts; head sweeps: not from the cached corrupted q, k, v), for tests and timing. */
   noRankOne?: boolean;
   /**
    * Called before every run with its cells, batch rows and the layer it starts at (benchmarks
@@ -45,8 +45,8 @@ export interface CellRun {
   startLayer: number;
   /** The residual is blocks.startLayer.hook_resid_mid (block startLayer runs only its MLP). */
   fromMid?: boolean;
-  /** [cells * B, pos, d_model] */
-  residual: F32;
+  /** [cells * B, pos, d_model] (absent with midAt) */
+  residual?: F32;
   interventions: Intervention[];
   /**
    * Every position before this one is the cached run's in every cell of the run (a causal model:
@@ -59,6 +59,12 @@ export interface CellRun {
    * the cells know them without running ln1 and the projections.
    */
   qkv?: (from: number) => Promise<{ q: F32; k: F32; v: F32 }>;
+  /**
+   * Instead of `residual`: the cells know block startLayer's hook_resid_mid without running its
+   * attention (neuron sweeps, rankOneAttention.ts) and give it for positions [from, positions)
+   * on demand; the run starts at that block's MLP.
+   */
+  midAt?: { rows: number; positions: number; at(from: number): Promise<F32> };
 }
 
 /** Repeats a tensor [B, ...] n times along the batch axis -> [n*B, ...]. */
@@ -150,8 +156,11 @@ export async function scoreCells(model: HookedTransformer, run: CellRun, cells: 
   const lp = metric.lastPosition;
   const n = model.cfg.n_layers;
   const last = { lastPositionOnly: lp !== undefined, vocab: lp?.vocab ?? undefined };
-  const rows = run.residual.dims[0]!;
-  const P = run.residual.dims[1]!;
+  if (run.midAt) return scoreCellsFromMid(model, run.startLayer, run.midAt, cells, B, metric, prefix);
+  if (!run.residual) throw new Error('scoreCells: a run needs its residual or midAt');
+  const residual = run.residual;
+  const rows = residual.dims[0]!;
+  const P = residual.dims[1]!;
   const at = prefix ? Math.min(P - 1, Math.max(prefix.length, run.firstChanged ?? 0)) : 0;
   const startBlock = `blocks.${run.startLayer}.`;
   let r: Awaited<ReturnType<HookedTransformer['run']>>;
@@ -159,18 +168,23 @@ export async function scoreCells(model: HookedTransformer, run: CellRun, cells: 
   if (prefix && at > 0 && lp !== undefined && run.startLayer < n && run.interventions.every((iv) => prefixHookOk(iv.hook))) {
     const interventions = run.interventions.map((iv) => interventionFrom(model, iv, rows, P, at));
     const qkv = run.qkv ? { qkv: await run.qkv(at) } : {};
-    r = await model.run(null, { residual: slicePositions(run.residual, at, P), startAtLayer: run.startLayer, startAtResidMid: run.fromMid, interventions, prefix: prefixSlice(prefix, at), names: [], ...qkv, ...last });
+    r = await model.run(null, { residual: slicePositions(residual, at, P), startAtLayer: run.startLayer, startAtResidMid: run.fromMid, interventions, prefix: prefixSlice(prefix, at), names: [], ...qkv, ...last });
   } else if (prefix && at > 0 && lp !== undefined && run.startLayer + 1 < n && run.interventions.every((iv) => iv.hook.startsWith(startBlock))) {
     // The intervened block runs on every position (its pattern hooks cover them all), the rest
     // from the cached prefix.
     const qkv = run.qkv ? { qkv: await run.qkv(0) } : {};
-    const resid = (await model.run(null, { residual: run.residual, startAtLayer: run.startLayer, startAtResidMid: run.fromMid, interventions: run.interventions, stopAtLayer: run.startLayer + 1, names: [], ...qkv })).residual!;
+    const resid = (await model.run(null, { residual, startAtLayer: run.startLayer, startAtResidMid: run.fromMid, interventions: run.interventions, stopAtLayer: run.startLayer + 1, names: [], ...qkv })).residual!;
     r = await model.run(null, { residual: slicePositions(resid, at, P), startAtLayer: run.startLayer + 1, prefix: prefixSlice(prefix, at), names: [], ...last });
   } else {
     const qkv = run.qkv && run.startLayer < n ? { qkv: await run.qkv(0) } : {};
-    r = await model.run(null, { residual: run.residual, startAtLayer: run.startLayer, startAtResidMid: run.fromMid, interventions: run.interventions, names: [], ...qkv, ...last });
+    r = await model.run(null, { residual, startAtLayer: run.startLayer, startAtResidMid: run.fromMid, interventions: run.interventions, names: [], ...qkv, ...last });
   }
-  const logits = r.logits!;
+  return scoreLogits(r.logits!, cells, B, metric);
+}
+
+/** The metric of each cell's rows [c*B, (c+1)*B) of logits [cells * B, pos, vocab]. */
+function scoreLogits(logits: F32, cells: number, B: number, metric: Metric): number[] {
+  const lp = metric.lastPosition;
   const [, Pl, V] = logits.dims as [number, number, number];
   const out: number[] = [];
   for (let c = 0; c < cells; c++) {
@@ -179,6 +193,29 @@ export async function scoreCells(model: HookedTransformer, run: CellRun, cells: 
     out.push(lp ? lp.score(f32([B, V], view)) : metric(f32([B, Pl, V], view)));
   }
   return out;
+}
+
+/**
+ * Cells that start at block L's MLP from a resid_mid they compute themselves (CellRun.midAt):
+ * with a last-position metric only the positions after the prefix (the later blocks read the
+ * prefix's keys and values), and when L is the last block only the last position.
+ */
+async function scoreCellsFromMid(model: HookedTransformer, L: number, mid: NonNullable<CellRun['midAt']>, cells: number, B: number, metric: Metric, prefix: SharedPrefix | null): Promise<number[]> {
+  const lp = metric.lastPosition;
+  const n = model.cfg.n_layers;
+  const P = mid.positions;
+  const last = { lastPositionOnly: lp !== undefined, vocab: lp?.vocab ?? undefined };
+  let r: Awaited<ReturnType<HookedTransformer['run']>>;
+  if (lp !== undefined && L === n - 1) {
+    // The last block from its resid_mid runs only its MLP, position by position.
+    r = await model.run(null, { residual: await mid.at(P - 1), startAtLayer: L, startAtResidMid: true, names: [], ...last });
+  } else if (lp !== undefined && prefix && prefix.length > 0) {
+    const at = Math.min(P - 1, prefix.length);
+    r = await model.run(null, { residual: await mid.at(at), startAtLayer: L, startAtResidMid: true, prefix: prefixSlice(prefix, at), names: [], ...last });
+  } else {
+    r = await model.run(null, { residual: await mid.at(0), startAtLayer: L, startAtResidMid: true, names: [], ...last });
+  }
+  return scoreLogits(r.logits!, cells, B, metric);
 }
 
 /** A set of cells that can share batches: same start layer and intervention structure. */

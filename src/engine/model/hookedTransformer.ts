@@ -636,7 +636,12 @@ export class HookedTransformer {
         this.layerFree.set(memo, e);
       }
       const graph = e.graph;
-      return { sp: this.cached(SHARED_BLOCK, e.key, MAX_SHARED_BLOCKS, false, () => graph), weights: e.weights };
+      // With a memory arena (not for large models, see LARGE_MODEL_BYTES): a sweep runs each of
+      // these sessions dozens of times at the same batch shape, and without one every run
+      // allocates its activations afresh (tens of MB per GEMM output, page-faulted and zeroed
+      // by the kernel each time). Measured on the layer-8 neuron sweep of the GPT-2-small-shaped
+      // bench: 20% less CPU time, +0.6 GB peak RSS, held until the sweep's variants are released.
+      return { sp: this.cached(SHARED_BLOCK, e.key, MAX_SHARED_BLOCKS, !this.large, () => graph), weights: e.weights };
     }
     return { sp: this.cached(segKey(seg), JSON.stringify(v), MAX_VARIANTS_PER_SEGMENT, false, () => this.segmentGraph(seg, v)) };
   }

@@ -99,7 +99,7 @@ function rotationMatrix(rd: number, adjacent: boolean): number[] {
 }
 
 /** x [batch, n, heads, d_head] at positions start.. -> rotary applied to its first rotary_dim dims. */
-function applyRotary(g: GraphBuilder, cfg: HookedTransformerConfig, x: string, start: string, type: 'global' | 'local'): string {
+export function applyRotary(g: GraphBuilder, cfg: HookedTransformerConfig, x: string, start: string, type: 'global' | 'local'): string {
   const rd = cfg.rotary_dim!;
   const dh = cfg.d_head;
   const n = dimOf(g, x, 1);
@@ -114,7 +114,7 @@ function applyRotary(g: GraphBuilder, cfg: HookedTransformerConfig, x: string, s
 }
 
 /** [batch, pos, kv_head, d_head] -> [batch, pos, head_index, d_head], each kv head repeated n_heads / kv_head times. */
-function ungroup(g: GraphBuilder, cfg: HookedTransformerConfig, x: string): string {
+export function ungroup(g: GraphBuilder, cfg: HookedTransformerConfig, x: string): string {
   const kv = cfg.n_key_value_heads;
   if (kv === null || kv === cfg.n_heads) return x;
   const rep = cfg.n_heads / kv;
