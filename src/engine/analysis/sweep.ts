@@ -24,6 +24,8 @@ export interface SweepOptions {
   noPrefix?: boolean;
   /** Run the first block the cells change in full (neuron sweeps: not its attention from the rank-one change, rankOneAttention.ts; head sweeps: not from the cached corrupted q, k, v), for tests and timing. */
   noRankOne?: boolean;
+  /** Run every group's chunks on their own instead of joining cells of several layers (runJoined), for tests and timing. */
+  noJoin?: boolean;
   /**
    * Called before every run with its cells, batch rows and the layer it starts at (benchmarks
    * print them, so a sweep whose batches shrink or whose runs start early shows why it is slow).
@@ -231,6 +233,13 @@ export interface CellGroup {
    * runs compute only the positions from there on: a batch then holds more rows.
    */
   firstChanged?: (i: number) => number;
+  /**
+   * The group's runs may be joined with other groups' (runJoined): true where build() gives a
+   * residual that only enters the model (no other option than startLayer, fromMid, qkv and
+   * interventions on its start block), so that after its start block a chunk's rows can run
+   * the later blocks in one batch with cells of other layers.
+   */
+  joinable?: boolean;
 }
 
 /**
@@ -247,7 +256,15 @@ export async function runGroups<T>(
   const maxRowsFrom = (from: number) => opts.maxBatchRows ?? Math.max(B, Math.floor(4096 / positions(from)));
   const maxBytes = opts.maxBatchBytes ?? 256e6;
   let done = 0;
+  // With a last-position metric, joinable groups run as joined waves (runJoined); the rest here.
+  const joined = metric.lastPosition !== undefined && !opts.noJoin ? groups.filter((g) => g.joinable) : [];
+  const progress = (k: number) => {
+    done += k;
+    opts.onProgress?.(done, total);
+  };
+  if (joined.length > 0) await runJoined(model, joined, B, P, metric, out, opts, partial, prefix, maxRowsFrom, maxBytes, progress);
   for (const g of groups) {
+    if (joined.includes(g)) continue;
     const byBytes = Math.floor(maxBytes / Math.max(1, g.bytesPerCell));
     for (let i0 = 0; i0 < g.cells.length;) {
       if (opts.signal?.aborted) throw new SweepAbortedError(partial());
@@ -258,10 +275,162 @@ export async function runGroups<T>(
       opts.onRun?.({ cells: chunk.length, rows: chunk.length * B, startLayer: run.startLayer });
       const scores = await scoreCells(model, run, chunk.length, B, metric, prefix);
       chunk.forEach((ci, j) => (out[g.cells[ci]!] = scores[j]!));
-      done += chunk.length;
-      opts.onProgress?.(done, total);
+      progress(chunk.length);
     }
   }
+}
+
+/** One group's cells of a wave, and once its start block has run, the residual they join with. */
+interface JoinChunk {
+  group: CellGroup;
+  /** Positions into group.cells. */
+  chunk: number[];
+  /** The layer whose block the rows enter (after the chunk's own start block), and that residual [chunk * B, P - at, d_model]. */
+  entry?: { layer: number; residual: F32 };
+}
+
+/** [rows, pos, d] tensors with equal pos and d stacked along rows. */
+function concatRows(ts: readonly F32[]): F32 {
+  if (ts.length === 1) return ts[0]!;
+  const out = new Float32Array(ts.reduce((n, t) => n + t.data.length, 0));
+  let o = 0;
+  for (const t of ts) {
+    out.set(t.data, o);
+    o += t.data.length;
+  }
+  return f32([ts.reduce((n, t) => n + t.dims[0]!, 0), ...ts[0]!.dims.slice(1)], out);
+}
+
+/**
+ * Joined waves: the cells of a layer x position sweep at position p need only positions >= p
+ * (the earlier ones come from the prefix's keys and values), whatever their layer, and from
+ * their start layer on every cell runs the same plain blocks. So cells are bucketed by their
+ * first changed position; within a bucket a wave takes cells of several layers (in group
+ * order, at most a run's rows), runs each group's start block on its own rows (the patched
+ * block, or nothing for a residual patch), and then runs blocks layer by layer, the rows of a
+ * cell joining the batch at the block they enter. Each cell computes exactly the blocks and
+ * positions it computes alone, but one batch per block holds every cell that has reached it:
+ * batches grow instead of every layer's cells recomputing the earliest position of their chunk.
+ * Cells whose start block is the last (or the final norm) run alone through scoreCells.
+ */
+async function runJoined(
+  model: HookedTransformer, groups: readonly CellGroup[], B: number, P: number, metric: Metric, out: Float64Array, opts: SweepOptions, partial: () => unknown,
+  prefix: SharedPrefix | null, maxRowsFrom: (from: number) => number, maxBytes: number, progress: (k: number) => void,
+): Promise<void> {
+  const n = model.cfg.n_layers;
+  const lp = metric.lastPosition!;
+  const atOf = (g: CellGroup, i: number) => (prefix ? Math.min(P - 1, Math.max(prefix.length, g.firstChanged?.(i) ?? 0)) : 0);
+  // Buckets by first computed position, each a list of (group, cells) in group order.
+  const buckets = new Map<number, { group: CellGroup; cells: number[] }[]>();
+  for (const g of groups) {
+    g.cells.forEach((_, i) => {
+      const at = atOf(g, i);
+      const list = buckets.get(at) ?? [];
+      if (list.length === 0 || list[list.length - 1]!.group !== g) list.push({ group: g, cells: [] });
+      list[list.length - 1]!.cells.push(i);
+      buckets.set(at, list);
+    });
+  }
+  for (const [at, items] of [...buckets].sort((a, b) => a[0] - b[0])) {
+    const maxRows = maxRowsFrom(at);
+    // Waves of at most maxRows rows (no block's batch is larger) and maxBytes of inputs.
+    const waves: JoinChunk[][] = [[]];
+    let rows = 0;
+    let bytes = 0;
+    for (const { group, cells } of items) {
+      const perCell = Math.max(1, group.bytesPerCell);
+      for (let k = 0; k < cells.length;) {
+        const room = Math.min(Math.floor((maxRows - rows) / B), Math.floor((maxBytes - bytes) / perCell));
+        if (room <= 0 && rows > 0) {
+          waves.push([]);
+          rows = bytes = 0;
+          continue;
+        }
+        const take = cells.slice(k, k + Math.max(1, room));
+        waves[waves.length - 1]!.push({ group, chunk: take });
+        rows += take.length * B;
+        bytes += take.length * perCell;
+        k += take.length;
+      }
+    }
+    for (const wave of waves) {
+      if (wave.length === 0) continue;
+      if (opts.signal?.aborted) throw new SweepAbortedError(partial());
+      for (const jc of wave) {
+        const run = jc.group.build(jc.chunk);
+        const entry = await joinEntry(model, run, at, P, prefix);
+        if (entry) jc.entry = entry;
+        else {
+          // Its start block is the last one (or none): scored on its own.
+          const scores = await scoreCells(model, { ...run, firstChanged: Math.max(run.firstChanged ?? 0, at) }, jc.chunk.length, B, metric, prefix);
+          jc.chunk.forEach((ci, j) => (out[jc.group.cells[ci]!] = scores[j]!));
+          progress(jc.chunk.length);
+        }
+        if (opts.signal?.aborted) throw new SweepAbortedError(partial());
+      }
+      const joiners = wave.filter((jc) => jc.entry).sort((a, b) => a.entry!.layer - b.entry!.layer);
+      if (joiners.length > 0) {
+        const first = joiners[0]!.entry!.layer;
+        opts.onRun?.({ cells: joiners.reduce((k, jc) => k + jc.chunk.length, 0), rows: joiners.reduce((k, jc) => k + jc.chunk.length * B, 0), startLayer: first });
+        let batch: F32 | null = null;
+        const order: JoinChunk[] = [];
+        const slice = at > 0 && prefix ? { prefix: prefixSlice(prefix, at) } : {};
+        for (let l = first; l < n; l++) {
+          const entering = joiners.filter((jc) => jc.entry?.layer === l);
+          if (entering.length > 0) {
+            batch = concatRows([...(batch ? [batch] : []), ...entering.map((jc) => jc.entry!.residual)]);
+            order.push(...entering);
+            // Their residuals live on in the batch only.
+            for (const jc of entering) delete jc.entry;
+          }
+          if (opts.signal?.aborted) throw new SweepAbortedError(partial());
+          if (l < n - 1) {
+            batch = (await model.run(null, { residual: batch!, startAtLayer: l, stopAtLayer: l + 1, names: [], ...slice })).residual!;
+          } else {
+            const r = await model.run(null, { residual: batch!, startAtLayer: l, names: [], lastPositionOnly: true, vocab: lp.vocab ?? undefined, ...slice });
+            const cells = order.reduce((k, jc) => k + jc.chunk.length, 0);
+            const scores = scoreLogits(r.logits!, cells, B, metric);
+            let j = 0;
+            for (const jc of order) for (const ci of jc.chunk) out[jc.group.cells[ci]!] = scores[j++]!;
+          }
+        }
+        progress(joiners.reduce((k, jc) => k + jc.chunk.length, 0));
+      }
+    }
+  }
+}
+
+/**
+ * Where a joined chunk's rows enter the plain blocks: after its start block has run on them
+ * (positions [at, P)), or at its start layer when it only supplies a residual. Null when that
+ * would be the last block or later (the chunk is scored on its own).
+ */
+async function joinEntry(model: HookedTransformer, run: CellRun, at: number, P: number, prefix: SharedPrefix | null): Promise<{ layer: number; residual: F32 } | null> {
+  const n = model.cfg.n_layers;
+  const L = run.startLayer;
+  const rows = run.residual?.dims[0] ?? run.midAt!.rows;
+  if (run.midAt) {
+    if (L >= n - 1) return null;
+    const mid = await run.midAt.at(at);
+    return { layer: L + 1, residual: (await model.run(null, { residual: mid, startAtLayer: L, startAtResidMid: true, stopAtLayer: L + 1, names: [] })).residual! };
+  }
+  const residual = run.residual!;
+  const plain = !run.fromMid && run.interventions.length === 0 && !run.qkv;
+  if (plain) return L >= n ? null : { layer: L, residual: slicePositions(residual, at, P) };
+  if (L >= n - 1) return null;
+  if (run.fromMid) {
+    if (run.interventions.length > 0) return null;
+    return { layer: L + 1, residual: (await model.run(null, { residual: slicePositions(residual, at, P), startAtLayer: L, startAtResidMid: true, stopAtLayer: L + 1, names: [] })).residual! };
+  }
+  if (at > 0 && prefix && run.interventions.every((iv) => prefixHookOk(iv.hook))) {
+    const interventions = run.interventions.map((iv) => interventionFrom(model, iv, rows, P, at));
+    const qkv = run.qkv ? { qkv: await run.qkv(at) } : {};
+    return { layer: L + 1, residual: (await model.run(null, { residual: slicePositions(residual, at, P), startAtLayer: L, stopAtLayer: L + 1, interventions, prefix: prefixSlice(prefix, at), names: [], ...qkv })).residual! };
+  }
+  // The start block on every position (an intervention whose key axis spans the prefix), the rest from the prefix.
+  const qkv = run.qkv ? { qkv: await run.qkv(0) } : {};
+  const resid = (await model.run(null, { residual, startAtLayer: L, stopAtLayer: L + 1, interventions: run.interventions, names: [], ...qkv })).residual!;
+  return { layer: L + 1, residual: slicePositions(resid, at, P) };
 }
 
 /** A view of a flat row-major array as nested arrays of `dims`. */
