@@ -8,28 +8,17 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { HookedTransformer } from '../../src/engine/model/hookedTransformer.js';
 import { makeConfig, type HookedTransformerConfig } from '../../src/engine/model/config.js';
-import { applyProcessing } from '../../src/engine/weights/process.js';
 import { logitDiffMetric, naivePatchCell, normalizedMetric, runPatchSweep, SweepAbortedError, sweepLayout, type PatchSweepSpec } from '../../src/engine/analysis/patching.js';
 import type { Metric } from '../../src/engine/analysis/metrics.js';
-import { randomParams } from '../../bench/randomModel.js';
+import { GPT2_LIKE, LLAMA_LIKE, scaledRandomModel, SMALL_SHAPE } from '../helpers/smallFamilies.js';
 
-const base = { n_layers: 4, d_model: 32, n_heads: 4, d_head: 8, d_mlp: 64, d_vocab: 50, n_ctx: 16 };
 const families: Record<string, HookedTransformerConfig> = {
-  gpt2: makeConfig({ ...base, model_name: 'gpt2-like', act_fn: 'gelu_new', normalization_type: 'LN' }),
-  llama: makeConfig({
-    ...base, model_name: 'llama-like', act_fn: 'silu', normalization_type: 'RMS', n_key_value_heads: 2, positional_embedding_type: 'rotary',
-    gated_mlp: true, original_architecture: 'LlamaForCausalLM', eps: 1e-5,
-  }),
-  neox: makeConfig({ ...base, model_name: 'neox-like', normalization_type: 'LN', parallel_attn_mlp: true, positional_embedding_type: 'rotary', rotary_dim: 4, original_architecture: 'GPTNeoXForCausalLM' }),
+  gpt2: GPT2_LIKE,
+  llama: LLAMA_LIKE,
+  neox: makeConfig({ ...SMALL_SHAPE, model_name: 'neox-like', normalization_type: 'LN', parallel_attn_mlp: true, positional_embedding_type: 'rotary', rotary_dim: 4, original_architecture: 'GPTNeoXForCausalLM' }),
 };
 
-/** Random weights scaled up from the bench's N(0, 0.02^2) so that activations are O(1) and patches matter. */
-function model(cfg: HookedTransformerConfig): HookedTransformer {
-  const raw = randomParams(cfg, 5);
-  for (const [name, t] of raw) if (!name.endsWith('.w')) for (let i = 0; i < t.data.length; i++) t.data[i]! *= 12;
-  const { cfg: c, params } = applyProcessing(cfg, raw, 'default');
-  return new HookedTransformer(c, params, 'default', cfg.model_name, { device: 'cpu', threads: 1 });
-}
+const model = (cfg: HookedTransformerConfig): HookedTransformer => scaledRandomModel(cfg, 'default', 5);
 
 // 3 prompts x 7 tokens; the corrupted prompts differ from position 2 on (a shared prefix of 2),
 // and equal the clean ones again at positions 4 and 6.

@@ -13,33 +13,23 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { HookedTransformer } from '../../src/engine/model/hookedTransformer.js';
 import { makeConfig, type HookedTransformerConfig } from '../../src/engine/model/config.js';
-import { applyProcessing } from '../../src/engine/weights/process.js';
 import { logitDiffMetric, naivePatchCell, runPatchSweep, sweepLayout } from '../../src/engine/analysis/patching.js';
 import { rankOneAttention, rankOneAttentionUnsupported } from '../../src/engine/analysis/rankOneAttention.js';
 import type { OutputName } from '../../src/engine/hooks/hooks.js';
 import { f32, type F32 } from '../../src/engine/tensor/tensor.js';
-import { randomParams } from '../../bench/randomModel.js';
+import { GPT2_LIKE, LLAMA_LIKE, scaledRandomModel, SMALL_SHAPE } from '../helpers/smallFamilies.js';
 
-const base = { n_layers: 4, d_model: 32, n_heads: 4, d_head: 8, d_mlp: 64, d_vocab: 50, n_ctx: 16 };
+const base = SMALL_SHAPE;
 const families: Record<string, HookedTransformerConfig> = {
-  gpt2: makeConfig({ ...base, model_name: 'gpt2-like', act_fn: 'gelu_new', normalization_type: 'LN' }),
-  llama: makeConfig({
-    ...base, model_name: 'llama-like', act_fn: 'silu', normalization_type: 'RMS', n_key_value_heads: 2, positional_embedding_type: 'rotary',
-    gated_mlp: true, original_architecture: 'LlamaForCausalLM', eps: 1e-5,
-  }),
+  gpt2: GPT2_LIKE,
+  llama: LLAMA_LIKE,
   // Grouped-query attention without rotary: the path that expands the scores instead of forming q and k.
   'rms-gqa-learned-pos': makeConfig({ ...base, model_name: 'rms-gqa', act_fn: 'gelu', normalization_type: 'RMS', n_key_value_heads: 2 }),
   // Soft-capped scores (tanh before the softmax): the query-only terms of the expanded scores count.
   'gpt2-softcap': makeConfig({ ...base, model_name: 'gpt2-softcap', act_fn: 'gelu_new', normalization_type: 'LN', attn_scores_soft_cap: 2 }),
 };
 
-/** Random weights scaled up from the bench's N(0, 0.02^2) so that activations are O(1) and neurons matter. */
-function model(cfg: HookedTransformerConfig, mode: 'none' | 'default'): HookedTransformer {
-  const raw = randomParams(cfg, 3);
-  for (const [name, t] of raw) if (!name.endsWith('.w')) for (let i = 0; i < t.data.length; i++) t.data[i]! *= 12;
-  const { cfg: c, params } = mode === 'none' ? { cfg, params: raw } : applyProcessing(cfg, raw, 'default');
-  return new HookedTransformer(c, params, mode, cfg.model_name, { device: 'cpu', threads: 1 });
-}
+const model = (cfg: HookedTransformerConfig, mode: 'none' | 'default'): HookedTransformer => scaledRandomModel(cfg, mode, 3);
 
 // 3 prompts x 6 tokens; the corrupted prompts differ from position 2 on (a shared prefix of 2).
 const clean = [[1, 5, 9, 14, 3, 7], [2, 8, 11, 4, 6, 12], [1, 13, 21, 17, 30, 9]];
