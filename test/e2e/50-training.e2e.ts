@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { FrameLocator } from 'playwright-core';
 import { findWebview, screenshot, session } from './session';
-import { MOD, SEL, closeAllEditors, explorerRow, openFromExplorer, runCommand, showExplorer, waitForCodeLenses } from './workbench';
+import { SEL, closeAllEditors, explorerRow, openFromExplorer, quickOpen, runCommand, showExplorer, waitForCodeLenses } from './workbench';
 
 const FILE = 'tiny-train.experiment.json';
 const TITLE = 'Tiny previous-token model';
@@ -47,11 +47,7 @@ describe('e2e: training from the Train lens', function () {
     if (await explorerRow(page, FILE).waitFor({ state: 'visible', timeout: 10_000 }).then(() => true, () => false)) {
       await openFromExplorer(page, FILE);
     } else {
-      await page.keyboard.press(`${MOD}+P`);
-      await page.locator(SEL.quickInputBox).fill(FILE);
-      await page.locator('.quick-input-list .monaco-list-row', { hasText: FILE }).first().waitFor({ state: 'visible', timeout: 30_000 });
-      await page.keyboard.press('Enter');
-      await page.locator(SEL.activeEditorTab, { hasText: FILE }).first().waitFor({ state: 'visible' });
+      await quickOpen(page, FILE);
     }
     const lenses = await waitForCodeLenses(page, 2);
     // Lenses re-render as the providers answer: read the row once it has settled.
@@ -124,11 +120,7 @@ describe('e2e: training from the Train lens', function () {
     spec.training.max_steps = 1_000_000;
     fs.writeFileSync(path.join(workspace, file), JSON.stringify(spec, null, 2) + '\n');
     await runCommand(page, 'View: Close All Editors');
-    await page.keyboard.press(`${MOD}+P`);
-    await page.locator(SEL.quickInputBox).fill(file);
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: file }).first().waitFor({ state: 'visible', timeout: 30_000 });
-    await page.keyboard.press('Enter');
-    await page.locator(SEL.activeEditorTab, { hasText: file }).first().waitFor({ state: 'visible' });
+    await quickOpen(page, file);
     await waitForCodeLenses(page, 2);
     await page.locator(SEL.codeLens, { hasText: /^Train$/ }).first().click();
     await page.locator('.tabs-container .tab', { hasText: `MechLens: Train — ${title}` }).first().waitFor({ state: 'visible', timeout: 60_000 });

@@ -9,7 +9,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { findWebview, screenshot, session } from './session';
-import { MOD, SEL, closeAllEditors, runCommand, waitForCodeLenses } from './workbench';
+import { SEL, closeAllEditors, quickOpen, runCommand, waitForCodeLenses } from './workbench';
 
 const FILE = 'small-sae.experiment.json';
 const TITLE = 'Small TopK SAE';
@@ -41,11 +41,7 @@ describe('e2e: training an SAE from the Train SAE lens', function () {
     const { page } = session();
     await closeAllEditors(page);
     await runCommand(page, 'View: Close All Editors');
-    await page.keyboard.press(`${MOD}+P`);
-    await page.locator(SEL.quickInputBox).fill(FILE);
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: FILE }).first().waitFor({ state: 'visible', timeout: 30_000 });
-    await page.keyboard.press('Enter');
-    await page.locator(SEL.activeEditorTab, { hasText: FILE }).first().waitFor({ state: 'visible' });
+    await quickOpen(page, FILE);
     const lenses = await waitForCodeLenses(page, 1);
     let texts: string[] = [];
     for (let i = 0; i < 60; i++) {
