@@ -21,16 +21,20 @@ export const SEL = {
 const isMac = process.platform === 'darwin';
 export const MOD = isMac ? 'Meta' : 'Control';
 
-/** Runs a command through the command palette, by its title as shown there. */
-export async function runCommand(page: Page, title: string): Promise<void> {
+/**
+ * Opens a quick input with `key`, types `text` and picks the first row showing `rowText`. A row
+ * that is slow to come is asked for again, three times at most: right after the workbench opens
+ * the palette can come up before every contributed command is listed (seen once in CI on a cold
+ * start), and Quick Open can miss a file written a moment ago on a busy machine (seen once in CI:
+ * no row in 30 s).
+ */
+async function pickInQuickInput(page: Page, key: string, text: string, rowText: string): Promise<void> {
   const box = page.locator(SEL.quickInputBox);
-  const row = page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first();
-  // Right after the workbench opens, the palette can come up before every contributed command
-  // is listed (seen once in CI on a cold start): close it and ask again, three times at most.
+  const row = page.locator('.quick-input-list .monaco-list-row', { hasText: rowText }).first();
   for (let attempt = 1; ; attempt++) {
-    await page.keyboard.press('F1');
+    await page.keyboard.press(key);
     await box.waitFor({ state: 'visible' });
-    await box.fill(`>${title}`);
+    await box.fill(text);
     try {
       await row.waitFor({ state: 'visible', timeout: 15_000 });
       break;
@@ -42,6 +46,11 @@ export async function runCommand(page: Page, title: string): Promise<void> {
   }
   await page.keyboard.press('Enter');
   await page.locator(SEL.quickInput).waitFor({ state: 'hidden' });
+}
+
+/** Runs a command through the command palette, by its title as shown there. */
+export async function runCommand(page: Page, title: string): Promise<void> {
+  await pickInQuickInput(page, 'F1', `>${title}`, title);
 }
 
 /** Opens the Explorer (it may be hidden by another view container). */
@@ -74,25 +83,7 @@ export async function openFromExplorer(page: Page, fileName: string): Promise<vo
 
 /** Opens a file of the workspace with Quick Open (Ctrl/Cmd+P); waits until its editor tab is the active one. */
 export async function quickOpen(page: Page, fileName: string): Promise<void> {
-  const box = page.locator(SEL.quickInputBox);
-  const row = page.locator('.quick-input-list .monaco-list-row', { hasText: fileName }).first();
-  // A file written a moment ago can be missing from Quick Open's first search on a busy machine
-  // (seen once in CI, the row never came in 30 s): close it and search again, three times at most.
-  for (let attempt = 1; ; attempt++) {
-    await page.keyboard.press(`${MOD}+P`);
-    await box.waitFor({ state: 'visible' });
-    await box.fill(fileName);
-    try {
-      await row.waitFor({ state: 'visible', timeout: 15_000 });
-      break;
-    } catch (e) {
-      if (attempt >= 3) throw e;
-      await page.keyboard.press('Escape');
-      await page.waitForTimeout(1_000);
-    }
-  }
-  await page.keyboard.press('Enter');
-  await page.locator(SEL.quickInput).waitFor({ state: 'hidden' });
+  await pickInQuickInput(page, `${MOD}+P`, fileName, fileName);
   await page.locator(SEL.activeEditorTab, { hasText: fileName }).first().waitFor({ state: 'visible' });
 }
 
