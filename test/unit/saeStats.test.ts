@@ -27,6 +27,17 @@ function corpus(): { fx: ReturnType<typeof oracleFixture>; rows: number[][] } {
   return { fx, rows };
 }
 
+/** Runs `fn` on the fixture's GPT-2 model (default processing) and the corpus rows, then disposes the model. */
+async function withFixtureModel(fn: (ht: HookedTransformer, rows: number[][]) => Promise<void>): Promise<void> {
+  const { fx, rows } = corpus();
+  const ht = engineModel(fx, 'default');
+  try {
+    await fn(ht, rows);
+  } finally {
+    await ht.dispose();
+  }
+}
+
 /** The SAE's activations [batch, pos, d_sae] as the splice computes them (the old path). */
 async function splicedActs(ht: HookedTransformer, sae: Sae, rows: number[][]): Promise<Float32Array> {
   const { hookOut } = checkSaeForModel(sae, ht.cfg);
@@ -36,24 +47,18 @@ async function splicedActs(ht: HookedTransformer, sae: Sae, rows: number[][]): P
 }
 
 test('the input runner stops at the hook and returns the hook\'s own value', async () => {
-  const { fx, rows } = corpus();
-  const ht = engineModel(fx, 'default');
-  try {
+  await withFixtureModel(async (ht, rows) => {
     for (const hook of ['blocks.1.hook_resid_pre', 'blocks.0.hook_resid_pre', 'blocks.1.hook_mlp_out', 'blocks.0.ln2.hook_normalized', 'hook_embed', 'ln_final.hook_normalized'] as const) {
       const got = await saeInputRunner(ht, hook)(rows.slice(0, 2));
       const want = (await ht.run(rows.slice(0, 2), { names: [hook] })).cache.get(hook)!;
       assert.deepEqual(got.dims, want.dims, hook);
       assert.ok(maxAbsDiff(got, want) < 1e-6, `${hook}: worst difference ${maxAbsDiff(got, want)}`);
     }
-  } finally {
-    await ht.dispose();
-  }
+  });
 });
 
 test('the encoder graph gives the splice\'s activations, flattened over positions', async () => {
-  const { fx, rows } = corpus();
-  const ht = engineModel(fx, 'default');
-  try {
+  await withFixtureModel(async (ht, rows) => {
     for (const folder of FOLDERS) {
       const sae = loadSaeFolder(path.join(GPT2, folder));
       const { hookIn, hookOut } = checkSaeForModel(sae, ht.cfg);
@@ -75,9 +80,7 @@ test('the encoder graph gives the splice\'s activations, flattened over position
       }
       assert.ok(worst < 1e-5, `${folder}: activations differ from the splice's by ${worst} at position ${Math.floor(at / D)}, feature ${at % D}`);
     }
-  } finally {
-    await ht.dispose();
-  }
+  });
 });
 
 /** The encoder graph's activations [n, d_sae] for a batch of rows (what featureStats walks). */
@@ -134,9 +137,7 @@ async function plainStats(ht: HookedTransformer, sae: Sae, rows: number[][], K: 
 }
 
 test('featureStats equals a plain pass over the same activations exactly: densities, sums, maxima, top contexts with their ties, kept values', async () => {
-  const { fx, rows } = corpus();
-  const ht = engineModel(fx, 'default');
-  try {
+  await withFixtureModel(async (ht, rows) => {
     for (const folder of FOLDERS) {
       const sae = loadSaeFolder(path.join(GPT2, folder));
       const D = sae.cfg.d_sae;
@@ -160,15 +161,11 @@ test('featureStats equals a plain pass over the same activations exactly: densit
         for (const f of keepF) assert.deepEqual([...st.values.get(f)!], ref.keep.get(f), `${folder}: kept values of ${f}`);
       }
     }
-  } finally {
-    await ht.dispose();
-  }
+  });
 });
 
 test('featureStats equals the plain pass over the splice\'s activations: densities exactly, maxima, means and contexts to float32 rounding', async () => {
-  const { fx, rows } = corpus();
-  const ht = engineModel(fx, 'default');
-  try {
+  await withFixtureModel(async (ht, rows) => {
     for (const folder of FOLDERS) {
       const sae = loadSaeFolder(path.join(GPT2, folder));
       const D = sae.cfg.d_sae;
@@ -194,22 +191,16 @@ test('featureStats equals the plain pass over the splice\'s activations: densiti
       }
       for (const f of keepF) assert.equal(st.values.get(f)!.length, ref.keep.get(f)!.length, `${folder}: kept values of ${f}`);
     }
-  } finally {
-    await ht.dispose();
-  }
+  });
 });
 
 test('featureStats: bad options and cancellation', async () => {
-  const { fx, rows } = corpus();
-  const ht = engineModel(fx, 'default');
-  try {
+  await withFixtureModel(async (ht, rows) => {
     const sae = loadSaeFolder(path.join(GPT2, 'topk-resid-pre-1'));
     await assert.rejects(featureStats(ht, sae, rows, { keepValues: [48] }), /feature 48 does not exist: the SAE has features 0\.\.47/);
     await assert.rejects(featureStats(ht, sae, rows, { topK: 0 }), /topK must be a positive integer/);
     await assert.rejects(featureStats(ht, sae, rows, { positionsPerRun: 0.5 }), /positionsPerRun must be a positive integer, got 0\.5/);
     const ac = new AbortController();
     await assert.rejects(featureStats(ht, sae, rows, { batch: 1, signal: ac.signal, onProgress: () => ac.abort() }), /abort/i);
-  } finally {
-    await ht.dispose();
-  }
+  });
 });
