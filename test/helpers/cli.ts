@@ -19,3 +19,20 @@ export async function runCli(args: string[]): Promise<{ code: number; out: strin
     process.stdout.write = writeOut;
   }
 }
+
+/**
+ * As runCli, but process.stdout stays the test reporter's: the command's result (io.out) comes
+ * back as `stdout`, and what it writes to stderr as `stderr`.
+ */
+export async function runCliResult(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const writeErr = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((c: string | Uint8Array) => ((stderr += String(c)), true)) as typeof process.stderr.write;
+  try {
+    const code = await main(args, { out: (t) => void (stdout += t) });
+    return { code, stdout, stderr };
+  } finally {
+    process.stderr.write = writeErr;
+  }
+}

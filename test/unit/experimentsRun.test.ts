@@ -3,7 +3,6 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { main } from '../../src/engine/cli.js';
 import { isRunRecord, type RunRecord } from '../../src/protocol/runs.js';
 import { loadRun } from '../../src/engine/experiments/store.js';
 import { checkWithModel, parseExperiment } from '../../src/engine/experiments/parse.js';
@@ -14,24 +13,13 @@ import { writeSafetensors } from '../../src/engine/model/safetensors.js';
 import { randn } from '../../bench/randomModel.js';
 import { f32, type F32 } from '../../src/engine/tensor/tensor.js';
 import { FIXTURE_MODEL_DIR, expectedJson, spec } from '../helpers/fixture.js';
+import { runCliResult } from '../helpers/cli.js';
 
 const ROOT = path.join(__dirname, '..', '..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mechlens-exp-run-'));
 process.on('exit', () => process.env['KEEP_TMP'] || fs.rmSync(tmp, { recursive: true, force: true }));
 
-/** Runs the CLI in-process, capturing its output and stderr (stdout is the test reporter's). */
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const ew = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((c: string | Uint8Array) => ((stderr += String(c)), true)) as typeof process.stderr.write;
-  try {
-    const code = await main(args, { out: (t) => (stdout += t) });
-    return { code, stdout, stderr };
-  } finally {
-    process.stderr.write = ew;
-  }
-}
+const cli = runCliResult;
 
 const fixtureExperiment = (model: string) => JSON.stringify({
   $schema: path.join(ROOT, 'schemas', 'experiment.schema.json'),

@@ -8,13 +8,13 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { main } from '../../src/engine/cli.js';
 import { loadRun } from '../../src/engine/experiments/store.js';
 import { parseExperiment } from '../../src/engine/experiments/parse.js';
 import { saeAttribution } from '../../src/engine/analysis/saeAttribution.js';
 import { logitDiffMetric } from '../../src/engine/analysis/metrics.js';
 import { loadSaeFolder } from '../../src/engine/sae/sae.js';
 import { FIXTURES_ROOT, engineModel, oracleFixture } from '../helpers/oracle.js';
+import { runCliResult } from '../helpers/cli.js';
 
 const MODEL = path.join(FIXTURES_ROOT, 'gpt2-tied-gelu-new');
 const SAE = path.join(FIXTURES_ROOT, 'saes', 'gpt2-tied-gelu-new', 'standard-resid-post-0');
@@ -29,17 +29,7 @@ const base = {
   prompts: spec.prompts.map((p, i) => ({ prompt: p, corrupted: spec.corrupted_prompts[i]!, answer: spec.answer_strs[i]![0], wrong: spec.answer_strs[i]![1] })),
 };
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const ew = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((c: string | Uint8Array) => ((stderr += String(c)), true)) as typeof process.stderr.write;
-  try {
-    return { code: await main(args, { out: (t) => (stdout += t) }), stdout, stderr };
-  } finally {
-    process.stderr.write = ew;
-  }
-}
+const cli = runCliResult;
 
 interface Cell { feature: number; pos: number; estimate: number; exact: number; estimateScaled: number; exactScaled: number }
 

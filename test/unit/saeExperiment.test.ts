@@ -8,12 +8,12 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { main } from '../../src/engine/cli.js';
 import { loadRun } from '../../src/engine/experiments/store.js';
 import { parseExperiment } from '../../src/engine/experiments/parse.js';
 import { logitDiffs } from '../../src/engine/analysis/basic.js';
 import { readSafetensors } from '../../src/engine/model/safetensors.js';
 import { FIXTURES_ROOT } from '../helpers/oracle.js';
+import { runCliResult } from '../helpers/cli.js';
 
 const MODEL = path.join(FIXTURES_ROOT, 'gpt2-tied-gelu-new');
 const SAES = path.join(FIXTURES_ROOT, 'saes', 'gpt2-tied-gelu-new');
@@ -31,17 +31,7 @@ const base = {
   prompts: spec.prompts.map((p, i) => ({ prompt: p, answer: spec.answer_strs[i]![0], wrong: spec.answer_strs[i]![1] })),
 };
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const ew = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((c: string | Uint8Array) => ((stderr += String(c)), true)) as typeof process.stderr.write;
-  try {
-    return { code: await main(args, { out: (t) => (stdout += t) }), stdout, stderr };
-  } finally {
-    process.stderr.write = ew;
-  }
-}
+const cli = runCliResult;
 
 test('sae_features, sae_ablate and sae_steer run from an experiment file, with SAELens\'s numbers, and report', async () => {
   const st = exp.edits.steer;
