@@ -22,7 +22,7 @@
  */
 import type { HookedTransformer, Tokens } from '../model/hookedTransformer.js';
 import type { HookedTransformerConfig } from '../model/config.js';
-import type { HookName, OutputName } from '../hooks/hooks.js';
+import { hookDims, type HookName, type OutputName } from '../hooks/hooks.js';
 import type { InterventionIndex } from '../interventions/plan.js';
 import { f32, type F32 } from '../tensor/tensor.js';
 import type { Metric } from './metrics.js';
@@ -52,6 +52,9 @@ export interface SweepResult {
   /** The hook patched, with {layer} for the layer: 'blocks.{layer}.attn.hook_z'. */
   hook: string;
 }
+
+/** At most this many more bytes of hooks for the clean and corrupted runs to share one session (runPatchSweep). */
+const SHARED_SETUP_MAX_EXTRA_BYTES = 64 << 20;
 
 /** One cell of a sweep as a plain intervention: what the naive loop patches. */
 export interface PatchCell {
@@ -215,7 +218,11 @@ export async function runPatchSweep(
   // compiled session (compiling it is most of such a run's time on short prompts), and with a
   // last-position metric the corrupted run's logits there give the corrupted value too.
   const lp = metric.lastPosition;
-  const shared = cleanStop === corrStop;
+  // Not when asking each run for the other's hooks would hold much more (long prompts: every
+  // layer's hook_pattern is B x heads x P^2 floats).
+  const bytesOf = (names: Iterable<OutputName>) => [...names].reduce((t, nm) => t + 4 * hookDims(nm, cfg, B, P).reduce((a, b) => a * b, 1), 0);
+  const extraBytes = bytesOf([...corrNames].filter((nm) => !cleanNames.has(nm))) + bytesOf([...cleanNames].filter((nm) => !corrNames.has(nm)));
+  const shared = cleanStop === corrStop && extraBytes <= SHARED_SETUP_MAX_EXTRA_BYTES;
   const withLogits = shared && corrStop === n && lp !== undefined;
   const setup = (names: Set<OutputName>, stopAtLayer: number) =>
     ({ names: shared ? [...new Set([...cleanNames, ...corrNames])] : [...names], stopAtLayer, ...(withLogits ? { lastPositionOnly: true, vocab: lp.vocab ?? undefined } : { noLogits: true }) });
